@@ -1,0 +1,218 @@
+"""The ``meanfield`` command: run | theory | rates | plot.
+
+Exit status: 0 on success, 2 on bad input (one line on stderr naming the key or
+argument), 1 on a numerical failure (with the time and a hint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, config, theory
+from .errors import ConfigError, NumericalError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"meanfield: error: {message}\n")
+    return status
+
+
+def _warning_line(message, category, filename, lineno, line=None):
+    return f"meanfield: warning: {message}\n"
+
+
+# --------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from . import io
+    from .simulation import BlowUpGuard, HistoryTracker, ProgressBar, ResolutionMonitor, Simulation
+
+    overrides = list(args.set) + ([f"output.path={_toml_str(args.output)}"] if args.output else [])
+    cfg = config.load(args.config, overrides)
+    out = cfg.output.path
+    io.check_writable(out, args.overwrite)
+    sim = Simulation(cfg)
+    attrs = {
+        "config": cfg.to_toml(), "variant": cfg.model.variant, "beta": cfg.model.beta,
+        "viscosity": cfg.model.viscosity, "modes": cfg.grid.modes, "dealias": cfg.grid.dealias,
+        "stepper": cfg.time.stepper, "energy_scale": "exp(-beta)",
+    }
+    diagnostics = ["mass", "energy", "tail", "dt", "steps"]
+    if cfg.model.variant == "usa":
+        diagnostics.insert(2, "free_energy")
+    writer = io.HistoryWriter(out, sim.geometry, attrs, diagnostics)
+    progress = ProgressBar(enabled=False if args.quiet else None)
+    wall = time.monotonic()
+    try:
+        sim.run([BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer), progress])
+    except NumericalError as exc:
+        return _fail(f"{exc} (history up to the last snapshot kept in {out})", 1)
+    if not args.quiet:
+        print(f"wrote {writer.count} snapshots (t = 0 .. {sim.t:g}, {sim.steps} steps, "
+              f"{time.monotonic() - wall:.1f} s) to {out}", file=sys.stderr)
+    return 0
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --------------------------------------------------------------------------------------
+def cmd_theory(args) -> int:
+    dim = args.dim if args.dim is not None else theory.dim_of(args.geometry)
+    theory.check_parameters(args.beta, args.variant, args.viscosity, dim)
+    kstar = theory.most_unstable_mode(args.beta, args.variant, args.viscosity, dim)
+    kmax = args.modes if args.modes is not None else max(2 * kstar + 4, 8)
+    if kmax < 1:
+        raise ConfigError(f"--modes: got {kmax}, allowed: an integer >= 1")
+    modes = np.arange(0, kmax + 1)
+    rates = theory.growth_rates(modes, args.beta, args.variant, args.viscosity, dim)
+    lam = rates[kstar] if kstar <= kmax else theory.growth_rates([kstar], args.beta, args.variant, args.viscosity, dim)[0]
+    space = {2: "S^1 (circle)", 3: "S^2 (sphere)"}.get(dim, f"S^{dim - 1}")
+    name = "k" if dim == 2 else "l"
+    print(f"# {space}, d = {dim}, variant {args.variant}, beta = {args.beta:g}, viscosity = {args.viscosity:g}")
+    print(f"# most unstable mode {name}* = {kstar}, lambda* = {lam:.10g}", end="")
+    if lam > 0:
+        print(f", e-folding time {1 / lam:.6g}, linear phase ends near "
+              f"t = log(1/eps)/lambda* = {math.log(1 / args.eps) / lam:.6g} for eps = {args.eps:g}")
+    else:
+        print(" (no mode grows: the uniform state is stable)")
+    print(f"{name:>6} {'lambda':>22} {'':>9}")
+    for k, r in zip(modes, rates):
+        tag = "most unstable" if k == kstar else ("grows" if r > 0 else ("neutral" if r == 0 else "decays"))
+        print(f"{k:>6d} {r:>22.15g}   {tag}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+def model_from_history(h: dict):
+    """Rebuild the run's geometry and model from an output file's attributes."""
+    from .domains import make_geometry
+    from .model import AttentionModel
+
+    a = h["attrs"]
+    geometry = make_geometry(str(a["geometry"]), int(a["modes"]), float(a["dealias"]))
+    return AttentionModel(geometry, str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
+
+
+def cmd_rates(args) -> int:
+    from . import io
+    from .diagnostics import measure_growth_rates
+
+    h = io.read_history(args.history)
+    if h["time"].size < 3:
+        raise ConfigError(f"history: {args.history!r} holds {h['time'].size} snapshots, allowed: >= 3 to fit a rate")
+    model = model_from_history(h)
+    dim = model.geometry.dim
+    fits = measure_growth_rates(h["time"], h["rho_hat"], model, tol=args.tol)
+    a = h["attrs"]
+    print(f"# {args.history}: {a['geometry']}, variant {a['variant']}, beta = {float(a['beta']):g}, "
+          f"viscosity = {float(a['viscosity']):g}; linear window: |N_k| <= {args.tol:g} |lambda_k c_k|")
+    print(f"{'mode':>8} {'theory':>20} {'measured':>20} {'rel.err':>10} {'window':>17} {'pts':>5}  status")
+    worst, count = 0.0, 0
+    for fit in fits:
+        if args.all is False and fit.status != "ok":
+            continue
+        lam = float(theory.growth_rates([fit.mode[0]], model.beta, model.variant, model.viscosity, dim)[0])
+        label = ",".join(str(x) for x in fit.mode)
+        if fit.status == "ok":
+            rel = abs(fit.measured - lam) / abs(lam)
+            worst, count = max(worst, rel), count + 1
+            print(f"{label:>8} {lam:>20.12g} {fit.measured:>20.12g} {rel:>10.2e} "
+                  f"{fit.t_start:>8.4g}-{fit.t_stop:<8.4g} {fit.points:>5d}  ok")
+        else:
+            print(f"{label:>8} {lam:>20.12g} {'-':>20} {'-':>10} {'-':>17} {fit.points:>5d}  {fit.status}")
+    skipped = sum(f.status != "ok" for f in fits)
+    print(f"# {count} modes measured, max relative error {worst:.3g}; {skipped} modes not measurable "
+          "(noise: below the round-off floor; nonlinear: no linear window)" + ("" if args.all else " (--all lists them)"))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+def cmd_plot(args) -> int:
+    from . import io, plot
+
+    h = io.read_history(args.history)
+    kind = args.kind
+    out = Path(args.output) if args.output else Path(args.history).with_suffix(f".{kind}.png")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"-o: {str(out)!r} exists; pass --overwrite or choose another path")
+    fig_kind = plot.save(h, kind, out, model_from_history(h) if kind in ("rates", "auto") else None)
+    print(f"wrote {fig_kind} plot to {out}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"meanfield {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="solve from a TOML config, write an HDF5 history")
+    r.add_argument("config", help="TOML config file (docs/config.md)")
+    r.add_argument("-o", "--output", help="output HDF5 file (overrides output.path)")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key (repeatable); VALUE is TOML, or a bare string")
+    r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("theory", help="linear growth rates and the most unstable mode")
+    g = t.add_mutually_exclusive_group(required=True)
+    g.add_argument("--geometry", choices=list(theory.GEOMETRY_DIM))
+    g.add_argument("--dim", type=int, help="ambient dimension d (tokens on S^{d-1}), >= 2")
+    t.add_argument("--beta", type=float, required=True, help="inverse temperature, > 0")
+    t.add_argument("--variant", choices=list(theory.VARIANTS), default="sa")
+    t.add_argument("--viscosity", type=float, default=0.0)
+    t.add_argument("--modes", type=int, help="list modes 0..MODES (default: 2 k* + 4)")
+    t.add_argument("--eps", type=float, default=1e-6, help="perturbation size for the end of the linear phase")
+    t.set_defaults(func=cmd_theory)
+
+    a = sub.add_parser("rates", help="growth rates measured in the linear phase, beside theory")
+    a.add_argument("history", help="HDF5 output of meanfield run")
+    a.add_argument("--tol", type=float, default=1e-5,
+                   help="linear window: |N_k| <= tol |lambda_k c_k| (default 1e-5)")
+    a.add_argument("--all", action="store_true", help="also list modes that could not be measured")
+    a.set_defaults(func=cmd_rates)
+
+    pl = sub.add_parser("plot", help="figures from an HDF5 history")
+    pl.add_argument("history")
+    pl.add_argument("-o", "--output", help="figure file (default: HISTORY.<kind>.png)")
+    pl.add_argument("--kind", default="auto", choices=["auto", "kymograph", "energy", "spectrum", "rates"])
+    pl.add_argument("--overwrite", action="store_true", help="replace an existing figure")
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``meanfield`` console script."""
+    warnings.formatwarning = _warning_line
+    args = build_parser().parse_args(argv)
+    if getattr(args, "eps", 1e-6) is not None and args.command == "theory" and not (0 < args.eps < 1):
+        return _fail(f"--eps: got {args.eps:g}, allowed: 0 < eps < 1", 2)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _fail(str(exc), 2)
+    except NumericalError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""TOML run configuration -> validated, frozen dataclasses.
+
+Every key, its default and its range is documented in docs/config.md.  Any
+problem raises ConfigError with one line naming ``section.key``, the value given
+and what is allowed; the CLI turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from . import theory
+from .errors import ConfigError
+from .stepping import SCHEMES
+
+MAX_MODES = 1 << 20  # circle: 2^20 wavenumbers is already ~50 MB a snapshot
+MAX_SNAPSHOTS = 10_000_000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model]: the equation."""
+
+    geometry: str = "circle"
+    variant: str = "sa"
+    beta: float = 9.0
+    viscosity: float = 0.0
+    method: str = "spectral"
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """[grid]: the resolution."""
+
+    modes: int = 128
+    dealias: float = 1.5
+
+
+@dataclass(frozen=True)
+class InitialConfig:
+    """[initial]: the initial density."""
+
+    kind: str = "random"
+    amplitude: float = 1e-6
+    seed: int = 0
+    modes: tuple = ()
+    centers: tuple = ()
+    concentrations: tuple = ()
+    weights: tuple = ()
+    path: str = ""
+    time: float = math.nan  # file: snapshot time; nan = the last one
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    """[time]: the time stepping."""
+
+    t_end: float = 10.0
+    dt: float = 0.01
+    stepper: str = "sbdf2"
+    adaptive: bool = False
+    rtol: float = 1e-6
+    atol: float = 1e-12
+    cfl: float = 0.5
+    dt_min: float = 1e-12
+    dt_max: float = math.inf
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """[output]: the HDF5 history."""
+
+    path: str = "run.h5"
+    interval: float = 0.1
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated run configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    initial: InitialConfig = field(default_factory=InitialConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (TOML-serialisable: nan times are dropped)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            sec = dataclasses.asdict(getattr(self, f.name))
+            out[f.name] = {k: _plain(v) for k, v in sec.items()
+                           if not (isinstance(v, float) and math.isnan(v))}
+        return out
+
+    def to_toml(self) -> str:
+        """The configuration as run, every key explicit."""
+        return tomli_w.dumps(self.to_dict())
+
+    @property
+    def dim(self) -> int:
+        return theory.dim_of(self.model.geometry)
+
+
+SECTIONS = {"model": ModelConfig, "grid": GridConfig, "initial": InitialConfig,
+            "time": TimeConfig, "output": OutputConfig}
+NOT_YET = {"particles": "the particles method"}
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------------
+# reading
+def load(path: str | Path, overrides: list[str] | tuple = ()) -> Config:
+    """Read, override (``section.key=value`` strings) and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: cannot read {str(path)!r}: {exc}") from None
+    return loads(text, overrides, base_dir=path.parent)
+
+
+def loads(text: str, overrides: list[str] | tuple = (), base_dir: Path | None = None) -> Config:
+    """Parse and validate TOML text (see ``load``)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: invalid TOML: {exc}") from None
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(raw, base_dir=base_dir)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``--set section.key=value``; value is parsed as TOML, else taken as a string."""
+    key, sep, value = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name or "." in name:
+        raise ConfigError(f"--set: got {item!r}, allowed: section.key=value (e.g. grid.modes=64)")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    sec = raw.setdefault(section, {})
+    if not isinstance(sec, dict):
+        raise ConfigError(f"{section}: got a value, allowed: a [{section}] table")
+    sec[name] = parsed
+
+
+def _type_name(t) -> str:
+    return {float: "a number", int: "an integer", bool: "true or false", str: "a string",
+            tuple: "a list"}.get(t, str(t))
+
+
+def _coerce(section: str, key: str, value: Any, default: Any):
+    where = f"{section}.{key}"
+    t = type(default)
+    if t is bool:
+        ok = isinstance(value, bool)
+    elif t is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif t is str:
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, list)
+        value = _freeze(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{where}: got {value!r} ({type(value).__name__}), allowed: {_type_name(t)}")
+    return value
+
+
+def _freeze(v):
+    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
+
+
+def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
+    """Validate a nested dict (as parsed from TOML) into a Config."""
+    sections = {}
+    for name, value in raw.items():
+        if name in NOT_YET:
+            raise ConfigError(f"{name}: {NOT_YET[name]} is not available in this version of meanfield")
+        if name not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: got {value!r}, allowed: a [{name}] table")
+    for name, cls in SECTIONS.items():
+        given = raw.get(name, {})
+        defaults = cls()
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        kwargs = {}
+        for key, value in given.items():
+            if key not in allowed:
+                raise ConfigError(f"{name}.{key}: unknown key, allowed: {', '.join(allowed)}")
+            kwargs[key] = _coerce(name, key, value, getattr(defaults, key))
+        sections[name] = cls(**kwargs)
+    cfg = Config(**sections)
+    if cfg.initial.kind == "file" and cfg.initial.path and base_dir is not None:
+        p = Path(cfg.initial.path)
+        if not p.is_absolute() and not p.exists() and (base_dir / p).exists():
+            cfg = dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, path=str(base_dir / p)))
+    validate(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------
+# checks
+def _need(cond: bool, where: str, value, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: got {value!r}, allowed: {allowed}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate(cfg: Config) -> None:
+    """Check ranges and consistency; raise ConfigError naming the first bad key."""
+    m, g, i, t, o = cfg.model, cfg.grid, cfg.initial, cfg.time, cfg.output
+    _need(m.geometry in theory.GEOMETRY_DIM, "model.geometry", m.geometry, "'circle' | 'sphere'")
+    if m.geometry != "circle":
+        raise ConfigError(f"model.geometry: got {m.geometry!r}, allowed in this version: 'circle' "
+                          "(the sphere solver is not available yet)")
+    _need(m.method in ("spectral", "particles"), "model.method", m.method, "'spectral' | 'particles'")
+    if m.method != "spectral":
+        raise ConfigError(f"model.method: got {m.method!r}, allowed in this version: 'spectral' "
+                          "(the particles method is not available yet)")
+    _need(m.variant in theory.VARIANTS, "model.variant", m.variant, "'sa' | 'usa'")
+    _need(_finite(m.beta) and m.beta > 0, "model.beta", m.beta, "a finite number > 0")
+    if m.variant == "usa":
+        _need(m.beta <= theory.USA_MAX_BETA, "model.beta", m.beta,
+              f"<= {theory.USA_MAX_BETA:g} for variant 'usa' (e^beta overflows); use variant 'sa'")
+    _need(_finite(m.viscosity) and m.viscosity >= 0, "model.viscosity", m.viscosity, "a finite number >= 0")
+
+    _need(1 <= g.modes <= MAX_MODES, "grid.modes", g.modes, f"an integer in [1, {MAX_MODES}]")
+    _need(_finite(g.dealias) and 1.0 <= g.dealias <= 4.0, "grid.dealias", g.dealias,
+          "a number in [1, 4] (1.5 = the 3/2 rule)")
+    kstar = theory.most_unstable_mode(m.beta, m.variant, m.viscosity, cfg.dim)
+    if g.modes < 2 * kstar:
+        raise ConfigError(
+            f"grid.modes: got {g.modes}, allowed: >= {2 * kstar} for beta = {m.beta:g} "
+            f"(twice the most unstable mode k* = {kstar}, so that it is well resolved)"
+        )
+
+    kinds = ("random", "modes", "von_mises", "file")
+    _need(i.kind in kinds, "initial.kind", i.kind, " | ".join(repr(k) for k in kinds))
+    _need(_finite(i.amplitude) and 0 <= i.amplitude < 1, "initial.amplitude", i.amplitude,
+          "a number in [0, 1)")
+    _need(i.seed >= 0, "initial.seed", i.seed, "an integer >= 0")
+    if i.kind == "modes":
+        _need(len(i.modes) > 0, "initial.modes", list(i.modes), "a non-empty list of [k, amplitude]")
+        for entry in i.modes:
+            ok = (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], int)
+                  and not isinstance(entry[0], bool) and 1 <= entry[0] <= g.modes and _finite(entry[1]))
+            _need(ok, "initial.modes", _plain(entry),
+                  f"entries [k, amplitude] with integer 1 <= k <= grid.modes = {g.modes} and a finite amplitude")
+    if i.kind == "von_mises":
+        n = len(i.centers)
+        _need(n > 0 and all(_finite(c) for c in i.centers), "initial.centers", _plain(i.centers),
+              "a non-empty list of angles (radians)")
+        _need(len(i.concentrations) == n and all(_finite(k) and k > 0 for k in i.concentrations),
+              "initial.concentrations", _plain(i.concentrations),
+              f"{n} finite numbers > 0 (one per center)")
+        if i.weights:
+            _need(len(i.weights) == n and all(_finite(w) and w >= 0 for w in i.weights)
+                  and sum(i.weights) > 0, "initial.weights", _plain(i.weights),
+                  f"{n} numbers >= 0, not all zero (normalised to sum 1)")
+    if i.kind == "file":
+        _need(bool(i.path), "initial.path", i.path, "the path of an earlier meanfield output (.h5)")
+        _need(Path(i.path).is_file(), "initial.path", i.path, "an existing meanfield output file")
+        _need(math.isnan(i.time) or (math.isfinite(i.time) and i.time >= 0), "initial.time", i.time,
+              "a snapshot time >= 0 of that file")
+
+    _need(_finite(t.t_end) and t.t_end > 0, "time.t_end", t.t_end, "a finite number > 0")
+    _need(_finite(t.dt) and 0 < t.dt <= t.t_end, "time.dt", t.dt, f"a number in (0, t_end = {t.t_end:g}]")
+    _need(t.stepper in SCHEMES, "time.stepper", t.stepper, " | ".join(repr(s) for s in SCHEMES))
+    _need(_finite(t.rtol) and 0 < t.rtol < 1, "time.rtol", t.rtol, "a number in (0, 1)")
+    _need(_finite(t.atol) and t.atol >= 0, "time.atol", t.atol, "a finite number >= 0")
+    _need(_finite(t.cfl) and 0 < t.cfl <= 10, "time.cfl", t.cfl, "a number in (0, 10]")
+    _need(_finite(t.dt_min) and 0 < t.dt_min <= t.dt, "time.dt_min", t.dt_min, f"a number in (0, dt = {t.dt:g}]")
+    _need(not math.isnan(t.dt_max) and t.dt_max >= t.dt, "time.dt_max", t.dt_max, f"a number >= dt = {t.dt:g} (or inf)")
+
+    _need(bool(o.path), "output.path", o.path, "a file path ending in .h5")
+    _need(_finite(o.interval) and o.interval > 0, "output.interval", o.interval, "a finite number > 0")
+    _need(t.t_end / o.interval <= MAX_SNAPSHOTS, "output.interval", o.interval,
+          f">= t_end / {MAX_SNAPSHOTS:g} (at most {MAX_SNAPSHOTS:g} snapshots)")
+    if not t.adaptive:
+        for where, value in (("output.interval", o.interval), ("time.t_end", t.t_end)):
+            ratio = value / t.dt
+            if ratio >= 1 and abs(ratio - round(ratio)) > 1e-9 * ratio:
+                raise ConfigError(f"{where}: got {value:g}, allowed with fixed steps: a multiple of "
+                                  f"time.dt = {t.dt:g} (or set time.adaptive = true)")
+        _need(o.interval >= t.dt or o.interval >= t.t_end, "output.interval", o.interval,
+              f">= time.dt = {t.dt:g} with fixed steps")

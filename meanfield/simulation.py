@@ -1,0 +1,211 @@
+"""A run: geometry + model + stepper + step controller, driven to t_end, watched by trackers.
+
+    sim = Simulation(cfg)            # or Simulation.from_parts(...) for scripting
+    sim.run([ProgressBar(...), HistoryTracker(writer)])
+
+``Simulation.step()`` advances one accepted step (like scipy.integrate's solvers);
+``run`` steps to every output time exactly and calls the trackers.  Trackers are
+plain objects with any of ``start(sim)``, ``step(sim)``, ``snapshot(sim)``,
+``finish(sim)``; new outputs are new trackers, not new branches in the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time as _time
+import warnings
+
+import numpy as np
+
+from .domains import make_geometry
+from .errors import NumericalError
+from .initial import initial_coefficients
+from .model import AttentionModel
+from .stepping import AdaptiveStep, FixedStep, make_scheme
+
+#: Spectral tail (top third of modes, relative to rho_0) above which a resolution warning is given.
+TAIL_WARN = 1e-4
+#: |rho_k| <= rho_0 for every positive density; beyond this multiple the run is garbage and stops.
+POSITIVITY_BOUND = 2.0
+
+
+class Simulation:
+    """One spectral solve: state ``c`` at time ``t``; ``step()`` and ``run()`` advance it."""
+
+    def __init__(self, cfg, c0: np.ndarray | None = None):
+        self.cfg = cfg
+        m, g, tc = cfg.model, cfg.grid, cfg.time
+        self.geometry = make_geometry(m.geometry, g.modes, g.dealias)
+        self.model = AttentionModel(self.geometry, m.variant, m.beta, m.viscosity)
+        self.scheme = make_scheme(tc.stepper, self.model.L, self.model.nonlinear)
+        if tc.adaptive:
+            self.controller = AdaptiveStep(tc.dt, tc.rtol, tc.atol, tc.cfl, tc.dt_min, tc.dt_max,
+                                           spacing=self.geometry.spacing, max_speed=self.model.max_speed)
+        else:
+            self.controller = FixedStep(tc.dt)
+        if c0 is None:
+            c0 = initial_coefficients(cfg, self.geometry)
+        self.state = self.scheme.start(np.asarray(c0, dtype=complex))
+        self.t = 0.0
+        self.dt = tc.dt
+        self.steps = 0
+
+    @property
+    def c(self) -> np.ndarray:
+        """Current spectral coefficients."""
+        return self.state.u
+
+    def rho(self) -> np.ndarray:
+        """Current density on the grid."""
+        return self.geometry.to_grid(self.c)
+
+    def output_times(self) -> np.ndarray:
+        """Snapshot times: 0, interval, 2 interval, ... <= t_end, and t_end."""
+        t_end, interval = self.cfg.time.t_end, self.cfg.output.interval
+        n = int(math.floor(t_end / interval * (1 + 1e-12)))
+        times = interval * np.arange(n + 1)
+        if t_end - times[-1] > 1e-9 * t_end:
+            times = np.append(times, t_end)
+        else:
+            times[-1] = t_end
+        return times
+
+    def step(self, t_stop: float = math.inf) -> None:
+        """Advance one accepted step, not beyond ``t_stop``."""
+        h = min(self.dt, t_stop - self.t)
+        if self.controller.adaptive:
+            self.state, taken, self.dt = self.controller.advance(self.scheme, self.state, h)
+        else:
+            self.state, taken, _ = self.controller.advance(self.scheme, self.state, h)
+        self.steps += 1
+        self.t = t_stop if abs(t_stop - (self.t + taken)) <= 1e-12 * max(1.0, abs(t_stop)) else self.t + taken
+
+    def run(self, trackers=()) -> None:
+        """Step to t_end, calling trackers at the start, after every step, at snapshots and at the end."""
+        trackers = list(trackers)
+        _call(trackers, "start", self)
+        try:
+            times = self.output_times()
+            _call(trackers, "snapshot", self)
+            for t_out in times[1:]:
+                if not self.controller.adaptive:
+                    # fixed steps: count them, so t is an exact multiple of dt (no drift)
+                    n = int(round((t_out - self.t) / self.cfg.time.dt))
+                    t0 = self.t
+                    for j in range(1, n + 1):
+                        self.state, _, _ = self.controller.advance(self.scheme, self.state, self.cfg.time.dt)
+                        self.steps += 1
+                        self.t = t0 + j * self.cfg.time.dt
+                        _call(trackers, "step", self)
+                    self.t = float(t_out)
+                else:
+                    while self.t < t_out:
+                        self.step(t_out)
+                        _call(trackers, "step", self)
+                _call(trackers, "snapshot", self)
+        finally:
+            _call(trackers, "finish", self)
+
+
+def _call(trackers, name, sim) -> None:
+    for tr in trackers:
+        fn = getattr(tr, name, None)
+        if fn is not None:
+            fn(sim)
+
+
+# -------------------------------------------------------------------------------------
+# trackers
+class BlowUpGuard:
+    """Stops the run (NumericalError) on non-finite values or lost positivity, naming the time and a remedy."""
+
+    def step(self, sim) -> None:
+        c = sim.c
+        if not np.all(np.isfinite(c)):
+            raise NumericalError(
+                f"blow-up at t = {sim.t:.6g}: the density coefficients are not finite "
+                f"(step {sim.steps}, dt = {sim.dt:.3g}); reduce time.dt, use time.adaptive = true, "
+                "raise grid.modes or add model.viscosity"
+            )
+        ratio = float(np.max(np.abs(c))) / abs(c.flat[0].real)
+        if ratio > POSITIVITY_BOUND:
+            raise NumericalError(
+                f"blow-up at t = {sim.t:.6g}: max |rho_k| / rho_0 = {ratio:.3g} > {POSITIVITY_BOUND:g}, "
+                "impossible for a positive density (under-resolved or unstable); reduce time.dt, "
+                "raise grid.modes or add model.viscosity"
+            )
+
+
+class ResolutionMonitor:
+    """Warns once when the spectral tail exceeds TAIL_WARN (clusters sharper than the grid)."""
+
+    def __init__(self):
+        self.warned = False
+
+    def snapshot(self, sim) -> None:
+        tail = sim.geometry.tail(sim.c)
+        if tail > TAIL_WARN and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is under-resolved "
+                "(clusters sharper than the grid); raise grid.modes or add model.viscosity",
+                RuntimeWarning, stacklevel=2,
+            )
+
+
+class HistoryTracker:
+    """Writes each snapshot (grid values, coefficients, diagnostics) to a HistoryWriter."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def snapshot(self, sim) -> None:
+        c = sim.c
+        rho = sim.geometry.to_grid(c)
+        diag = {
+            "mass": sim.geometry.integrate(rho),
+            "energy": sim.model.energy_scaled(c),
+            "tail": sim.geometry.tail(c),
+            "dt": sim.dt,
+            "steps": sim.steps,
+        }
+        if "free_energy" in self.writer.diag:
+            diag["free_energy"] = sim.model.free_energy_scaled(c)
+        self.writer.append(sim.t, c, rho, diag)
+
+    def finish(self, sim) -> None:
+        self.writer.close()
+
+
+class ProgressBar:
+    """tqdm progress bar over simulation time: t, dt, wall time and ETA."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        self._shown = 0.0
+
+    def start(self, sim) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=sim.cfg.time.t_end, unit="t", file=sys.stderr, dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
+        self._wall = _time.monotonic()
+
+    def step(self, sim) -> None:
+        if self.bar is None:
+            return
+        now = _time.monotonic()
+        if now - self._wall > 0.2:
+            self._wall = now
+            self.bar.set_postfix_str(f"dt={sim.dt:.3g}", refresh=False)
+            self.bar.update(sim.t - self._shown)
+            self._shown = sim.t
+
+    def finish(self, sim) -> None:
+        if self.bar is not None:
+            self.bar.update(sim.t - self._shown)
+            self.bar.close()

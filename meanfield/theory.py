@@ -1,0 +1,117 @@
+"""Linear theory of the mean-field attention dynamics (SPEC section 3).
+
+Pure functions of (dimension, variant, beta, viscosity, modes).  A perturbation
+rho = rho_bar + eps * delta of the uniform state evolves mode by mode at first
+order, delta_l(t) = delta_l(0) exp(lambda_l t).  The tokens live on S^{d-1}:
+d = 2 is the circle (Fourier mode k), d = 3 the sphere S^2 (degree l).
+
+Everything is computed from exponentially scaled Bessel functions
+(``scipy.special.ive``) so that SA never overflows (tested to beta = 1e4).
+USA rates carry a factor e^beta; they are refused above ``USA_MAX_BETA``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import gammaln, ive
+
+from .errors import ConfigError
+
+VARIANTS = ("sa", "usa")
+GEOMETRY_DIM = {"circle": 2, "sphere": 3}
+
+#: Largest beta accepted for USA.  Its velocity field scales like e^beta / beta;
+#: e^beta overflows float64 at beta ~ 709, and products with the density on the
+#: grid need head-room, so we stop well before.
+USA_MAX_BETA = 500.0
+
+
+def dim_of(geometry: str) -> int:
+    """Ambient dimension d of a geometry name ("circle" -> 2, "sphere" -> 3)."""
+    try:
+        return GEOMETRY_DIM[geometry]
+    except KeyError:
+        raise ConfigError(
+            f"geometry: got {geometry!r}, allowed: {', '.join(GEOMETRY_DIM)}"
+        ) from None
+
+
+def check_parameters(beta: float, variant: str, viscosity: float = 0.0, dim: int = 2) -> None:
+    """Raise ConfigError (one line, naming the parameter) if the parameters are not admissible."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant: got {variant!r}, allowed: 'sa' | 'usa'")
+    if not (isinstance(dim, (int, np.integer)) and dim >= 2):
+        raise ConfigError(f"dim: got {dim!r}, allowed: an integer >= 2")
+    if not (np.isfinite(beta) and beta > 0):
+        raise ConfigError(f"beta: got {beta!r}, allowed: a finite number > 0")
+    if variant == "usa" and beta > USA_MAX_BETA:
+        raise ConfigError(
+            f"beta: got {beta!r}, allowed for variant 'usa': beta <= {USA_MAX_BETA:g} "
+            "(the USA field grows like e^beta and overflows float64); use variant 'sa'"
+        )
+    if not (np.isfinite(viscosity) and viscosity >= 0):
+        raise ConfigError(f"viscosity: got {viscosity!r}, allowed: a finite number >= 0")
+
+
+def laplacian_eigenvalue(modes, dim: int = 2) -> np.ndarray:
+    """l (l + d - 2): minus the Laplace–Beltrami eigenvalue of degree l on S^{d-1}."""
+    l = np.asarray(modes, dtype=float)
+    return l * (l + dim - 2)
+
+
+def kernel_ratio(modes, beta: float, dim: int = 2) -> np.ndarray:
+    """I_{l+d/2-1}(beta) / I_{d/2-1}(beta): the normalised Funk–Hecke multiplier of e^{beta <x,y>}."""
+    nu = dim / 2 - 1
+    l = np.asarray(modes, dtype=float)
+    return ive(l + nu, beta) / ive(nu, beta)
+
+
+def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> np.ndarray:
+    """Linear growth rates lambda_l of SPEC section 3, vectorised over ``modes``.
+
+    ``modes`` are Fourier wavenumbers (d = 2) or harmonic degrees (d >= 3); only
+    |l| matters.  Mode 0 has rate 0 (mass is conserved).
+    """
+    check_parameters(beta, variant, viscosity, dim)
+    l = np.abs(np.asarray(modes, dtype=float))
+    lap = laplacian_eigenvalue(l, dim)
+    nu = dim / 2 - 1
+    if variant == "sa":
+        attention = lap * kernel_ratio(l, beta, dim) / beta
+    else:
+        # Gamma(d/2) 2^{d/2-1} beta^{-d/2} I_{l+nu}(beta), formed in logs: I = e^beta * ive.
+        log_pref = gammaln(dim / 2) + nu * math.log(2.0) - (dim / 2) * math.log(beta) + beta
+        with np.errstate(divide="ignore"):
+            attention = lap * np.exp(log_pref + np.log(ive(l + nu, beta)))
+    return attention - viscosity * lap
+
+
+def most_unstable_mode(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2,
+                       max_mode: int | None = None) -> int:
+    """The integer l >= 1 with the largest growth rate (exact argmax, not sqrt(2 beta)).
+
+    With viscosity every rate may be negative; the least stable mode is returned.
+    The search runs to ``max_mode`` (default: far beyond the peak, where
+    I_l/I_0 ~ exp(-l^2 / (2 beta)) is negligible).
+    """
+    if max_mode is None:
+        max_mode = int(8 * math.sqrt(2 * beta + 1)) + 16
+    l = np.arange(1, max_mode + 1)
+    return int(l[np.argmax(growth_rates(l, beta, variant, viscosity, dim))])
+
+
+def efolding_time(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> float:
+    """1 / lambda_{l*} for the most unstable mode l* (inf if no mode grows)."""
+    k = most_unstable_mode(beta, variant, viscosity, dim)
+    rate = float(growth_rates([k], beta, variant, viscosity, dim)[0])
+    return 1.0 / rate if rate > 0 else math.inf
+
+
+def linear_phase_end(eps: float, beta: float, variant: str = "sa", viscosity: float = 0.0,
+                     dim: int = 2) -> float:
+    """Predicted time to leave the linear phase from a perturbation of size eps: log(1/eps) / lambda*."""
+    if not (0 < eps < 1):
+        raise ConfigError(f"eps: got {eps!r}, allowed: 0 < eps < 1")
+    return math.log(1.0 / eps) * efolding_time(beta, variant, viscosity, dim)
