@@ -40,7 +40,7 @@ class GridConfig:
     """[grid]: the resolution."""
 
     modes: int = 128
-    dealias: float = 1.5
+    dealias: float = 2.0
 
 
 @dataclass(frozen=True)

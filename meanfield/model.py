@@ -51,7 +51,14 @@ class AttentionModel:
         grad_psi = g.grad(psi)
         if self.variant == "usa":
             return self.scale * grad_psi
-        return self.scale * grad_psi / g.to_grid(psi)
+        with np.errstate(divide="ignore", invalid="ignore"):  # psi <= 0: the guard reports it
+            return self.scale * grad_psi / g.to_grid(psi)
+
+    def psi_range(self, c: np.ndarray) -> float:
+        """min psi / max psi on the grid.  SA divides by psi, whose spectral evaluation is
+        accurate to ~1e-16 max psi: the field loses digits where this ratio is small."""
+        psi = self.geometry.to_grid(self.kernel * c)
+        return float(np.min(psi) / np.max(psi))
 
     def rhs(self, c: np.ndarray) -> np.ndarray:
         """The full right-hand side F(c) = -div(rho X) + nu Lap rho, in spectral space."""

@@ -1,0 +1,132 @@
+"""Linear theory against an independent quadrature of the kernel's Fourier / Funk–Hecke coefficients.
+
+The growth rate of mode l is lambda_l = rho_bar * m_l * l(l+d-2) / beta (USA) and
+m_l / m_0 * l(l+d-2) / beta (SA), minus nu l(l+d-2), where m_l is the multiplier of
+G_beta on degree-l harmonics, computed here by scipy.integrate.quad:
+
+    m_l = |S^{d-2}| int_{-1}^{1} e^{beta t} C_l^a(t) / C_l^a(1) (1 - t^2)^{(d-3)/2} dt,  a = (d-2)/2
+(d = 2: m_k = 2 int_0^pi e^{beta cos th} cos(k th) d th).
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.special import eval_gegenbauer, eval_legendre, gamma
+
+from meanfield import theory
+from meanfield.errors import ConfigError
+
+
+def sphere_area(d):
+    return 2 * math.pi ** (d / 2) / gamma(d / 2)
+
+
+def multiplier_scaled(l, beta, d):
+    """e^{-beta} m_l by adaptive quadrature (no Bessel functions involved)."""
+    if d == 2:
+        val, _ = quad(lambda th: math.exp(beta * (math.cos(th) - 1)), 0, math.pi,
+                      weight="cos", wvar=l, epsabs=0, epsrel=1e-13, limit=400)
+        return 2 * val
+    if d == 3:
+        poly = lambda t: eval_legendre(l, t)  # noqa: E731
+    else:
+        a = (d - 2) / 2
+        poly = lambda t: eval_gegenbauer(l, a, t) / eval_gegenbauer(l, a, 1.0)  # noqa: E731
+    f = lambda t: math.exp(beta * (t - 1)) * poly(t) * (1 - t * t) ** ((d - 3) / 2)  # noqa: E731
+    # split where the integrand lives (near t = 1 for large beta)
+    pts = sorted({-1.0, 1 - min(1.0, 20 / beta), 1.0})
+    val = sum(quad(f, a_, b_, epsabs=0, epsrel=1e-13, limit=400)[0] for a_, b_ in zip(pts, pts[1:]))
+    return sphere_area(d - 1) * val
+
+
+def rate_by_quadrature(l, beta, variant, nu, d):
+    lap = l * (l + d - 2)
+    if variant == "sa":
+        att = multiplier_scaled(l, beta, d) / multiplier_scaled(0, beta, d) * lap / beta
+    else:
+        att = math.exp(beta) * multiplier_scaled(l, beta, d) / sphere_area(d) * lap / beta
+    return att - nu * lap
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+@pytest.mark.parametrize("d", [2, 3, 4, 8, 16])
+@pytest.mark.parametrize("variant", ["sa", "usa"])
+@pytest.mark.parametrize("beta", [1.0, 9.0, 40.0])
+def test_rates_match_quadrature(d, variant, beta):
+    nu = 0.01
+    # modes whose multiplier exceeds 1e-4 of m_0: below that the oscillating quadrature
+    # loses digits to cancellation (~1e-16 / ratio), and could not check 1e-10
+    ls = [l for l in range(0, 40) if theory.kernel_ratio([l], beta, d)[0] > 1e-4]
+    assert len(ls) >= 4
+    got = theory.growth_rates(ls, beta, variant, nu, d)
+    for l, g in zip(ls, got):
+        want = rate_by_quadrature(l, beta, variant, nu, d)
+        assert g == pytest.approx(want, rel=1e-10, abs=1e-14), (l, g, want)
+
+
+def test_spec_closed_forms_circle_and_sphere():
+    """The d = 2, 3 rows of SPEC section 3, written with their own Bessel functions."""
+    from scipy.special import iv, spherical_in
+
+    beta, nu = 7.5, 0.02
+    k = np.arange(0, 12)
+    assert np.allclose(theory.growth_rates(k, beta, "usa", nu, 2), k**2 * iv(k, beta) / beta - nu * k**2, rtol=1e-12)
+    assert np.allclose(theory.growth_rates(k, beta, "sa", nu, 2),
+                       k**2 * iv(k, beta) / (beta * iv(0, beta)) - nu * k**2, rtol=1e-12)
+    ll = k * (k + 1)
+    assert np.allclose(theory.growth_rates(k, beta, "usa", nu, 3), ll * spherical_in(k, beta) / beta - nu * ll, rtol=1e-12)
+    assert np.allclose(theory.growth_rates(k, beta, "sa", nu, 3),
+                       ll * spherical_in(k, beta) / (beta * spherical_in(0, beta)) - nu * ll, rtol=1e-12)
+
+
+def test_mode_zero_never_grows():
+    for d in (2, 3, 5):
+        for v in ("sa", "usa"):
+            assert theory.growth_rates([0], 3.0, v, 0.5, d)[0] == 0.0
+
+
+def test_sa_large_beta_no_overflow_and_asymptotics():
+    beta = 1e4
+    k = np.arange(1, 800)
+    lam = theory.growth_rates(k, beta, "sa")
+    assert np.all(np.isfinite(lam)) and np.all(lam > 0)
+    # I_k/I_0 ~ exp(-k^2/(2 beta)) (1 + O(k^2/beta^2)), so lambda_k ~ (k^2/beta) exp(-k^2/(2 beta))
+    approx = k**2 / beta * np.exp(-(k**2) / (2 * beta))
+    assert np.allclose(lam[:300], approx[:300], rtol=2e-3)
+    kstar = theory.most_unstable_mode(beta)
+    assert abs(kstar - math.sqrt(2 * beta)) <= 1
+    assert kstar == k[np.argmax(lam)]
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+def test_most_unstable_mode_is_exact_argmax():
+    for beta in (0.5, 2.0, 9.0, 25.0, 100.0, 333.0):
+        for variant in ("sa", "usa"):
+            for nu in (0.0, 0.05):
+                ks = np.arange(1, 500)
+                brute = ks[np.argmax([rate_by_quadrature(k, beta, variant, nu, 2)
+                                      if k < 3 * math.sqrt(beta) + 10 else -np.inf for k in ks])]
+                assert theory.most_unstable_mode(beta, variant, nu) == brute
+
+
+def test_usa_overflow_refused_with_clear_error():
+    assert np.isfinite(theory.growth_rates([5], theory.USA_MAX_BETA, "usa")).all()
+    with pytest.raises(ConfigError, match="beta.*usa"):
+        theory.growth_rates([5], theory.USA_MAX_BETA + 1, "usa")
+    with pytest.raises(ConfigError, match="variant"):
+        theory.growth_rates([1], 2.0, "softmax")
+    with pytest.raises(ConfigError, match="beta"):
+        theory.growth_rates([1], -1.0)
+    with pytest.raises(ConfigError, match="viscosity"):
+        theory.growth_rates([1], 1.0, "sa", -0.1)
+
+
+def test_time_scales():
+    beta = 9.0
+    lam = theory.growth_rates([theory.most_unstable_mode(beta)], beta)[0]
+    assert theory.efolding_time(beta) == pytest.approx(1 / lam, rel=1e-15)
+    assert theory.linear_phase_end(1e-6, beta) == pytest.approx(math.log(1e6) / lam, rel=1e-15)
+    # strong viscosity: nothing grows
+    assert theory.efolding_time(1.0, "sa", 10.0) == math.inf
