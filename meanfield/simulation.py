@@ -26,6 +26,8 @@ from .stepping import AdaptiveStep, FixedStep, make_scheme
 
 #: Spectral tail (top third of modes, relative to rho_0) above which a resolution warning is given.
 TAIL_WARN = 1e-4
+#: SA divides by psi; below this min/max ratio of psi the field has lost more than ~6 digits.
+PSI_RANGE_WARN = 1e-10
 #: |rho_k| <= rho_0 for every positive density; beyond this multiple the run is garbage and stops.
 POSITIVITY_BOUND = 2.0
 
@@ -138,20 +140,27 @@ class BlowUpGuard:
 
 
 class ResolutionMonitor:
-    """Warns once when the spectral tail exceeds TAIL_WARN (clusters sharper than the grid)."""
+    """Warns once each when, at a snapshot, the spectral tail exceeds TAIL_WARN (clusters sharper
+    than the grid) or, for SA, psi spans more than 1/PSI_RANGE_WARN (few clusters at large beta)."""
 
     def __init__(self):
-        self.warned = False
+        self.warned = set()
+
+    def _warn(self, key, message) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def snapshot(self, sim) -> None:
         tail = sim.geometry.tail(sim.c)
-        if tail > TAIL_WARN and not self.warned:
-            self.warned = True
-            warnings.warn(
-                f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is under-resolved "
-                "(clusters sharper than the grid); raise grid.modes or add model.viscosity",
-                RuntimeWarning, stacklevel=2,
-            )
+        if tail > TAIL_WARN:
+            self._warn("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
+                       "under-resolved (clusters sharper than the grid); raise grid.modes or add model.viscosity")
+        if sim.model.variant == "sa":
+            r = sim.model.psi_range(sim.c)
+            if r < PSI_RANGE_WARN:
+                self._warn("psi", f"t = {sim.t:.6g}: min psi / max psi = {r:.2g}: the SA field grad(psi)/psi "
+                           "is inaccurate where psi is small (few clusters at large beta); add model.viscosity")
 
 
 class HistoryTracker:
