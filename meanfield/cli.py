@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
     diagnostics = ["mass", "energy", "tail", "dt", "steps"]
     if cfg.model.variant == "usa":
         diagnostics.insert(2, "free_energy")
-    writer = io.HistoryWriter(out, sim.geometry, attrs, diagnostics)
+    writer = io.HistoryWriter(out, sim.geometry, attrs, len(sim.output_times()), diagnostics)
     progress = ProgressBar(enabled=False if args.quiet else None)
     wall = time.monotonic()
     try:

@@ -1,17 +1,29 @@
 """HDF5 histories (layout in docs/output.md).
 
-The file is opened in SWMR mode (HDF5 single-writer/multiple-reader): every
-dataset is created up front, snapshots are appended and flushed one by one, and
-the file on disk stays consistent, so a run killed at any moment (SIGKILL
-included) leaves a readable file with every snapshot flushed before.  Datasets
-carry HDF5 dimension scales so that ``xarray.open_dataset(path, engine="h5netcdf")``
-sees named dims (time, theta, mode).
+A run killed at any moment (SIGKILL included) must leave a file that any HDF5
+reader opens, holding every snapshot written before.  HDF5 is not crash-safe
+while its metadata changes (measured here: appending by resizing datasets and
+killing at random left 2 of 25 files unreadable; SWMR mode keeps the file
+consistent but marks it "open for write", so plain readers refuse it).  So the
+file's structure never changes during a run:
+
+* it is built complete under a temporary name, every dataset allocated for all
+  planned snapshots (sparse on disk: unwritten rows cost nothing), then renamed;
+* a snapshot only writes raw data into rows that already exist: first the data,
+  flush, then its time, flush.  /time is NaN-filled, so the snapshots present are
+  the leading finite times;
+* a normal close (end of run, or a numerical failure) shrinks every dataset to
+  the snapshots written.
+
+Datasets carry HDF5 dimension scales so that ``xarray.open_dataset(path,
+engine="h5netcdf")`` sees named dims (time, theta, mode).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -45,28 +57,61 @@ def check_writable(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-class HistoryWriter:
-    """Appends snapshots of a spectral run to an HDF5 file, flushing each one."""
+def _preallocated(group, name: str, shape: tuple, dtype, chunks: tuple, nan_fill: bool = False):
+    """A chunked dataset with every chunk allocated now (so writing a row changes no metadata)."""
+    dtype = np.dtype(dtype)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk(chunks)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    if nan_fill:
+        dcpl.set_fill_value(np.array(np.nan, dtype=dtype))
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    else:
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # sparse: unwritten rows take no disk
+    space = h5py.h5s.create_simple(shape, (h5py.h5s.UNLIMITED,) + shape[1:])
+    h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(dtype, logical=True), space, dcpl=dcpl)
+    return group[name]
 
-    def __init__(self, path, geometry, attrs: dict, diagnostics=("mass", "energy", "tail", "dt", "steps")):
+
+class HistoryWriter:
+    """Writes the snapshots of a spectral run to an HDF5 file, each one flushed before the next."""
+
+    def __init__(self, path, geometry, attrs: dict, n_snapshots: int,
+                 diagnostics=("mass", "energy", "tail", "dt", "steps")):
         self.path = Path(path)
-        self.geometry = geometry
-        self.f = h5py.File(self.path, "w", libver="latest")
-        f = self.f
+        self.planned = int(n_snapshots)
+        gshape, sshape = geometry.grid_shape, geometry.spectral_shape
+        row_bytes = 8 * (int(np.prod(gshape)) + 2 * int(np.prod(sshape)) + len(diagnostics) + 1)
+        free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
+        if row_bytes * self.planned > free:
+            raise ConfigError(
+                f"output.path: {self.planned} snapshots of {row_bytes / 1e6:.3g} MB need "
+                f"{row_bytes * self.planned / 1e9:.3g} GB, but {free / 1e9:.3g} GB are free; "
+                "raise output.interval or lower grid.modes"
+            )
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        with h5py.File(partial, "w") as f:
+            self._build(f, geometry, attrs, diagnostics)
+        os.replace(partial, self.path)
+        self.f = h5py.File(self.path, "r+")
+        self.time, self.rho, self.rho_hat = self.f["time"], self.f["rho"], self.f["rho_hat"]
+        self.diag = {k: self.f["diagnostics"][k] for k in diagnostics}
+        self.count = 0
+
+    def _build(self, f, geometry, attrs, diagnostics) -> None:
+        n, gshape, sshape = self.planned, geometry.grid_shape, geometry.spectral_shape
         for key, value in attrs.items():
             f.attrs[key] = value
         f.attrs["meanfield_version"] = __version__
         f.attrs["geometry"] = geometry.name
-        gshape, sshape = geometry.grid_shape, geometry.spectral_shape
-
-        self.time = f.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
-        self.time.make_scale("time")
-        self.time.attrs["long_name"] = "simulation time"
+        time = _preallocated(f, "time", (n,), "f8", (min(n, 1024),), nan_fill=True)
+        time.make_scale("time")
+        time.attrs["long_name"] = "simulation time (NaN: snapshot not written)"
         coords = []
         for name, values in geometry.grid_coords().items():
             d = f.create_dataset(name, data=np.asarray(values, dtype="f8"))
             d.make_scale(name)
-            f[f"grid/{name}"] = d  # hard link: the documented /grid/<name> is the same dataset
+            f[f"grid/{name}"] = d  # hard link: the documented /grid/<name> is this same dataset
             coords.append(d)
         mode = f.create_dataset("mode", data=geometry.mode_labels())
         mode.make_scale("mode")
@@ -74,43 +119,43 @@ class HistoryWriter:
         for ax, d in enumerate(coords):
             weights.dims[ax].attach_scale(d)
 
-        self.rho = f.create_dataset("rho", shape=(0, *gshape), maxshape=(None, *gshape), dtype="f8",
-                                    chunks=(1, *gshape))
-        self.rho.attrs["long_name"] = "density with respect to the surface measure"
-        self.rho_hat = f.create_dataset("rho_hat", shape=(0, *sshape), maxshape=(None, *sshape),
-                                        dtype="c16", chunks=(1, *sshape))
-        self.rho_hat.attrs["long_name"] = "spectral coefficients (docs/output.md)"
-        for d in (self.rho, self.rho_hat):
-            d.dims[0].attach_scale(self.time)
+        rho = _preallocated(f, "rho", (n, *gshape), "f8", (1, *gshape))
+        rho.attrs["long_name"] = "density with respect to the surface measure"
+        rho_hat = _preallocated(f, "rho_hat", (n, *sshape), "c16", (1, *sshape))
+        rho_hat.attrs["long_name"] = "spectral coefficients (docs/output.md)"
+        for d in (rho, rho_hat):
+            d.dims[0].attach_scale(time)
         for ax, d in enumerate(coords):
-            self.rho.dims[ax + 1].attach_scale(d)
-        self.rho_hat.dims[1].attach_scale(mode)
-
-        self.diag = {}
+            rho.dims[ax + 1].attach_scale(d)
+        rho_hat.dims[1].attach_scale(mode)
+        diag = f.create_group("diagnostics")
         for name in diagnostics:
-            d = f.create_dataset(f"diagnostics/{name}", shape=(0,), maxshape=(None,),
-                                 dtype="i8" if name == "steps" else "f8", chunks=(256,))
+            d = _preallocated(diag, name, (n,), "i8" if name == "steps" else "f8", (min(n, 1024),))
             d.attrs["long_name"] = DIAGNOSTICS[name]
-            d.dims[0].attach_scale(self.time)
-            self.diag[name] = d
-        f.swmr_mode = True
-        self.count = 0
+            d.dims[0].attach_scale(time)
 
     def append(self, t: float, c: np.ndarray, rho: np.ndarray, diagnostics: dict) -> None:
-        """Write one snapshot (time last, so /time never runs ahead of the data) and flush."""
-        n = self.count + 1
-        for d, value in [(self.rho, rho), (self.rho_hat, c)] + [(self.diag[k], diagnostics[k]) for k in self.diag]:
-            d.resize(n, axis=0)
-            d[n - 1] = value
-        self.time.resize(n, axis=0)
-        self.time[n - 1] = t
-        self.count = n
+        """Write one snapshot: its data, flush, then its time, flush."""
+        i = self.count
+        if i >= self.planned:
+            raise RuntimeError(f"HistoryWriter: more than the {self.planned} planned snapshots")
+        self.rho[i] = rho
+        self.rho_hat[i] = c
+        for k, d in self.diag.items():
+            d[i] = diagnostics[k]
         self.f.flush()
+        self.time[i] = t
+        self.f.flush()
+        self.count = i + 1
 
     def close(self) -> None:
-        """Flush and close the file (safe to call twice)."""
-        if self.f.id.valid:
-            self.f.close()
+        """Shrink the datasets to the snapshots written and close (safe to call twice)."""
+        if not self.f.id.valid:
+            return
+        if self.count < self.planned:
+            for d in [self.time, self.rho, self.rho_hat, *self.diag.values()]:
+                d.resize(self.count, axis=0)
+        self.f.close()
 
 
 def read_history(path: str | Path) -> dict:
@@ -125,9 +170,11 @@ def read_history(path: str | Path) -> dict:
         with h5py.File(path, "r") as f:
             if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
                 raise ConfigError(f"file {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
-            n = f["time"].shape[0]
+            times = f["time"][:]
+            finite = np.isfinite(times)
+            n = int(np.argmin(finite)) if not finite.all() else times.size  # a killed run: NaN tail
             out = {
-                "time": f["time"][:n],
+                "time": times[:n],
                 "rho_hat": f["rho_hat"][:n],
                 "mode": f["mode"][:],
                 "attrs": dict(f.attrs),

@@ -85,10 +85,10 @@ class AttentionModel:
         return self.geometry.inner(self.kernel * c, c) / (2 * self.beta)
 
     def entropy_integral(self, c: np.ndarray) -> float:
-        """int rho log rho on the grid.  Values within round-off of 0 count as 0 (x log x -> 0);
+        """int rho log rho on the grid.  Values within round-off of 0 (> -1e-8 max rho) count as 0;
         nan if rho is genuinely negative somewhere (under-resolved)."""
         rho = self.geometry.to_grid(c)
-        if np.min(rho) < -1e-12 * np.max(rho):
+        if np.min(rho) < -1e-8 * np.max(rho):
             return math.nan
         pos = np.where(rho > 0, rho, 1.0)  # log(1) = 0 where rho <= 0
         return self.geometry.integrate(np.where(rho > 0, rho * np.log(pos), 0.0))

@@ -156,11 +156,16 @@ class ResolutionMonitor:
         if tail > TAIL_WARN:
             self._warn("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
                        "under-resolved (clusters sharper than the grid); raise grid.modes or add model.viscosity")
+        rho = sim.rho()
+        if rho.min() < -1e-8 * rho.max():  # beyond the round-off of a spectral sum
+            self._warn("negative", f"t = {sim.t:.6g}: the density is negative somewhere (min {rho.min():.3g}): "
+                       "under-resolved; raise grid.modes or add model.viscosity")
         if sim.model.variant == "sa":
             r = sim.model.psi_range(sim.c)
             if r < PSI_RANGE_WARN:
                 self._warn("psi", f"t = {sim.t:.6g}: min psi / max psi = {r:.2g}: the SA field grad(psi)/psi "
-                           "is inaccurate where psi is small (few clusters at large beta); add model.viscosity")
+                           "is inaccurate where psi is small (under-resolved, or few clusters at large beta); "
+                           "raise grid.modes or add model.viscosity")
 
 
 class HistoryTracker:

@@ -1,0 +1,158 @@
+"""HDF5 histories: the INTERFACE layout, named dims for xarray, and a file that survives SIGKILL."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from meanfield import config
+from meanfield.domains import Circle
+from meanfield.errors import ConfigError
+from meanfield.initial import initial_coefficients
+from meanfield.io import check_writable, read_history, read_snapshot
+
+CFG = """
+[model]
+beta = 9.0
+[grid]
+modes = 32
+[initial]
+kind = "von_mises"
+centers = [1.0, 3.0]
+concentrations = [2.0, 4.0]
+[time]
+t_end = 2.0
+dt = 0.01
+stepper = "etdrk4"
+[output]
+interval = 0.25
+"""
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "meanfield.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    d = tmp_path_factory.mktemp("io")
+    (d / "c.toml").write_text(CFG)
+    out = d / "out.h5"
+    r = run_cli("run", str(d / "c.toml"), "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_layout_types_and_attributes(history):
+    with h5py.File(history, "r") as f:
+        n = f["time"].shape[0]
+        assert n == 9 and np.allclose(f["time"][:], np.arange(9) * 0.25, atol=1e-14)
+        M = f["grid/theta"].shape[0]
+        assert f["rho"].shape == (n, M) and f["rho"].dtype == np.float64
+        assert f["rho_hat"].shape == (n, 33) and f["rho_hat"].dtype == np.complex128
+        assert f["grid/weights"].shape == (M,)
+        for k in ("mass", "energy", "tail", "dt", "steps"):
+            assert f["diagnostics"][k].shape == (n,)
+        a = f.attrs
+        assert a["geometry"] == "circle" and a["variant"] == "sa" and a["beta"] == 9.0 and a["viscosity"] == 0.0
+        assert a["meanfield_version"]
+        cfg = config.loads(a["config"])  # the config as run parses back
+        assert cfg.grid.modes == 32 and cfg.time.stepper == "etdrk4"
+        theta = f["grid/theta"][:]
+        assert np.allclose(theta, 2 * math.pi * np.arange(M) / M) and theta.max() < 2 * math.pi
+        w, rho, rho_hat = f["grid/weights"][:], f["rho"][:], f["rho_hat"][:]
+    g = Circle(32, 2.0)
+    assert M == g.npoints
+    assert np.max(np.abs(rho @ w - 1)) < 1e-12  # sum(weights * rho) = 1
+    assert np.allclose([g.to_spectral(r) for r in rho], rho_hat, atol=1e-15)
+    # rho = sum_k rho_hat_k e^{ik theta}: check one point by hand
+    k = np.arange(33)
+    val = rho_hat[-1, 0].real + 2 * np.real(np.sum(rho_hat[-1, 1:] * np.exp(1j * k[1:] * theta[5])))
+    assert val == pytest.approx(rho[-1, 5], rel=1e-13)
+
+
+def test_xarray_sees_named_dims(history):
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    with xr.open_dataset(history, engine="h5netcdf") as ds:
+        assert ds["rho"].dims == ("time", "theta")
+        assert ds["rho_hat"].dims == ("time", "mode")
+        assert ds["mode"].values.tolist() == list(range(33))
+    with xr.open_dataset(history, engine="h5netcdf", group="grid") as ds:
+        assert ds["weights"].dims == ("theta",)
+    with xr.open_dataset(history, engine="h5netcdf", group="diagnostics") as ds:
+        assert ds["mass"].dims == ("time",)
+
+
+def test_refuses_to_overwrite(history, tmp_path):
+    before = history.read_bytes()
+    (tmp_path / "c.toml").write_text(CFG)
+    r = run_cli("run", str(tmp_path / "c.toml"), "-o", str(history), "--quiet")
+    assert r.returncode == 2 and "exists" in r.stderr and "--overwrite" in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert history.read_bytes() == before
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_writable(tmp_path / "nope" / "x.h5")
+
+
+def test_initial_condition_from_file(history, tmp_path):
+    t, c, attrs = read_snapshot(history, 0.5)
+    assert t == 0.5 and c.shape == (33,)
+    with pytest.raises(ConfigError, match="initial.time"):
+        read_snapshot(history, 0.3)
+    # a finer grid: modes are zero-padded
+    cfg = config.loads(f'[initial]\nkind = "file"\npath = "{history}"\ntime = 0.5\n[grid]\nmodes = 48')
+    c48 = initial_coefficients(cfg, Circle(48))
+    assert np.array_equal(c48[:33], c) and np.all(c48[33:] == 0)
+    with pytest.raises(ConfigError, match="not a meanfield output"):
+        bad = tmp_path / "bad.h5"
+        h5py.File(bad, "w").close()
+        read_history(bad)
+
+
+def test_sigkill_leaves_a_readable_file(tmp_path):
+    """Kill a long run with SIGKILL while it writes; every flushed snapshot must read back intact."""
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(CFG.replace("t_end = 2.0", "t_end = 2000.0").replace("beta = 9.0", "beta = 9.0\nviscosity = 0.05").replace("interval = 0.25", "interval = 0.05")
+                   .replace("modes = 32", "modes = 256"))
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        n = 0
+        while time.time() < deadline and n < 20:
+            time.sleep(0.2)
+            if out.exists():
+                try:
+                    with h5py.File(out, "r", locking=False) as f:  # the writer holds the lock
+                        n = int(np.sum(np.isfinite(f["time"][:])))
+                except (OSError, KeyError):
+                    pass
+        assert n >= 20, "the run did not write snapshots in time"
+        time.sleep(0.137)  # land somewhere inside a later write
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    h = read_history(out)
+    n = h["time"].size
+    assert n >= 20
+    assert np.all(np.diff(h["time"]) > 0)
+    assert np.all(np.isfinite(h["rho"])) and np.all(np.isfinite(h["rho_hat"]))
+    assert np.max(np.abs(h["rho"] @ h["weights"] - 1)) < 1e-12
+    assert np.allclose(h["diagnostics"]["mass"], 1, atol=1e-12)
+    # plain readers open it too: rows past the last snapshot have time NaN
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["time"][:n], h["time"]) and np.all(np.isnan(f["time"][n:]))
+    xr = pytest.importorskip("xarray")
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert int(ds["time"].notnull().sum()) == n
+    r = run_cli("rates", str(out))
+    assert r.returncode == 0, r.stderr
