@@ -282,7 +282,8 @@ def validate(cfg: Config) -> None:
                   and sum(i.weights) > 0, "initial.weights", _plain(i.weights),
                   f"{n} numbers >= 0, not all zero (normalised to sum 1)")
     if i.kind == "file":
-        _need(bool(i.path), "initial.path", i.path, "the path of an earlier meanfield output (.h5)")
+        _need(bool(i.path) and "\x00" not in i.path, "initial.path", i.path,
+              "the path of an earlier meanfield output (.h5)")
         _need(Path(i.path).is_file(), "initial.path", i.path, "an existing meanfield output file")
         _need(math.isnan(i.time) or (math.isfinite(i.time) and i.time >= 0), "initial.time", i.time,
               "a snapshot time >= 0 of that file")
@@ -296,7 +297,7 @@ def validate(cfg: Config) -> None:
     _need(_finite(t.dt_min) and 0 < t.dt_min <= t.dt, "time.dt_min", t.dt_min, f"a number in (0, dt = {t.dt:g}]")
     _need(not math.isnan(t.dt_max) and t.dt_max >= t.dt, "time.dt_max", t.dt_max, f"a number >= dt = {t.dt:g} (or inf)")
 
-    _need(bool(o.path), "output.path", o.path, "a file path ending in .h5")
+    _need(bool(o.path) and "\x00" not in o.path, "output.path", o.path, "a file path, e.g. run.h5")
     _need(_finite(o.interval) and o.interval > 0, "output.interval", o.interval, "a finite number > 0")
     _need(t.t_end / o.interval <= MAX_SNAPSHOTS, "output.interval", o.interval,
           f">= t_end / {MAX_SNAPSHOTS:g} (at most {MAX_SNAPSHOTS:g} snapshots)")
@@ -306,5 +307,4 @@ def validate(cfg: Config) -> None:
             if ratio >= 1 and abs(ratio - round(ratio)) > 1e-9 * ratio:
                 raise ConfigError(f"{where}: got {value:g}, allowed with fixed steps: a multiple of "
                                   f"time.dt = {t.dt:g} (or set time.adaptive = true)")
-        _need(o.interval >= t.dt or o.interval >= t.t_end, "output.interval", o.interval,
-              f">= time.dt = {t.dt:g} with fixed steps")
+        _need(o.interval >= t.dt, "output.interval", o.interval, f">= time.dt = {t.dt:g} with fixed steps")

@@ -199,6 +199,7 @@ class ProgressBar:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.bar = None
         self._shown = 0.0
+        self._every = 0.2  # seconds between updates: stepping must not wait on the terminal
 
     def start(self, sim) -> None:
         if not self.enabled:
@@ -213,7 +214,7 @@ class ProgressBar:
         if self.bar is None:
             return
         now = _time.monotonic()
-        if now - self._wall > 0.2:
+        if now - self._wall >= self._every:
             self._wall = now
             self.bar.set_postfix_str(f"dt={sim.dt:.3g}", refresh=False)
             self.bar.update(sim.t - self._shown)

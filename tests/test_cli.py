@@ -1,0 +1,159 @@
+"""The real `meanfield` command in a subprocess, as a user types it."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from meanfield import theory
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = shutil.which("meanfield")
+
+
+def mf(*args, cwd=None):
+    cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def one_error_line(r, status=2):
+    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meanfield"), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "linear.h5"
+    r = mf("run", ROOT / "data" / "linear.toml", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 121 snapshots" in r.stderr
+    return out
+
+
+def test_linear_example_rates_within_1e4(linear):
+    r = mf("rates", linear)
+    assert r.returncode == 0, r.stderr
+    rows = [ln.split() for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")][1:]
+    measured = {int(row[0]): (float(row[1]), float(row[2]), float(row[3])) for row in rows if row[-1] == "ok"}
+    # every mode from 1 to k* + 4 has a linear window in this run and matches SPEC 3 to 1e-4
+    kstar = theory.most_unstable_mode(9.0)
+    assert set(range(1, kstar + 5)) <= set(measured)
+    for k, (lam, got, rel) in measured.items():
+        assert lam == pytest.approx(theory.growth_rates([k], 9.0)[0], rel=1e-11)
+        assert abs(got - lam) / lam == pytest.approx(rel, rel=0.01, abs=1e-12)
+        assert rel < 1e-4, (k, lam, got)
+    assert re.search(r"# \d+ modes measured, max relative error", r.stdout)
+    full = mf("rates", linear, "--all")
+    assert "nonlinear" in full.stdout and len(full.stdout.splitlines()) > len(r.stdout.splitlines())
+
+
+def test_theory_table():
+    r = mf("theory", "--geometry", "circle", "--beta", 9, "--modes", 12)
+    assert r.returncode == 0, r.stderr
+    assert "most unstable mode k* = 4" in r.stdout
+    rows = [ln.split() for ln in r.stdout.splitlines() if ln and ln.split()[0].isdigit()]
+    assert [int(x[0]) for x in rows] == list(range(13))
+    assert np.allclose([float(x[1]) for x in rows], theory.growth_rates(np.arange(13), 9.0), rtol=1e-14)
+    r = mf("theory", "--dim", 5, "--beta", 30, "--variant", "usa", "--viscosity", 0.1)
+    assert r.returncode == 0 and "S^4" in r.stdout and "l* =" in r.stdout
+    r = mf("theory", "--geometry", "circle", "--beta", 1, "--viscosity", 10)
+    assert "no mode grows" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["theory", "--geometry", "circle", "--beta", "-2"], "beta: got -2"),
+    (["theory", "--geometry", "circle", "--beta", "800", "--variant", "usa"], "beta: got 800"),
+    (["theory", "--geometry", "torus", "--beta", "2"], "--geometry: invalid choice"),
+    (["theory", "--beta", "2"], "one of the arguments --geometry --dim is required"),
+    (["theory", "--dim", "1", "--beta", "2"], "dim: got 1"),
+    (["theory", "--geometry", "circle", "--beta", "x"], "--beta: invalid float value"),
+    (["theory", "--geometry", "circle", "--beta", "2", "--eps", "2"], "--eps: got 2"),
+    (["frobnicate"], "invalid choice"),
+    (["run", "missing.toml"], "config: file 'missing.toml' not found"),
+    (["rates", "missing.h5"], "file 'missing.h5' not found"),
+    (["plot", "missing.h5"], "file 'missing.h5' not found"),
+])
+def test_bad_arguments_one_line_exit_2(args, needle):
+    line = one_error_line(mf(*args))
+    assert needle in line, line
+
+
+def test_bad_config_and_no_output_written(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[model]\nbeta = 9.0\nbeeta = 3\n")
+    line = one_error_line(mf("run", cfg, "-o", tmp_path / "o.h5"))
+    assert "model.beeta: unknown key" in line
+    line = one_error_line(mf("run", ROOT / "data" / "linear.toml", "-o", tmp_path / "o.h5", "--set", "grid.modes=4"))
+    assert "grid.modes: got 4" in line
+    line = one_error_line(mf("run", ROOT / "data" / "linear.toml", "-o", tmp_path / "no" / "o.h5"))
+    assert "does not exist" in line
+    assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_blow_up_exit_1_and_file_readable(tmp_path):
+    cfg = tmp_path / "boom.toml"
+    cfg.write_text("[model]\nvariant='usa'\nbeta=6.0\n[grid]\nmodes=32\n[initial]\nkind='modes'\nmodes=[[2, 0.5]]\n"
+                   "[time]\nt_end=5.0\ndt=0.5\nstepper='sbdf2'\n[output]\ninterval=0.5\n")
+    out = tmp_path / "boom.h5"
+    r = mf("run", cfg, "-o", out)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]  # warnings (negative density) may come before
+    assert line.startswith("meanfield: error: ")
+    assert re.search(r"blow-up at t = [\d.]+", line) and "dt" in line
+    with h5py.File(out, "r") as f:
+        n = f["time"].shape[0]
+        assert n >= 1 and np.all(np.isfinite(f["time"][:])) and f["rho"].shape[0] == n
+
+
+def test_run_overrides_and_initial_from_file(linear, tmp_path):
+    out = tmp_path / "cont.h5"
+    r = mf("run", ROOT / "data" / "linear.toml", "-o", out, "--quiet", "--set", "initial.kind=file",
+           "--set", f'initial.path="{linear}"', "--set", "initial.time=12.0", "--set", "time.t_end=1.0")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    with h5py.File(out) as f, h5py.File(linear) as g:
+        assert np.array_equal(f["rho_hat"][0], g["rho_hat"][-1])
+        assert "kind = \"file\"" in f.attrs["config"]
+
+
+def test_plot_every_kind(linear, tmp_path):
+    for kind in ("auto", "kymograph", "energy", "spectrum", "rates"):
+        png = tmp_path / f"{kind}.png"
+        r = mf("plot", linear, "--kind", kind, "-o", png)
+        assert r.returncode == 0, r.stderr
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    line = one_error_line(mf("plot", linear, "--kind", "energy", "-o", tmp_path / "energy.png"))
+    assert "exists" in line
+
+
+def test_progress_bar(tmp_path):
+    """A terminal gets a bar with t, dt and ETA; --quiet and pipes get none."""
+    from meanfield import config
+    from meanfield.simulation import ProgressBar, Simulation
+
+    import io as _io
+    import contextlib
+
+    buf = _io.StringIO()
+    sim = Simulation(config.loads(open(ROOT / "data" / "linear.toml").read(), ["time.t_end=1.0"]))
+    bar = ProgressBar(enabled=True)
+    bar._every = 0.0
+    with contextlib.redirect_stderr(buf):
+        sim.run([bar])
+    text = buf.getvalue()
+    assert "t=1/1" in text and "dt=0.01" in text and "<" in text
+    r = mf("run", ROOT / "data" / "linear.toml", "-o", tmp_path / "q.h5", "--quiet", "--set", "time.t_end=1.0")
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_version():
+    r = mf("--version")
+    assert r.returncode == 0 and r.stdout.startswith("meanfield ")

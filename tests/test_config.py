@@ -1,0 +1,163 @@
+"""Config: TOML -> validated frozen dataclasses; every bad input is one ConfigError line naming the key."""
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meanfield import config
+from meanfield.config import Config, ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+VALID = """
+[model]
+geometry = "circle"
+variant = "sa"
+beta = 9.0
+viscosity = 0.0
+[grid]
+modes = 32
+[initial]
+kind = "random"
+amplitude = 1e-6
+seed = 0
+[time]
+t_end = 1.0
+dt = 0.01
+stepper = "sbdf2"
+[output]
+path = "x.h5"
+interval = 0.1
+"""
+
+
+def test_defaults_and_round_trip():
+    cfg = config.loads("")
+    assert cfg == Config()
+    assert cfg.grid.modes == 128 and cfg.model.beta == 9.0 and cfg.time.stepper == "sbdf2"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.beta = 1.0
+    full = config.loads(VALID)
+    assert config.loads(full.to_toml()) == full
+    assert isinstance(full.model.beta, float) and full.grid.modes == 32
+
+
+def test_all_examples_are_valid():
+    for path in sorted((ROOT / "data").glob("*.toml")):
+        config.load(path)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("[model]\nbeta = 'nine'", r"^model\.beta: got 'nine' \(str\), allowed: a number$"),
+    ("[model]\nbeta = true", r"^model\.beta: .*allowed: a number"),
+    ("[model]\nbeta = -1.0", r"^model\.beta: got -1\.0, allowed: a finite number > 0"),
+    ("[model]\nbeta = nan", r"^model\.beta: got nan"),
+    ("[model]\nbeta = inf", r"^model\.beta: got inf"),
+    ("[model]\nvariant = 'softmax'", r"^model\.variant: got 'softmax', allowed: 'sa' \| 'usa'"),
+    ("[model]\nvariant = 'usa'\nbeta = 800.0\n[grid]\nmodes = 200", r"^model\.beta: got 800\.0, allowed: <= 500"),
+    ("[model]\nviscosity = -0.1", r"^model\.viscosity: got -0\.1"),
+    ("[model]\ngeometry = 'torus'", r"^model\.geometry: got 'torus', allowed: 'circle' \| 'sphere'"),
+    ("[model]\ngeometry = 'sphere'", r"^model\.geometry: got 'sphere', allowed in this version: 'circle'"),
+    ("[model]\nmethod = 'particles'", r"^model\.method: got 'particles', allowed in this version"),
+    ("[model]\nbeeta = 1.0", r"^model\.beeta: unknown key, allowed: geometry, variant, beta"),
+    ("[modell]\nbeta = 1.0", r"^modell: unknown section, allowed: model, grid"),
+    ("[particles]\nn = 5", r"^particles: the particles method is not available"),
+    ("model = 3", r"^model: got 3, allowed: a \[model\] table"),
+    ("[grid]\nmodes = 32.0", r"^grid\.modes: got 32\.0 \(float\), allowed: an integer"),
+    ("[grid]\nmodes = 0", r"^grid\.modes: got 0, allowed: an integer in \[1, "),
+    ("[grid]\nmodes = 10000000000", r"^grid\.modes: got 10000000000"),
+    ("[grid]\ndealias = 0.5", r"^grid\.dealias: got 0\.5"),
+    ("[model]\nbeta = 100.0\n[grid]\nmodes = 20", r"^grid\.modes: got 20, allowed: >= 28 for beta = 100 \(twice .* k\* = 14"),
+    ("[initial]\nkind = 'noise'", r"^initial\.kind: got 'noise'"),
+    ("[initial]\namplitude = 1.5", r"^initial\.amplitude: got 1\.5, allowed: a number in \[0, 1\)"),
+    ("[initial]\nseed = -3", r"^initial\.seed: got -3"),
+    ("[initial]\nkind = 'modes'", r"^initial\.modes: got \[\], allowed: a non-empty list"),
+    ("[initial]\nkind = 'modes'\nmodes = [[200, 0.1]]", r"^initial\.modes: got \[200, 0\.1\], allowed: entries"),
+    ("[initial]\nkind = 'modes'\nmodes = [[2.5, 0.1]]", r"^initial\.modes: got \[2\.5, 0\.1\]"),
+    ("[initial]\nkind = 'modes'\nmodes = [3, 0.1]", r"^initial\.modes: got 3"),
+    ("[initial]\nkind = 'von_mises'\ncenters = [1.0]\nconcentrations = [1.0, 2.0]", r"^initial\.concentrations"),
+    ("[initial]\nkind = 'von_mises'\ncenters = [1.0]\nconcentrations = [-1.0]", r"^initial\.concentrations"),
+    ("[initial]\nkind = 'von_mises'\ncenters = [1.0, 2.0]\nconcentrations = [1.0, 2.0]\nweights = [0.0, 0.0]",
+     r"^initial\.weights"),
+    ("[initial]\nkind = 'file'", r"^initial\.path: got '', allowed"),
+    ("[initial]\nkind = 'file'\npath = 'missing.h5'", r"^initial\.path: got 'missing\.h5'"),
+    ("[time]\nt_end = 0.0", r"^time\.t_end: got 0\.0"),
+    ("[time]\ndt = 0.0", r"^time\.dt: got 0\.0"),
+    ("[time]\nstepper = 'rk45'", r"^time\.stepper: got 'rk45', allowed: 'sbdf1' \| 'sbdf2' \| 'etdrk4'"),
+    ("[time]\nadaptive = 1", r"^time\.adaptive: got 1 \(int\), allowed: true or false"),
+    ("[time]\nrtol = 2.0", r"^time\.rtol: got 2\.0"),
+    ("[time]\ndt = 0.03", r"^output\.interval: got 0\.1, allowed with fixed steps: a multiple of time\.dt = 0\.03"),
+    ("[time]\nt_end = 1.005", r"^time\.t_end: got 1\.005, allowed with fixed steps: a multiple"),
+    ("[output]\ninterval = 0.001", r"^output\.interval: got 0\.001, allowed: >= time\.dt"),
+    ("[output]\ninterval = -1.0", r"^output\.interval: got -1\.0"),
+    ("[output]\npath = ''", r"^output\.path: got ''"),
+    ("[model\nbeta = 1", r"^config: invalid TOML"),
+])
+def test_bad_config_names_the_key(text, key):
+    with pytest.raises(ConfigError) as exc:
+        config.loads(text)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert re.search(key, msg), msg
+
+
+def test_overrides():
+    cfg = config.loads(VALID, ["grid.modes=64", "initial.kind=modes", "initial.modes=[[3, 1e-3]]",
+                               "time.adaptive=true", "output.path=out dir/r.h5"])
+    assert cfg.grid.modes == 64 and cfg.initial.kind == "modes" and cfg.initial.modes == ((3, 1e-3),)
+    assert cfg.time.adaptive is True and cfg.output.path == "out dir/r.h5"
+    for bad in ("grid", "grid.modes", "=3", "grid.=3", "a.b.c=1"):
+        with pytest.raises(ConfigError, match="^--set: got"):
+            config.loads(VALID, [bad])
+    with pytest.raises(ConfigError, match=r"^grid\.modes: got 'lots'"):
+        config.loads(VALID, ["grid.modes=lots"])
+
+
+def test_load_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.toml")
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="cannot read|invalid TOML"):
+        config.load(tmp_path / "bin.toml")
+
+
+def test_every_key_is_documented():
+    doc = (ROOT / "docs" / "config.md").read_text()
+    for name, cls in config.SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            assert f"`{name}.{f.name}`" in doc, f"{name}.{f.name} missing from docs/config.md"
+
+
+# -- fuzzing: any value for any key gives a Config or one ConfigError line, nothing else ------------
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**12, 10**12),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.lists(st.one_of(st.integers(-5, 300), st.floats(-1e3, 1e3)), max_size=4),
+    st.lists(st.lists(st.one_of(st.integers(-5, 300), st.floats(-10, 10)), max_size=3), max_size=3),
+)
+KEYS = [(s, f.name) for s, cls in config.SECTIONS.items() for f in dataclasses.fields(cls)] + [("model", "bogus")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=4))
+def test_fuzz_config_values(changes):
+    import tomllib
+
+    raw = tomllib.loads(VALID)
+    for (section, key), value in changes:
+        if value is None:
+            raw[section].pop(key, None)
+        else:
+            raw[section][key] = value
+    try:
+        cfg = config.from_dict(raw)
+    except ConfigError as exc:
+        msg = str(exc)
+        assert "\n" not in msg and re.match(r"^[a-z_]+(\.[a-z_]+)?: ", msg), msg
+        return
+    # a config that validates is really usable
+    assert math.isfinite(cfg.model.beta) and cfg.grid.modes >= 1 and cfg.time.dt > 0
