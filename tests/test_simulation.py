@@ -165,3 +165,61 @@ def test_adaptive_run_hits_output_times():
     sim, t, _ = solve(**c)
     assert np.allclose(t, list(np.arange(0, 5.0, 0.7)) + [5.0], atol=1e-12, rtol=0)
     assert sim.dt > 0.01  # the linear phase lets the controller grow the step
+
+
+def test_spatial_error_decays_spectrally():
+    """Error at t = 1 against a K = 64 run falls geometrically with K (time error ~1e-15: etdrk4)."""
+    base = cfg("sa", 9.0, 0.02, 64, t_end=1.0, dt=0.01, interval=1.0, kind="von_mises",
+               centers=[0.4, 2.5], concentrations=[3.0, 2.0], weights=[0.6, 0.4])
+    _, _, ref = solve(**base)
+    errs = []
+    Ks = [8, 12, 16, 20, 24]
+    for K in Ks:
+        base["grid"]["modes"] = K
+        _, _, c = solve(**base)
+        e = np.concatenate([c[-1] - ref[-1][:K + 1], ref[-1][K + 1:]])
+        errs.append(np.sqrt(np.sum(np.abs(e) ** 2)))
+    rates = [errs[i + 1] / errs[i] for i in range(len(errs) - 1)]
+    assert all(r < 0.2 for r in rates), (errs, rates)  # geometric: every 4 modes gain > 5x
+    assert errs[-1] < 1e-11, errs
+
+
+@pytest.mark.parametrize("variant,beta,nu,K,t_end,dt", [
+    ("sa", 100.0, 0.0, 64, 10.0, 0.005),
+    ("sa", 400.0, 0.001, 128, 10.0, 0.005),
+    pytest.param("sa", 1e4, 0.0, 400, 12.0, 0.01, marks=pytest.mark.slow),
+    ("usa", 8.0, 0.01, 48, 0.04, 0.00001),  # lambda* = 301: linear phase ends near t = 0.05
+])
+def test_growth_rates_large_beta(variant, beta, nu, K, t_end, dt):
+    interval = dt * round(t_end / dt / 100)
+    sim, t, c = solve(**cfg(variant, beta, nu, K, t_end=t_end, dt=dt, interval=interval))
+    fits = {f.mode[0]: f for f in measure_growth_rates(t, c, sim.model) if f.status == "ok"}
+    lam = theory.growth_rates(np.arange(1, K + 1), beta, variant, nu)
+    kstar = theory.most_unstable_mode(beta, variant, nu)
+    assert kstar in fits and len(fits) >= 8, sorted(fits)
+    for k, f in fits.items():
+        assert f.measured == pytest.approx(lam[k - 1], rel=1e-4), (k, f)
+
+
+@pytest.mark.slow
+def test_metastable_clusters_persist():
+    """beta = 25, viscosity 1e-3: k* = 7 clusters form near t = 20 and persist for more than 50
+    e-folding times 1/lambda* before two of them merge (Bruno et al.: meta-stability)."""
+    beta = 25.0
+    sim, t, c = solve(**cfg("sa", beta, 1e-3, 256, amplitude=1e-6, t_end=200.0, dt=0.01, interval=5.0) |
+                      {"initial": dict(kind="random", amplitude=1e-6, seed=1)})
+    counts = []
+    for ci in c:
+        rho = sim.geometry.to_grid(ci) * 2 * math.pi
+        w = np.concatenate([rho[-5:], rho, rho[:5]])
+        p, _ = find_peaks(w, prominence=0.1 * rho.max())
+        counts.append(int(np.sum((p >= 5) & (p < rho.size + 5))) if rho.max() > 3 else 0)
+    counts = np.array(counts)
+    kstar = theory.most_unstable_mode(beta)
+    efold = theory.efolding_time(beta)
+    formed = int(np.argmax(counts > 0))
+    assert abs(counts[formed] - kstar) <= 1, counts
+    stay = t[formed:][counts[formed:] == counts[formed]]
+    assert stay[-1] - t[formed] > 50 * efold, (counts, efold)
+    assert counts[-1] < counts[formed]  # ... and they do merge eventually
+    assert max(sim.geometry.tail(ci) for ci in c) < 1e-4  # stayed resolved throughout
