@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from . import theory
+from .domains import DEFAULT_DEALIAS
 from .errors import ConfigError
 from .stepping import SCHEMES
 
@@ -40,7 +41,7 @@ class GridConfig:
     """[grid]: the resolution."""
 
     modes: int = 128
-    dealias: float = 2.0
+    dealias: float = DEFAULT_DEALIAS
 
 
 @dataclass(frozen=True)

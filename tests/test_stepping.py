@@ -65,6 +65,8 @@ def test_order_of_convergence(name, variant):
     scheme = make_scheme(name, model.L, model.nonlinear)
     order = scheme.order
     ns = {1: [80, 160, 320], 2: [40, 80, 160], 4: [10, 20, 40]}[order]
+    if variant == "usa" and order == 4:
+        ns = [40, 80, 160]  # measured slopes 3.75, 3.91, 3.97 from n = 10: asymptotic from 40
     errs = [np.max(np.abs(integrate(scheme, c0, t_end / n, n) - ref)) for n in ns]
     slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
     assert errs[-1] > 1e-13  # still in the asymptotic range, above round-off
