@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -137,8 +138,11 @@ def cmd_rates(args) -> int:
         else:
             print(f"{label:>8} {lam:>20.12g} {'-':>20} {'-':>10} {'-':>17} {fit.points:>5d}  {fit.status}")
     skipped = sum(f.status != "ok" for f in fits)
-    print(f"# {count} modes measured, max relative error {worst:.3g}; {skipped} modes not measurable "
-          "(noise: below the round-off floor; nonlinear: no linear window)" + ("" if args.all else " (--all lists them)"))
+    note = ""
+    if skipped:
+        note = (f"; {skipped} modes not measurable (noise: below the round-off floor; nonlinear: no linear window)"
+                + ("" if args.all else ", --all lists them"))
+    print(f"# {count} modes measured, max relative error {worst:.3g}{note}")
     return 0
 
 
@@ -212,6 +216,9 @@ def main(argv=None) -> int:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except BrokenPipeError:  # `meanfield rates ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
