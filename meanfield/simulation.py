@@ -77,7 +77,9 @@ class Simulation:
         """Advance one accepted step, not beyond ``t_stop``."""
         h = min(self.dt, t_stop - self.t)
         if self.controller.adaptive:
-            self.state, taken, self.dt = self.controller.advance(self.scheme, self.state, h)
+            self.state, taken, proposed = self.controller.advance(self.scheme, self.state, h)
+            # a step shortened only to land on an output time says nothing against the current dt
+            self.dt = max(proposed, self.dt) if (h < self.dt and taken == h) else proposed
         else:
             self.state, taken, _ = self.controller.advance(self.scheme, self.state, h)
         self.steps += 1
