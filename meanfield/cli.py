@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message):  # noqa: D401 - argparse API
+        """Print one line and exit 2 (argparse would print the usage too)."""
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
 
@@ -39,6 +40,7 @@ def _warning_line(message, category, filename, lineno, line=None):
 
 # --------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
+    """`meanfield run`: validate, solve, write the history; 0, or 1 on a numerical failure."""
     from . import io
     from .simulation import BlowUpGuard, HistoryTracker, ProgressBar, ResolutionMonitor, Simulation
 
@@ -74,6 +76,7 @@ def _toml_str(s: str) -> str:
 
 # --------------------------------------------------------------------------------------
 def cmd_theory(args) -> int:
+    """`meanfield theory`: print the growth-rate table and the most unstable mode."""
     dim = args.dim if args.dim is not None else theory.dim_of(args.geometry)
     theory.check_parameters(args.beta, args.variant, args.viscosity, dim)
     kstar = theory.most_unstable_mode(args.beta, args.variant, args.viscosity, dim)
@@ -111,6 +114,7 @@ def model_from_history(h: dict):
 
 
 def cmd_rates(args) -> int:
+    """`meanfield rates`: fit every mode's rate in its linear window and print it beside theory."""
     from . import io
     from .diagnostics import measure_growth_rates
 
@@ -157,6 +161,7 @@ def cmd_rates(args) -> int:
 
 # --------------------------------------------------------------------------------------
 def cmd_plot(args) -> int:
+    """`meanfield plot`: draw one figure from a history."""
     from . import io, plot
 
     h = io.read_history(args.history)
@@ -171,6 +176,7 @@ def cmd_plot(args) -> int:
 
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `meanfield` command."""
     p = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"meanfield {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -107,6 +107,7 @@ class Config:
 
     @property
     def dim(self) -> int:
+        """Ambient dimension d of the geometry (tokens on S^{d-1})."""
         return theory.dim_of(self.model.geometry)
 
 

@@ -125,6 +125,7 @@ class BlowUpGuard:
     """Stops the run (NumericalError) on non-finite values or lost positivity, naming the time and a remedy."""
 
     def step(self, sim) -> None:
+        """Check the state after every step."""
         c = sim.c
         if not np.all(np.isfinite(c)):
             raise NumericalError(
@@ -154,6 +155,7 @@ class ResolutionMonitor:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def snapshot(self, sim) -> None:
+        """Check the resolution at a snapshot."""
         tail = sim.geometry.tail(sim.c)
         if tail > TAIL_WARN:
             self._warn("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
@@ -177,6 +179,7 @@ class HistoryTracker:
         self.writer = writer
 
     def snapshot(self, sim) -> None:
+        """Append the current state and its diagnostics."""
         c = sim.c
         rho = sim.geometry.to_grid(c)
         diag = {
@@ -191,6 +194,7 @@ class HistoryTracker:
         self.writer.append(sim.t, c, rho, diag)
 
     def finish(self, sim) -> None:
+        """Close the file (shrinking it to the snapshots written)."""
         self.writer.close()
 
 
@@ -204,6 +208,7 @@ class ProgressBar:
         self._every = 0.2  # seconds between updates: stepping must not wait on the terminal
 
     def start(self, sim) -> None:
+        """Open the bar (if enabled)."""
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -213,6 +218,7 @@ class ProgressBar:
         self._wall = _time.monotonic()
 
     def step(self, sim) -> None:
+        """Advance the bar, at most every ``_every`` seconds."""
         if self.bar is None:
             return
         now = _time.monotonic()
@@ -223,6 +229,7 @@ class ProgressBar:
             self._shown = sim.t
 
     def finish(self, sim) -> None:
+        """Bring the bar to the final time and close it."""
         if self.bar is not None:
             self.bar.update(sim.t - self._shown)
             self.bar.close()

@@ -71,6 +71,7 @@ class Scheme:
         return State(np.array(u, copy=True))
 
     def step(self, state: State, h: float) -> State:  # pragma: no cover - interface
+        """The state one step of size h later."""
         raise NotImplementedError
 
 
@@ -81,6 +82,7 @@ class SBDF1(Scheme):
     order = 1
 
     def step(self, state: State, h: float) -> State:
+        """One IMEX Euler step."""
         n0 = self.N(state.u)
         u1 = (state.u + h * n0) / (1.0 - h * self.L)
         return State(u1, (state.u, n0, h))
@@ -97,6 +99,7 @@ class SBDF2(Scheme):
     order = 2
 
     def step(self, state: State, h: float) -> State:
+        """One SBDF2 step (SBDF1 when there is no history yet)."""
         n0 = self.N(state.u)
         if not state.history:
             u1 = (state.u + h * n0) / (1.0 - h * self.L)
@@ -131,6 +134,7 @@ class ETDRK4(Scheme):
         return self._cache[h]
 
     def step(self, state: State, h: float) -> State:
+        """One ETDRK4 step (four evaluations of N)."""
         e2, e1, q, f1, f2, f3 = self._coefficients(h)
         u = state.u
         nu = self.N(u)

@@ -39,10 +39,12 @@ class Circle:
     # --- shapes -----------------------------------------------------------------
     @property
     def grid_shape(self) -> tuple[int, ...]:
+        """Shape of grid arrays: (M,)."""
         return (self.npoints,)
 
     @property
     def spectral_shape(self) -> tuple[int, ...]:
+        """Shape of coefficient arrays: (K + 1,)."""
         return (self.modes + 1,)
 
     def grid_coords(self) -> dict[str, np.ndarray]:
