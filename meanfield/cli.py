@@ -64,6 +64,8 @@ def cmd_run(args) -> int:
         sim.run([BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer), progress])
     except NumericalError as exc:
         return _fail(f"{exc} (history up to the last snapshot kept in {out})", 1)
+    except KeyboardInterrupt:
+        return _fail(f"interrupted at t = {sim.t:.6g}; the history up to the last snapshot is in {out}", 130)
     if not args.quiet:
         print(f"wrote {writer.count} snapshots (t = 0 .. {sim.t:g}, {sim.steps} steps, "
               f"{time.monotonic() - wall:.1f} s) to {out}", file=sys.stderr)
@@ -81,8 +83,8 @@ def cmd_theory(args) -> int:
     theory.check_parameters(args.beta, args.variant, args.viscosity, dim)
     kstar = theory.most_unstable_mode(args.beta, args.variant, args.viscosity, dim)
     kmax = args.modes if args.modes is not None else max(2 * kstar + 4, 8)
-    if kmax < 1:
-        raise ConfigError(f"--modes: got {kmax}, allowed: an integer >= 1")
+    if not 1 <= kmax <= 100_000:
+        raise ConfigError(f"--modes: got {kmax}, allowed: an integer in [1, 100000]")
     modes = np.arange(0, kmax + 1)
     rates = theory.growth_rates(modes, args.beta, args.variant, args.viscosity, dim)
     lam = rates[kstar] if kstar <= kmax else theory.growth_rates([kstar], args.beta, args.variant, args.viscosity, dim)[0]
