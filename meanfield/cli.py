@@ -51,9 +51,12 @@ def cmd_run(args) -> int:
     sim = Simulation(cfg)
     attrs = {
         "config": cfg.to_toml(), "variant": cfg.model.variant, "beta": cfg.model.beta,
-        "viscosity": cfg.model.viscosity, "modes": cfg.grid.modes, "dealias": cfg.grid.dealias,
+        "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes, "dealias": cfg.grid.dealias,
         "stepper": cfg.time.stepper, "energy_scale": "exp(-beta)",
     }
+    backend = getattr(sim.geometry, "backend", None)
+    if backend is not None:
+        attrs["backend"] = f"{backend.name} {backend.version}"
     diagnostics = ["mass", "energy", "tail", "dt", "steps"]
     if cfg.model.variant == "usa":
         diagnostics.insert(2, "free_energy")
@@ -111,7 +114,8 @@ def model_from_history(h: dict):
     from .model import AttentionModel
 
     a = h["attrs"]
-    geometry = make_geometry(str(a["geometry"]), int(a["modes"]), float(a["dealias"]))
+    # the transforms are interchangeable (same layout and grid): any installed backend will do
+    geometry = make_geometry(str(a["geometry"]), int(a["modes"]), float(a["dealias"]), "auto", int(a.get("dim", 0)))
     return AttentionModel(geometry, str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
 
 
@@ -171,7 +175,7 @@ def cmd_plot(args) -> int:
     out = Path(args.output) if args.output else Path(args.history).with_suffix(f".{kind}.png")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"-o: {str(out)!r} exists; pass --overwrite or choose another path")
-    fig_kind = plot.save(h, kind, out, model_from_history(h) if kind in ("rates", "auto") else None)
+    fig_kind = plot.save(h, kind, out, model_from_history(h) if kind == "rates" else None, args.time)
     print(f"wrote {fig_kind} plot to {out}", file=sys.stderr)
     return 0
 
@@ -179,6 +183,8 @@ def cmd_plot(args) -> int:
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `meanfield` command."""
+    from . import plot
+
     p = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"meanfield {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -213,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="figures from an HDF5 history")
     pl.add_argument("history")
     pl.add_argument("-o", "--output", help="figure file (default: HISTORY.<kind>.png)")
-    pl.add_argument("--kind", default="auto", choices=["auto", "kymograph", "energy", "spectrum", "rates"])
+    pl.add_argument("--kind", default="auto", choices=["auto", *plot.KINDS])
+    pl.add_argument("--time", type=float, help="sphere: the snapshot nearest this time (default: the last)")
     pl.add_argument("--overwrite", action="store_true", help="replace an existing figure")
     pl.set_defaults(func=cmd_plot)
     return p

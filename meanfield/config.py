@@ -21,7 +21,10 @@ from .domains import DEFAULT_DEALIAS
 from .errors import ConfigError
 from .stepping import SCHEMES
 
-MAX_MODES = 1 << 20  # circle: 2^20 wavenumbers is already ~50 MB a snapshot
+#: Largest resolution per geometry (circle: 2^20 wavenumbers is already ~50 MB a snapshot;
+#: sphere: L = 2047 is 2.1 M coefficients and a 3072 x 6144 grid).
+MAX_MODES = {"circle": 1 << 20, "sphere": 2047, "zonal": 1 << 16}
+GEOMETRIES = ("circle", "sphere", "zonal")
 MAX_SNAPSHOTS = 10_000_000
 
 
@@ -34,6 +37,7 @@ class ModelConfig:
     beta: float = 9.0
     viscosity: float = 0.0
     method: str = "spectral"
+    dim: int = 0  # zonal: the ambient dimension d (tokens on S^{d-1}); 0 = the geometry's own
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class GridConfig:
 
     modes: int = 128
     dealias: float = DEFAULT_DEALIAS
+    backend: str = "auto"  # sphere: spherical-harmonic library, "auto" | "ducc0" | "shtns"
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ class Config:
     @property
     def dim(self) -> int:
         """Ambient dimension d of the geometry (tokens on S^{d-1})."""
+        if self.model.geometry == "zonal":
+            return self.model.dim
         return theory.dim_of(self.model.geometry)
 
 
@@ -232,13 +239,50 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_modes(modes, geometry: str, top: int) -> None:
+    """initial.modes: [k, a] (circle), [l, m, a] (sphere), [l, a] (zonal), 1 <= k, l <= top."""
+    shape = {"circle": "[k, amplitude]", "sphere": "[l, m, amplitude]", "zonal": "[l, amplitude]"}[geometry]
+    _need(len(modes) > 0, "initial.modes", list(modes), f"a non-empty list of {shape}")
+    width = 3 if geometry == "sphere" else 2
+    for entry in modes:
+        ok = (isinstance(entry, tuple) and len(entry) == width and all(_is_int(x) for x in entry[:-1])
+              and 1 <= entry[0] <= top and _finite(entry[-1]))
+        if ok and geometry == "sphere":
+            ok = abs(entry[1]) <= entry[0]
+        _need(ok, "initial.modes", _plain(entry),
+              f"entries {shape} with integer 1 <= {'k' if geometry == 'circle' else 'l'} <= grid.modes = {top}"
+              + (", |m| <= l" if geometry == "sphere" else "") + " and a finite amplitude")
+
+
+def _check_centers(centers, geometry: str) -> None:
+    """initial.centers: angles (circle), vectors in R^3 (sphere), 0 or pi (zonal: the two poles)."""
+    ok = len(centers) > 0
+    if geometry == "circle":
+        ok = ok and all(_finite(c) for c in centers)
+        allowed = "a non-empty list of angles (radians)"
+    elif geometry == "sphere":
+        ok = ok and all(isinstance(c, tuple) and len(c) == 3 and all(_finite(x) for x in c)
+                        and any(x != 0 for x in c) for c in centers)
+        allowed = "a non-empty list of non-zero vectors [x, y, z]"
+    else:
+        ok = ok and all(_finite(c) and (c == 0 or abs(c - math.pi) < 1e-12) for c in centers)
+        allowed = "colatitudes 0 (north pole) or pi (south pole): a zonal bump sits on the axis"
+    _need(ok, "initial.centers", _plain(centers), allowed)
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and consistency; raise ConfigError naming the first bad key."""
     m, g, i, t, o = cfg.model, cfg.grid, cfg.initial, cfg.time, cfg.output
-    _need(m.geometry in theory.GEOMETRY_DIM, "model.geometry", m.geometry, "'circle' | 'sphere'")
-    if m.geometry != "circle":
-        raise ConfigError(f"model.geometry: got {m.geometry!r}, allowed in this version: 'circle' "
-                          "(the sphere solver is not available yet)")
+    _need(m.geometry in GEOMETRIES, "model.geometry", m.geometry, " | ".join(repr(x) for x in GEOMETRIES))
+    if m.geometry == "zonal":
+        _need(2 <= m.dim <= 1000, "model.dim", m.dim, "an integer in [2, 1000] for geometry 'zonal' (tokens on S^{dim-1})")
+    else:
+        own = theory.dim_of(m.geometry)
+        _need(m.dim in (0, own), "model.dim", m.dim, f"0 or {own} for geometry {m.geometry!r} (use geometry 'zonal' for other d)")
     _need(m.method in ("spectral", "particles"), "model.method", m.method, "'spectral' | 'particles'")
     if m.method != "spectral":
         raise ConfigError(f"model.method: got {m.method!r}, allowed in this version: 'spectral' "
@@ -250,14 +294,17 @@ def validate(cfg: Config) -> None:
               f"<= {theory.USA_MAX_BETA:g} for variant 'usa' (e^beta overflows); use variant 'sa'")
     _need(_finite(m.viscosity) and m.viscosity >= 0, "model.viscosity", m.viscosity, "a finite number >= 0")
 
-    _need(1 <= g.modes <= MAX_MODES, "grid.modes", g.modes, f"an integer in [1, {MAX_MODES}]")
+    cap = MAX_MODES[m.geometry]
+    _need(1 <= g.modes <= cap, "grid.modes", g.modes, f"an integer in [1, {cap}] for geometry {m.geometry!r}")
     _need(_finite(g.dealias) and 1.0 <= g.dealias <= 4.0, "grid.dealias", g.dealias,
           "a number in [1, 4] (1.5 = the 3/2 rule)")
+    _need(g.backend in ("auto", "ducc0", "shtns"), "grid.backend", g.backend, "'auto' | 'ducc0' | 'shtns'")
     kstar = theory.most_unstable_mode(m.beta, m.variant, m.viscosity, cfg.dim)
     if g.modes < 2 * kstar:
+        name = "k*" if m.geometry == "circle" else "l*"
         raise ConfigError(
             f"grid.modes: got {g.modes}, allowed: >= {2 * kstar} for beta = {m.beta:g} "
-            f"(twice the most unstable mode k* = {kstar}, so that it is well resolved)"
+            f"(twice the most unstable mode {name} = {kstar}, so that it is well resolved)"
         )
 
     kinds = ("random", "modes", "von_mises", "file")
@@ -266,16 +313,10 @@ def validate(cfg: Config) -> None:
           "a number in [0, 1)")
     _need(i.seed >= 0, "initial.seed", i.seed, "an integer >= 0")
     if i.kind == "modes":
-        _need(len(i.modes) > 0, "initial.modes", list(i.modes), "a non-empty list of [k, amplitude]")
-        for entry in i.modes:
-            ok = (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], int)
-                  and not isinstance(entry[0], bool) and 1 <= entry[0] <= g.modes and _finite(entry[1]))
-            _need(ok, "initial.modes", _plain(entry),
-                  f"entries [k, amplitude] with integer 1 <= k <= grid.modes = {g.modes} and a finite amplitude")
+        _check_modes(i.modes, m.geometry, g.modes)
     if i.kind == "von_mises":
+        _check_centers(i.centers, m.geometry)
         n = len(i.centers)
-        _need(n > 0 and all(_finite(c) for c in i.centers), "initial.centers", _plain(i.centers),
-              "a non-empty list of angles (radians)")
         _need(len(i.concentrations) == n and all(_finite(k) and k > 0 for k in i.concentrations),
               "initial.concentrations", _plain(i.concentrations),
               f"{n} finite numbers > 0 (one per center)")

@@ -71,7 +71,7 @@ def measure_growth_rates(time: np.ndarray, rho_hat: np.ndarray, model, tol: floa
         linear = np.abs(nonlin[:, j]) <= tol * abs(L[j]) * amp
         m_noise = linear_window(above)
         m = linear_window(above & linear)
-        mode = tuple(np.atleast_1d(labels[j]).tolist())
+        mode = labels[j]
         if m_noise < min_points:
             fits.append(RateFit(mode, np.nan, np.nan, np.nan, np.nan, m_noise, "noise"))
         elif m < min_points:

@@ -113,8 +113,12 @@ class HistoryWriter:
             d.make_scale(name)
             f[f"grid/{name}"] = d  # hard link: the documented /grid/<name> is this same dataset
             coords.append(d)
-        mode = f.create_dataset("mode", data=geometry.mode_labels())
+        spectral = geometry.spectral_coords()  # "mode" first: the scale of the coefficient axis
+        mode = f.create_dataset("mode", data=spectral.pop("mode"))
         mode.make_scale("mode")
+        for name, values in spectral.items():  # sphere: degree l and order m of each column
+            d = f.create_dataset(name, data=values)
+            d.dims[0].attach_scale(mode)
         weights = f.create_dataset("grid/weights", data=np.broadcast_to(geometry.weights, gshape).astype("f8"))
         for ax, d in enumerate(coords):
             weights.dims[ax].attach_scale(d)
@@ -182,9 +186,11 @@ def read_history(path: str | Path) -> dict:
             }
             if "rho" in f:
                 out["rho"] = f["rho"][:n]
-            for name in ("theta", "weights"):
-                if f"grid/{name}" in f:
-                    out[name] = f[f"grid/{name}"][:]
+            for name in f.get("grid", {}):  # theta | colatitude, longitude; weights
+                out[name] = f["grid"][name][:]
+            for name in ("degree", "order"):
+                if name in f:
+                    out[name] = f[name][:]
             return out
     except OSError as exc:
         raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None

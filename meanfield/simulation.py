@@ -28,7 +28,8 @@ from .stepping import AdaptiveStep, FixedStep, make_scheme
 TAIL_WARN = 1e-4
 #: SA divides by psi; below this min/max ratio of psi the field has lost more than ~6 digits.
 PSI_RANGE_WARN = 1e-10
-#: |rho_k| <= rho_0 for every positive density; beyond this multiple the run is garbage and stops.
+#: A non-negative density bounds every coefficient (circle: |rho_k| <= rho_0); beyond this
+#: multiple of the bound (geometry.coefficient_ratio) the run is garbage and stops.
 POSITIVITY_BOUND = 2.0
 
 
@@ -38,7 +39,7 @@ class Simulation:
     def __init__(self, cfg, c0: np.ndarray | None = None):
         self.cfg = cfg
         m, g, tc = cfg.model, cfg.grid, cfg.time
-        self.geometry = make_geometry(m.geometry, g.modes, g.dealias)
+        self.geometry = make_geometry(m.geometry, g.modes, g.dealias, g.backend, cfg.dim)
         self.model = AttentionModel(self.geometry, m.variant, m.beta, m.viscosity)
         self.scheme = make_scheme(tc.stepper, self.model.L, self.model.nonlinear)
         if tc.adaptive:
@@ -133,10 +134,11 @@ class BlowUpGuard:
                 f"(step {sim.steps}, dt = {sim.dt:.3g}); reduce time.dt, use time.adaptive = true, "
                 "raise grid.modes or add model.viscosity"
             )
-        ratio = float(np.max(np.abs(c))) / abs(c.flat[0].real)
+        ratio = sim.geometry.coefficient_ratio(c)
         if ratio > POSITIVITY_BOUND:
             raise NumericalError(
-                f"blow-up at t = {sim.t:.6g}: max |rho_k| / rho_0 = {ratio:.3g} > {POSITIVITY_BOUND:g}, "
+                f"blow-up at t = {sim.t:.6g}: a coefficient is {ratio:.3g} times the largest any "
+                f"positive density allows (> {POSITIVITY_BOUND:g}), "
                 "impossible for a positive density (under-resolved or unstable); reduce time.dt, "
                 "raise grid.modes or add model.viscosity"
             )

@@ -51,9 +51,17 @@ class Circle:
         """Named 1-D grid coordinates, in the order of the grid axes."""
         return {"theta": self.theta}
 
-    def mode_labels(self) -> np.ndarray:
-        """The degree of each spectral entry (here the wavenumber k)."""
+    def spectral_coords(self) -> dict[str, np.ndarray]:
+        """Along the coefficient axis: ``mode``, the wavenumber k."""
+        return {"mode": self.k}
+
+    def degrees(self) -> np.ndarray:
+        """The degree (here the wavenumber k) of each coefficient."""
         return self.k
+
+    def mode_labels(self) -> list[tuple]:
+        """(k,) for each coefficient."""
+        return [(int(k),) for k in self.k]
 
     # --- transforms ---------------------------------------------------------------
     def to_grid(self, c: np.ndarray) -> np.ndarray:
@@ -88,6 +96,10 @@ class Circle:
         """Integral of f g for real f, g with coefficients a, b (Parseval)."""
         s = a[0].real * b[0].real + 2 * np.sum((a[1:] * np.conj(b[1:])).real)
         return float(2 * math.pi * s)
+
+    def coefficient_ratio(self, c: np.ndarray) -> float:
+        """max |c_k| / c_0: at most 1 for a non-negative density."""
+        return float(np.max(np.abs(c)) / abs(c[0].real))
 
     def tail(self, c: np.ndarray) -> float:
         """Largest |c_k| over the top third of the retained modes, relative to c_0."""

@@ -1,0 +1,274 @@
+"""The sphere S^2: spherical harmonics up to degree L on a Gauss–Legendre grid.
+
+Coefficients c_lm, 0 <= m <= l <= L, are stored in the healpy / ducc0 / shtns order
+(m-major: index m (2L + 1 - m) / 2 + l) for a real field
+    rho = sum_l [ c_l0 Y_l0 + 2 Re sum_{m>0} c_lm Y_lm ],
+with orthonormal complex Y_lm including the Condon–Shortley phase (scipy's sph_harm_y).
+The uniform probability density has c_00 = 1 / sqrt(4 pi).
+
+The grid has ntheta Gauss–Legendre rings, north (colatitude ~0) first, and nphi
+equispaced longitudes from 0; ntheta >= dealias (L + 1), nphi >= dealias (2L + 1), so
+dealias = 1.5 is the 3/2 rule (products of two degree-L fields projected exactly).
+
+Transforms come from a backend: ``ducc0`` (a wheel, always there) or ``shtns`` (faster, needs
+FFTW and a compiler: the ``shtns`` extra).  Both use this layout and grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft
+from scipy.special import ive, sph_harm_y
+
+from ..errors import ConfigError
+from .circle import DEFAULT_DEALIAS
+
+BACKENDS = ("auto", "ducc0", "shtns")
+
+
+class DuccBackend:
+    """Transforms by ducc0.sht (pure pip wheel)."""
+
+    name = "ducc0"
+
+    def __init__(self, lmax: int, ntheta: int, nphi: int):
+        import ducc0
+
+        self.sht = ducc0.sht
+        self.version = ducc0.__version__
+        self.kw = dict(lmax=lmax, geometry="GL", ntheta=ntheta, nphi=nphi)
+        ll = np.concatenate([np.arange(m, lmax + 1) for m in range(lmax + 1)])
+        self.root = np.sqrt(ll * (ll + 1.0))
+
+    def synth(self, c):
+        """Coefficients -> grid."""
+        return self.sht.synthesis_2d(alm=c[None], spin=0, **self.kw)[0]
+
+    def analys(self, f):
+        """Grid -> coefficients (Gauss–Legendre quadrature: exact below degree 2 ntheta - L)."""
+        return self.sht.analysis_2d(map=f[None], spin=0, lmax=self.kw["lmax"], geometry="GL")[0]
+
+    def grad(self, c):
+        """(d/dtheta, 1/sin(theta) d/dphi) of the field with coefficients c, on the grid."""
+        return self.sht.synthesis_2d_deriv1(alm=c[None], **self.kw)
+
+    def div(self, v):
+        """Coefficients of the divergence of the tangent field v = (v_theta, v_phi)."""
+        e, _ = self.sht.analysis_2d(map=v, spin=1, lmax=self.kw["lmax"], geometry="GL")
+        return -self.root * e  # v = grad S + curl part  ->  E = sqrt(l(l+1)) S, div v = -l(l+1) S
+
+
+class ShtnsBackend:
+    """Transforms by SHTns (compiled against FFTW; the fastest)."""
+
+    name = "shtns"
+
+    def __init__(self, lmax: int, ntheta: int, nphi: int):
+        shtns = _import_quietly("shtns")
+        self.version = getattr(shtns, "__version__", "")
+        self.sh = shtns.sht(lmax, lmax)
+        self.sh.set_grid(ntheta, nphi, shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS, 1e-12)
+        ll = self.sh.l.astype(float)
+        self.lap = -ll * (ll + 1)
+
+    def synth(self, c):
+        """Coefficients -> grid."""
+        return self.sh.synth(np.ascontiguousarray(c))
+
+    def analys(self, f):
+        """Grid -> coefficients."""
+        return self.sh.analys(np.ascontiguousarray(f))
+
+    def grad(self, c):
+        """(d/dtheta, 1/sin(theta) d/dphi) on the grid."""
+        return np.array(self.sh.synth_grad(np.ascontiguousarray(c)))
+
+    def div(self, v):
+        """Coefficients of the divergence of the tangent field v = (v_theta, v_phi)."""
+        s, _ = self.sh.analys(np.ascontiguousarray(v[0]), np.ascontiguousarray(v[1]))
+        return self.lap * s  # v = grad S + curl T  ->  div v = Lap S
+
+
+def _import_quietly(module: str):
+    """Import ``module`` with the process's stdout silenced (SHTns prints a banner from C on import)."""
+    import importlib
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            return importlib.import_module(module)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def installed_backends() -> list[str]:
+    """Names of the installed transform libraries, fastest first (found without importing them)."""
+    from importlib.util import find_spec
+
+    return [name for name in ("shtns", "ducc0") if find_spec(name) is not None]
+
+
+def make_backend(name: str, lmax: int, ntheta: int, nphi: int):
+    """The backend called ``name`` ("auto": the fastest installed), or ConfigError saying how to install it."""
+    if name not in BACKENDS:
+        raise ConfigError(f"grid.backend: got {name!r}, allowed: {' | '.join(repr(b) for b in BACKENDS)}")
+    have = installed_backends()
+    if name == "auto":
+        if not have:
+            raise ConfigError("grid.backend: no spherical-harmonic library found; pip install ducc0")
+        name = have[0]
+    if name not in have:
+        how = {"ducc0": "pip install ducc0",
+               "shtns": "apt-get install -y libfftw3-dev, then pip install 'meanfield[shtns]'"}[name]
+        raise ConfigError(f"grid.backend: got {name!r}, which is not installed; {how}")
+    return {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi)
+
+
+def grid_size(modes: int, dealias: float) -> tuple[int, int]:
+    """(ntheta, nphi) for degree L = modes: >= dealias (L + 1) rings (and >= 32, SHTns' minimum),
+    an even, FFT-friendly nphi >= dealias (2L + 1)."""
+    ntheta = max(math.ceil(dealias * (modes + 1)), modes + 2, 32)
+    nphi = scipy.fft.next_fast_len(max(math.ceil(dealias * (2 * modes + 1)), 2 * modes + 2), real=True)
+    return ntheta, nphi + (nphi % 2)
+
+
+class Sphere:
+    """Spherical-harmonic pseudo-spectral discretisation of S^2 up to degree ``modes``."""
+
+    name = "sphere"
+    dim = 3
+    measure = 4 * math.pi  # |S^2|
+
+    def __init__(self, modes: int, dealias: float = DEFAULT_DEALIAS, backend: str = "auto"):
+        L = self.modes = int(modes)
+        self.dealias = float(dealias)
+        self.ntheta, self.nphi = grid_size(L, self.dealias)
+        self.backend = make_backend(backend, L, self.ntheta, self.nphi)
+        self.l = np.concatenate([np.arange(m, L + 1) for m in range(L + 1)])
+        self.m = np.concatenate([np.full(L + 1 - m, m) for m in range(L + 1)])
+        x, w = np.polynomial.legendre.leggauss(self.ntheta)
+        self.colatitude = np.arccos(-x)  # ascending: north pole first
+        self.longitude = 2 * math.pi * np.arange(self.nphi) / self.nphi
+        self.weights = np.outer(w, np.full(self.nphi, 2 * math.pi / self.nphi))
+        # CFL length: the resolved scale pi / L (as on the circle), not the crowded pole rows,
+        # which a spectral transform method does not see
+        self.spacing = 2 * math.pi / self.nphi
+
+    def index(self, l: int, m: int) -> int:
+        """Position of (l, m), m >= 0, in a coefficient array."""
+        return m * (2 * self.modes + 1 - m) // 2 + l
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Shape of grid arrays: (ntheta, nphi)."""
+        return (self.ntheta, self.nphi)
+
+    @property
+    def spectral_shape(self) -> tuple[int, ...]:
+        """Shape of coefficient arrays: ((L + 1)(L + 2) / 2,)."""
+        return (self.l.size,)
+
+    def grid_coords(self) -> dict[str, np.ndarray]:
+        """Named 1-D grid coordinates, in the order of the grid axes."""
+        return {"colatitude": self.colatitude, "longitude": self.longitude}
+
+    def spectral_coords(self) -> dict[str, np.ndarray]:
+        """Along the coefficient axis: ``mode`` (its index) first, then degree l and order m."""
+        return {"mode": np.arange(self.l.size), "degree": self.l, "order": self.m}
+
+    def degrees(self) -> np.ndarray:
+        """Harmonic degree of each coefficient."""
+        return self.l
+
+    def mode_labels(self) -> list[tuple]:
+        """(l, m) of each coefficient."""
+        return list(zip(self.l.tolist(), self.m.tolist()))
+
+    # --- transforms and calculus ----------------------------------------------------
+    def to_grid(self, c):
+        """Coefficients -> values on the grid."""
+        return self.backend.synth(np.asarray(c, dtype=complex))
+
+    def to_spectral(self, f):
+        """Grid values -> coefficients up to degree L."""
+        return self.backend.analys(np.asarray(f, dtype=float))
+
+    def grad(self, c):
+        """Gradient (theta, phi components) of the field with coefficients c, on the grid."""
+        return self.backend.grad(np.asarray(c, dtype=complex))
+
+    def div(self, v):
+        """Coefficients of the divergence of the grid tangent field v, shape (2, ntheta, nphi)."""
+        return self.backend.div(np.asarray(v, dtype=float))
+
+    def laplacian(self):
+        """Eigenvalues of the Laplacian per coefficient: -l(l+1)."""
+        return -(self.l * (self.l + 1.0))
+
+    def funk_hecke(self, beta: float):
+        """Multipliers of G_beta scaled by e^{-beta}: 4 pi i_l(beta) e^{-beta}."""
+        return 4 * math.pi * math.sqrt(math.pi / (2 * beta)) * ive(self.l + 0.5, beta)
+
+    def integrate(self, f) -> float:
+        """Integral over S^2 of grid values (Gauss–Legendre x trapezoid)."""
+        return float(np.sum(self.weights * f))
+
+    def inner(self, a, b) -> float:
+        """Integral of f g for real f, g with coefficients a, b (Parseval, orthonormal Y_lm)."""
+        prod = (a * np.conj(b)).real
+        return float(np.sum(prod[self.m == 0]) + 2 * np.sum(prod[self.m > 0]))
+
+    def tail(self, c) -> float:
+        """Largest |c_lm| / c_00 over degrees in the top third (2L/3 < l <= L)."""
+        top = np.abs(c[self.l > (2 * self.modes) // 3])
+        return float(top.max() / abs(c[0])) if top.size else 0.0
+
+    def coefficient_ratio(self, c) -> float:
+        """max |c_lm| / (sqrt(2l + 1) c_00): at most 1 for a non-negative density (|Y_lm| <= sqrt((2l+1)/4pi))."""
+        return float(np.max(np.abs(c) / np.sqrt(2 * self.l + 1.0)) / abs(c[0].real))
+
+    # --- initial data -----------------------------------------------------------------
+    def uniform(self):
+        """Coefficients of the uniform probability density 1/(4 pi)."""
+        c = np.zeros(self.spectral_shape, dtype=complex)
+        c[0] = 1 / math.sqrt(4 * math.pi)
+        return c
+
+    def random_perturbation(self, rng):
+        """eta = sqrt(4 pi) sum_{l >= 1} sum_m g_lm Y^real_lm with g_lm ~ N(0, 1): each term has RMS 1."""
+        n = self.l.size
+        a, b = rng.standard_normal(n), rng.standard_normal(n)
+        eta = np.where(self.m == 0, a, (a - 1j * b) / math.sqrt(2)) * math.sqrt(4 * math.pi)
+        eta[self.l == 0] = 0
+        return eta.astype(complex)
+
+    def mode_function(self, spec):
+        """Coefficients of sqrt(4 pi) Y^real_lm for spec = (l, m): m > 0 -> sqrt(2) Re Y_lm,
+        m < 0 -> sqrt(2) Im Y_l|m|, m = 0 -> Y_l0 (each with RMS 1 over the sphere)."""
+        l, m = spec
+        c = np.zeros(self.spectral_shape, dtype=complex)
+        i = self.index(l, abs(m))
+        s = math.sqrt(4 * math.pi)
+        c[i] = s if m == 0 else (s / math.sqrt(2) if m > 0 else -1j * s / math.sqrt(2))
+        return c
+
+    def von_mises(self, center, concentration: float):
+        """Coefficients of the von Mises–Fisher density kappa e^{kappa <x, mu>} / (4 pi sinh kappa).
+
+        ``center``: a vector mu in R^3 (normalised here).  Exact by Funk–Hecke:
+        c_lm = kappa i_l(kappa) / sinh(kappa) * conj(Y_lm(mu)).
+        """
+        mu = np.asarray(center, dtype=float)
+        mu = mu / np.linalg.norm(mu)
+        theta, phi = math.acos(max(-1.0, min(1.0, mu[2]))), math.atan2(mu[1], mu[0])
+        k = float(concentration)
+        # i_l(k) / sinh(k) = sqrt(pi/(2k)) ive(l+1/2, k) * 2 / (1 - e^{-2k})
+        radial = k * math.sqrt(math.pi / (2 * k)) * ive(self.l + 0.5, k) * 2 / -math.expm1(-2 * k)
+        return radial * np.conj(sph_harm_y(self.l, self.m, theta, phi))
