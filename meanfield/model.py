@@ -48,11 +48,12 @@ class AttentionModel:
         """The attention field X[rho] on the grid (a grid vector)."""
         g = self.geometry
         psi = self.kernel * c
-        grad_psi = g.grad(psi)
-        if self.variant == "usa":
-            return self.scale * grad_psi
-        with np.errstate(divide="ignore", invalid="ignore"):  # psi <= 0: the guard reports it
-            return self.scale * grad_psi / g.to_grid(psi)
+        v = g.grad(psi)  # a fresh array: scaled in place (grid temporaries cost page faults)
+        if self.variant == "sa":
+            with np.errstate(divide="ignore", invalid="ignore"):  # psi <= 0: the guard reports it
+                v /= g.to_grid(psi)
+        v *= self.scale
+        return v
 
     def psi_range(self, c: np.ndarray) -> float:
         """min psi / max psi on the grid.  SA divides by psi, whose spectral evaluation is
@@ -63,7 +64,8 @@ class AttentionModel:
     def rhs(self, c: np.ndarray) -> np.ndarray:
         """The full right-hand side F(c) = -div(rho X) + nu Lap rho, in spectral space."""
         g = self.geometry
-        flux = g.to_grid(c) * self.velocity(c)
+        flux = self.velocity(c)
+        flux *= g.to_grid(c)
         out = -g.div(flux)
         if self.viscosity:
             out += self.viscosity * self.lap * c

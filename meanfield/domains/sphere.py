@@ -38,7 +38,7 @@ class DuccBackend:
 
         self.sht = ducc0.sht
         self.version = ducc0.__version__
-        self.kw = dict(lmax=lmax, geometry="GL", ntheta=ntheta, nphi=nphi)
+        self.kw = dict(lmax=lmax, geometry="GL", ntheta=ntheta, nphi=nphi, nthreads=1)
         ll = np.concatenate([np.arange(m, lmax + 1) for m in range(lmax + 1)])
         self.root = np.sqrt(ll * (ll + 1.0))
 
@@ -68,26 +68,33 @@ class ShtnsBackend:
     def __init__(self, lmax: int, ntheta: int, nphi: int):
         shtns = _import_quietly("shtns")
         self.version = getattr(shtns, "__version__", "")
-        self.sh = shtns.sht(lmax, lmax)
+        self.sh = shtns.sht(lmax, lmax, nthreads=1)  # like ducc0 here: one thread, reproducible sums
         self.sh.set_grid(ntheta, nphi, shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS, 1e-12)
         ll = self.sh.l.astype(float)
         self.lap = -ll * (ll + 1)
 
     def synth(self, c):
         """Coefficients -> grid."""
-        return self.sh.synth(np.ascontiguousarray(c))
+        out = np.empty(self.sh.spat_shape)
+        self.sh.SH_to_spat(np.ascontiguousarray(c), out)
+        return out
 
     def analys(self, f):
         """Grid -> coefficients."""
-        return self.sh.analys(np.ascontiguousarray(f))
+        out = self.sh.spec_array()
+        self.sh.spat_to_SH(np.ascontiguousarray(f), out)
+        return out
 
     def grad(self, c):
         """(d/dtheta, 1/sin(theta) d/dphi) on the grid."""
-        return np.array(self.sh.synth_grad(np.ascontiguousarray(c)))
+        out = np.empty((2, *self.sh.spat_shape))
+        self.sh.SHsph_to_spat(np.ascontiguousarray(c), out[0], out[1])
+        return out
 
     def div(self, v):
         """Coefficients of the divergence of the tangent field v = (v_theta, v_phi)."""
-        s, _ = self.sh.analys(np.ascontiguousarray(v[0]), np.ascontiguousarray(v[1]))
+        s, t = self.sh.spec_array(), self.sh.spec_array()
+        self.sh.spat_to_SHsphtor(np.ascontiguousarray(v[0]), np.ascontiguousarray(v[1]), s, t)
         return self.lap * s  # v = grad S + curl T  ->  div v = Lap S
 
 
