@@ -188,3 +188,45 @@ def test_sbdf2_rates_converge_like_dt_squared(tmp_path):
         note = re.search(r"differ from lambda by ~([0-9.e-]+) relative", r.stdout)
         assert note and 0.5 < worst[dt] / float(note.group(1)) < 2, (worst[dt], r.stdout[-300:])
     assert worst[0.0005] < 1e-4 and 200 < worst[0.01] / worst[0.0005] < 800  # (20x smaller dt)^2
+
+
+@pytest.mark.slow
+def test_sphere_example_clusters_rates_and_plot(tmp_path):
+    """data/sphere.toml: clusters form on S^2 at beta = 20; every (l, m) of every growing degree is
+    measured to 1e-4; the sphere plot is drawn."""
+    out = tmp_path / "sphere.h5"
+    r = mf("run", ROOT / "data" / "sphere.toml", "-o", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr  # stayed resolved
+    with h5py.File(out) as f:
+        rho = f["rho"][-1] * 4 * np.pi
+        assert rho.max() > 10 and f["diagnostics/tail"][-1] < 1e-6
+        assert f["rho"].dims[1][0].name.endswith("colatitude") and "degree" in f and "order" in f
+    r = mf("rates", out)
+    assert r.returncode == 0, r.stderr
+    rows = [ln.split() for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")][1:]
+    got = {tuple(map(int, row[0].split(","))): float(row[3]) for row in rows if row[-1] == "ok"}
+    lam = theory.growth_rates(np.arange(49), 20.0, "sa", 0.01, 3)
+    growing = [l for l in range(1, 49) if lam[l] > 0]
+    assert growing == list(range(1, 8))
+    for l in growing:
+        for m in range(l + 1):
+            assert (l, m) in got and got[l, m] < 1e-4, (l, m)
+    png = tmp_path / "s.png"
+    assert mf("plot", out, "-o", png).returncode == 0 and png.stat().st_size > 20_000
+
+
+def test_zonal_and_sphere_runs_from_the_cli(tmp_path):
+    zonal = tmp_path / "z.toml"
+    zonal.write_text("[model]\ngeometry = 'zonal'\ndim = 8\nbeta = 10.0\n[grid]\nmodes = 24\n"
+                     "[initial]\nkind = 'modes'\nmodes = [[3, 1e-7]]\n[time]\nt_end = 5.0\nstepper = 'etdrk4'\n")
+    out = tmp_path / "z.h5"
+    assert mf("run", zonal, "-o", out, "--quiet").returncode == 0
+    r, measured = measured_rates(out)
+    assert measured[3][2] < 1e-4
+    for kind in ("auto", "spectrum"):
+        assert mf("plot", out, "--kind", kind, "-o", tmp_path / f"z{kind}.png").returncode == 0
+    line = one_error_line(mf("plot", out, "--kind", "sphere", "-o", tmp_path / "zs.png"))
+    assert "--kind: got 'sphere' for a zonal run" in line
+    r = mf("theory", "--dim", 8, "--beta", 10)
+    assert r.returncode == 0 and "S^7" in r.stdout
