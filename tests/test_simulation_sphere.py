@@ -135,3 +135,27 @@ def test_sphere_spatial_error_decays_spectrally():
     ratios = [errs[i + 1] / errs[i] for i in range(len(errs) - 1)]
     assert all(r < 0.2 for r in ratios), (errs, ratios)
     assert errs[-1] < 1e-9, errs
+
+
+@pytest.mark.parametrize("variant", ["sa", "usa"])
+def test_zonal_runs_agree_with_circle_and_sphere(variant):
+    """Whole solves: zonal d = 2 = circle on an even density, zonal d = 3 = sphere on an axisymmetric
+    one, to 1e-10 at t_end (a_k = 2 c_k on the circle; c_l0 = a_l sqrt(4 pi / (2l + 1)) on S^2)."""
+    beta, nu, L = (6.0, 0.02, 24) if variant == "sa" else (2.0, 0.05, 24)
+    t_end, dt = (2.0, 0.005) if variant == "sa" else (0.5, 0.001)
+    vm2 = dict(kind="von_mises", centers=[0.0, math.pi], concentrations=[2.0, 3.0], weights=[0.6, 0.4])
+    _, _, a = solve(**cfg("zonal", variant, beta, nu, L, t_end, dt, t_end, dim=2, **vm2))
+    _, _, c = solve(**cfg("circle", variant, beta, nu, L, t_end, dt, t_end, **vm2))
+    c2 = c[-1].copy()
+    c2[1:] *= 2
+    assert np.max(np.abs(a[-1] - c2)) <= 1e-10 * np.max(np.abs(c2[1:])) + 1e-15
+    assert np.max(np.abs(c[-1] - c[0])) > 1e-3  # it moved
+
+    vm3 = dict(kind="von_mises", concentrations=[2.0, 3.0], weights=[0.6, 0.4])
+    _, _, a = solve(**cfg("zonal", variant, beta, nu, L, t_end, dt, t_end, dim=3, centers=[0.0, math.pi], **vm3))
+    sim, _, s = solve(**cfg("sphere", variant, beta, nu, L, t_end, dt, t_end,
+                            centers=[[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]], **vm3))
+    g = sim.geometry
+    scale = np.sqrt(4 * math.pi / (2 * np.arange(L + 1) + 1))
+    assert np.max(np.abs(s[-1][g.m != 0])) <= 1e-13
+    assert np.max(np.abs(s[-1][g.m == 0] - a[-1] * scale)) <= 1e-10 * np.max(np.abs(s[-1][g.m == 0][1:]))
