@@ -1,6 +1,5 @@
 """The real `meanfield` command in a subprocess, as a user types it."""
 
-import os
 import re
 import shutil
 import subprocess

@@ -1,7 +1,6 @@
 """HDF5 histories: the INTERFACE layout, named dims for xarray, and a file that survives SIGKILL."""
 
 import math
-import os
 import signal
 import subprocess
 import sys

@@ -7,27 +7,11 @@ import numpy as np
 import pytest
 from scipy.signal import find_peaks
 
+from _runs import solve
 from meanfield import config, theory
 from meanfield.diagnostics import measure_growth_rates
 from meanfield.errors import NumericalError
-from meanfield.simulation import BlowUpGuard, ResolutionMonitor, Simulation
-
-
-class Recorder:
-    def __init__(self):
-        self.t, self.c = [], []
-
-    def snapshot(self, sim):
-        self.t.append(sim.t)
-        self.c.append(sim.c.copy())
-
-
-def solve(c0=None, **sections):
-    cfg = config.from_dict(sections)
-    sim = Simulation(cfg, c0)
-    rec = Recorder()
-    sim.run([BlowUpGuard(), rec])
-    return sim, np.array(rec.t), np.array(rec.c)
+from meanfield.simulation import ResolutionMonitor, Simulation
 
 
 def cfg(variant, beta, nu, K, amplitude=1e-7, t_end=10.0, dt=0.01, stepper="etdrk4", interval=0.1,

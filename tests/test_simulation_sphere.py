@@ -7,27 +7,11 @@ import numpy as np
 import pytest
 from scipy.special import sph_harm_y
 
-from meanfield import config, theory
+from _runs import solve
+from meanfield import theory
 from meanfield.diagnostics import measure_growth_rates
 from meanfield.domains import Sphere
 from meanfield.domains.zonal import gegenbauer_table
-from meanfield.simulation import BlowUpGuard, Simulation
-
-
-class Recorder:
-    def __init__(self):
-        self.t, self.c = [], []
-
-    def snapshot(self, sim):
-        self.t.append(sim.t)
-        self.c.append(sim.c.copy())
-
-
-def solve(c0=None, **sections):
-    sim = Simulation(config.from_dict(sections), c0)
-    rec = Recorder()
-    sim.run([BlowUpGuard(), rec])
-    return sim, np.array(rec.t), np.array(rec.c)
 
 
 def cfg(geometry, variant, beta, nu, L, t_end, dt, interval, dim=0, stepper="etdrk4", **initial):

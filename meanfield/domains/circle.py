@@ -15,11 +15,13 @@ import numpy as np
 import scipy.fft
 from scipy.special import ive
 
+from .base import LineGeometry
+
 #: Default padding factor of the grid (see docs/numerics.md for the measurements behind it).
 DEFAULT_DEALIAS = 2.0
 
 
-class Circle:
+class Circle(LineGeometry):
     """Fourier pseudo-spectral discretisation of S^1 with largest wavenumber ``modes``."""
 
     name = "circle"
@@ -36,32 +38,9 @@ class Circle:
         self.weights = np.full(self.npoints, 2 * math.pi / self.npoints)
         self.spacing = 2 * math.pi / self.npoints
 
-    # --- shapes -----------------------------------------------------------------
-    @property
-    def grid_shape(self) -> tuple[int, ...]:
-        """Shape of grid arrays: (M,)."""
-        return (self.npoints,)
-
-    @property
-    def spectral_shape(self) -> tuple[int, ...]:
-        """Shape of coefficient arrays: (K + 1,)."""
-        return (self.modes + 1,)
-
     def grid_coords(self) -> dict[str, np.ndarray]:
         """Named 1-D grid coordinates, in the order of the grid axes."""
         return {"theta": self.theta}
-
-    def spectral_coords(self) -> dict[str, np.ndarray]:
-        """Along the coefficient axis: ``mode``, the wavenumber k."""
-        return {"mode": self.k}
-
-    def degrees(self) -> np.ndarray:
-        """The degree (here the wavenumber k) of each coefficient."""
-        return self.k
-
-    def mode_labels(self) -> list[tuple]:
-        """(k,) for each coefficient."""
-        return [(int(k),) for k in self.k]
 
     # --- transforms ---------------------------------------------------------------
     def to_grid(self, c: np.ndarray) -> np.ndarray:

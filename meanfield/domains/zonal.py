@@ -20,6 +20,7 @@ import math
 import numpy as np
 from scipy.special import gammaln, ive, roots_chebyt, roots_gegenbauer
 
+from .base import LineGeometry
 from .circle import DEFAULT_DEALIAS
 
 
@@ -42,7 +43,7 @@ def gegenbauer_table(L: int, alpha: float, t: np.ndarray) -> tuple[np.ndarray, n
     return R, D
 
 
-class Zonal:
+class Zonal(LineGeometry):
     """Gegenbauer pseudo-spectral discretisation of zonal densities on S^{dim-1}."""
 
     name = "zonal"
@@ -67,31 +68,9 @@ class Zonal:
         self.norm = (self.R**2) @ self.weights  # int R_l^2 dsigma (exact: degree 2L < 2n)
         self.spacing = math.pi / n
 
-    @property
-    def grid_shape(self) -> tuple[int, ...]:
-        """Shape of grid arrays: (n,)."""
-        return (self.npoints,)
-
-    @property
-    def spectral_shape(self) -> tuple[int, ...]:
-        """Shape of coefficient arrays: (L + 1,)."""
-        return (self.modes + 1,)
-
     def grid_coords(self) -> dict[str, np.ndarray]:
         """Named 1-D grid coordinates: the colatitude of each node."""
         return {"colatitude": self.colatitude}
-
-    def spectral_coords(self) -> dict[str, np.ndarray]:
-        """Along the coefficient axis: ``mode``, the degree l."""
-        return {"mode": self.l}
-
-    def degrees(self) -> np.ndarray:
-        """The degree l of each coefficient."""
-        return self.l
-
-    def mode_labels(self) -> list[tuple]:
-        """(l,) for each coefficient."""
-        return [(int(l),) for l in self.l]
 
     # --- transforms and calculus ----------------------------------------------------
     def to_grid(self, c):
