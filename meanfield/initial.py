@@ -35,9 +35,10 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
         if attrs.get("geometry") != geometry.name:
             raise ConfigError(f"initial.path: {ini.path!r} is a {attrs.get('geometry')!r} run, "
                               f"allowed: an output of geometry {geometry.name!r}")
-        c = np.zeros(geometry.spectral_shape, dtype=complex)
-        n = min(c.shape[0], c_file.shape[0])
-        c[:n] = c_file[:n]
+        if int(attrs.get("dim", geometry.dim)) != geometry.dim:
+            raise ConfigError(f"initial.path: {ini.path!r} is a run on S^{int(attrs['dim']) - 1}, "
+                              f"allowed: an output with dim = {geometry.dim}")
+        c = geometry.resample(c_file, int(attrs.get("modes", c_file.size - 1)))
     rho = geometry.to_grid(c)
     if not np.all(np.isfinite(rho)):
         raise ConfigError("initial: the initial density is not finite; check initial.amplitude / concentrations")

@@ -32,3 +32,10 @@ class LineGeometry:
     def mode_labels(self) -> list[tuple]:
         """(degree,) for each coefficient."""
         return [(int(l),) for l in self.degrees()]
+
+    def resample(self, c: np.ndarray, modes: int) -> np.ndarray:
+        """Coefficients ``c`` of a run with ``modes`` degrees, truncated or zero-padded to this one."""
+        out = np.zeros(self.spectral_shape, dtype=complex)
+        n = min(out.size, int(modes) + 1, c.size)
+        out[:n] = c[:n]
+        return out

@@ -172,6 +172,14 @@ class Sphere:
         """Position of (l, m), m >= 0, in a coefficient array."""
         return m * (2 * self.modes + 1 - m) // 2 + l
 
+    def resample(self, c: np.ndarray, modes: int) -> np.ndarray:
+        """Coefficients ``c`` of a degree-``modes`` run, truncated or zero-padded to degree L."""
+        out = np.zeros(self.spectral_shape, dtype=complex)
+        keep = self.l <= modes
+        l, m = self.l[keep], self.m[keep]
+        out[keep] = c[m * (2 * int(modes) + 1 - m) // 2 + l]
+        return out
+
     @property
     def grid_shape(self) -> tuple[int, ...]:
         """Shape of grid arrays: (ntheta, nphi)."""

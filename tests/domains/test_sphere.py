@@ -113,3 +113,18 @@ def test_unknown_or_missing_backend_is_a_clear_error():
     if "shtns" not in BACKENDS:
         with pytest.raises(ConfigError, match="libfftw3-dev"):
             Sphere(8, backend="shtns")
+
+
+def test_resample_between_degrees():
+    rng = np.random.default_rng(5)
+    small, big = Sphere(8), Sphere(12)
+    c = random_coeffs(small, rng)
+    up = big.resample(c, 8)
+    assert np.allclose(big.to_grid(up), _on(big, small, c), atol=1e-12)
+    assert np.array_equal(small.resample(up, 12), c)
+
+
+def _on(big, small, c):
+    """small's field evaluated on big's grid, by direct summation."""
+    T, P = np.meshgrid(big.colatitude, big.longitude, indexing="ij")
+    return direct(small, c, T.ravel(), P.ravel()).reshape(T.shape)
