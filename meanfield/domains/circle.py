@@ -85,6 +85,17 @@ class Circle(LineGeometry):
         top = c[max(1, (2 * self.modes) // 3 + 1):]
         return float(np.max(np.abs(top)) / abs(c[0])) if top.size else 0.0
 
+    # --- points (tokens) ------------------------------------------------------------
+    def evaluate(self, c: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The field with coefficients c at unit vectors x (shape (n, 2)), by direct summation."""
+        theta = np.arctan2(x[:, 1], x[:, 0])
+        return c[0].real + 2 * np.real(np.exp(1j * np.outer(theta, self.k[1:])) @ c[1:])
+
+    def measure_coefficients(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Coefficients of the measure sum_i w_i delta_{x_i}: c_k = sum_i w_i e^{-ik theta_i} / (2 pi)."""
+        theta = np.arctan2(x[:, 1], x[:, 0])
+        return np.exp(-1j * np.outer(self.k, theta)) @ w / self.measure
+
     # --- initial data --------------------------------------------------------------
     def uniform(self) -> np.ndarray:
         """Coefficients of the uniform probability density 1/(2 pi)."""

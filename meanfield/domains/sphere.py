@@ -249,6 +249,25 @@ class Sphere:
         """max |c_lm| / (sqrt(2l + 1) c_00): at most 1 for a non-negative density (|Y_lm| <= sqrt((2l+1)/4pi))."""
         return float(np.max(np.abs(c) / np.sqrt(2 * self.l + 1.0)) / abs(c[0].real))
 
+    # --- points (tokens) ------------------------------------------------------------
+    @staticmethod
+    def _loc(x):
+        return np.stack([np.arccos(np.clip(x[:, 2], -1, 1)), np.arctan2(x[:, 1], x[:, 0]) % (2 * math.pi)], 1)
+
+    def evaluate(self, c, x):
+        """The field with coefficients c at unit vectors x (n, 3) (ducc0's non-uniform synthesis, 1e-13)."""
+        import ducc0
+
+        return ducc0.sht.synthesis_general(alm=np.asarray(c, complex)[None], spin=0, lmax=self.modes,
+                                           loc=self._loc(x), epsilon=1e-13)[0]
+
+    def measure_coefficients(self, x, w):
+        """Coefficients of sum_i w_i delta_{x_i}: c_lm = sum_i w_i conj(Y_lm(x_i))."""
+        import ducc0
+
+        return ducc0.sht.adjoint_synthesis_general(map=np.asarray(w, float)[None], spin=0, lmax=self.modes,
+                                                   loc=self._loc(x), epsilon=1e-13)[0]
+
     # --- initial data -----------------------------------------------------------------
     def uniform(self):
         """Coefficients of the uniform probability density 1/(4 pi)."""

@@ -115,6 +115,17 @@ class Zonal(LineGeometry):
         """max |a_l| norm_l / (a_0 |S^{d-1}|): at most 1 for a non-negative density (|R_l| <= 1)."""
         return float(np.max(np.abs(c) * self.norm) / (abs(c[0].real) * self.measure))
 
+    # --- points (tokens) ------------------------------------------------------------
+    def evaluate(self, c, x):
+        """The zonal field with coefficients c at unit vectors x (n, d); the axis is the last coordinate."""
+        R, _ = gegenbauer_table(self.modes, self.alpha, np.clip(x[:, -1], -1, 1))
+        return np.asarray(c).real @ R
+
+    def measure_coefficients(self, x, w):
+        """Coefficients of the zonal part (average over rotations about the axis) of sum_i w_i delta_{x_i}."""
+        R, _ = gegenbauer_table(self.modes, self.alpha, np.clip(x[:, -1], -1, 1))
+        return ((R @ w) / self.norm).astype(complex)
+
     # --- initial data -----------------------------------------------------------------
     def uniform(self):
         """Coefficients of the uniform probability density 1 / |S^{d-1}|."""
