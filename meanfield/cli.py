@@ -48,23 +48,31 @@ def cmd_run(args) -> int:
     cfg = config.load(args.config, overrides)
     out = cfg.output.path
     io.check_writable(out, args.overwrite)
-    sim = Simulation(cfg)
     attrs = {
-        "config": cfg.to_toml(), "variant": cfg.model.variant, "beta": cfg.model.beta,
+        "config": cfg.to_toml(), "method": cfg.model.method, "variant": cfg.model.variant, "beta": cfg.model.beta,
         "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes, "dealias": cfg.grid.dealias,
         "stepper": cfg.time.stepper, "energy_scale": "exp(-beta)",
     }
-    backend = getattr(sim.geometry, "backend", None)
-    if backend is not None:
-        attrs["backend"] = f"{backend.name} {backend.version}"
-    diagnostics = ["mass", "energy", "tail", "dt", "steps"]
-    if cfg.model.variant == "usa":
-        diagnostics.insert(2, "free_energy")
-    writer = io.HistoryWriter(out, sim.geometry, attrs, len(sim.output_times()), diagnostics)
+    if cfg.model.method == "particles":
+        from .particles import ParticleSimulation, TokenGuard, TokenHistoryTracker
+
+        sim = ParticleSimulation(cfg)
+        attrs.update(stepper=cfg.particles.integrator, n_tokens=sim.x.shape[0], bandwidth=sim.bandwidth)
+        writer = io.HistoryWriter(out, sim.geometry, _with_backend(attrs, sim), len(sim.output_times()),
+                                  ("mass", "energy", "spread", "dt", "steps"), token_weights=sim.weights,
+                                  dim=cfg.particles.dim)
+        trackers = [TokenGuard(), TokenHistoryTracker(writer)]
+    else:
+        sim = Simulation(cfg)
+        diagnostics = ["mass", "energy", "tail", "dt", "steps"]
+        if cfg.model.variant == "usa":
+            diagnostics.insert(2, "free_energy")
+        writer = io.HistoryWriter(out, sim.geometry, _with_backend(attrs, sim), len(sim.output_times()), diagnostics)
+        trackers = [BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer)]
     progress = ProgressBar(enabled=False if args.quiet else None)
     wall = time.monotonic()
     try:
-        sim.run([BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer), progress])
+        sim.run([*trackers, progress])
     except NumericalError as exc:
         return _fail(f"{exc} (history up to the last snapshot kept in {out})", 1)
     except KeyboardInterrupt:
@@ -73,6 +81,13 @@ def cmd_run(args) -> int:
         print(f"wrote {writer.count} snapshots (t = 0 .. {sim.t:g}, {sim.steps} steps, "
               f"{time.monotonic() - wall:.1f} s) to {out}", file=sys.stderr)
     return 0
+
+
+def _with_backend(attrs: dict, sim) -> dict:
+    backend = getattr(sim.geometry, "backend", None)
+    if backend is not None:
+        attrs["backend"] = f"{backend.name} {backend.version}"
+    return attrs
 
 
 def _toml_str(s: str) -> str:
@@ -125,6 +140,8 @@ def cmd_rates(args) -> int:
     from .diagnostics import measure_growth_rates
 
     h = io.read_history(args.history)
+    if "positions" in h:
+        raise ConfigError(f"history: {args.history!r} is a particles run; rates are measured on spectral runs")
     if h["time"].size < 3:
         raise ConfigError(f"history: {args.history!r} holds {h['time'].size} snapshots, allowed: >= 3 to fit a rate")
     model = model_from_history(h)

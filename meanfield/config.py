@@ -88,6 +88,22 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ParticlesConfig:
+    """[particles]: weighted tokens (model.method = "particles")."""
+
+    n: int = 1000
+    dim: int = 3
+    heads: int = 1
+    causal: bool = False
+    Q: object = "identity"
+    K: object = "identity"
+    V: object = "identity"
+    integrator: str = "rk4"
+    bandwidth: float = 0.0  # of the density estimate on the grid; 0 = n^{-1/(dim+3)}
+    seed: int = 0  # of "random" attention matrices
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated run configuration."""
 
@@ -96,6 +112,7 @@ class Config:
     initial: InitialConfig = field(default_factory=InitialConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    particles: ParticlesConfig = field(default_factory=ParticlesConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (TOML-serialisable: nan times are dropped)."""
@@ -113,14 +130,17 @@ class Config:
     @property
     def dim(self) -> int:
         """Ambient dimension d of the geometry (tokens on S^{d-1})."""
+        if self.model.method == "particles":
+            return self.particles.dim
         if self.model.geometry == "zonal":
             return self.model.dim
         return theory.dim_of(self.model.geometry)
 
 
 SECTIONS = {"model": ModelConfig, "grid": GridConfig, "initial": InitialConfig,
-            "time": TimeConfig, "output": OutputConfig}
-NOT_YET = {"particles": "the particles method"}
+            "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig}
+#: keys whose value is a string or a matrix (list of rows, or one per head)
+MATRIX_KEYS = {("particles", "Q"), ("particles", "K"), ("particles", "V")}
 
 
 def _plain(v):
@@ -178,6 +198,11 @@ def _type_name(t) -> str:
 def _coerce(section: str, key: str, value: Any, default: Any):
     where = f"{section}.{key}"
     t = type(default)
+    if (section, key) in MATRIX_KEYS:
+        if isinstance(value, (list, str)):
+            return _freeze(value) if isinstance(value, list) else value
+        raise ConfigError(f"{where}: got {value!r} ({type(value).__name__}), allowed: 'identity' | 'random' | "
+                          "a matrix (list of rows), or one of those per head")
     if t is bool:
         ok = isinstance(value, bool)
     elif t is int:
@@ -203,8 +228,6 @@ def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
     """Validate a nested dict (as parsed from TOML) into a Config."""
     sections = {}
     for name, value in raw.items():
-        if name in NOT_YET:
-            raise ConfigError(f"{name}: {NOT_YET[name]} is not available in this version of meanfield")
         if name not in SECTIONS:
             raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}")
         if not isinstance(value, dict):
@@ -274,19 +297,44 @@ def _check_centers(centers, geometry: str) -> None:
     _need(ok, "initial.centers", _plain(centers), allowed)
 
 
+def _validate_particles(cfg: Config) -> None:
+    """[particles] and its consistency with [model] and [time]."""
+    from .particles import INTEGRATORS, attention_matrices
+
+    p, m = cfg.particles, cfg.model
+    _need(1 <= p.n <= 1_000_000, "particles.n", p.n, "an integer in [1, 1000000]")
+    _need(2 <= p.dim <= 1000, "particles.dim", p.dim, "an integer in [2, 1000] (tokens on S^{dim-1})")
+    _need(1 <= p.heads <= 64, "particles.heads", p.heads, "an integer in [1, 64]")
+    _need(p.integrator in INTEGRATORS, "particles.integrator", p.integrator,
+          " | ".join(repr(k) for k in INTEGRATORS))
+    _need(_finite(p.bandwidth) and p.bandwidth >= 0, "particles.bandwidth", p.bandwidth,
+          "a finite number >= 0 (0: n^{-1/(dim+3)})")
+    _need(p.seed >= 0, "particles.seed", p.seed, "an integer >= 0")
+    geometry = {2: "circle", 3: "sphere"}.get(p.dim, "zonal")
+    _need(m.geometry == geometry, "model.geometry", m.geometry,
+          f"{geometry!r} with particles.dim = {p.dim} (the grid of the density estimate and of the initial density)")
+    if geometry == "zonal":
+        _need(m.dim in (0, p.dim), "model.dim", m.dim, f"0 or particles.dim = {p.dim}")
+    _need(not cfg.time.adaptive, "time.adaptive", cfg.time.adaptive, "false with model.method = 'particles'")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in ("Q", "K", "V"):
+        attention_matrices(_plain(getattr(p, name)), p.dim, p.heads, rng, name)
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and consistency; raise ConfigError naming the first bad key."""
     m, g, i, t, o = cfg.model, cfg.grid, cfg.initial, cfg.time, cfg.output
     _need(m.geometry in GEOMETRIES, "model.geometry", m.geometry, " | ".join(repr(x) for x in GEOMETRIES))
-    if m.geometry == "zonal":
+    _need(m.method in ("spectral", "particles"), "model.method", m.method, "'spectral' | 'particles'")
+    if m.method == "particles":
+        _validate_particles(cfg)
+    elif m.geometry == "zonal":
         _need(2 <= m.dim <= 1000, "model.dim", m.dim, "an integer in [2, 1000] for geometry 'zonal' (tokens on S^{dim-1})")
     else:
         own = theory.dim_of(m.geometry)
         _need(m.dim in (0, own), "model.dim", m.dim, f"0 or {own} for geometry {m.geometry!r} (use geometry 'zonal' for other d)")
-    _need(m.method in ("spectral", "particles"), "model.method", m.method, "'spectral' | 'particles'")
-    if m.method != "spectral":
-        raise ConfigError(f"model.method: got {m.method!r}, allowed in this version: 'spectral' "
-                          "(the particles method is not available yet)")
     _need(m.variant in theory.VARIANTS, "model.variant", m.variant, "'sa' | 'usa'")
     _need(_finite(m.beta) and m.beta > 0, "model.beta", m.beta, "a finite number > 0")
     if m.variant == "usa":
@@ -300,7 +348,7 @@ def validate(cfg: Config) -> None:
           "a number in [1, 4] (1.5 = the 3/2 rule)")
     _need(g.backend in ("auto", "ducc0", "shtns"), "grid.backend", g.backend, "'auto' | 'ducc0' | 'shtns'")
     kstar = theory.most_unstable_mode(m.beta, m.variant, m.viscosity, cfg.dim)
-    if g.modes < 2 * kstar:
+    if g.modes < 2 * kstar and m.method == "spectral":  # particles: the grid only carries an estimate
         name = "k*" if m.geometry == "circle" else "l*"
         raise ConfigError(
             f"grid.modes: got {g.modes}, allowed: >= {2 * kstar} for beta = {m.beta:g} "

@@ -80,3 +80,36 @@ def measure_growth_rates(time: np.ndarray, rho_hat: np.ndarray, model, tol: floa
             slope, err = fit_rate(time[:m], amp[:m])
             fits.append(RateFit(mode, slope, err, float(time[0]), float(time[m - 1]), m, "ok"))
     return fits
+
+
+# -------------------------------------------------------------------------------------------
+# distances between a token measure and a density (particles vs PDE)
+def wasserstein1_circle(geometry, c: np.ndarray, x: np.ndarray, w: np.ndarray, nquad: int = 8192) -> float:
+    """W1 between sum_i w_i delta_{x_i} (x: unit vectors in R^2) and the density with Fourier
+    coefficients c on the circle: min_a int |F - G - a| dtheta over the CDFs F, G (the optimal
+    shift a is the median of F - G).  G is integrated exactly from c; midpoint rule in theta."""
+    th = 2 * np.pi * (np.arange(nquad) + 0.5) / nquad
+    k = geometry.k[1:]
+    prim = c[1:] / (1j * k)  # antiderivative of e^{ik theta} is e^{ik theta} / (ik)
+    G = c[0].real * th + 2 * np.real(np.exp(1j * np.outer(th, k)) @ prim) - 2 * np.real(np.sum(prim))
+    ang = np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * np.pi)
+    order = np.argsort(ang)
+    F = np.concatenate([[0.0], np.cumsum(w[order])])[np.searchsorted(ang[order], th)]
+    D = F - G
+    return float(np.mean(np.abs(D - np.median(D))) * 2 * np.pi)
+
+
+def kernel_distance(geometry, c: np.ndarray, x: np.ndarray, w: np.ndarray, kappa: float = 1.0,
+                    block: int = 2048) -> float:
+    """Maximum mean discrepancy with the kernel e^{kappa <x, y>} between sum_i w_i delta_{x_i} and
+    the density with coefficients c on ``geometry`` (any sphere):
+        MMD^2 = sum_ij w_i w_j k(x_i, x_j) - 2 sum_i w_i (G rho)(x_i) + int (G rho) rho,
+    with G the kernel's Funk–Hecke multiplier (exact in the density's coefficients).  A metric
+    for probability measures (the kernel is positive definite), scaled by e^{-kappa}."""
+    g = np.asarray(geometry.funk_hecke(kappa))  # e^{-kappa} multipliers
+    pde = geometry.inner(g * c, c)
+    cross = float(w @ geometry.evaluate(g * c, x))
+    tok = 0.0
+    for i0 in range(0, x.shape[0], block):
+        tok += float(w[i0:i0 + block] @ np.exp(kappa * (x[i0:i0 + block] @ x.T - 1)) @ w)
+    return float(np.sqrt(max(tok - 2 * cross + pde, 0.0)))

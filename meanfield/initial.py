@@ -20,12 +20,13 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     """
     ini = cfg.initial
     uniform = geometry.uniform()
+    rho_bar = 1.0 / geometry.measure  # the uniform density's value (not its coefficient: c_00 = sqrt(4 pi) rho_bar on S^2)
     if ini.kind == "random":
-        c = uniform + uniform.flat[0] * ini.amplitude * geometry.random_perturbation(np.random.default_rng(ini.seed))
+        c = uniform + rho_bar * ini.amplitude * geometry.random_perturbation(np.random.default_rng(ini.seed))
     elif ini.kind == "modes":
         c = uniform.copy()
         for *spec, amp in ini.modes:
-            c += uniform.flat[0] * amp * geometry.mode_function(spec)
+            c += rho_bar * amp * geometry.mode_function(spec)
     elif ini.kind == "von_mises":
         w = np.asarray(ini.weights if ini.weights else [1.0] * len(ini.centers), dtype=float)
         w = w / w.sum()

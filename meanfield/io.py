@@ -37,6 +37,7 @@ DIAGNOSTICS = {
     "energy": "exp(-beta) * E, E = (1/(2 beta)) int psi rho (interaction energy, SPEC 4)",
     "free_energy": "exp(-beta) * (E - viscosity * int rho log rho); non-decreasing for USA (nan if rho <= 0 somewhere)",
     "tail": "max |rho_k| over the top third of retained modes / rho_0 (resolution monitor)",
+    "spread": "particles: max_i |x_i - m|, m the normalised weighted mean of the tokens (0: synchronised)",
     "dt": "step size in use at the snapshot",
     "steps": "number of accepted steps taken up to the snapshot",
 }
@@ -77,11 +78,13 @@ class HistoryWriter:
     """Writes the snapshots of a spectral run to an HDF5 file, each one flushed before the next."""
 
     def __init__(self, path, geometry, attrs: dict, n_snapshots: int,
-                 diagnostics=("mass", "energy", "tail", "dt", "steps")):
+                 diagnostics=("mass", "energy", "tail", "dt", "steps"), token_weights=None, dim: int = 0):
         self.path = Path(path)
         self.planned = int(n_snapshots)
         gshape, sshape = geometry.grid_shape, geometry.spectral_shape
-        row_bytes = 8 * (int(np.prod(gshape)) + 2 * int(np.prod(sshape)) + len(diagnostics) + 1)
+        self.tokens = None if token_weights is None else (len(token_weights), int(dim))
+        row_bytes = 8 * (int(np.prod(gshape)) + 2 * int(np.prod(sshape)) + len(diagnostics) + 1
+                         + (int(np.prod(self.tokens)) if self.tokens else 0))
         free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
         if row_bytes * self.planned > free:
             raise ConfigError(
@@ -92,9 +95,12 @@ class HistoryWriter:
         partial = self.path.with_name(f".{self.path.name}.partial")
         with h5py.File(partial, "w") as f:
             self._build(f, geometry, attrs, diagnostics)
+            if self.tokens:
+                self._build_tokens(f, token_weights)
         os.replace(partial, self.path)
         self.f = h5py.File(self.path, "r+")
         self.time, self.rho, self.rho_hat = self.f["time"], self.f["rho"], self.f["rho_hat"]
+        self.positions = self.f["positions"] if self.tokens else None
         self.diag = {k: self.f["diagnostics"][k] for k in diagnostics}
         self.count = 0
 
@@ -138,11 +144,26 @@ class HistoryWriter:
             d.attrs["long_name"] = DIAGNOSTICS[name]
             d.dims[0].attach_scale(time)
 
-    def append(self, t: float, c: np.ndarray, rho: np.ndarray, diagnostics: dict) -> None:
+    def _build_tokens(self, f, token_weights) -> None:
+        n, d = self.tokens
+        token = f.create_dataset("token", data=np.arange(n))
+        token.make_scale("token")
+        component = f.create_dataset("component", data=np.arange(d))
+        component.make_scale("component")
+        w = f.create_dataset("token_weights", data=np.asarray(token_weights, dtype="f8"))
+        w.dims[0].attach_scale(token)
+        pos = _preallocated(f, "positions", (self.planned, n, d), "f8", (1, n, d))
+        pos.attrs["long_name"] = "token positions, unit vectors in R^d"
+        for ax, scale in enumerate((f["time"], token, component)):
+            pos.dims[ax].attach_scale(scale)
+
+    def append(self, t: float, c: np.ndarray, rho: np.ndarray, diagnostics: dict, positions=None) -> None:
         """Write one snapshot: its data, flush, then its time, flush."""
         i = self.count
         if i >= self.planned:
             raise RuntimeError(f"HistoryWriter: more than the {self.planned} planned snapshots")
+        if self.positions is not None:
+            self.positions[i] = positions
         self.rho[i] = rho
         self.rho_hat[i] = c
         for k, d in self.diag.items():
@@ -157,7 +178,8 @@ class HistoryWriter:
         if not self.f.id.valid:
             return
         if self.count < self.planned:
-            for d in [self.time, self.rho, self.rho_hat, *self.diag.values()]:
+            extra = [self.positions] if self.positions is not None else []
+            for d in [self.time, self.rho, self.rho_hat, *self.diag.values(), *extra]:
                 d.resize(self.count, axis=0)
         self.f.close()
 
@@ -186,6 +208,9 @@ def read_history(path: str | Path) -> dict:
             }
             if "rho" in f:
                 out["rho"] = f["rho"][:n]
+            if "positions" in f:
+                out["positions"] = f["positions"][:n]
+                out["token_weights"] = f["token_weights"][:]
             for name in f.get("grid", {}):  # theta | colatitude, longitude; weights
                 out[name] = f["grid"][name][:]
             for name in ("degree", "order"):

@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, NumericalError
+from .simulation import Simulation
 from .stepping import Scheme, State
 
 BLOCK_BYTES = 64 * 2**20
@@ -40,7 +41,8 @@ def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name:
         per_head = [None]
     out = []
     for h, s in enumerate(per_head):
-        where = f"particles.{name}" + (f"[{h}]" if heads > 1 and not isinstance(spec, str) else "")
+        where = f"particles.{name}" + (f"[{h}]" if s is not None and len(per_head) > 1 and not isinstance(spec, str)
+                                       and not _is_matrix(spec) else "")
         if isinstance(s, str) and s == "identity":
             out.append(np.eye(d))
         elif isinstance(s, str) and s == "random":
@@ -60,8 +62,9 @@ def _short(v) -> str:
 
 
 def _is_matrix(s) -> bool:
+    """A non-empty rectangular list of rows of numbers."""
     return isinstance(s, (list, tuple)) and len(s) > 0 and all(
-        isinstance(r, (list, tuple)) and len(r) > 0
+        isinstance(r, (list, tuple)) and len(r) == len(s[0]) > 0
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r) for r in s)
 
 
@@ -214,3 +217,79 @@ def max_distance_to_mean(x, w) -> float:
     if norm == 0:
         return 2.0
     return float(np.max(np.linalg.norm(x - m / norm, axis=1)))
+
+
+# -------------------------------------------------------------------------------------------
+# a run of tokens: the same run loop and trackers as the spectral solver, another state
+def particle_geometry_name(dim: int) -> str:
+    """The grid that carries the initial density and the density estimate for tokens in R^dim."""
+    return {2: "circle", 3: "sphere"}.get(dim, "zonal")
+
+
+class ParticleSimulation(Simulation):
+    """Weighted tokens driven to t_end: the spectral run loop and trackers, another state.
+
+    ``x`` (n, d) positions, ``weights`` (n,), ``c`` the smoothed density estimate on the grid.
+    """
+
+    def __init__(self, cfg, x0: np.ndarray | None = None, weights: np.ndarray | None = None):  # noqa: D107
+        from .config import _plain
+        from .domains import make_geometry
+        from .stepping import FixedStep
+
+        self.cfg = cfg
+        p, m = cfg.particles, cfg.model
+        self.geometry = make_geometry(particle_geometry_name(p.dim), cfg.grid.modes, cfg.grid.dealias,
+                                      cfg.grid.backend, p.dim)
+        if x0 is None:
+            x0 = sample_tokens(cfg, self.geometry, p.n, np.random.default_rng(cfg.initial.seed))
+        x0 = _normalise(np.asarray(x0, dtype=float))
+        self.weights = np.full(x0.shape[0], 1.0 / x0.shape[0]) if weights is None else np.asarray(weights, float)
+        rng = np.random.default_rng(p.seed)
+        mats = {name: attention_matrices(_plain(getattr(p, name)), p.dim, p.heads, rng, name) for name in "QKV"}
+        self.model = TokenModel(self.weights, m.beta, m.variant, p.dim, mats["Q"], mats["K"], mats["V"], p.causal)
+        self.scheme = INTEGRATORS[p.integrator](self.model.velocity, noise=m.viscosity,
+                                                rng=np.random.default_rng([p.seed, cfg.initial.seed, 1]))
+        self.controller = FixedStep(cfg.time.dt)
+        self.state = self.scheme.start(x0)
+        self.t, self.dt, self.steps = 0.0, cfg.time.dt, 0
+        self.bandwidth = p.bandwidth or default_bandwidth(x0.shape[0], p.dim)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Token positions, (n, d)."""
+        return self.state.u
+
+    @property
+    def c(self) -> np.ndarray:
+        """Coefficients of the smoothed density estimate on the grid."""
+        return smoothed_density(self.geometry, self.x, self.weights, self.bandwidth)
+
+
+class TokenGuard:
+    """Stops the run (NumericalError) when a token position stops being finite."""
+
+    def step(self, sim) -> None:
+        """Check the tokens after every step."""
+        if not np.all(np.isfinite(sim.x)):
+            raise NumericalError(f"blow-up at t = {sim.t:.6g}: token positions are not finite (step {sim.steps}, "
+                                 f"dt = {sim.dt:.3g}); reduce time.dt or model.beta")
+
+
+class TokenHistoryTracker:
+    """Writes positions, the density estimate and diagnostics at each snapshot."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def snapshot(self, sim) -> None:
+        """Append the current tokens, their smoothed density and diagnostics."""
+        c = sim.c
+        rho = sim.geometry.to_grid(c)
+        diag = {"mass": float(np.sum(sim.weights)), "energy": sim.model.energy_scaled(sim.x),
+                "spread": max_distance_to_mean(sim.x, sim.weights), "dt": sim.dt, "steps": sim.steps}
+        self.writer.append(sim.t, c, rho, diag, positions=sim.x)
+
+    def finish(self, sim) -> None:
+        """Close the file."""
+        self.writer.close()

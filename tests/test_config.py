@@ -35,6 +35,17 @@ interval = 0.1
 """
 
 
+VALID_PARTICLES = VALID.replace('variant = "sa"', 'variant = "sa"\nmethod = "particles"') + """
+[particles]
+n = 50
+dim = 2
+heads = 2
+Q = "random"
+K = [[1.0, 0.0], [0.0, 1.0]]
+V = ["identity", [[0.5, 0.0], [0.0, 2.0]]]
+"""
+
+
 def test_defaults_and_round_trip():
     cfg = config.loads("")
     assert cfg == Config()
@@ -43,6 +54,8 @@ def test_defaults_and_round_trip():
         cfg.model.beta = 1.0
     full = config.loads(VALID)
     assert config.loads(full.to_toml()) == full
+    part = config.loads(VALID_PARTICLES)
+    assert config.loads(part.to_toml()) == part and part.dim == 2 and part.particles.V[1] == ((0.5, 0.0), (0.0, 2.0))
     assert isinstance(full.model.beta, float) and full.grid.modes == 32
 
 
@@ -73,10 +86,19 @@ def test_all_examples_are_valid():
      "concentrations = [2.0]", r"^initial\.centers: got \[1\.0\], allowed: a non-empty list of non-zero vectors"),
     ("[model]\ngeometry = 'zonal'\ndim = 5\n[grid]\nmodes = 32\n[initial]\nkind = 'von_mises'\ncenters = [1.0]\n"
      "concentrations = [2.0]", r"^initial\.centers: got \[1\.0\], allowed: colatitudes 0 \(north pole\) or pi"),
-    ("[model]\nmethod = 'particles'", r"^model\.method: got 'particles', allowed in this version"),
+    ("[model]\nmethod = 'particles'", r"^model\.geometry: got 'circle', allowed: 'sphere' with particles\.dim = 3"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nn = 0", r"^particles\.n: got 0"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nQ = 'bogus'", r"^particles\.Q: got 'bogus', allowed: 'identity'"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nV = [[1.0, 0.0], [0.0]]", r"^particles\.V: got"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nheads = 2\nK = ['identity']", r"^particles\.K: got"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nintegrator = 'leapfrog'", r"^particles\.integrator"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\n[time]\nadaptive = true", r"^time\.adaptive: got True"),
+    ("[model]\nmethod = 'particles'\ngeometry = 'zonal'\n[particles]\ndim = 5\n[grid]\nmodes = 8\n[model]",
+     r"^config: invalid TOML"),
+    ("[model]\nmethod = 'particles'\ngeometry = 'zonal'\ndim = 4\n[particles]\ndim = 5", r"^model\.dim: got 4, allowed: 0 or"),
+    ("[particles]\nn = 'many'", r"^particles\.n: got 'many'"),
     ("[model]\nbeeta = 1.0", r"^model\.beeta: unknown key, allowed: geometry, variant, beta"),
     ("[modell]\nbeta = 1.0", r"^modell: unknown section, allowed: model, grid"),
-    ("[particles]\nn = 5", r"^particles: the particles method is not available"),
     ("model = 3", r"^model: got 3, allowed: a \[model\] table"),
     ("[grid]\nmodes = 32.0", r"^grid\.modes: got 32\.0 \(float\), allowed: an integer"),
     ("[grid]\nmodes = 0", r"^grid\.modes: got 0, allowed: an integer in \[1, 1048576\] for geometry 'circle'"),
@@ -154,21 +176,23 @@ KEYS = [(s, f.name) for s, cls in config.SECTIONS.items() for f in dataclasses.f
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=4))
-def test_fuzz_config_values(changes):
+@given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=4), st.booleans())
+def test_fuzz_config_values(changes, particles):
     import tomllib
 
-    raw = tomllib.loads(VALID)
+    raw = tomllib.loads(VALID if not particles else VALID_PARTICLES)
     for (section, key), value in changes:
         if value is None:
-            raw[section].pop(key, None)
+            raw.setdefault(section, {}).pop(key, None)
         else:
-            raw[section][key] = value
+            raw.setdefault(section, {})[key] = value
     try:
         cfg = config.from_dict(raw)
     except ConfigError as exc:
         msg = str(exc)
-        assert "\n" not in msg and re.match(r"^[a-z_]+(\.[a-z_]+)?: ", msg), msg
+        assert "\n" not in msg and re.match(r"^[a-z_]+(\.[A-Za-z_]+)?: ", msg), msg
         return
     # a config that validates is really usable
     assert math.isfinite(cfg.model.beta) and cfg.grid.modes >= 1 and cfg.time.dt > 0
+    if cfg.model.method == "particles":
+        assert cfg.particles.n >= 1 and cfg.particles.dim >= 2

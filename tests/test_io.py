@@ -155,3 +155,24 @@ def test_sigkill_leaves_a_readable_file(tmp_path):
         assert int(ds["time"].notnull().sum()) == n
     r = run_cli("rates", str(out))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("geometry,spec,f", [
+    ("circle", [3, 0.4], lambda T, P: np.cos(3 * T)),
+    ("sphere", [2, 1, 0.4], lambda T, P: -math.sqrt(15) * np.sin(T) * np.cos(T) * np.cos(P)),
+    ("sphere", [1, -1, 0.4], lambda T, P: -math.sqrt(3) * np.sin(T) * np.sin(P)),
+])
+def test_modes_initial_density_is_what_the_docs_say(geometry, spec, f):
+    """kind = "modes": rho = rho_bar (1 + amplitude f), f = cos(k theta) or sqrt(4 pi) Y^real_lm (RMS 1)."""
+    cfg = config.from_dict(dict(model=dict(geometry=geometry), grid=dict(modes=16),
+                                initial=dict(kind="modes", modes=[spec])))
+    from meanfield.domains import make_geometry
+
+    g = make_geometry(geometry, 16)
+    rho = g.to_grid(initial_coefficients(cfg, g))
+    if geometry == "circle":
+        want = (1 + spec[-1] * f(g.theta, None)) / (2 * math.pi)
+    else:
+        T, P = np.meshgrid(g.colatitude, g.longitude, indexing="ij")
+        want = (1 + spec[-1] * f(T, P)) / (4 * math.pi)
+    assert np.allclose(rho, want, atol=1e-14)
