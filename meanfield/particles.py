@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from .errors import ConfigError, NumericalError
-from .simulation import Simulation
+from .simulation import HistoryTracker, Simulation
 from .stepping import Scheme, State
 
 BLOCK_BYTES = 64 * 2**20
@@ -276,20 +276,14 @@ class TokenGuard:
                                  f"dt = {sim.dt:.3g}); reduce time.dt or model.beta")
 
 
-class TokenHistoryTracker:
-    """Writes positions, the density estimate and diagnostics at each snapshot."""
+class TokenHistoryTracker(HistoryTracker):
+    """Writes positions, the density estimate and the tokens' diagnostics at each snapshot."""
 
-    def __init__(self, writer):
-        self.writer = writer
-
-    def snapshot(self, sim) -> None:
-        """Append the current tokens, their smoothed density and diagnostics."""
-        c = sim.c
-        rho = sim.geometry.to_grid(c)
-        diag = {"mass": float(np.sum(sim.weights)), "energy": sim.model.energy_scaled(sim.x),
+    def diagnostics(self, sim, c, rho) -> dict:
+        """Mass (sum of weights), the tokens' interaction energy, their spread, dt, steps."""
+        return {"mass": float(np.sum(sim.weights)), "energy": sim.model.energy_scaled(sim.x),
                 "spread": max_distance_to_mean(sim.x, sim.weights), "dt": sim.dt, "steps": sim.steps}
-        self.writer.append(sim.t, c, rho, diag, positions=sim.x)
 
-    def finish(self, sim) -> None:
-        """Close the file."""
-        self.writer.close()
+    def extra(self, sim) -> dict:
+        """The token positions."""
+        return {"positions": sim.x}

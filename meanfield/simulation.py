@@ -184,6 +184,10 @@ class HistoryTracker:
         """Append the current state and its diagnostics."""
         c = sim.c
         rho = sim.geometry.to_grid(c)
+        self.writer.append(sim.t, c, rho, self.diagnostics(sim, c, rho), **self.extra(sim))
+
+    def diagnostics(self, sim, c, rho) -> dict:
+        """The /diagnostics values of this snapshot."""
         diag = {
             "mass": sim.geometry.integrate(rho),
             "energy": sim.model.energy_scaled(c),
@@ -193,7 +197,11 @@ class HistoryTracker:
         }
         if "free_energy" in self.writer.diag:
             diag["free_energy"] = sim.model.free_energy_scaled(c)
-        self.writer.append(sim.t, c, rho, diag)
+        return diag
+
+    def extra(self, sim) -> dict:
+        """Further per-snapshot datasets (none for a spectral run)."""
+        return {}
 
     def finish(self, sim) -> None:
         """Close the file (shrinking it to the snapshots written)."""

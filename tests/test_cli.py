@@ -229,3 +229,23 @@ def test_zonal_and_sphere_runs_from_the_cli(tmp_path):
     assert "--kind: got 'sphere' for a zonal run" in line
     r = mf("theory", "--dim", 8, "--beta", 10)
     assert r.returncode == 0 and "S^7" in r.stdout
+
+
+def test_particles_run_from_the_cli(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text((ROOT / "data" / "particles.toml").read_text())
+    out = tmp_path / "p.h5"
+    r = mf("run", cfg, "-o", out, "--quiet", "--set", "particles.n=300", "--set", "time.t_end=0.5")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as f:
+        pos, w = f["positions"][:], f["token_weights"][:]
+        assert pos.shape == (2, 300, 3) and np.allclose(np.linalg.norm(pos, axis=2), 1, atol=1e-15)
+        assert w.sum() == pytest.approx(1.0, abs=1e-15)
+        assert f.attrs["method"] == "particles" and f["rho"].shape[0] == 2
+        assert abs((f["rho"][-1] * f["grid/weights"][:]).sum() - 1) < 1e-12
+    xr = pytest.importorskip("xarray")
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert ds["positions"].dims == ("time", "token", "component")
+    line = one_error_line(mf("rates", out))
+    assert "particles run" in line
+    assert mf("plot", out, "-o", tmp_path / "p.png").returncode == 0

@@ -207,3 +207,40 @@ def test_state_is_exactly_on_the_sphere_after_a_run():
     sim.run([])
     assert np.max(np.abs(np.linalg.norm(sim.x, axis=1) - 1)) < 1e-15
     assert isinstance(sim.state, State)
+
+
+# -- the theorems of the validation scripts, measured on the same runs -----------------------------
+def _validation(name):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[1] / "validation")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module(name)
+
+
+def test_synchronisation_at_rate_one():
+    """V = I: all tokens meet (Geshkovski et al.), the spread decaying like e^{-t} at the end (Chen et al.)."""
+    t, spread, rate = _validation("synchronization").measure(n=48, t_end=35.0)
+    assert spread[-1] < 1e-9
+    assert rate == pytest.approx(1.0, abs=1e-3)
+
+
+def test_spectral_selection():
+    """A symmetric V with a simple positive top eigenvalue: every token ends on +-v_1."""
+    t, align, plus, v1 = _validation("spectral_selection").measure(n=100, t_end=40.0)
+    assert align[0] < 0.5 and align[-1] > 1 - 1e-4  # from scattered to every token on the axis
+    assert np.all(np.diff(align[len(align) // 2:]) >= -1e-12)  # and still closing in
+
+
+def test_causal_first_tokens_lead_profile():
+    """Causal mask: token 0 stays, the rest collapse onto it, earlier tokens first."""
+    mod = _validation("causal")
+    t, dist, moved = mod.measure(n=32, t_end=30.0)
+    cap = mod.capture_times(t, dist)
+    assert moved == 0.0 and dist[-1].max() < 1e-3
+    from scipy.stats import spearmanr
+
+    assert spearmanr(cap[1:], np.arange(1, 32))[0] > 0.9

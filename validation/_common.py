@@ -1,0 +1,50 @@
+"""Shared by the validation scripts: run tokens in memory, keep snapshots, write figures."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from meanfield import config
+from meanfield.particles import ParticleSimulation
+
+
+def run_tokens(sections: dict):
+    """Run a particles config given as sections; returns (sim, times, positions per snapshot)."""
+    sim = ParticleSimulation(config.from_dict(sections))
+    t, xs = [], []
+
+    class Keep:
+        def snapshot(self, s):
+            t.append(s.t)
+            xs.append(s.x.copy())
+
+    sim.run([Keep()])
+    return sim, np.array(t), np.array(xs)
+
+
+def report_dir(description: str) -> Path:
+    """Parse -o REPORT_DIR (default validation/out) and make it."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("-o", "--out", default=str(Path(__file__).parent / "out"))
+    out = Path(p.parse_args().out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save(out: Path, name: str, numbers: dict, fig) -> None:
+    """Write NAME.json (the measured numbers) and NAME.png, and print the numbers."""
+    (out / f"{name}.json").write_text(json.dumps(numbers, indent=2))
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=120)
+    print(json.dumps(numbers, indent=2))
+
+
+def figure(ncols=1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(5 * ncols, 4))
