@@ -336,7 +336,8 @@ def validate(cfg: Config) -> None:
         own = theory.dim_of(m.geometry)
         _need(m.dim in (0, own), "model.dim", m.dim, f"0 or {own} for geometry {m.geometry!r} (use geometry 'zonal' for other d)")
     _need(m.variant in theory.VARIANTS, "model.variant", m.variant, "'sa' | 'usa'")
-    _need(_finite(m.beta) and m.beta > 0, "model.beta", m.beta, "a finite number > 0")
+    _need(_finite(m.beta) and 0 < m.beta <= theory.MAX_BETA, "model.beta", m.beta,
+          f"a number in (0, {theory.MAX_BETA:g}]")
     if m.variant == "usa":
         _need(m.beta <= theory.USA_MAX_BETA, "model.beta", m.beta,
               f"<= {theory.USA_MAX_BETA:g} for variant 'usa' (e^beta overflows); use variant 'sa'")

@@ -6,7 +6,7 @@ order, delta_l(t) = delta_l(0) exp(lambda_l t).  The tokens live on S^{d-1}:
 d = 2 is the circle (Fourier mode k), d = 3 the sphere S^2 (degree l).
 
 Everything is computed from exponentially scaled Bessel functions
-(``scipy.special.ive``) so that SA never overflows (tested to beta = 1e4).
+(``scipy.special.ive``) so that SA never overflows (tested to beta = 1e4; accepted up to ``MAX_BETA``).
 USA rates carry a factor e^beta; they are refused above ``USA_MAX_BETA``.
 """
 
@@ -26,6 +26,9 @@ GEOMETRY_DIM = {"circle": 2, "sphere": 3}
 #: e^beta overflows float64 at beta ~ 709, and products with the density on the
 #: grid need head-room, so we stop well before.
 USA_MAX_BETA = 500.0
+#: Largest beta accepted at all: the most unstable mode is ~sqrt(2 beta) = 14,142 there, already
+#: beyond what the sphere grid resolves, and the exact argmax still scans a modest range.
+MAX_BETA = 1e8
 
 
 def dim_of(geometry: str) -> int:
@@ -44,8 +47,8 @@ def check_parameters(beta: float, variant: str, viscosity: float = 0.0, dim: int
         raise ConfigError(f"variant: got {variant!r}, allowed: 'sa' | 'usa'")
     if not (isinstance(dim, (int, np.integer)) and dim >= 2):
         raise ConfigError(f"dim: got {dim!r}, allowed: an integer >= 2")
-    if not (np.isfinite(beta) and beta > 0):
-        raise ConfigError(f"beta: got {beta!r}, allowed: a finite number > 0")
+    if not (np.isfinite(beta) and 0 < beta <= MAX_BETA):
+        raise ConfigError(f"beta: got {beta!r}, allowed: a number in (0, {MAX_BETA:g}]")
     if variant == "usa" and beta > USA_MAX_BETA:
         raise ConfigError(
             f"beta: got {beta!r}, allowed for variant 'usa': beta <= {USA_MAX_BETA:g} "
