@@ -1,4 +1,4 @@
-"""The ``meanfield`` command: run | theory | rates | plot.
+"""The ``meanfield`` command: run | theory | rates | info | plot.
 
 Exit status: 0 on success, 2 on bad input (one line on stderr naming the key or
 argument), 1 on a numerical failure (with the time and a hint).
@@ -40,53 +40,100 @@ def _warning_line(message, category, filename, lineno, line=None):
 
 # --------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    """`meanfield run`: validate, solve, write the history; 0, or 1 on a numerical failure."""
+    """`meanfield run`: validate, solve (or --resume), write the history; 0, 1 on a numerical
+    failure, 130 / 143 when stopped by SIGINT / SIGTERM (after a checkpoint)."""
     from . import io
-    from .simulation import BlowUpGuard, HistoryTracker, ProgressBar, ResolutionMonitor, Simulation
+    from .simulation import (BlowUpGuard, Checkpointer, HistoryTracker, Interrupted, ProgressBar,
+                             ResolutionMonitor, Simulation, SignalStop)
 
-    overrides = list(args.set) + ([f"output.path={_toml_str(args.output)}"] if args.output else [])
+    if args.resume and args.output:
+        raise ConfigError("-o: give either -o OUT.h5 or --resume OUT.h5, not both")
+    target = args.resume or args.output
+    overrides = list(args.set) + ([f"output.path={_toml_str(target)}"] if target else [])
     cfg = config.load(args.config, overrides)
     out = cfg.output.path
-    io.check_writable(out, args.overwrite)
-    attrs = {
-        "config": cfg.to_toml(), "method": cfg.model.method, "variant": cfg.model.variant, "beta": cfg.model.beta,
-        "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes, "dealias": cfg.grid.dealias,
-        "stepper": cfg.time.stepper, "energy_scale": "exp(-beta)",
-    }
-    if cfg.model.method == "particles":
+    chash = io.config_hash(cfg)
+    particles = cfg.model.method == "particles"
+    if particles:
         from .particles import ParticleSimulation, TokenGuard, TokenHistoryTracker
 
         sim = ParticleSimulation(cfg)
-        attrs.update(stepper=cfg.particles.integrator, n_tokens=sim.x.shape[0], bandwidth=sim.bandwidth)
-        writer = io.HistoryWriter(out, sim.geometry, _with_backend(attrs, sim), len(sim.output_times()),
-                                  ("mass", "energy", "spread", "dt", "steps"), token_weights=sim.weights,
-                                  dim=cfg.particles.dim)
-        trackers = [TokenGuard(), TokenHistoryTracker(writer)]
+        diagnostics = ["mass", "energy", "spread", "dt", "steps"]
+        guards, tracker_cls = [TokenGuard()], TokenHistoryTracker
     else:
         sim = Simulation(cfg)
         diagnostics = ["mass", "energy", "tail", "dt", "steps"]
         if cfg.model.variant == "usa":
             diagnostics.insert(2, "free_energy")
-        writer = io.HistoryWriter(out, sim.geometry, _with_backend(attrs, sim), len(sim.output_times()), diagnostics)
-        trackers = [BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer)]
+        guards, tracker_cls = [BlowUpGuard(), ResolutionMonitor()], HistoryTracker
+    planned = len(sim.output_times())
+    ckpt_path = io.checkpoint_path(out)
+    if args.resume:
+        point = io.read_checkpoint(ckpt_path)
+        stored = io.read_history(out)["attrs"].get("config_hash")
+        if point["config_hash"] != chash or (stored is not None and str(stored) != chash):
+            raise ConfigError(f"--resume: {out!r} was written with another configuration (config hash differs); "
+                              "resume with the same config file and --set overrides")
+        sim.restore(point)
+        writer = io.reopen_history(out, planned, int(point["count"]), diagnostics, tokens=particles)
+    else:
+        io.check_writable(out, args.overwrite)
+        ckpt_path.unlink(missing_ok=True)  # a checkpoint of an earlier run must not be resumed into this one
+        attrs = _history_attrs(cfg, sim, chash)
+        if particles:
+            attrs.update(stepper=cfg.particles.integrator, n_tokens=sim.x.shape[0], bandwidth=sim.bandwidth)
+            writer = io.HistoryWriter(out, sim.geometry, attrs, planned, diagnostics, token_weights=sim.weights,
+                                      dim=cfg.particles.dim)
+        else:
+            writer = io.HistoryWriter(out, sim.geometry, attrs, planned, diagnostics)
+    history = tracker_cls(writer)
+    ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every)
+
+    def on_stop(s):
+        regular = writer.count
+        history.snapshot(s)  # a final snapshot at the interrupt time (dropped again on --resume)
+        ckpt.write(s.resume_point(), regular)
+
     progress = ProgressBar(enabled=False if args.quiet else None)
     wall = time.monotonic()
+    resume_hint = f"meanfield run {args.config} --resume {out}" + "".join(f" --set {x}" for x in args.set)
     try:
-        sim.run([*trackers, progress])
+        sim.run([*guards, history, ckpt, SignalStop(on_stop), progress])
     except NumericalError as exc:
-        return _fail(f"{exc} (history up to the last snapshot kept in {out})", 1)
-    except KeyboardInterrupt:
-        return _fail(f"interrupted at t = {sim.t:.6g}; the history up to the last snapshot is in {out}", 130)
+        if sim.last_good is not None:
+            ckpt.write(sim.last_good, writer.count)
+        return _fail(f"{exc} (history up to the last snapshot kept in {out}; last good state, "
+                     f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})", 1)
+    except Interrupted as exc:
+        name = "SIGINT" if exc.signum == 2 else "SIGTERM"
+        sys.stderr.write(f"meanfield: stopped by {name} at t = {exc.t:.6g}, checkpoint written; "
+                         f"resume with: {resume_hint}\n")
+        return 130 if exc.signum == 2 else 143
     if not args.quiet:
         print(f"wrote {writer.count} snapshots (t = 0 .. {sim.t:g}, {sim.steps} steps, "
               f"{time.monotonic() - wall:.1f} s) to {out}", file=sys.stderr)
     return 0
 
 
-def _with_backend(attrs: dict, sim) -> dict:
+def _history_attrs(cfg, sim, chash: str) -> dict:
+    """Root attributes of a new history: the config as run, its hash, and the versions that made it."""
+    import json
+
+    import h5py
+    import scipy
+
+    attrs = {
+        "config": cfg.to_toml(), "config_hash": chash, "method": cfg.model.method, "variant": cfg.model.variant,
+        "beta": cfg.model.beta, "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes,
+        "dealias": cfg.grid.dealias, "stepper": cfg.time.stepper, "energy_scale": "exp(-beta)",
+    }
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scipy": scipy.__version__,
+                "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
     backend = getattr(sim.geometry, "backend", None)
     if backend is not None:
         attrs["backend"] = f"{backend.name} {backend.version}"
+        versions[backend.name] = backend.version
+    attrs["library_versions"] = json.dumps(versions)
     return attrs
 
 
@@ -198,6 +245,47 @@ def cmd_plot(args) -> int:
 
 
 # --------------------------------------------------------------------------------------
+def cmd_info(args) -> int:
+    """`meanfield info`: provenance of a history and integrity checks; 0 if every check passes, else 1."""
+    import json
+
+    from . import io
+
+    h = io.read_history(args.history)
+    a = h["attrs"]
+    print(f"file            {args.history}")
+    print(f"meanfield       {a.get('meanfield_version', '?')}")
+    print(f"method          {a.get('method', 'spectral')}, geometry {a.get('geometry')}, dim {a.get('dim', '?')}, "
+          f"variant {a.get('variant')}, beta {a.get('beta')}, viscosity {a.get('viscosity')}")
+    print(f"resolution      modes {a.get('modes')}, dealias {a.get('dealias')}, stepper {a.get('stepper')}"
+          + (f", backend {a['backend']}" if "backend" in a else ""))
+    for name, version in json.loads(a.get("library_versions", "{}")).items():
+        print(f"  {name:<13} {version}")
+    t = h["time"]
+    print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
+    ckpt = io.checkpoint_path(args.history)
+    print(f"checkpoint      {ckpt if ckpt.is_file() else 'none'}")
+    checks = []
+    stored = a.get("config_hash")
+    if stored is not None:
+        try:
+            ok = io.config_hash(config.loads(str(a["config"]))) == str(stored)
+        except ConfigError:
+            ok = False  # e.g. an initial file that no longer exists: the hash cannot be recomputed
+        checks.append((f"config hash {str(stored)[:16]}... matches the stored config", ok))
+    checks.append(("times increase", bool(np.all(np.diff(t) > 0))))
+    arrays = [h["rho_hat"]] + [h[k] for k in ("rho", "positions") if k in h]
+    checks.append(("data finite", all(bool(np.all(np.isfinite(x))) for x in arrays)))
+    if "rho" in h and "weights" in h and t.size:
+        mass = np.tensordot(h["rho"], h["weights"], axes=h["weights"].ndim)
+        err = float(np.max(np.abs(mass - 1)))
+        checks.append((f"mass within 1e-10 of 1 (max error {err:.2g})", err <= 1e-10))
+    for text, ok in checks:
+        print(f"{'ok    ' if ok else 'FAILED'}  {text}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+# --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `meanfield` command."""
     from . import plot
@@ -213,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key (repeatable); VALUE is TOML, or a bare string")
     r.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    r.add_argument("--resume", metavar="OUT.h5",
+                   help="continue a stopped or killed run from its checkpoint OUT.h5.ckpt (same config and --set)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("theory", help="linear growth rates and the most unstable mode")
@@ -232,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear window: |N_k| <= tol |lambda_k c_k| (default 1e-5)")
     a.add_argument("--all", action="store_true", help="also list modes that could not be measured")
     a.set_defaults(func=cmd_rates)
+
+    i = sub.add_parser("info", help="provenance of a history, and integrity checks")
+    i.add_argument("history", help="HDF5 output of meanfield run")
+    i.set_defaults(func=cmd_info)
 
     pl = sub.add_parser("plot", help="figures from an HDF5 history")
     pl.add_argument("history")

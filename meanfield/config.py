@@ -26,6 +26,7 @@ from .stepping import SCHEMES
 MAX_MODES = {"circle": 1 << 20, "sphere": 2047, "zonal": 1 << 16}
 GEOMETRIES = ("circle", "sphere", "zonal")
 MAX_SNAPSHOTS = 10_000_000
+MAX_STEPS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class OutputConfig:
 
     path: str = "run.h5"
     interval: float = 0.1
+    checkpoint_every: int = 1  # snapshots between checkpoints (OUT.h5.ckpt); 0 = none
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,52 @@ def _validate_particles(cfg: Config) -> None:
         attention_matrices(_plain(getattr(p, name)), p.dim, p.heads, rng, name)
 
 
+def memory_estimate(cfg: Config) -> tuple[float, str]:
+    """(bytes, key) a run will hold at its peak, roughly, and the key that sets it."""
+    g, m = cfg.grid, cfg.model
+    L = g.modes
+    if m.method == "particles":
+        n, d = cfg.particles.n, cfg.particles.dim
+        return 64 * 2**20 + 40.0 * n * d * 8 + _grid_bytes(cfg.model.geometry, L, g.dealias, cfg.dim), "particles.n"
+    return _grid_bytes(m.geometry, L, g.dealias, cfg.dim), "grid.modes"
+
+
+def _grid_bytes(geometry: str, L: int, dealias: float, dim: int) -> float:
+    # ~20 grid-sized float arrays alive in a step (stages, temporaries), plus the transform tables
+    if geometry == "circle":
+        return 20 * 8.0 * dealias * (2 * L + 1)
+    if geometry == "sphere":
+        return 20 * 8.0 * dealias**2 * (L + 1) * (2 * L + 1) + 16.0 * (L + 1) ** 2
+    return 3 * 8.0 * (L + 1) * dealias * (L + 1)  # zonal: R_l and R_l' tables, (L+1) x n
+
+
+def available_memory() -> float:
+    """Bytes of memory available to this process now (MemAvailable; total RAM where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def check_memory(cfg: Config) -> None:
+    """Refuse, before anything is allocated, a run whose estimated memory exceeds what is available."""
+    need, key = memory_estimate(cfg)
+    have = available_memory()
+    if need > 0.8 * have:
+        value = cfg.particles.n if key == "particles.n" else cfg.grid.modes
+        raise ConfigError(f"{key}: got {value}, which needs about {need / 2**30:.3g} GiB of memory; "
+                          f"{have / 2**30:.3g} GiB are available: lower {key}")
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and consistency; raise ConfigError naming the first bad key."""
     m, g, i, t, o = cfg.model, cfg.grid, cfg.initial, cfg.time, cfg.output
@@ -383,6 +431,8 @@ def validate(cfg: Config) -> None:
     _need(_finite(t.t_end) and t.t_end > 0, "time.t_end", t.t_end, "a finite number > 0")
     _need(_finite(t.dt) and 0 < t.dt <= t.t_end, "time.dt", t.dt, f"a number in (0, t_end = {t.t_end:g}]")
     _need(t.stepper in SCHEMES, "time.stepper", t.stepper, " | ".join(repr(s) for s in SCHEMES))
+    _need(t.t_end / t.dt <= MAX_STEPS, "time.dt", t.dt,
+          f">= t_end / {MAX_STEPS:g} (it would take {t.t_end / t.dt:.3g} steps; at most {MAX_STEPS:g})")
     _need(_finite(t.rtol) and 0 < t.rtol < 1, "time.rtol", t.rtol, "a number in (0, 1)")
     _need(_finite(t.atol) and t.atol >= 0, "time.atol", t.atol, "a finite number >= 0")
     _need(_finite(t.cfl) and 0 < t.cfl <= 10, "time.cfl", t.cfl, "a number in (0, 10]")
@@ -391,8 +441,11 @@ def validate(cfg: Config) -> None:
 
     _need(bool(o.path) and "\x00" not in o.path, "output.path", o.path, "a file path, e.g. run.h5")
     _need(_finite(o.interval) and o.interval > 0, "output.interval", o.interval, "a finite number > 0")
+    _need(o.checkpoint_every >= 0, "output.checkpoint_every", o.checkpoint_every,
+          "an integer >= 0 (snapshots between checkpoints; 0: none)")
     _need(t.t_end / o.interval <= MAX_SNAPSHOTS, "output.interval", o.interval,
           f">= t_end / {MAX_SNAPSHOTS:g} (at most {MAX_SNAPSHOTS:g} snapshots)")
+    check_memory(cfg)
     if not t.adaptive:
         for where, value in (("output.interval", o.interval), ("time.t_end", t.t_end)):
             ratio = value / t.dt

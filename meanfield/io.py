@@ -235,3 +235,88 @@ def read_snapshot(path: str | Path, time: float = math.nan) -> tuple[float, np.n
             raise ConfigError(f"initial.time: got {time:g}, allowed: a snapshot time of {str(path)!r} "
                               f"(between {times[0]:g} and {times[-1]:g}, e.g. {times[i]:g})")
     return float(times[i]), h["rho_hat"][i], h["attrs"]
+
+
+# -------------------------------------------------------------------------------------------
+# checkpoints: the full solver state, written atomically next to the history
+def checkpoint_path(history: str | Path) -> Path:
+    """Where the checkpoint of history OUT.h5 lives: OUT.h5.ckpt."""
+    history = Path(history)
+    return history.with_name(history.name + ".ckpt")
+
+
+def write_checkpoint(path: str | Path, point: dict, count: int, config_hash: str) -> None:
+    """Write a resume point (Simulation.resume_point()) and the number of regular snapshots in the
+    history, atomically: a complete temporary file is renamed over the previous checkpoint."""
+    import json
+
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    with h5py.File(partial, "w") as f:
+        state = point["state"]
+        f.create_dataset("u", data=state.u)
+        for i, item in enumerate(state.history):
+            if isinstance(item, np.ndarray):
+                f.create_dataset(f"history/{i}", data=item)
+            else:
+                f.attrs[f"history_{i}"] = item
+        f.attrs["history_length"] = len(state.history)
+        for key in ("t", "dt", "steps", "next_output", "t0", "j"):
+            f.attrs[key] = point[key]
+        f.attrs["count"] = int(count)
+        f.attrs["config_hash"] = config_hash
+        f.attrs["rng"] = json.dumps(point["rng"]) if point.get("rng") is not None else ""
+    os.replace(partial, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A resume point written by write_checkpoint (plus "count" and "config_hash")."""
+    import json
+
+    from .stepping import State
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--resume: no checkpoint {str(path)!r} (the run wrote none before it stopped); "
+                          "start it again with --overwrite")
+    try:
+        with h5py.File(path, "r") as f:
+            history = []
+            for i in range(int(f.attrs["history_length"])):
+                history.append(f[f"history/{i}"][()] if f"history/{i}" in f else f.attrs[f"history_{i}"])
+            point = {key: f.attrs[key] for key in ("t", "dt", "steps", "next_output", "t0", "j", "count")}
+            point["state"] = State(f["u"][()], tuple(history))
+            point["config_hash"] = str(f.attrs["config_hash"])
+            point["rng"] = json.loads(f.attrs["rng"]) if f.attrs["rng"] else None
+            return point
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"--resume: checkpoint {str(path)!r} is unreadable ({exc})") from None
+
+
+def reopen_history(path: str | Path, planned: int, count: int, diagnostics, tokens: bool = False) -> HistoryWriter:
+    """Open an existing history to continue it after ``count`` regular snapshots: every dataset is
+    grown back to ``planned`` rows and the rows from ``count`` on are marked unwritten (time NaN)."""
+    w = HistoryWriter.__new__(HistoryWriter)
+    w.path, w.planned, w.count = Path(path), int(planned), int(count)
+    w.f = h5py.File(w.path, "r+")
+    w.time, w.rho, w.rho_hat = w.f["time"], w.f["rho"], w.f["rho_hat"]
+    w.diag = {k: w.f["diagnostics"][k] for k in diagnostics}
+    w.positions = w.f["positions"] if tokens else None
+    extra = [w.positions] if tokens else []
+    for d in [w.time, w.rho, w.rho_hat, *w.diag.values(), *extra]:
+        if d.shape[0] < w.planned:
+            d.resize(w.planned, axis=0)
+    w.time[w.count:] = np.nan
+    w.f.flush()
+    return w
+
+
+def config_hash(cfg) -> str:
+    """SHA-256 of the configuration as run, without output.path (a resumed run may be moved)."""
+    import hashlib
+
+    import tomli_w
+
+    d = cfg.to_dict()
+    d["output"].pop("path", None)
+    return hashlib.sha256(tomli_w.dumps(d).encode()).hexdigest()

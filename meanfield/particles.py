@@ -253,6 +253,7 @@ class ParticleSimulation(Simulation):
         self.controller = FixedStep(cfg.time.dt)
         self.state = self.scheme.start(x0)
         self.t, self.dt, self.steps = 0.0, cfg.time.dt, 0
+        self._reset_position()
         self.bandwidth = p.bandwidth or default_bandwidth(x0.shape[0], p.dim)
 
     @property
@@ -274,6 +275,7 @@ class TokenGuard:
         if not np.all(np.isfinite(sim.x)):
             raise NumericalError(f"blow-up at t = {sim.t:.6g}: token positions are not finite (step {sim.steps}, "
                                  f"dt = {sim.dt:.3g}); reduce time.dt or model.beta")
+        sim.last_good = sim.resume_point()
 
 
 class TokenHistoryTracker(HistoryTracker):

@@ -53,6 +53,31 @@ class Simulation:
         self.t = 0.0
         self.dt = tc.dt
         self.steps = 0
+        self._reset_position()
+
+    def _reset_position(self) -> None:
+        # where the run loop stands: next output index, and (fixed steps) the start of the current
+        # interval and the steps taken in it, so a resumed run recomputes t = t0 + j dt exactly
+        self.next_output, self._t0, self._j = 0, self.t, 0
+        self.last_good = None
+
+    def resume_point(self) -> dict:
+        """Everything a checkpoint needs to continue this run bit for bit (arrays are not copied:
+        states are immutable)."""
+        return {"state": self.state, "t": self.t, "dt": self.dt, "steps": self.steps,
+                "next_output": self.next_output, "t0": self._t0, "j": self._j, "rng": self._rng_state()}
+
+    def restore(self, point: dict) -> None:
+        """Continue from a resume point (``resume_point()`` or a checkpoint read back)."""
+        self.state = point["state"]
+        self.t, self.dt, self.steps = float(point["t"]), float(point["dt"]), int(point["steps"])
+        self.next_output, self._t0, self._j = int(point["next_output"]), float(point["t0"]), int(point["j"])
+        if point.get("rng") is not None:
+            self.scheme.rng.bit_generator.state = point["rng"]
+
+    def _rng_state(self):
+        rng = getattr(self.scheme, "rng", None)
+        return None if rng is None else rng.bit_generator.state
 
     @property
     def c(self) -> np.ndarray:
@@ -87,30 +112,40 @@ class Simulation:
         self.t = t_stop if abs(t_stop - (self.t + taken)) <= 1e-12 * max(1.0, abs(t_stop)) else self.t + taken
 
     def run(self, trackers=()) -> None:
-        """Step to t_end, calling trackers at the start, after every step, at snapshots and at the end."""
+        """Step to t_end, calling trackers at the start, after every step, at snapshots and at the end.
+
+        A restored simulation (``restore``) continues where its resume point stood."""
         trackers = list(trackers)
         _call(trackers, "start", self)
         try:
             times = self.output_times()
-            _call(trackers, "snapshot", self)
-            for t_out in times[1:]:
-                if not self.controller.adaptive:
-                    # fixed steps: count them, so t is an exact multiple of dt (no drift)
-                    n = int(round((t_out - self.t) / self.cfg.time.dt))
-                    t0 = self.t
-                    for j in range(1, n + 1):
-                        self.state, _, _ = self.controller.advance(self.scheme, self.state, self.cfg.time.dt)
-                        self.steps += 1
-                        self.t = t0 + j * self.cfg.time.dt
-                        _call(trackers, "step", self)
-                    self.t = float(t_out)
-                else:
-                    while self.t < t_out:
-                        self.step(t_out)
-                        _call(trackers, "step", self)
+            if self.next_output == 0:
+                self.next_output = 1
+                _call(trackers, "snapshot", self)
+            while self.next_output < times.size:
+                self._advance_to(float(times[self.next_output]), trackers)
+                self.next_output += 1
+                self._t0, self._j = self.t, 0
                 _call(trackers, "snapshot", self)
         finally:
             _call(trackers, "finish", self)
+
+    def _advance_to(self, t_out: float, trackers) -> None:
+        if self.controller.adaptive:
+            while self.t < t_out:
+                self.step(t_out)
+                _call(trackers, "step", self)
+            return
+        # fixed steps: count them from the interval's start, so t never drifts
+        dt = self.cfg.time.dt
+        n = int(round((t_out - self._t0) / dt))
+        while self._j < n:
+            self.state, _, _ = self.controller.advance(self.scheme, self.state, dt)
+            self.steps += 1
+            self._j += 1
+            self.t = self._t0 + self._j * dt
+            _call(trackers, "step", self)
+        self.t = t_out
 
 
 def _call(trackers, name, sim) -> None:
@@ -142,6 +177,7 @@ class BlowUpGuard:
                 "impossible for a positive density (under-resolved or unstable); reduce time.dt, "
                 "raise grid.modes or add model.viscosity"
             )
+        sim.last_good = sim.resume_point()
 
 
 class ResolutionMonitor:
@@ -243,3 +279,68 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.update(sim.t - self._shown)
             self.bar.close()
+
+
+class Checkpointer:
+    """Writes a checkpoint (io.write_checkpoint) every ``every`` snapshots, after the history row."""
+
+    def __init__(self, path, writer, config_hash: str, every: int = 1):
+        self.path, self.writer, self.hash, self.every = path, writer, config_hash, int(every)
+        self._seen = 0
+
+    def snapshot(self, sim) -> None:
+        """Checkpoint the state just written to the history (every ``every``-th snapshot)."""
+        self._seen += 1
+        if self.every and self._seen % self.every == 0:
+            self.write(sim.resume_point(), self.writer.count)
+
+    def write(self, point: dict, count: int) -> None:
+        """Checkpoint ``point``, recording ``count`` regular snapshots in the history."""
+        from .io import write_checkpoint
+
+        write_checkpoint(self.path, point, count, self.hash)
+
+
+class Interrupted(Exception):
+    """A run stopped on SIGINT / SIGTERM after finishing its current step (``signum`` says which)."""
+
+    def __init__(self, signum: int, t: float):
+        super().__init__(f"signal {signum} at t = {t:.6g}")
+        self.signum, self.t = signum, t
+
+
+class SignalStop:
+    """On SIGINT or SIGTERM: let the current step finish, then call ``on_stop(sim)`` (final
+    snapshot, checkpoint) and raise Interrupted.  Handlers are installed for the run only."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, on_stop=None):
+        self.on_stop = on_stop
+        self.signum = None
+        self._old = {}
+
+    def start(self, sim) -> None:
+        """Install the handlers."""
+        import signal
+
+        for name in self.SIGNALS:
+            num = getattr(signal, name)
+            self._old[num] = signal.signal(num, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def step(self, sim) -> None:
+        """After a completed step: stop if a signal came."""
+        if self.signum is not None:
+            if self.on_stop is not None:
+                self.on_stop(sim)
+            raise Interrupted(self.signum, sim.t)
+
+    def finish(self, sim) -> None:
+        """Restore the previous handlers."""
+        import signal
+
+        for num, old in self._old.items():
+            signal.signal(num, old)

@@ -1,0 +1,221 @@
+"""Runs that never lose work: checkpoints and bit-for-bit restart after SIGKILL, SIGINT and SIGTERM,
+the blow-up checkpoint, `meanfield info`, and refusals."""
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from meanfield import config, io
+from meanfield.particles import ParticleSimulation
+from meanfield.simulation import Checkpointer, HistoryTracker, Simulation
+
+EXE = shutil.which("meanfield")
+
+# adaptive SBDF2: the richest state (solution, previous solution and N, previous step, dt)
+LONG = """
+[model]
+beta = 12.0
+viscosity = 0.01
+[grid]
+modes = 128
+[initial]
+kind = "random"
+amplitude = 1e-5
+seed = 4
+[time]
+t_end = {t_end}
+dt = 0.005
+stepper = "sbdf2"
+adaptive = true
+rtol = 1e-8
+[output]
+interval = 0.5
+"""
+
+
+def mf(*args, **kw):
+    cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+
+
+def popen(*args):
+    cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
+    return subprocess.Popen([*cmd, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def same_history(a, b):
+    with h5py.File(a) as f, h5py.File(b) as g:
+        for key in ("time", "rho_hat", "rho", "diagnostics/dt", "diagnostics/steps", "diagnostics/energy"):
+            assert np.array_equal(f[key][:], g[key][:]), key
+
+
+def wait_for_checkpoint(out, proc, after=0.0):
+    ck = io.checkpoint_path(out)
+    deadline = time.time() + 60
+    while not ck.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(after)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    d = tmp_path_factory.mktemp("resume")
+    cfg = d / "long.toml"
+    cfg.write_text(LONG.format(t_end=150.0))
+    ref = d / "ref.h5"
+    r = mf("run", cfg, "-o", ref, "--quiet")
+    assert r.returncode == 0, r.stderr
+    return cfg, ref
+
+
+def test_sigkill_at_five_random_moments_then_resume_is_bit_for_bit(reference, tmp_path):
+    cfg, ref = reference
+    rng = random.Random(2026)
+    for k in range(5):
+        out = tmp_path / f"killed{k}.h5"
+        proc = popen("run", cfg, "-o", out, "--quiet")
+        wait_for_checkpoint(out, proc, after=rng.uniform(0.0, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, "the run ended before the kill: make it longer"
+        kept = io.read_history(out)["time"]  # the killed file is readable, with its snapshots
+        assert kept.size >= 1
+        r = mf("run", cfg, "--resume", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        same_history(ref, out)  # every snapshot, before and after the kill, bit for bit
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_checkpoint_and_say_how_to_resume(reference, tmp_path, sig, code):
+    cfg, ref = reference
+    out = tmp_path / "stopped.h5"
+    proc = popen("run", cfg, "-o", out, "--quiet")
+    wait_for_checkpoint(out, proc, after=0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint written" in lines[0] and f"--resume {out}" in lines[0], err
+    h = io.read_history(out)  # closed cleanly, a final snapshot at the stop time
+    assert h["time"].size >= 2
+    r = mf("run", cfg, "--resume", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    same_history(ref, out)
+
+
+def test_resume_refusals(reference, tmp_path):
+    cfg, ref = reference
+    out = tmp_path / "short.h5"
+    short = tmp_path / "short.toml"
+    short.write_text(LONG.format(t_end=2.0))
+    assert mf("run", short, "-o", out, "--quiet").returncode == 0
+    other = mf("run", short, "--resume", out, "--set", "model.beta=11.0")
+    assert other.returncode == 2 and "another configuration" in other.stderr and other.stderr.count("\n") == 1
+    io.checkpoint_path(out).unlink()
+    none = mf("run", short, "--resume", out)
+    assert none.returncode == 2 and "no checkpoint" in none.stderr
+    both = mf("run", short, "--resume", out, "-o", out)
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_blow_up_keeps_the_last_good_state(tmp_path):
+    cfg = tmp_path / "boom.toml"
+    cfg.write_text("[model]\nvariant='usa'\nbeta=6.0\n[grid]\nmodes=32\n[initial]\nkind='modes'\nmodes=[[2, 0.5]]\n"
+                   "[time]\nt_end=5.0\ndt=0.5\nstepper='sbdf2'\n[output]\ninterval=0.5\n")
+    out = tmp_path / "boom.h5"
+    r = mf("run", cfg, "-o", out)
+    assert r.returncode == 1
+    line = r.stderr.strip().splitlines()[-1]
+    assert "blow-up at t =" in line and "last good state" in line and ".ckpt" in line
+    point = io.read_checkpoint(io.checkpoint_path(out))
+    assert np.all(np.isfinite(point["state"].u)) and point["t"] > 0
+    assert io.read_history(out)["time"].size >= 1
+
+
+@pytest.mark.parametrize("method", ["spectral", "particles"])
+def test_restore_in_process_is_bit_for_bit(tmp_path, method):
+    """Stop a run after a checkpoint (a tracker raising mid-interval), restore, finish: equal to an
+    uninterrupted run; for particles with noise this includes the random generator's state."""
+    if method == "spectral":
+        base = dict(model=dict(beta=9.0), grid=dict(modes=32), initial=dict(amplitude=1e-4),
+                    time=dict(t_end=4.0, dt=0.01, stepper="etdrk4"), output=dict(interval=0.5))
+        make = Simulation
+    else:
+        base = dict(model=dict(method="particles", geometry="sphere", beta=3.0, viscosity=0.05), grid=dict(modes=8),
+                    initial=dict(kind="random", amplitude=0.0), particles=dict(n=64, dim=3, Q="random"),
+                    time=dict(t_end=4.0, dt=0.05), output=dict(interval=0.5))
+        make = ParticleSimulation
+    cfg = config.from_dict(base)
+    ref = make(cfg)
+    ref.run([])
+
+    class Crash(Exception):
+        pass
+
+    class CrashAt:
+        def __init__(self, t):
+            self.t = t
+
+        def step(self, sim):
+            if sim.t >= self.t:
+                raise Crash
+
+    ck = tmp_path / "ck.h5"
+
+    class Writer:  # count only; the checkpoint is what matters here
+        count = 0
+
+    sim = make(cfg)
+    with pytest.raises(Crash):
+        sim.run([Checkpointer(ck, Writer(), "h", every=1), CrashAt(2.3)])
+    again = make(cfg)
+    again.restore(io.read_checkpoint(ck))
+    assert again.t == 2.0
+    again.run([])
+    assert np.array_equal(again.state.u, ref.state.u) and again.steps == ref.steps
+
+
+def test_info_reports_and_checks(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(LONG.format(t_end=1.0))
+    out = tmp_path / "o.h5"
+    assert mf("run", cfg, "-o", out, "--quiet").returncode == 0
+    r = mf("info", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for needle in ("meanfield ", "numpy", "h5py", "config hash", "ok      times increase", "ok      data finite",
+                   "ok      mass within 1e-10"):
+        assert needle in r.stdout, needle
+    with h5py.File(out, "r+") as f:
+        f["rho"][1, 3] = np.nan
+    r = mf("info", out)
+    assert r.returncode == 1 and "FAILED  data finite" in r.stdout
+
+
+def test_new_run_removes_a_stale_checkpoint(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(LONG.format(t_end=1.0))
+    out = tmp_path / "o.h5"
+    assert mf("run", cfg, "-o", out, "--quiet").returncode == 0
+    ck = io.checkpoint_path(out)
+    assert ck.exists()  # a checkpoint from that run
+    cfg.write_text(LONG.format(t_end=1.0).replace("seed = 4", "seed = 5"))
+    assert mf("run", cfg, "-o", out, "--quiet", "--overwrite", "--set", "output.checkpoint_every=0").returncode == 0
+    assert not ck.exists()
+
+
+def test_history_tracker_and_checkpointer_order_matter_for_count(tmp_path):
+    """The checkpoint records the number of regular snapshots already in the history."""
+    cfg = config.from_dict(dict(model=dict(beta=9.0), grid=dict(modes=16), time=dict(t_end=1.0, dt=0.1),
+                                output=dict(interval=0.5)))
+    sim = Simulation(cfg)
+    out = tmp_path / "h.h5"
+    w = io.HistoryWriter(out, sim.geometry, {"config": cfg.to_toml()}, 3)
+    sim.run([HistoryTracker(w), Checkpointer(io.checkpoint_path(out), w, "x")])
+    assert int(io.read_checkpoint(io.checkpoint_path(out))["count"]) == 3
