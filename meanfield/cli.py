@@ -1,4 +1,4 @@
-"""The ``meanfield`` command: run | theory | rates | info | plot.
+"""The ``meanfield`` command: run | theory | rates | info | plot | validate.
 
 Exit status: 0 on success, 2 on bad input (one line on stderr naming the key or
 argument), 1 on a numerical failure (with the time and a hint).
@@ -286,6 +286,17 @@ def cmd_info(args) -> int:
 
 
 # --------------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
+    """`meanfield validate`: every check of meanfield.validate; 0 if all pass, else 1."""
+    from . import validate
+
+    checks = validate.run(quick=args.quick, out=args.output)
+    failed = [c for c in checks if not c.passed]
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed; report in {args.output}/report.md")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `meanfield` command."""
     from . import plot
@@ -326,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="provenance of a history, and integrity checks")
     i.add_argument("history", help="HDF5 output of meanfield run")
     i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("validate", help="check the solver against the theory; write a report")
+    v.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
+    v.add_argument("-o", "--output", default="validation-report", help="report directory (default: %(default)s)")
+    v.set_defaults(func=cmd_validate)
 
     pl = sub.add_parser("plot", help="figures from an HDF5 history")
     pl.add_argument("history")

@@ -249,3 +249,15 @@ def test_particles_run_from_the_cli(tmp_path):
     line = one_error_line(mf("rates", out))
     assert "particles run" in line
     assert mf("plot", out, "-o", tmp_path / "p.png").returncode == 0
+
+
+def test_validate_quick_writes_a_passing_report(tmp_path):
+    out = tmp_path / "report"
+    r = mf("validate", "--quick", "-o", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "8 passed, 0 failed" in r.stdout
+    import json
+
+    checks = json.loads((out / "report.json").read_text())
+    assert len(checks) == 8 and all(c["passed"] for c in checks)
+    assert (out / "report.md").read_text().count("| ok |") == 8 and (out / "rates.png").stat().st_size > 10_000
