@@ -70,7 +70,7 @@ def cmd_run(args) -> int:
     ckpt_path = io.checkpoint_path(out)
     if args.resume:
         point = io.read_checkpoint(ckpt_path)
-        stored = io.read_history(out)["attrs"].get("config_hash")
+        stored = io.read_attrs(out).get("config_hash")
         if point["config_hash"] != chash or (stored is not None and str(stored) != chash):
             raise ConfigError(f"--resume: {out!r} was written with another configuration (config hash differs); "
                               "resume with the same config file and --set overrides")

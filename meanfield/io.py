@@ -221,6 +221,18 @@ def read_history(path: str | Path) -> dict:
         raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None
 
 
+def read_attrs(path: str | Path) -> dict:
+    """The root attributes of a history, without reading its data (ConfigError if unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"file {str(path)!r} not found")
+    try:
+        with h5py.File(path, "r") as f:
+            return dict(f.attrs)
+    except OSError as exc:
+        raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None
+
+
 def read_snapshot(path: str | Path, time: float = math.nan) -> tuple[float, np.ndarray, dict]:
     """(t, rho_hat, attrs) of the snapshot at ``time`` (nan: the last); the time must match a snapshot."""
     h = read_history(path)
