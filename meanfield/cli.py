@@ -69,6 +69,9 @@ def cmd_run(args) -> int:
     planned = len(sim.output_times())
     ckpt_path = io.checkpoint_path(out)
     if args.resume:
+        if not ckpt_path.is_file() and io.read_history(out)["time"].size == planned:
+            print(f"{out} is complete ({planned} snapshots): nothing to resume", file=sys.stderr)
+            return 0
         point = io.read_checkpoint(ckpt_path)
         stored = io.read_attrs(out).get("config_hash")
         if point["config_hash"] != chash or (stored is not None and str(stored) != chash):
@@ -109,6 +112,7 @@ def cmd_run(args) -> int:
         sys.stderr.write(f"meanfield: stopped by {name} at t = {exc.t:.6g}, checkpoint written; "
                          f"resume with: {resume_hint}\n")
         return 130 if exc.signum == 2 else 143
+    ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
     if not args.quiet:
         print(f"wrote {writer.count} snapshots (t = 0 .. {sim.t:g}, {sim.steps} steps, "
               f"{time.monotonic() - wall:.1f} s) to {out}", file=sys.stderr)
@@ -235,7 +239,7 @@ def cmd_plot(args) -> int:
     from . import io, plot
 
     h = io.read_history(args.history)
-    kind = args.kind
+    kind = plot.resolve_kind(h, args.kind)
     out = Path(args.output) if args.output else Path(args.history).with_suffix(f".{kind}.png")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"-o: {str(out)!r} exists; pass --overwrite or choose another path")

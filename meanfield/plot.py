@@ -125,10 +125,16 @@ def rates(h, fig, model, time=None):
     ax.legend()
 
 
+def resolve_kind(h, kind: str) -> str:
+    """``auto`` -> the natural view of the run: ``sphere`` on S^2, else ``kymograph``."""
+    if kind == "auto":
+        return "sphere" if "longitude" in h else "kymograph"
+    return kind
+
+
 def save(h, kind, path, model=None, time=None) -> str:
     """Draw ``kind`` for history ``h`` into ``path``; returns the kind drawn ("auto" resolved)."""
-    if kind == "auto":
-        kind = "sphere" if "longitude" in h else "kymograph"
+    kind = resolve_kind(h, kind)
     if kind == "sphere" and "longitude" not in h:
         from .errors import ConfigError
 

@@ -110,19 +110,34 @@ def test_sigterm_and_sigint_checkpoint_and_say_how_to_resume(reference, tmp_path
     same_history(ref, out)
 
 
-def test_resume_refusals(reference, tmp_path):
+def stopped_run(cfg, out):
+    """A run stopped by SIGTERM after its first checkpoint: a history with a checkpoint beside it."""
+    proc = popen("run", cfg, "-o", out, "--quiet")
+    wait_for_checkpoint(out, proc, after=0.3)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143 and io.checkpoint_path(out).exists()
+
+
+def test_resume_refusals_and_complete_runs(reference, tmp_path):
     cfg, ref = reference
-    out = tmp_path / "short.h5"
+    out = tmp_path / "stopped.h5"
+    stopped_run(cfg, out)
+    other = mf("run", cfg, "--resume", out, "--set", "model.beta=11.0")
+    assert other.returncode == 2 and "another configuration" in other.stderr and other.stderr.count("\n") == 1
+    both = mf("run", cfg, "--resume", out, "-o", out)
+    assert both.returncode == 2 and "not both" in both.stderr
+    io.checkpoint_path(out).unlink()
+    none = mf("run", cfg, "--resume", out)
+    assert none.returncode == 2 and "no checkpoint" in none.stderr
+    # a run that completes removes its checkpoint; resuming it says so and succeeds
+    done = tmp_path / "done.h5"
     short = tmp_path / "short.toml"
     short.write_text(LONG.format(t_end=2.0))
-    assert mf("run", short, "-o", out, "--quiet").returncode == 0
-    other = mf("run", short, "--resume", out, "--set", "model.beta=11.0")
-    assert other.returncode == 2 and "another configuration" in other.stderr and other.stderr.count("\n") == 1
-    io.checkpoint_path(out).unlink()
-    none = mf("run", short, "--resume", out)
-    assert none.returncode == 2 and "no checkpoint" in none.stderr
-    both = mf("run", short, "--resume", out, "-o", out)
-    assert both.returncode == 2 and "not both" in both.stderr
+    assert mf("run", short, "-o", done, "--quiet").returncode == 0
+    assert not io.checkpoint_path(done).exists()
+    r = mf("run", short, "--resume", done)
+    assert r.returncode == 0 and "complete" in r.stderr
 
 
 def test_blow_up_keeps_the_last_good_state(tmp_path):
@@ -198,16 +213,19 @@ def test_info_reports_and_checks(tmp_path):
     assert r.returncode == 1 and "FAILED  data finite" in r.stdout
 
 
-def test_new_run_removes_a_stale_checkpoint(tmp_path):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(LONG.format(t_end=1.0))
+def test_new_run_removes_a_stale_checkpoint(reference, tmp_path):
+    """A new run over an old output must not leave the old checkpoint for --resume to pick up,
+    even when it is killed before writing its own."""
+    cfg, ref = reference
     out = tmp_path / "o.h5"
-    assert mf("run", cfg, "-o", out, "--quiet").returncode == 0
-    ck = io.checkpoint_path(out)
-    assert ck.exists()  # a checkpoint from that run
-    cfg.write_text(LONG.format(t_end=1.0).replace("seed = 4", "seed = 5"))
-    assert mf("run", cfg, "-o", out, "--quiet", "--overwrite", "--set", "output.checkpoint_every=0").returncode == 0
-    assert not ck.exists()
+    stopped_run(cfg, out)
+    proc = popen("run", cfg, "-o", out, "--quiet", "--overwrite", "--set", "output.checkpoint_every=0")
+    deadline = time.time() + 30
+    while io.checkpoint_path(out).exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not io.checkpoint_path(out).exists()
 
 
 def test_history_tracker_and_checkpointer_order_matter_for_count(tmp_path):
