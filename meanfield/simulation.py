@@ -210,6 +210,29 @@ class ResolutionMonitor:
                            "raise grid.modes or add model.viscosity")
 
 
+class Recorder:
+    """Keeps every snapshot in memory: ``times`` and ``states`` (spectral coefficients, or token
+    positions for a particles run) as arrays — for scripts and tests that need no file."""
+
+    def __init__(self):
+        self._t, self._u = [], []
+
+    def snapshot(self, sim) -> None:
+        """Keep a copy of the state."""
+        self._t.append(sim.t)
+        self._u.append(np.array(sim.state.u, copy=True))
+
+    @property
+    def times(self) -> np.ndarray:
+        """Snapshot times."""
+        return np.array(self._t)
+
+    @property
+    def states(self) -> np.ndarray:
+        """The states, stacked along the first axis."""
+        return np.array(self._u)
+
+
 class HistoryTracker:
     """Writes each snapshot (grid values, coefficients, diagnostics) to a HistoryWriter."""
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import config, theory
 from .diagnostics import measure_growth_rates, wasserstein1_circle
-from .simulation import Simulation
+from .simulation import Recorder, Simulation
 
 
 @dataclass
@@ -34,15 +34,9 @@ class Check:
 
 def _solve(sections: dict, record: bool = True):
     sim = Simulation(config.from_dict(sections))
-    t, c = [], []
-
-    class Keep:
-        def snapshot(self, s):
-            t.append(s.t)
-            c.append(s.c.copy())
-
-    sim.run([Keep()] if record else [])
-    return sim, np.array(t), np.array(c)
+    rec = Recorder()
+    sim.run([rec] if record else [])
+    return sim, rec.times, rec.states
 
 
 def _rates_error(sim, t, c, modes=None):

@@ -146,9 +146,13 @@ def test_blow_up_keeps_the_last_good_state(tmp_path):
                    "[time]\nt_end=5.0\ndt=0.5\nstepper='sbdf2'\n[output]\ninterval=0.5\n")
     out = tmp_path / "boom.h5"
     r = mf("run", cfg, "-o", out)
-    assert r.returncode == 1
-    line = r.stderr.strip().splitlines()[-1]
-    assert "blow-up at t =" in line and "last good state" in line and ".ckpt" in line
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]  # warnings (negative density) may come before
+    assert line.startswith("meanfield: error: blow-up at t = ") and "dt" in line
+    assert "last good state" in line and ".ckpt" in line
+    with h5py.File(out, "r") as f:  # closed, shrunk to the snapshots written, readable by anyone
+        n = f["time"].shape[0]
+        assert n >= 1 and np.all(np.isfinite(f["time"][:])) and f["rho"].shape[0] == n
     point = io.read_checkpoint(io.checkpoint_path(out))
     assert np.all(np.isfinite(point["state"].u)) and point["t"] > 0
     assert io.read_history(out)["time"].size >= 1

@@ -4,24 +4,18 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 from meanfield import config
 from meanfield.particles import ParticleSimulation
+from meanfield.simulation import Recorder
 
 
 def run_tokens(sections: dict):
     """Run a particles config given as sections; returns (sim, times, positions per snapshot)."""
     sim = ParticleSimulation(config.from_dict(sections))
-    t, xs = [], []
-
-    class Keep:
-        def snapshot(self, s):
-            t.append(s.t)
-            xs.append(s.x.copy())
-
-    sim.run([Keep()])
-    return sim, np.array(t), np.array(xs)
+    rec = Recorder()
+    sim.run([rec])
+    return sim, rec.times, rec.states
 
 
 def report_dir(description: str) -> Path:
