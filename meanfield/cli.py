@@ -69,7 +69,7 @@ def cmd_run(args) -> int:
     planned = len(sim.output_times())
     ckpt_path = io.checkpoint_path(out)
     if args.resume:
-        if not ckpt_path.is_file() and io.read_history(out)["time"].size == planned:
+        if not ckpt_path.is_file() and io.snapshot_count(out) == planned:
             print(f"{out} is complete ({planned} snapshots): nothing to resume", file=sys.stderr)
             return 0
         point = io.read_checkpoint(ckpt_path)

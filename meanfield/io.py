@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -184,53 +185,65 @@ class HistoryWriter:
         self.f.close()
 
 
+@contextmanager
+def _open_history(path: str | Path):
+    """Open a history for reading; ConfigError (naming the path) if missing or not HDF5."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"file {str(path)!r} not found")
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as exc:
+        raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None
+
+
+def _written(times: np.ndarray) -> int:
+    """Number of snapshots written: the leading finite times (a killed run leaves a NaN tail)."""
+    finite = np.isfinite(times)
+    return int(np.argmin(finite)) if not finite.all() else times.size
+
+
 def read_history(path: str | Path) -> dict:
     """Read a history into memory: time, rho_hat, mode, diagnostics and attributes.
 
     Raises ConfigError (naming the path) if the file is missing or not a meanfield output.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"file {str(path)!r} not found")
-    try:
-        with h5py.File(path, "r") as f:
-            if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
-                raise ConfigError(f"file {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
-            times = f["time"][:]
-            finite = np.isfinite(times)
-            n = int(np.argmin(finite)) if not finite.all() else times.size  # a killed run: NaN tail
-            out = {
-                "time": times[:n],
-                "rho_hat": f["rho_hat"][:n],
-                "mode": f["mode"][:],
-                "attrs": dict(f.attrs),
-                "diagnostics": {k: f["diagnostics"][k][:n] for k in f.get("diagnostics", {})},
-            }
-            if "rho" in f:
-                out["rho"] = f["rho"][:n]
-            if "positions" in f:
-                out["positions"] = f["positions"][:n]
-                out["token_weights"] = f["token_weights"][:]
-            for name in f.get("grid", {}):  # theta | colatitude, longitude; weights
-                out[name] = f["grid"][name][:]
-            for name in ("degree", "order"):
-                if name in f:
-                    out[name] = f[name][:]
-            return out
-    except OSError as exc:
-        raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None
+    with _open_history(path) as f:
+        if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
+            raise ConfigError(f"file {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
+        times = f["time"][:]
+        n = _written(times)
+        out = {
+            "time": times[:n],
+            "rho_hat": f["rho_hat"][:n],
+            "mode": f["mode"][:],
+            "attrs": dict(f.attrs),
+            "diagnostics": {k: f["diagnostics"][k][:n] for k in f.get("diagnostics", {})},
+        }
+        if "rho" in f:
+            out["rho"] = f["rho"][:n]
+        if "positions" in f:
+            out["positions"] = f["positions"][:n]
+            out["token_weights"] = f["token_weights"][:]
+        for name in f.get("grid", {}):  # theta | colatitude, longitude; weights
+            out[name] = f["grid"][name][:]
+        for name in ("degree", "order"):
+            if name in f:
+                out[name] = f[name][:]
+        return out
 
 
 def read_attrs(path: str | Path) -> dict:
     """The root attributes of a history, without reading its data (ConfigError if unreadable)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"file {str(path)!r} not found")
-    try:
-        with h5py.File(path, "r") as f:
-            return dict(f.attrs)
-    except OSError as exc:
-        raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None
+    with _open_history(path) as f:
+        return dict(f.attrs)
+
+
+def snapshot_count(path: str | Path) -> int:
+    """Number of snapshots a history holds, reading only /time."""
+    with _open_history(path) as f:
+        return _written(f["time"][:]) if "time" in f else 0
 
 
 def read_snapshot(path: str | Path, time: float = math.nan) -> tuple[float, np.ndarray, dict]:
