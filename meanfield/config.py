@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from . import theory
+from . import domains as _domains
 from .domains import DEFAULT_DEALIAS
 from .errors import ConfigError
 from .stepping import SCHEMES
@@ -24,7 +25,7 @@ from .stepping import SCHEMES
 #: Largest resolution per geometry (circle: 2^20 wavenumbers is already ~50 MB a snapshot;
 #: sphere: L = 2047 is 2.1 M coefficients and a 3072 x 6144 grid).
 MAX_MODES = {"circle": 1 << 20, "sphere": 2047, "zonal": 1 << 16}
-GEOMETRIES = ("circle", "sphere", "zonal")
+GEOMETRIES = tuple(_domains.GEOMETRIES)
 MAX_SNAPSHOTS = 10_000_000
 MAX_STEPS = 1_000_000_000
 
@@ -301,7 +302,7 @@ def _check_centers(centers, geometry: str) -> None:
 
 def _validate_particles(cfg: Config) -> None:
     """[particles] and its consistency with [model] and [time]."""
-    from .particles import INTEGRATORS, attention_matrices
+    from .particles import INTEGRATORS, attention_matrices, particle_geometry_name
 
     p, m = cfg.particles, cfg.model
     _need(1 <= p.n <= 1_000_000, "particles.n", p.n, "an integer in [1, 1000000]")
@@ -312,7 +313,7 @@ def _validate_particles(cfg: Config) -> None:
     _need(_finite(p.bandwidth) and p.bandwidth >= 0, "particles.bandwidth", p.bandwidth,
           "a finite number >= 0 (0: n^{-1/(dim+3)})")
     _need(p.seed >= 0, "particles.seed", p.seed, "an integer >= 0")
-    geometry = {2: "circle", 3: "sphere"}.get(p.dim, "zonal")
+    geometry = particle_geometry_name(p.dim)
     _need(m.geometry == geometry, "model.geometry", m.geometry,
           f"{geometry!r} with particles.dim = {p.dim} (the grid of the density estimate and of the initial density)")
     if geometry == "zonal":
