@@ -22,6 +22,10 @@ BASE = {
 }
 NAN, INF = math.nan, math.inf
 WRONG_TYPE = st.sampled_from(["text", [1, 2], True, {"a": 1}, [[1.0]]])
+NOT_A_STRING = st.sampled_from([[1, 2], True, {"a": 1}, [[1.0]], 3])
+#: keys whose value is a string: "text" is no wrong type there (output.path = "text" is a valid run)
+STRING_KEYS = {("model", "geometry"), ("model", "variant"), ("model", "method"), ("grid", "backend"),
+               ("initial", "kind"), ("time", "stepper"), ("output", "path")}
 # key -> values that are out of range (the wrong-type values are added for every key)
 OUT_OF_RANGE = {
     ("model", "geometry"): ["torus", "", "Circle"], ("model", "variant"): ["softmax", ""],
@@ -46,7 +50,10 @@ def malformed(draw):
         how = draw(st.sampled_from(["range", "type", "unknown_key", "unknown_section", "kind", "particles"]))
         if how in ("range", "type"):
             section, key = draw(st.sampled_from(KEYS))
-            raw[section][key] = draw(st.sampled_from(OUT_OF_RANGE[section, key])) if how == "range" else draw(WRONG_TYPE)
+            if how == "range":
+                raw[section][key] = draw(st.sampled_from(OUT_OF_RANGE[section, key]))
+            else:
+                raw[section][key] = draw(NOT_A_STRING if (section, key) in STRING_KEYS else WRONG_TYPE)
         elif how == "unknown_key":
             raw[draw(st.sampled_from(sorted(BASE)))][draw(st.sampled_from(["betta", "mode", "t_final", "x"]))] = 1
         elif how == "unknown_section":
@@ -99,7 +106,8 @@ def workdir(tmp_path_factory):
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(raw=malformed(), existing=st.booleans())
-def test_fuzz_malformed_configs_through_the_cli(workdir, raw, existing):
+def test_fuzz_malformed_configs_through_the_cli(workdir, raw, existing, monkeypatch):
+    monkeypatch.chdir(workdir)  # a config that slipped through would write output.path here, not in the checkout
     cfg = workdir / "case.toml"
     try:
         cfg.write_text(tomli_w.dumps(raw))
