@@ -10,8 +10,11 @@ Schemes (registered by name in ``SCHEMES``):
     sbdf2   IMEX BDF2 / SBDF2, variable step (order 2); started with one SBDF1 step
     etdrk4  Cox–Matthews exponential Runge–Kutta (order 4); L integrated exactly
 
-Controllers: ``FixedStep`` and ``AdaptiveStep`` (step doubling error estimate
-plus a velocity CFL bound).
+``DormandPrince`` is an explicit embedded pair (orders 5 and 4) for du/dt = f(u) with no
+stiff part; the token solver uses it (with a projection back onto the sphere).
+
+Controllers: ``FixedStep``, ``AdaptiveStep`` (step doubling error estimate plus a
+velocity CFL bound) and ``EmbeddedStep`` (the error estimate of an embedded pair).
 """
 
 from __future__ import annotations
@@ -150,6 +153,55 @@ class ETDRK4(Scheme):
 SCHEMES = {cls.name: cls for cls in (SBDF1, SBDF2, ETDRK4)}
 
 
+class DormandPrince:
+    """Dormand & Prince (1980) explicit Runge–Kutta pair of orders 5(4) for du/dt = f(u), with
+    local extrapolation (the order-5 solution is kept) and first-same-as-last: the derivative at
+    the new point is the next step's first stage, carried in ``State.history``.
+
+    ``project`` (optional) maps the order-5 solution back onto a constraint manifold (tokens: the
+    sphere) before that last stage is evaluated, so the carried derivative belongs to the kept point.
+    ``step_with_error`` also returns the per-entry local error estimate u5 - u4.
+    """
+
+    name = "dopri5"
+    order = 5
+    C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
+    A = ((),
+         (1 / 5,),
+         (3 / 40, 9 / 40),
+         (44 / 45, -56 / 15, 32 / 9),
+         (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+         (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656))
+    B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+    # b - b_hat over the seven stages (the seventh is f at the new point)
+    E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+
+    def __init__(self, f: Callable[[np.ndarray], np.ndarray], project: Callable | None = None):
+        self.f = f
+        self.project = project
+
+    def start(self, u: np.ndarray) -> State:
+        """The state holding u (its derivative is computed by the first step)."""
+        return State(np.array(u, copy=True))
+
+    def step_with_error(self, state: State, h: float) -> tuple[State, np.ndarray]:
+        """One step of size h: (new state, local error estimate u5 - u4, per entry)."""
+        u = state.u
+        k = [state.history[0] if state.history else self.f(u)]
+        for a_row in self.A[1:]:
+            k.append(self.f(u + h * sum(a * ki for a, ki in zip(a_row, k) if a)))
+        u5 = u + h * sum(b * ki for b, ki in zip(self.B, k) if b)
+        if self.project is not None:
+            u5 = self.project(u5)
+        k.append(self.f(u5))
+        err = h * sum(e * ki for e, ki in zip(self.E, k) if e)
+        return State(u5, (k[-1],)), err
+
+    def step(self, state: State, h: float) -> State:
+        """One step of size h (fixed steps: the order-5 solution)."""
+        return self.step_with_error(state, h)[0]
+
+
 def make_scheme(name: str, L, N) -> Scheme:
     """The scheme registered as ``name`` for du/dt = L u + N(u)."""
     return SCHEMES[name](L, N)
@@ -166,6 +218,55 @@ class FixedStep:
     def advance(self, scheme: Scheme, state: State, h: float):
         """Take one step of size h; returns (new_state, h_taken, next_h)."""
         return scheme.step(state, h), h, self.dt
+
+
+class EmbeddedStep:
+    """Error control with an embedded pair (``DormandPrince``): the step is accepted when
+
+        err = max_i |e_i| / (atol + rtol |u_i|) <= 1,
+
+    e_i the pair's local error estimate of row i of the state (a token: its displacement error in
+    R^d, |u_i| = 1 on the sphere), and the next step is h * min(10, max(0.2, 0.9 err^(-1/5))),
+    never growing right after a rejection.  Steps may grow by many decades on slow plateaus.
+    """
+
+    adaptive = True
+
+    def __init__(self, dt: float, rtol: float = 1e-9, atol: float = 1e-12, dt_min: float = 0.0,
+                 dt_max: float = math.inf):
+        self.dt = float(dt)
+        self.rtol, self.atol = float(rtol), float(atol)
+        self.dt_min, self.dt_max = float(dt_min), float(dt_max)
+        self.accepted = 0
+        self.rejected = 0
+
+    def error(self, u: np.ndarray, e: np.ndarray) -> float:
+        """The scaled error norm of an estimate e at state u (max over rows)."""
+        e = e.reshape(e.shape[0], -1) if e.ndim > 1 else e[:, None]
+        u = u.reshape(u.shape[0], -1) if u.ndim > 1 else u[:, None]
+        scale = self.atol + self.rtol * np.linalg.norm(u, axis=1)
+        err = float(np.max(np.linalg.norm(e, axis=1) / scale)) if e.size else 0.0
+        return err if math.isfinite(err) else math.inf
+
+    def advance(self, scheme, state: State, h: float):
+        """Take one accepted step of size <= h; returns (new_state, h_taken, next_h)."""
+        h = min(h, self.dt_max)
+        rejected = False
+        while True:
+            new, e = scheme.step_with_error(state, h)
+            err = self.error(new.u, e)
+            factor = 10.0 if err == 0 else min(10.0, max(0.2, 0.9 * err ** -0.2))
+            if err <= 1.0:
+                self.accepted += 1
+                grow = min(factor, 1.0) if rejected else factor
+                return new, h, max(self.dt_min, min(h * grow, self.dt_max))
+            self.rejected += 1
+            rejected = True
+            h *= min(factor, 0.9)
+            if not h > self.dt_min:
+                raise NumericalError(
+                    f"adaptive step fell below {self.dt_min:g} (error estimate {err:.3g}); "
+                    "loosen the tolerance (time.rtol, or longtime.rtol after a hand-off) or lower model.beta")
 
 
 class AdaptiveStep:
