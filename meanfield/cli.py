@@ -10,7 +10,6 @@ import argparse
 import math
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -40,11 +39,10 @@ def _warning_line(message, category, filename, lineno, line=None):
 
 # --------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    """`meanfield run`: validate, solve (or --resume), write the history; 0, 1 on a numerical
-    failure, 130 / 143 when stopped by SIGINT / SIGTERM (after a checkpoint)."""
-    from . import io
-    from .simulation import (BlowUpGuard, Checkpointer, HistoryTracker, Interrupted, ProgressBar,
-                             ResolutionMonitor, Simulation, SignalStop)
+    """`meanfield run`: validate, solve (or --resume), write the history (``runner.run``); 0, 1 on a
+    numerical failure, 130 / 143 when stopped by SIGINT / SIGTERM (after a checkpoint)."""
+    from .runner import run
+    from .trackers import Interrupted
 
     if args.resume and args.output:
         raise ConfigError("-o: give either -o OUT.h5 or --resume OUT.h5, not both")
@@ -52,93 +50,28 @@ def cmd_run(args) -> int:
     overrides = list(args.set) + ([f"output.path={_toml_str(target)}"] if target else [])
     cfg = config.load(args.config, overrides)
     out = cfg.output.path
-    chash = io.config_hash(cfg)
-    particles = cfg.model.method == "particles"
-    if particles:
-        from .particles import ParticleSimulation, TokenGuard, TokenHistoryTracker
-
-        sim = ParticleSimulation(cfg)
-        diagnostics = ["mass", "energy", "spread", "dt", "steps"]
-        guards, tracker_cls = [TokenGuard()], TokenHistoryTracker
-    else:
-        sim = Simulation(cfg)
-        diagnostics = ["mass", "energy", "tail", "dt", "steps"]
-        if cfg.model.variant == "usa":
-            diagnostics.insert(2, "free_energy")
-        guards, tracker_cls = [BlowUpGuard(), ResolutionMonitor()], HistoryTracker
-    planned = len(sim.output_times())
-    ckpt_path = io.checkpoint_path(out)
-    if args.resume:
-        if not ckpt_path.is_file() and io.snapshot_count(out) == planned:
-            print(f"{out} is complete ({planned} snapshots): nothing to resume", file=sys.stderr)
-            return 0
-        point = io.read_checkpoint(ckpt_path)
-        stored = io.read_attrs(out).get("config_hash")
-        if point["config_hash"] != chash or (stored is not None and str(stored) != chash):
-            raise ConfigError(f"--resume: {out!r} was written with another configuration (config hash differs); "
-                              "resume with the same config file and --set overrides")
-        sim.restore(point)
-        writer = io.reopen_history(out, planned, int(point["count"]), diagnostics, tokens=particles)
-    else:
-        io.check_writable(out, args.overwrite)
-        ckpt_path.unlink(missing_ok=True)  # a checkpoint of an earlier run must not be resumed into this one
-        attrs = _history_attrs(cfg, sim, chash)
-        if particles:
-            attrs.update(stepper=cfg.particles.integrator, n_tokens=sim.x.shape[0], bandwidth=sim.bandwidth)
-            writer = io.HistoryWriter(out, sim.geometry, attrs, planned, diagnostics, token_weights=sim.weights,
-                                      dim=cfg.particles.dim)
-        else:
-            writer = io.HistoryWriter(out, sim.geometry, attrs, planned, diagnostics)
-    history = tracker_cls(writer)
-    ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every)
-
-    def on_stop(s):
-        regular = writer.count
-        history.snapshot(s)  # a final snapshot at the interrupt time (dropped again on --resume)
-        ckpt.write(s.resume_point(), regular)
-
-    progress = ProgressBar(enabled=False if args.quiet else None)
-    wall = time.monotonic()
     resume_hint = f"meanfield run {args.config} --resume {out}" + "".join(f" --set {x}" for x in args.set)
     try:
-        sim.run([*guards, history, ckpt, SignalStop(on_stop), progress])
-    except NumericalError as exc:
-        if sim.last_good is not None:
-            ckpt.write(sim.last_good, writer.count)
-        return _fail(f"{exc} (history up to the last snapshot kept in {out}; last good state, "
-                     f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})", 1)
+        result = run(cfg, overwrite=args.overwrite, resume=bool(args.resume),
+                     progress=False if args.quiet else None)
     except Interrupted as exc:
         name = "SIGINT" if exc.signum == 2 else "SIGTERM"
         sys.stderr.write(f"meanfield: stopped by {name} at t = {exc.t:.6g}, checkpoint written; "
                          f"resume with: {resume_hint}\n")
         return 130 if exc.signum == 2 else 143
-    ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
+    if result.status == "already complete":
+        print(f"{out} is complete ({result.snapshots} snapshots, t = {result.t:g}): nothing to resume "
+              "(raise time.t_end to extend it)", file=sys.stderr)
+        return 0
     if not args.quiet:
-        print(f"wrote {writer.count} snapshots (t = 0 .. {sim.t:g}, {sim.steps} steps, "
-              f"{time.monotonic() - wall:.1f} s) to {out}", file=sys.stderr)
+        extra = ""
+        if result.handoff is not None:
+            h = result.handoff
+            extra = (f"; continued as {h.tokens} tokens from t = {h.time:.6g} ({h.reason}), "
+                     f"{result.merges} merges")
+        print(f"wrote {result.snapshots} snapshots (t = 0 .. {result.t:g}, {result.steps} steps, "
+              f"{result.wall:.1f} s{extra}) to {out}", file=sys.stderr)
     return 0
-
-
-def _history_attrs(cfg, sim, chash: str) -> dict:
-    """Root attributes of a new history: the config as run, its hash, and the versions that made it."""
-    import json
-
-    import h5py
-    import scipy
-
-    attrs = {
-        "config": cfg.to_toml(), "config_hash": chash, "method": cfg.model.method, "variant": cfg.model.variant,
-        "beta": cfg.model.beta, "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes,
-        "dealias": cfg.grid.dealias, "stepper": cfg.time.stepper, "energy_scale": "exp(-beta)",
-    }
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scipy": scipy.__version__,
-                "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
-    backend = getattr(sim.geometry, "backend", None)
-    if backend is not None:
-        attrs["backend"] = f"{backend.name} {backend.version}"
-        versions[backend.name] = backend.version
-    attrs["library_versions"] = json.dumps(versions)
-    return attrs
 
 
 def _toml_str(s: str) -> str:

@@ -64,6 +64,7 @@ class InitialConfig:
     weights: tuple = ()
     path: str = ""
     time: float = math.nan  # file: snapshot time; nan = the last one
+    positions: tuple = ()  # tokens: unit vectors in R^d (normalised here if not)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,22 @@ class OutputConfig:
     path: str = "run.h5"
     interval: float = 0.1
     checkpoint_every: int = 1  # snapshots between checkpoints (OUT.h5.ckpt); 0 = none
+    spacing: str = "linear"  # "linear" | "log" (geometric in time once that is sparser than interval)
+    per_decade: int = 20  # snapshots per decade of time with spacing = "log"
+
+
+@dataclass(frozen=True)
+class LongtimeConfig:
+    """[longtime]: hand-off to tokens, merging, the token phase's tolerance, cluster diagnostics."""
+
+    handoff: str = "none"  # "none" | "tokens"
+    merge_tol: float = 1e-9  # radians; 0 = never merge
+    tail_tol: float = 1e-8  # hand off when the spectral tail exceeds this plus twice its initial value
+    oversample: int = 1  # hand-off nodes: the run's grid refined this many times per direction
+    rtol: float = 1e-10  # error tolerance of the token phase (Dormand–Prince 5(4))
+    atol: float = 1e-12
+    cluster_radius: float = 0.0  # radians; 0 = min(0.2, pi / (4 l*))
+    cluster_mass: float = 1e-3  # lighter clusters are not counted
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,7 @@ class Config:
     time: TimeConfig = field(default_factory=TimeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     particles: ParticlesConfig = field(default_factory=ParticlesConfig)
+    longtime: LongtimeConfig = field(default_factory=LongtimeConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (TOML-serialisable: nan times are dropped)."""
@@ -141,7 +159,7 @@ class Config:
 
 
 SECTIONS = {"model": ModelConfig, "grid": GridConfig, "initial": InitialConfig,
-            "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig}
+            "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig, "longtime": LongtimeConfig}
 #: keys whose value is a string or a matrix (list of rows, or one per head)
 MATRIX_KEYS = {("particles", "Q"), ("particles", "K"), ("particles", "V")}
 
@@ -302,7 +320,7 @@ def _check_centers(centers, geometry: str) -> None:
 
 def _validate_particles(cfg: Config) -> None:
     """[particles] and its consistency with [model] and [time]."""
-    from .particles import INTEGRATORS, attention_matrices, particle_geometry_name
+    from .particles import EMBEDDED, INTEGRATORS, attention_matrices, particle_geometry_name
 
     p, m = cfg.particles, cfg.model
     _need(1 <= p.n <= 1_000_000, "particles.n", p.n, "an integer in [1, 1000000]")
@@ -318,12 +336,69 @@ def _validate_particles(cfg: Config) -> None:
           f"{geometry!r} with particles.dim = {p.dim} (the grid of the density estimate and of the initial density)")
     if geometry == "zonal":
         _need(m.dim in (0, p.dim), "model.dim", m.dim, f"0 or particles.dim = {p.dim}")
-    _need(not cfg.time.adaptive, "time.adaptive", cfg.time.adaptive, "false with model.method = 'particles'")
+    _need(not cfg.time.adaptive or p.integrator in EMBEDDED, "time.adaptive", cfg.time.adaptive,
+          f"false with particles.integrator = {p.integrator!r} (adaptive steps need an embedded pair: "
+          + " | ".join(repr(k) for k in EMBEDDED) + ")")
+    _need(p.integrator not in EMBEDDED or m.viscosity == 0, "particles.integrator", p.integrator,
+          "'rk4' | 'euler' with model.viscosity > 0 (noise); 'dopri5' is for deterministic runs")
+    _need(cfg.longtime.handoff == "none", "longtime.handoff", cfg.longtime.handoff,
+          "'none' with model.method = 'particles' (the run is tokens from the start)")
     import numpy as np
 
     rng = np.random.default_rng(0)
     for name in ("Q", "K", "V"):
-        attention_matrices(_plain(getattr(p, name)), p.dim, p.heads, rng, name)
+        attention_matrices(getattr(p, name), p.dim, p.heads, rng, name)
+
+
+def _validate_longtime(cfg: Config) -> None:
+    """[longtime] and its consistency with the model."""
+    lt, m = cfg.longtime, cfg.model
+    _need(lt.handoff in ("none", "tokens"), "longtime.handoff", lt.handoff, "'none' | 'tokens'")
+    if lt.handoff == "tokens":
+        _need(m.viscosity == 0, "longtime.handoff", lt.handoff,
+              "'none' with model.viscosity > 0 (tokens carry the inviscid equation; viscosity keeps "
+              "the density resolved)")
+    _need(_finite(lt.merge_tol) and 0 <= lt.merge_tol <= 0.1, "longtime.merge_tol", lt.merge_tol,
+          "a number of radians in [0, 0.1] (0: tokens never merge)")
+    _need(_finite(lt.tail_tol) and 0 < lt.tail_tol < 1, "longtime.tail_tol", lt.tail_tol, "a number in (0, 1)")
+    _need(1 <= lt.oversample <= 8, "longtime.oversample", lt.oversample, "an integer in [1, 8]")
+    _need(_finite(lt.rtol) and 0 <= lt.rtol < 1, "longtime.rtol", lt.rtol, "a number in [0, 1)")
+    _need(_finite(lt.atol) and lt.atol >= 0, "longtime.atol", lt.atol, "a finite number >= 0")
+    _need(lt.rtol + lt.atol >= 1e-15, "longtime.rtol", lt.rtol,
+          "rtol + atol >= 1e-15 (positions are unit vectors: below that is round-off)")
+    _need(_finite(lt.cluster_radius) and 0 <= lt.cluster_radius <= math.pi / 2, "longtime.cluster_radius",
+          lt.cluster_radius, "a number of radians in [0, pi/2] (0: min(0.2, pi / (4 l*)))")
+    _need(_finite(lt.cluster_mass) and 0 < lt.cluster_mass <= 1, "longtime.cluster_mass", lt.cluster_mass,
+          "a number in (0, 1]")
+
+
+def _check_tokens(cfg: Config) -> None:
+    """initial.kind = "tokens": unit vectors of the run's dimension and optional weights."""
+    i, d = cfg.initial, cfg.dim
+    _need(cfg.model.method == "particles" or cfg.longtime.handoff == "tokens", "initial.kind", i.kind,
+          "'tokens' with model.method = 'particles', or with longtime.handoff = 'tokens' (a run that "
+          "starts as tokens)")
+    ok = (0 < len(i.positions) <= 1_000_000
+          and all(isinstance(x, tuple) and len(x) == d and all(_finite(v) for v in x) and any(v != 0 for v in x)
+                  for x in i.positions))
+    _need(ok, "initial.positions", _short(_plain(i.positions)),
+          f"a non-empty list of non-zero vectors of length {d} (tokens on S^{d - 1}; normalised)")
+    if i.weights:
+        n = len(i.positions)
+        _need(len(i.weights) == n and all(_finite(w) and w >= 0 for w in i.weights) and sum(i.weights) > 0,
+              "initial.weights", _short(_plain(i.weights)), f"{n} numbers >= 0, not all zero (normalised to sum 1)")
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def output_count(cfg: Config) -> int:
+    """Number of snapshots the run will write (the schedule of ``output_times``)."""
+    from .simulation import output_times
+
+    return len(output_times(cfg))
 
 
 def memory_estimate(cfg: Config) -> tuple[float, str]:
@@ -331,7 +406,8 @@ def memory_estimate(cfg: Config) -> tuple[float, str]:
     g, m = cfg.grid, cfg.model
     L = g.modes
     if m.method == "particles":
-        n, d = cfg.particles.n, cfg.particles.dim
+        n = len(cfg.initial.positions) if cfg.initial.kind == "tokens" else cfg.particles.n
+        d = cfg.particles.dim
         return 64 * 2**20 + 40.0 * n * d * 8 + _grid_bytes(cfg.model.geometry, L, g.dealias, cfg.dim), "particles.n"
     return _grid_bytes(m.geometry, L, g.dealias, cfg.dim), "grid.modes"
 
@@ -405,13 +481,15 @@ def validate(cfg: Config) -> None:
             f"(twice the most unstable mode {name} = {kstar}, so that it is well resolved)"
         )
 
-    kinds = ("random", "modes", "von_mises", "file")
+    kinds = ("random", "modes", "von_mises", "file", "tokens")
     _need(i.kind in kinds, "initial.kind", i.kind, " | ".join(repr(k) for k in kinds))
     _need(_finite(i.amplitude) and 0 <= i.amplitude < 1, "initial.amplitude", i.amplitude,
           "a number in [0, 1)")
     _need(i.seed >= 0, "initial.seed", i.seed, "an integer >= 0")
     if i.kind == "modes":
         _check_modes(i.modes, m.geometry, g.modes)
+    if i.kind == "tokens":
+        _check_tokens(cfg)
     if i.kind == "von_mises":
         _check_centers(i.centers, m.geometry)
         n = len(i.centers)
@@ -432,8 +510,9 @@ def validate(cfg: Config) -> None:
     _need(_finite(t.t_end) and t.t_end > 0, "time.t_end", t.t_end, "a finite number > 0")
     _need(_finite(t.dt) and 0 < t.dt <= t.t_end, "time.dt", t.dt, f"a number in (0, t_end = {t.t_end:g}]")
     _need(t.stepper in SCHEMES, "time.stepper", t.stepper, " | ".join(repr(s) for s in SCHEMES))
-    _need(t.t_end / t.dt <= MAX_STEPS, "time.dt", t.dt,
-          f">= t_end / {MAX_STEPS:g} (it would take {t.t_end / t.dt:.3g} steps; at most {MAX_STEPS:g})")
+    if not t.adaptive and cfg.longtime.handoff == "none":  # else dt is only the first step
+        _need(t.t_end / t.dt <= MAX_STEPS, "time.dt", t.dt,
+              f">= t_end / {MAX_STEPS:g} (it would take {t.t_end / t.dt:.3g} steps; at most {MAX_STEPS:g})")
     _need(_finite(t.rtol) and 0 < t.rtol < 1, "time.rtol", t.rtol, "a number in (0, 1)")
     _need(_finite(t.atol) and t.atol >= 0, "time.atol", t.atol, "a finite number >= 0")
     _need(_finite(t.cfl) and 0 < t.cfl <= 10, "time.cfl", t.cfl, "a number in (0, 10]")
@@ -444,8 +523,16 @@ def validate(cfg: Config) -> None:
     _need(_finite(o.interval) and o.interval > 0, "output.interval", o.interval, "a finite number > 0")
     _need(o.checkpoint_every >= 0, "output.checkpoint_every", o.checkpoint_every,
           "an integer >= 0 (snapshots between checkpoints; 0: none)")
-    _need(t.t_end / o.interval <= MAX_SNAPSHOTS, "output.interval", o.interval,
-          f">= t_end / {MAX_SNAPSHOTS:g} (at most {MAX_SNAPSHOTS:g} snapshots)")
+    _need(o.spacing in ("linear", "log"), "output.spacing", o.spacing, "'linear' | 'log'")
+    _need(1 <= o.per_decade <= 10_000, "output.per_decade", o.per_decade, "an integer in [1, 10000]")
+    if o.spacing == "linear":
+        _need(t.t_end / o.interval <= MAX_SNAPSHOTS, "output.interval", o.interval,
+              f">= t_end / {MAX_SNAPSHOTS:g} (at most {MAX_SNAPSHOTS:g} snapshots; or output.spacing = 'log')")
+    else:
+        count = o.per_decade * math.log10(max(t.t_end / o.interval, 1.0)) + o.per_decade / math.log(10) + 2
+        _need(count <= MAX_SNAPSHOTS, "output.per_decade", o.per_decade,
+              f"at most {MAX_SNAPSHOTS:g} snapshots in all (this would write about {count:.3g})")
+    _validate_longtime(cfg)
     check_memory(cfg)
     if not t.adaptive:
         for where, value in (("output.interval", o.interval), ("time.t_end", t.t_end)):

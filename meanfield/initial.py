@@ -1,4 +1,4 @@
-"""Initial densities from the [initial] config section, as spectral coefficients."""
+"""Initial states from the [initial] config section: spectral coefficients of a density, or tokens."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 
 from . import io
 from .errors import ConfigError
+from .longtime import NEGATIVE_TOL
 
 
 def initial_coefficients(cfg, geometry) -> np.ndarray:
@@ -14,9 +15,10 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     random:    rho = rho_bar (1 + amplitude * eta), eta with i.i.d. N(0, 1) coefficients on every mode
     modes:     rho = rho_bar (1 + sum amplitude_k cos(k theta))
     von_mises: mixture sum w_i vM(center_i, concentration_i), weights normalised to sum 1
-    file:      a snapshot of an earlier output (the new run starts at t = 0); modes are
+    file:      a density snapshot of an earlier output (the new run starts at t = 0); modes are
                truncated or zero-padded
-    The density must be positive on the grid, else ConfigError.
+    The density must be non-negative on the grid up to round-off (min rho >= -1e-10 max rho), else
+    ConfigError.
     """
     ini = cfg.initial
     uniform = geometry.uniform()
@@ -31,19 +33,56 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
         w = np.asarray(ini.weights if ini.weights else [1.0] * len(ini.centers), dtype=float)
         w = w / w.sum()
         c = sum(wi * geometry.von_mises(ci, ki) for wi, ci, ki in zip(w, ini.centers, ini.concentrations))
+    elif ini.kind == "file":
+        snap = _snapshot(cfg, geometry)
+        if snap["positions"] is not None:
+            raise ConfigError(f"initial.path: {ini.path!r} holds tokens at t = {snap['time']:g}, allowed for a "
+                              "density: a snapshot before a hand-off, or a spectral run (tokens start runs with "
+                              "model.method = 'particles' or longtime.handoff = 'tokens')")
+        c = geometry.resample(snap["rho_hat"], int(snap["attrs"].get("modes", snap["rho_hat"].size - 1)))
     else:
-        _, c_file, attrs = io.read_snapshot(ini.path, ini.time)
-        if attrs.get("geometry") != geometry.name:
-            raise ConfigError(f"initial.path: {ini.path!r} is a {attrs.get('geometry')!r} run, "
-                              f"allowed: an output of geometry {geometry.name!r}")
-        if int(attrs.get("dim", geometry.dim)) != geometry.dim:
-            raise ConfigError(f"initial.path: {ini.path!r} is a run on S^{int(attrs['dim']) - 1}, "
-                              f"allowed: an output with dim = {geometry.dim}")
-        c = geometry.resample(c_file, int(attrs.get("modes", c_file.size - 1)))
+        raise ConfigError("initial.kind: got 'tokens' for a density, allowed: 'random' | 'modes' | 'von_mises' | 'file'")
     rho = geometry.to_grid(c)
     if not np.all(np.isfinite(rho)):
         raise ConfigError("initial: the initial density is not finite; check initial.amplitude / concentrations")
-    if rho.min() <= 0:
-        raise ConfigError(f"initial: the initial density is not positive (min {rho.min():.3g}); lower "
+    if rho.min() < -NEGATIVE_TOL * np.max(np.abs(rho)) or rho.max() <= 0:
+        raise ConfigError(f"initial: the initial density is negative (min {rho.min():.3g}, max {rho.max():.3g}); lower "
                           "initial.amplitude, or raise grid.modes for sharp von Mises bumps")
     return c
+
+
+def initial_tokens(cfg, geometry):
+    """(positions, weights) when the run starts from tokens: ``initial.kind = "tokens"``, or a
+    ``file`` snapshot that holds tokens (a particles run, or after a hand-off).  None otherwise.
+    Positions are normalised; weights default to equal and are normalised to sum 1."""
+    ini = cfg.initial
+    if ini.kind == "tokens":
+        x = np.asarray(ini.positions, dtype=float)
+        w = np.asarray(ini.weights, dtype=float) if ini.weights else np.full(x.shape[0], 1.0)
+    elif ini.kind == "file":
+        snap = _snapshot(cfg, geometry)
+        if snap["positions"] is None:
+            return None
+        x, w = snap["positions"], snap["weights"]
+        if x.shape[1] != geometry.dim:
+            raise ConfigError(f"initial.path: {ini.path!r} holds tokens in R^{x.shape[1]}, allowed: tokens in "
+                              f"R^{geometry.dim}")
+    else:
+        return None
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    return x / np.linalg.norm(x, axis=1, keepdims=True), w / np.sum(w)
+
+
+def _snapshot(cfg, geometry) -> dict:
+    """The [initial] file snapshot, checked against this run's geometry."""
+    ini = cfg.initial
+    snap = io.read_snapshot(ini.path, ini.time)
+    attrs = snap["attrs"]
+    if attrs.get("geometry") != geometry.name:
+        raise ConfigError(f"initial.path: {ini.path!r} is a {attrs.get('geometry')!r} run, "
+                          f"allowed: an output of geometry {geometry.name!r}")
+    if int(attrs.get("dim", geometry.dim)) != geometry.dim:
+        raise ConfigError(f"initial.path: {ini.path!r} is a run on S^{int(attrs['dim']) - 1}, "
+                          f"allowed: an output with dim = {geometry.dim}")
+    return snap

@@ -13,8 +13,11 @@ maximum of the logits subtracted before exponentiating (no overflow).  Noise of 
 
 Integrators keep every token on the sphere exactly by renormalising after each step:
 ``rk4`` (classical RK4 in R^d, then x / |x|: order 4, the exact flow stays on the sphere so the
-projection error is O(h^5)) and ``euler`` (order 1).  With noise, the deterministic step is
-followed by the noise step (weak order 1).
+projection error is O(h^5)), ``euler`` (order 1) and ``dopri5`` (Dormand–Prince 5(4): fixed
+steps, or adaptive with error control).  With noise, the deterministic step is followed by the
+noise step (weak order 1).  ``TokenSolver`` advances tokens and merges those that meet;
+``RingModel`` is the field of zonal measures made of rings.  A run of tokens is a
+``simulation.Simulation`` of a particles config.
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ import math
 import numpy as np
 
 from .errors import ConfigError, NumericalError
-from .simulation import HistoryTracker, Simulation
-from .stepping import Scheme, State
+from .stepping import DormandPrince, EmbeddedStep, FixedStep, Scheme, State
 
 BLOCK_BYTES = 64 * 2**20
 
@@ -69,24 +71,41 @@ def _is_matrix(s) -> bool:
 
 
 class TokenModel:
-    """The attention field of a weighted token measure on S^{d-1}."""
+    """The attention field of a weighted token measure on S^{d-1}.
+
+    For a head with V = I the token's own term w_i e^{beta} x_i is left out of the numerator: it is
+    parallel to x_i, so the projection removes it exactly, but in floating point it would swamp the
+    e^{-beta (1 - cos D)}-sized pull of distant clusters (plateaus) in round-off.  It stays in the
+    SA denominator.
+    """
 
     def __init__(self, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3, Q=None, K=None,
                  V=None, causal: bool = False, block_bytes: int = BLOCK_BYTES):
-        self.w = np.asarray(weights, dtype=float)
-        self.n = self.w.size
         self.beta = float(beta)
         self.variant = variant
+        self.dim = int(dim)
         self.Q = Q or [np.eye(dim)]  # one head by default; Q = K = V = I
         self.K = K or [np.eye(dim)] * len(self.Q)
         self.V = V or [np.eye(dim)] * len(self.Q)
         self.causal = causal
-        self.block = max(1, int(block_bytes // (8 * 3 * max(self.n, 1))))
+        self.block_bytes = block_bytes
+        self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
+        self.set_weights(weights)
+
+    def set_weights(self, weights: np.ndarray) -> None:
+        """Use these token weights (after tokens merged, their number changes)."""
+        self.w = np.asarray(weights, dtype=float)
+        self.n = self.w.size
+        self.block = max(1, int(self.block_bytes // (8 * 3 * max(self.n, 1))))
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Back onto the sphere: x / |x| row by row."""
+        return _normalise(x)
 
     def velocity(self, x: np.ndarray) -> np.ndarray:
         """dx_i/dt for every token (n, d), tangent to the sphere at x_i."""
         out = np.zeros_like(x)
-        for Q, K, V in zip(self.Q, self.K, self.V):
+        for Q, K, V, self_free in zip(self.Q, self.K, self.V, self._self_free):
             q, k, v = x @ Q.T, x @ K.T, x @ V.T
             for i0 in range(0, self.n, self.block):
                 i1 = min(self.n, i0 + self.block)
@@ -94,22 +113,167 @@ class TokenModel:
                 if self.causal:
                     s[np.arange(i1 - i0)[:, None] + i0 < np.arange(self.n)[None, :]] = -np.inf
                 top = s.max(axis=1, keepdims=True)
-                e = np.exp(s - top) * self.w
+                e = np.exp(s - top)
+                e *= self.w
+                norm = e.sum(axis=1, keepdims=True) if self.variant == "sa" else np.exp(top)
+                if self_free:
+                    e[np.arange(i1 - i0), np.arange(i0, i1)] = 0.0
                 field = e @ v
                 if self.variant == "sa":
-                    field /= e.sum(axis=1, keepdims=True)
+                    field /= norm
                 else:
-                    field *= np.exp(top)
+                    field *= norm
                 out[i0:i1] += field
         return out - np.sum(out * x, axis=1, keepdims=True) * x
 
-    def energy_scaled(self, x: np.ndarray) -> float:
-        """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}: the interaction energy of SPEC 4."""
-        total = 0.0
+    def _pairs(self, x: np.ndarray):
+        """Blocks (i0, i1, e) of e_ij = e^{beta (<x_i, x_j> - 1)} (the Q = K = V = I kernel, scaled)."""
         for i0 in range(0, self.n, self.block):
             i1 = min(self.n, i0 + self.block)
-            total += self.w[i0:i1] @ np.exp(self.beta * (x[i0:i1] @ x.T - 1)) @ self.w
-        return total / (2 * self.beta)
+            yield i0, i1, np.exp(self.beta * (x[i0:i1] @ x.T - 1))
+
+    def energy_scaled(self, x: np.ndarray) -> float:
+        """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}: the interaction energy of SPEC 4."""
+        total = sum(self.w[i0:i1] @ e @ self.w for i0, i1, e in self._pairs(x))
+        return float(total) / (2 * self.beta)
+
+    def energy_rate_scaled(self, x: np.ndarray, v: np.ndarray | None = None) -> float:
+        """e^{-beta} dE/dt = e^{-beta} sum_i w_i <dx_i/dt, sum_{j != i} w_j e^{beta <x_i, x_j>} x_j> for the
+        velocities v (default: this model's).  The own term is left out: it is normal to dx_i/dt."""
+        v = self.velocity(x) if v is None else v
+        total = 0.0
+        for i0, i1, e in self._pairs(x):
+            e[np.arange(i1 - i0), np.arange(i0, i1)] = 0.0
+            total += float(np.sum(self.w[i0:i1] * np.sum(v[i0:i1] * (e @ (self.w[:, None] * x)), axis=1)))
+        return total
+
+
+class RingModel:
+    """Zonal token measures on S^{d-1}: each token is a ring {cos(theta) e + sin(theta) u : u in S^{d-2}}
+    (a point on the axis when sin(theta) = 0) carrying weight w, the exact measure-valued solutions of
+    the zonal (axisymmetric) equation.  A ring is held as the unit vector p = (sin theta, cos theta) of
+    the meridian plane (axis last, sin theta >= 0), and moves in theta only.
+
+    Averaging the kernel over the ring of y (v uniform on S^{d-2}, a = beta sin(theta_x) sin(theta_y)):
+        avg e^{beta <x, y>}     = e^{beta cos cos} A(a),               A(a) = 0F1(; (d-1)/2; a^2/4)
+        avg e^{beta <x, y>} y   = e^{beta cos cos} (sin_y A'(a) u + cos_y A(a) e),
+    and A'/A = I_{(d-1)/2}(a) / I_{(d-3)/2}(a): the token field with these kernels in the plane.
+
+    A ring within ``pole_tol`` of a pole is the pole point (its points are closer than 2 pole_tol
+    to each other, as tokens about to merge): ``project`` puts it there, where it is at rest.
+    Without this a ring at sin(theta) ~ 1e-16 keeps a stiff radial mode (rate ~1) for ever.
+    """
+
+    def __init__(self, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3, pole_tol: float = 0.0):
+        self.beta, self.variant, self.dim = float(beta), variant, int(dim)
+        self.nu = (self.dim - 3) / 2  # order of the Bessel function of the ring average
+        self.pole_sin = math.sin(min(max(pole_tol, 0.0), math.pi / 2))
+        self.set_weights(weights)
+
+    def set_weights(self, weights: np.ndarray) -> None:
+        """Use these ring weights."""
+        self.w = np.asarray(weights, dtype=float)
+        self.n = self.w.size
+
+    def project(self, p: np.ndarray) -> np.ndarray:
+        """Back onto the unit circle of the meridian plane, on the side sin(theta) >= 0 (the ring at
+        -theta is the ring at theta)."""
+        p = _normalise(p)
+        p[:, 0] = np.abs(p[:, 0])
+        pole = p[:, 0] < self.pole_sin
+        p[pole, 0], p[pole, 1] = 0.0, np.where(p[pole, 1] < 0, -1.0, 1.0)
+        return p
+
+    def ring_average_exact(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log(A(a) e^{-a}), A'(a)/A(a)) for a >= 0, without overflow: the series 0F1 below a = 1,
+        scaled Bessel functions above (~1 us per value: ``ring_average`` interpolates it)."""
+        from scipy.special import gammaln, hyp0f1, ive
+
+        nu = self.nu
+        a = np.asarray(a, dtype=float)
+        log_a, ratio = np.empty_like(a), np.empty_like(a)
+        small = a < 1.0
+        z = a[small]
+        s0 = hyp0f1(nu + 1, z * z / 4)
+        log_a[small] = np.log(s0) - z
+        ratio[small] = z / (2 * (nu + 1)) * hyp0f1(nu + 2, z * z / 4) / s0
+        z = a[~small]
+        i0 = ive(nu, z)
+        log_a[~small] = gammaln(nu + 1) + nu * np.log(2 / z) + np.log(i0)
+        ratio[~small] = ive(nu + 1, z) / i0
+        return log_a, ratio
+
+    def ring_average(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ring_average_exact`` by piecewise Chebyshev interpolation on [0, beta] (pieces [0, 1/2],
+        [1/2, 1], [1, 2], [2, 4], ...), built once and checked to 1e-13 against the exact values."""
+        if not hasattr(self, "_pieces"):
+            self._pieces = _interpolants(self.ring_average_exact, max(self.beta, 1.0))
+        edges, fits = self._pieces
+        a = np.asarray(a, dtype=float)
+        flat = a.ravel()
+        piece = np.clip(np.searchsorted(edges, flat, side="right") - 1, 0, len(fits) - 1)
+        log_a, ratio = np.empty_like(flat), np.empty_like(flat)
+        for k in np.unique(piece):
+            sel = piece == k
+            log_a[sel], ratio[sel] = fits[k][0](flat[sel]), fits[k][1](flat[sel])
+        return log_a.reshape(a.shape), ratio.reshape(a.shape)
+
+    def _kernel(self, p: np.ndarray):
+        """log of the ring-averaged kernel (n, n) and A'/A (n, n)."""
+        s, c = p[:, 0], p[:, 1]
+        a = self.beta * np.abs(np.outer(s, s))
+        log_a, ratio = self.ring_average(a)
+        return self.beta * np.outer(c, c) + a + log_a, ratio
+
+    def _numerator(self, p, e, ratio):
+        """sum_j e_ij (sign(s_i) |s_j| A'/A(a_ij), c_j): the ring-averaged sum of e^{beta <x, y>} y."""
+        s, c = np.abs(p[:, 0]), p[:, 1]
+        side = np.where(p[:, 0] < 0, -1.0, 1.0)  # a stage point may sit on the other side of the axis
+        return np.stack([side * ((e * ratio) @ s), e @ c], axis=1)
+
+    def velocity(self, p: np.ndarray) -> np.ndarray:
+        """d p_i / dt for every ring (n, 2), tangent to the unit circle at p_i."""
+        logk, ratio = self._kernel(p)
+        top = logk.max(axis=1, keepdims=True)
+        e = np.exp(logk - top) * self.w
+        num = self._numerator(p, e, ratio)
+        if self.variant == "sa":
+            num /= e.sum(axis=1, keepdims=True)
+        else:
+            num *= np.exp(top)
+        return num - np.sum(num * p, axis=1, keepdims=True) * p
+
+    def energy_scaled(self, p: np.ndarray) -> float:
+        """e^{-beta} (1/(2 beta)) sum_ij w_i w_j avg e^{beta <x, y>} over rings i and j."""
+        logk, _ = self._kernel(p)
+        return float(self.w @ np.exp(logk - self.beta) @ self.w) / (2 * self.beta)
+
+    def energy_rate_scaled(self, p: np.ndarray, v: np.ndarray | None = None) -> float:
+        """e^{-beta} dE/dt = e^{-beta} sum_i w_i <dp_i/dt, N_i>, N_i the ring-averaged numerator."""
+        v = self.velocity(p) if v is None else v
+        logk, ratio = self._kernel(p)
+        num = self._numerator(p, np.exp(logk - self.beta) * self.w, ratio)
+        return float(np.sum(self.w * np.sum(v * num, axis=1)))
+
+
+def _interpolants(f, top: float, tol: float = 1e-13):
+    """Piecewise Chebyshev interpolants of the two outputs of f on [0, top]: (edges, [(c1, c2), ...])."""
+    from numpy.polynomial import Chebyshev
+
+    edges = [0.0, 0.5]
+    while edges[-1] < top:
+        edges.append(edges[-1] * 2)
+    fits = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        for deg in (16, 24, 32, 48, 64):
+            pair = [Chebyshev.interpolate(lambda z, i=i: f(z)[i], deg, domain=[lo, hi]) for i in range(2)]
+            z = np.linspace(lo, hi, 257)
+            exact = f(z)
+            err = max(float(np.max(np.abs(p(z) - e) / np.maximum(1.0, np.abs(e)))) for p, e in zip(pair, exact))
+            if err <= tol:
+                break
+        fits.append(pair)
+    return np.array(edges), fits
 
 
 def _normalise(x):
@@ -117,17 +281,25 @@ def _normalise(x):
 
 
 class ProjectedRK4(Scheme):
-    """Classical RK4 in R^d followed by x / |x| (order 4; the tokens stay on the sphere)."""
+    """Classical RK4 in R^d followed by the projection back onto the sphere (order 4).
+
+    The field is evaluated at x / |x| (extended off the sphere along rays): the sphere is then
+    invariant under the exact flow in R^d and the radial direction carries no dynamics, so explicit
+    steps are not limited by a stiff pull back onto the sphere."""
 
     name = "rk4"
     order = 4
 
-    def __init__(self, velocity, noise: float = 0.0, rng=None):
+    def __init__(self, velocity, noise: float = 0.0, rng=None, project=_normalise):
         super().__init__(np.zeros(1), velocity)
-        self.noise, self.rng = noise, rng
+        self.noise, self.rng, self.project = noise, rng, project
+
+    def f(self, x):
+        """The field at x / |x|."""
+        return self.N(_normalise(x))
 
     def _drift(self, x, h):
-        f = self.N
+        f = self.f
         k1 = f(x)
         k2 = f(x + h / 2 * k1)
         k3 = f(x + h / 2 * k2)
@@ -136,25 +308,167 @@ class ProjectedRK4(Scheme):
 
     def step(self, state: State, h: float) -> State:
         """One projected step (then the noise step when nu > 0)."""
-        x = _normalise(self._drift(state.u, h))
+        x = self.project(self._drift(state.u, h))
         if self.noise:
             xi = self.rng.standard_normal(x.shape)
             xi -= np.sum(xi * x, axis=1, keepdims=True) * x
-            x = _normalise(x + math.sqrt(2 * self.noise * h) * xi)
+            x = self.project(x + math.sqrt(2 * self.noise * h) * xi)
         return State(x)
 
 
 class ProjectedEuler(ProjectedRK4):
-    """Explicit Euler followed by x / |x| (order 1; with noise: projected Euler–Maruyama)."""
+    """Explicit Euler followed by the projection (order 1; with noise: projected Euler–Maruyama)."""
 
     name = "euler"
     order = 1
 
     def _drift(self, x, h):
-        return x + h * self.N(x)
+        return x + h * self.f(x)
 
 
-INTEGRATORS = {cls.name: cls for cls in (ProjectedRK4, ProjectedEuler)}
+class ProjectedDP5(DormandPrince):
+    """Dormand–Prince 5(4) in R^d with the projection onto the sphere after each step (order 5,
+    embedded error estimate of order 4): fixed steps, or adaptive with ``EmbeddedStep``."""
+
+    name = "dopri5"
+
+    def __init__(self, velocity, noise: float = 0.0, rng=None, project=_normalise):
+        if noise:
+            raise ConfigError("particles.integrator: got 'dopri5' with model.viscosity > 0, allowed: "
+                              "'dopri5' for deterministic runs; use 'euler' or 'rk4' with noise")
+        super().__init__(lambda x: velocity(_normalise(x)), project)
+
+
+INTEGRATORS = {cls.name: cls for cls in (ProjectedRK4, ProjectedEuler, ProjectedDP5)}
+#: integrators with an embedded error estimate (time.adaptive = true allowed)
+EMBEDDED = ("dopri5",)
+
+
+def merge_groups(x: np.ndarray, tol: float) -> np.ndarray:
+    """Labels 0..G-1 of the groups of tokens linked by angular distances below ``tol`` (radians)
+    (single linkage: a chain of close tokens is one group)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = x.shape[0]
+    chord = 2 * math.sin(min(tol, math.pi) / 2)
+    if x.shape[1] <= 16:
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(x).query_pairs(chord, output_type="ndarray")
+    else:  # k-d trees lose their edge in high dimension: blocks of the distance matrix
+        found = []
+        for i0 in range(0, n, 1024):
+            d2 = np.sum((x[i0:i0 + 1024, None, :] - x[None, :, :]) ** 2, axis=2)
+            i, j = np.nonzero(d2 < chord * chord)
+            keep = i + i0 < j
+            found.append(np.stack([i[keep] + i0, j[keep]], axis=1))
+        pairs = np.concatenate(found) if found else np.zeros((0, 2), int)
+    if pairs.shape[0] == 0:
+        return np.arange(n)
+    graph = coo_matrix((np.ones(pairs.shape[0]), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+class TokenSolver:
+    """Weighted tokens (or zonal rings) advanced in time and merged when they meet.
+
+    ``x`` (n, k) the live tokens' positions, ``w`` their weights, ``ids`` their rows in the output
+    (a token keeps its row for the whole run; a merged token keeps the smallest row of its group).
+    After every accepted step, tokens closer than ``merge_tol`` radians become one token carrying
+    the summed weight at the normalised weighted mean (mass exact, the first moment's direction
+    kept, the energy changed by O(distance^2)).  ``merge_tol = 0``: never.
+    """
+
+    def __init__(self, model, x: np.ndarray, ids: np.ndarray, n_rows: int, integrator: str, dt: float,
+                 adaptive: bool = False, rtol: float = 1e-9, atol: float = 1e-12, dt_min: float = 0.0,
+                 dt_max: float = math.inf, merge_tol: float = 0.0, noise: float = 0.0, rng=None):
+        self.model = model
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.n_rows = int(n_rows)
+        self.scheme = INTEGRATORS[integrator](model.velocity, noise=noise, rng=rng, project=model.project)
+        self.controller = EmbeddedStep(dt, rtol, atol, dt_min, dt_max) if adaptive else FixedStep(dt)
+        self.merge_tol = float(merge_tol)
+        self.state = self.scheme.start(model.project(np.asarray(x, dtype=float)))
+        # per merged group: (row kept, tokens merged, total weight, two largest weights, largest distance
+        # of a member to the merged position); the run loop stamps the time and empties the list
+        self.merges = []
+
+    @property
+    def x(self) -> np.ndarray:
+        """Positions of the live tokens."""
+        return self.state.u
+
+    @property
+    def w(self) -> np.ndarray:
+        """Weights of the live tokens."""
+        return self.model.w
+
+    def advance(self, h: float) -> tuple[float, float]:
+        """One accepted step of size <= h, then merging; returns (h_taken, next_h)."""
+        self.state, taken, proposed = self.controller.advance(self.scheme, self.state, h)
+        if self.merge_tol > 0 and self.model.n > 1:
+            self.merge()
+        return taken, proposed
+
+    def merge(self) -> int:
+        """Merge tokens closer than merge_tol; returns the number of tokens removed."""
+        labels = merge_groups(self.x, self.merge_tol)
+        groups = labels.max() + 1 if labels.size else 0
+        if groups == labels.size:
+            return 0
+        x, w, ids = self.x, self.w, self.ids
+        order = np.argsort(labels, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+        new_x, new_w, new_ids = [], [], []
+        for a, b in zip(starts, np.r_[starts[1:], order.size]):
+            members = order[a:b]
+            wm = w[members]
+            total = float(np.sum(wm))
+            mean = wm @ x[members]
+            new_x.append(mean / np.linalg.norm(mean))
+            new_w.append(total)
+            new_ids.append(int(ids[members].min()))
+            if members.size > 1:
+                top2 = np.sort(wm)[-2:][::-1]
+                reach = max(_angle(x[i], new_x[-1]) for i in members)
+                self.merges.append((new_ids[-1], int(members.size), total, float(top2[0]), float(top2[1]), reach))
+        removed = labels.size - len(new_x)
+        self.model.set_weights(np.array(new_w))
+        self.ids = np.array(new_ids, dtype=np.int64)
+        self.state = self.scheme.start(self.model.project(np.array(new_x)))  # the carried derivative is stale
+        return removed
+
+    def full_positions(self) -> np.ndarray:
+        """Positions on all rows (n_rows, k): NaN on rows whose token merged away or never was."""
+        out = np.full((self.n_rows, self.x.shape[1]), np.nan)
+        out[self.ids] = self.x
+        return out
+
+    def full_weights(self) -> np.ndarray:
+        """Weights on all rows: 0 on rows whose token merged away or never was."""
+        out = np.zeros(self.n_rows)
+        out[self.ids] = self.w
+        return out
+
+    def resume_point(self) -> dict:
+        """What a checkpoint needs to continue bit for bit."""
+        return {"state": self.state, "w": self.w.copy(), "ids": self.ids.copy(),
+                "rejected": getattr(self.controller, "rejected", 0), "accepted": getattr(self.controller, "accepted", 0)}
+
+    def restore(self, point: dict) -> None:
+        """Continue from ``resume_point()`` (or its checkpoint copy)."""
+        self.model.set_weights(np.asarray(point["w"], dtype=float))
+        self.ids = np.asarray(point["ids"], dtype=np.int64)
+        self.state = point["state"]
+        if isinstance(self.controller, EmbeddedStep):
+            self.controller.rejected = int(point.get("rejected", 0))
+            self.controller.accepted = int(point.get("accepted", 0))
+
+
+def _angle(a, b) -> float:
+    """Angle between unit vectors, accurate for tiny angles."""
+    return float(2 * math.atan2(np.linalg.norm(a - b), np.linalg.norm(a + b)))
 
 
 def sample_tokens(cfg, geometry, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -211,7 +525,10 @@ def default_bandwidth(n: int, d: int) -> float:
 
 
 def max_distance_to_mean(x, w) -> float:
-    """max_i |x_i - m| with m the normalised weighted mean: 0 when all tokens coincide."""
+    """max_i |x_i - m| with m the normalised weighted mean: 0 when all tokens coincide.  Rows that
+    are NaN or carry no weight (merged away) are left out."""
+    live = np.all(np.isfinite(x), axis=1) & (np.asarray(w) > 0)
+    x, w = x[live], np.asarray(w)[live]
     m = w @ x
     norm = np.linalg.norm(m)
     if norm == 0:
@@ -219,73 +536,6 @@ def max_distance_to_mean(x, w) -> float:
     return float(np.max(np.linalg.norm(x - m / norm, axis=1)))
 
 
-# -------------------------------------------------------------------------------------------
-# a run of tokens: the same run loop and trackers as the spectral solver, another state
 def particle_geometry_name(dim: int) -> str:
     """The grid that carries the initial density and the density estimate for tokens in R^dim."""
     return {2: "circle", 3: "sphere"}.get(dim, "zonal")
-
-
-class ParticleSimulation(Simulation):
-    """Weighted tokens driven to t_end: the spectral run loop and trackers, another state.
-
-    ``x`` (n, d) positions, ``weights`` (n,), ``c`` the smoothed density estimate on the grid.
-    """
-
-    def __init__(self, cfg, x0: np.ndarray | None = None, weights: np.ndarray | None = None):  # noqa: D107
-        from .config import _plain
-        from .domains import make_geometry
-        from .stepping import FixedStep
-
-        self.cfg = cfg
-        p, m = cfg.particles, cfg.model
-        self.geometry = make_geometry(particle_geometry_name(p.dim), cfg.grid.modes, cfg.grid.dealias,
-                                      cfg.grid.backend, p.dim)
-        if x0 is None:
-            x0 = sample_tokens(cfg, self.geometry, p.n, np.random.default_rng(cfg.initial.seed))
-        x0 = _normalise(np.asarray(x0, dtype=float))
-        self.weights = np.full(x0.shape[0], 1.0 / x0.shape[0]) if weights is None else np.asarray(weights, float)
-        rng = np.random.default_rng(p.seed)
-        mats = {name: attention_matrices(_plain(getattr(p, name)), p.dim, p.heads, rng, name) for name in "QKV"}
-        self.model = TokenModel(self.weights, m.beta, m.variant, p.dim, mats["Q"], mats["K"], mats["V"], p.causal)
-        self.scheme = INTEGRATORS[p.integrator](self.model.velocity, noise=m.viscosity,
-                                                rng=np.random.default_rng([p.seed, cfg.initial.seed, 1]))
-        self.controller = FixedStep(cfg.time.dt)
-        self.state = self.scheme.start(x0)
-        self.t, self.dt, self.steps = 0.0, cfg.time.dt, 0
-        self._reset_position()
-        self.bandwidth = p.bandwidth or default_bandwidth(x0.shape[0], p.dim)
-
-    @property
-    def x(self) -> np.ndarray:
-        """Token positions, (n, d)."""
-        return self.state.u
-
-    @property
-    def c(self) -> np.ndarray:
-        """Coefficients of the smoothed density estimate on the grid."""
-        return smoothed_density(self.geometry, self.x, self.weights, self.bandwidth)
-
-
-class TokenGuard:
-    """Stops the run (NumericalError) when a token position stops being finite."""
-
-    def step(self, sim) -> None:
-        """Check the tokens after every step."""
-        if not np.all(np.isfinite(sim.x)):
-            raise NumericalError(f"blow-up at t = {sim.t:.6g}: token positions are not finite (step {sim.steps}, "
-                                 f"dt = {sim.dt:.3g}); reduce time.dt or model.beta")
-        sim.last_good = sim.resume_point()
-
-
-class TokenHistoryTracker(HistoryTracker):
-    """Writes positions, the density estimate and the tokens' diagnostics at each snapshot."""
-
-    def diagnostics(self, sim, c, rho) -> dict:
-        """Mass (sum of weights), the tokens' interaction energy, their spread, dt, steps."""
-        return {"mass": float(np.sum(sim.weights)), "energy": sim.model.energy_scaled(sim.x),
-                "spread": max_distance_to_mean(sim.x, sim.weights), "dt": sim.dt, "steps": sim.steps}
-
-    def extra(self, sim) -> dict:
-        """The token positions."""
-        return {"positions": sim.x}

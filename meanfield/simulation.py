@@ -1,60 +1,275 @@
-"""A run: geometry + model + stepper + step controller, driven to t_end, watched by trackers.
+"""A run: its state advanced step by step to t_end and watched by trackers (``trackers.py``).
 
-    sim = Simulation(cfg)            # or Simulation.from_parts(...) for scripting
-    sim.run([ProgressBar(...), HistoryTracker(writer)])
+    sim = Simulation(cfg)
+    sim.run([ProgressBar(), HistoryTracker(writer)])
 
-``Simulation.step()`` advances one accepted step (like scipy.integrate's solvers);
-``run`` steps to every output time exactly and calls the trackers.  Trackers are
-plain objects with any of ``start(sim)``, ``step(sim)``, ``snapshot(sim)``,
-``finish(sim)``; new outputs are new trackers, not new branches in the loop.
+The state is one of two representations of the same measure:
+
+* the **density** on the grid (``model.method = "spectral"``): spectral coefficients advanced by
+  an IMEX / exponential scheme (``stepping.py``);
+* **weighted tokens** (``model.method = "particles"``, or a spectral run after its hand-off,
+  ``longtime.handoff = "tokens"``): positions advanced by a projected Runge–Kutta scheme, merged
+  when they meet (``particles.TokenSolver``).
+
+``step()`` advances one accepted step (like scipy.integrate's solvers); ``run`` steps to every
+output time exactly and calls the trackers' ``start``, ``step``, ``snapshot`` and ``finish``.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import time as _time
-import warnings
+from dataclasses import asdict
 
 import numpy as np
 
+from . import theory
+from .clusters import ClusterFinder, default_radius
 from .domains import make_geometry
-from .errors import NumericalError
-from .initial import initial_coefficients
+from .errors import ConfigError, NumericalError
+from .initial import initial_coefficients, initial_tokens
+from .longtime import NEGATIVE_TOL, HandOff, density_to_tokens, resolution_bandwidth
 from .model import AttentionModel
+from .particles import (RingModel, TokenModel, TokenSolver, attention_matrices, default_bandwidth,
+                        particle_geometry_name, sample_tokens, smoothed_density)
 from .stepping import AdaptiveStep, FixedStep, make_scheme
 
-#: Spectral tail (top third of modes, relative to rho_0) above which a resolution warning is given.
-TAIL_WARN = 1e-4
-#: SA divides by psi; below this min/max ratio of psi the field has lost more than ~6 digits.
-PSI_RANGE_WARN = 1e-10
-#: A non-negative density bounds every coefficient (circle: |rho_k| <= rho_0); beyond this
-#: multiple of the bound (geometry.coefficient_ratio) the run is garbage and stops.
-POSITIVITY_BOUND = 2.0
+#: A spectral phase longer than this many steps (a hand-off run whose density stays resolved)
+#: stops with a message instead of running for ever.
+MAX_STEPS = 1_000_000_000
+
+
+def output_times(cfg) -> np.ndarray:
+    """Snapshot times of a run.
+
+    linear: 0, interval, 2 interval, ... <= t_end, and t_end.
+    log:    0, interval, then t_{k+1} = max(t_k + interval, t_k 10^(1/per_decade)) up to t_end: linear
+            while that is denser, geometric after (per_decade snapshots per decade of time).
+    With fixed steps every time is a multiple of time.dt.
+    """
+    t_end, interval, o = cfg.time.t_end, cfg.output.interval, cfg.output
+    if o.spacing == "linear":
+        n = int(math.floor(t_end / interval * (1 + 1e-12)))
+        times = interval * np.arange(n + 1)
+        if t_end - times[-1] > 1e-9 * t_end:
+            return np.append(times, t_end)
+        times[-1] = t_end
+        return times
+    ratio = 10.0 ** (1.0 / o.per_decade)
+    times, t = [0.0], interval
+    while t < t_end * (1 - 1e-12):
+        times.append(t)
+        t = max(t + interval, t * ratio)
+    times = np.array(times + [t_end])
+    if not cfg.time.adaptive:
+        dt = cfg.time.dt
+        times[1:-1] = np.round(times[1:-1] / dt) * dt
+        times = times[np.r_[True, np.diff(times) > 0.5 * dt]]
+        times[-1] = t_end
+    return times
 
 
 class Simulation:
-    """One spectral solve: state ``c`` at time ``t``; ``step()`` and ``run()`` advance it."""
+    """One run: the density (spectral), weighted tokens (particles), or the density handed off to
+    tokens when the grid stops resolving it.
 
-    def __init__(self, cfg, c0: np.ndarray | None = None):
+    Attributes: ``t``, ``dt`` (the step in use), ``steps``, ``phase`` ("density" | "tokens"),
+    ``geometry``, ``model`` (the spectral model; None for a particles run), ``tokens`` (the token
+    solver once there are tokens), ``handoff`` (the hand-off report, once it happened).
+    """
+
+    def __init__(self, cfg, c0: np.ndarray | None = None, tokens: tuple | None = None):
         self.cfg = cfg
-        m, g, tc = cfg.model, cfg.grid, cfg.time
-        self.geometry = make_geometry(m.geometry, g.modes, g.dealias, g.backend, cfg.dim)
-        self.model = AttentionModel(self.geometry, m.variant, m.beta, m.viscosity)
-        self.scheme = make_scheme(tc.stepper, self.model.L, self.model.nonlinear)
-        if tc.adaptive:
-            self.controller = AdaptiveStep(tc.dt, tc.rtol, tc.atol, tc.cfl, tc.dt_min, tc.dt_max,
-                                           spacing=self.geometry.spacing, max_speed=self.model.max_speed)
-        else:
-            self.controller = FixedStep(tc.dt)
-        if c0 is None:
-            c0 = initial_coefficients(cfg, self.geometry)
-        self.state = self.scheme.start(np.asarray(c0, dtype=complex))
-        self.t = 0.0
-        self.dt = tc.dt
-        self.steps = 0
+        m, g, tc, lt = cfg.model, cfg.grid, cfg.time, cfg.longtime
+        self.particles = m.method == "particles"
+        name = particle_geometry_name(cfg.particles.dim) if self.particles else m.geometry
+        self.geometry = make_geometry(name, g.modes, g.dealias, g.backend, cfg.dim)
+        self.handoff_enabled = lt.handoff == "tokens"
+        self.tokens, self.handoff, self.model = None, None, None
+        self.merge_log = []  # (t, row, count, total weight, two largest weights, reach) per merged group
+        self.t, self._t_lo, self.dt, self.steps = 0.0, 0.0, tc.dt, 0
+        self._cache = {}
         self._reset_position()
+        if not self.particles:
+            self.model = AttentionModel(self.geometry, m.variant, m.beta, m.viscosity)
+            self.scheme = make_scheme(tc.stepper, self.model.L, self.model.nonlinear)
+            if tc.adaptive:
+                self.controller = AdaptiveStep(tc.dt, tc.rtol, tc.atol, tc.cfl, tc.dt_min, tc.dt_max,
+                                               spacing=self.geometry.spacing, max_speed=self.model.max_speed)
+            else:
+                self.controller = FixedStep(tc.dt)
+        if tokens is None and c0 is None:
+            tokens = initial_tokens(cfg, self.geometry)
+        if tokens is None and self.particles:
+            tokens = (sample_tokens(cfg, self.geometry, cfg.particles.n, np.random.default_rng(cfg.initial.seed)),
+                      None)
+        if tokens is not None:
+            if not (self.particles or self.handoff_enabled):
+                raise ConfigError("initial: tokens given to a density run, allowed: model.method = 'particles' or "
+                                  "longtime.handoff = 'tokens' (a run that starts as tokens)")
+            self.tail0 = 0.0
+            self._start_tokens(*tokens)
+            if not self.particles:
+                self.handoff = HandOff(0.0, "initial tokens", self.tokens.n_rows, self.tokens.model.n, 0, 0.0, 1.0,
+                                       math.nan, math.nan)
+        else:
+            c0 = initial_coefficients(cfg, self.geometry) if c0 is None else c0
+            self.state = self.scheme.start(np.asarray(c0, dtype=complex))
+            self.tail0 = self.geometry.tail(self.state.u)
 
+    # --- tokens -------------------------------------------------------------------------
+    def _start_tokens(self, x, w=None, rows=None, n_rows=None) -> None:
+        """Continue (or start) as the tokens x with weights w (default equal) on output rows ``rows``."""
+        cfg, m, lt, tc = self.cfg, self.cfg.model, self.cfg.longtime, self.cfg.time
+        x = np.asarray(x, dtype=float)
+        w = np.full(x.shape[0], 1.0 / x.shape[0]) if w is None else np.asarray(w, dtype=float) / np.sum(w)
+        rows = np.arange(x.shape[0]) if rows is None else rows
+        n_rows = x.shape[0] if n_rows is None else n_rows
+        if self.particles:
+            p = cfg.particles
+            rng = np.random.default_rng(p.seed)
+            mats = {name: attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in "QKV"}
+            model = TokenModel(w, m.beta, m.variant, p.dim, mats["Q"], mats["K"], mats["V"], p.causal)
+            merge = lt.merge_tol if (m.viscosity == 0 and not p.causal) else 0.0
+            self.tokens = TokenSolver(model, x, rows, n_rows, p.integrator, self.dt, tc.adaptive, tc.rtol, tc.atol,
+                                      tc.dt_min, tc.dt_max, merge, noise=m.viscosity,
+                                      rng=np.random.default_rng([p.seed, cfg.initial.seed, 1]))
+            self.bandwidth = p.bandwidth or default_bandwidth(x.shape[0], p.dim)
+        else:
+            if self.geometry.name == "zonal":
+                if x.shape[1] != 2:  # points of R^d stand for the rings through them
+                    x = np.stack([np.linalg.norm(x[:, :-1], axis=1), x[:, -1]], axis=1)
+                model = RingModel(w, m.beta, m.variant, self.geometry.dim, pole_tol=lt.merge_tol / 2)
+            else:
+                model = TokenModel(w, m.beta, m.variant, self.geometry.dim)
+            self.tokens = TokenSolver(model, x, rows, n_rows, "dopri5", self.dt, True, lt.rtol, lt.atol,
+                                      merge_tol=lt.merge_tol)
+            self.bandwidth = resolution_bandwidth(self.geometry)
+        self._cache.clear()
+
+    def _hand_off(self, reason: str) -> None:
+        """The density stopped being resolved: continue from the current state as tokens."""
+        c = self.state.u
+        tail, ratio = self.resolution()
+        energy = self.model.energy_scaled(c)
+        x, w, rows, info = density_to_tokens(self.geometry, c, self.cfg.longtime.oversample)
+        self._start_tokens(x, w, rows, info["nodes"])
+        self.handoff = HandOff(self.t, reason, tail=tail, min_density_ratio=ratio, energy_density=energy,
+                               energy_tokens=self.tokens.model.energy_scaled(self.tokens.x), **info)
+
+    def token_rows(self) -> int:
+        """Rows of the token output (/positions): the tokens of a particles run, or the hand-off nodes."""
+        if self.particles or (self.tokens is not None and self.handoff is not None
+                              and self.handoff.reason == "initial tokens"):
+            return self.tokens.n_rows
+        return self.geometry.quadrature_size(self.cfg.longtime.oversample)
+
+    # --- views of the state ------------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        """"density" or "tokens"."""
+        return "density" if self.tokens is None else "tokens"
+
+    @property
+    def state(self):
+        """The current solver state (spectral coefficients, or token positions in ``state.u``)."""
+        return self._state if self.tokens is None else self.tokens.state
+
+    @state.setter
+    def state(self, value) -> None:
+        if self.tokens is None:
+            self._state = value
+        else:
+            self.tokens.state = value
+
+    @property
+    def x(self) -> np.ndarray:
+        """Positions of the live tokens (zonal rings: (sin theta, cos theta) of the meridian plane)."""
+        return self.tokens.x
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Weights of the live tokens (sum 1)."""
+        return self.tokens.w
+
+    @property
+    def c(self) -> np.ndarray:
+        """Spectral coefficients: of the density, or of the tokens' smoothed density estimate."""
+        if self.tokens is None:
+            return self._state.u
+        return self._cached("estimate", self.tokens.state,
+                            lambda: smoothed_density(self.geometry, self.tokens.x, self.tokens.w, self.bandwidth))
+
+    def _cached(self, name: str, owner, compute):
+        """compute(), remembered while ``owner`` (an immutable state) is current."""
+        hit = self._cache.get(name)
+        if hit is None or hit[0] is not owner:
+            hit = self._cache[name] = (owner, compute())
+        return hit[1]
+
+    def rho(self) -> np.ndarray:
+        """The density (or the tokens' smoothed estimate) on the grid."""
+        return self.geometry.to_grid(self.c)
+
+    def token_positions(self) -> np.ndarray:
+        """Positions on every output row (rows, d): NaN for rows without a live token; zonal rings
+        as the point (sin theta, 0, ..., 0, cos theta) of R^d."""
+        p = self.tokens.full_positions()
+        if p.shape[1] == self.geometry.dim:
+            return p
+        out = np.zeros((p.shape[0], self.geometry.dim))
+        out[:, 0], out[:, -1] = p[:, 0], p[:, 1]
+        return out
+
+    def resolution(self) -> tuple[float, float]:
+        """(spectral tail, min rho / max rho on the grid) of the density (cached per state)."""
+        def compute():
+            c = self._state.u
+            rho = self.geometry.to_grid(c)
+            top = float(np.max(np.abs(rho)))
+            return self.geometry.tail(c), (float(np.min(rho)) / top if top > 0 else 0.0)
+
+        return self._cached("resolution", self._state, compute)
+
+    def _unresolved(self) -> str | None:
+        """Why the density is no longer resolved ("tail" | "negative"), or None."""
+        tail, ratio = self.resolution()
+        if not math.isfinite(tail) or tail > self.cfg.longtime.tail_tol + 2 * self.tail0:
+            return "tail"
+        if ratio < -NEGATIVE_TOL:
+            return "negative"
+        return None
+
+    def energy(self) -> float:
+        """e^{-beta} E, the interaction energy of SPEC 4 (of the density, or exactly of the tokens)."""
+        if self.tokens is None:
+            return self.model.energy_scaled(self._state.u)
+        return self.tokens.model.energy_scaled(self.tokens.x)
+
+    def energy_rate(self) -> float:
+        """e^{-beta} dE/dt: (1/beta) int psi d_t rho for the density, sum_i w_i <dx_i/dt, ...> for tokens."""
+        if self.tokens is None:
+            c = self._state.u
+            return self.geometry.inner(self.model.kernel * c, self.model.rhs(c)) / self.model.beta
+        return self.tokens.model.energy_rate_scaled(self.tokens.x)
+
+    def cluster_finder(self) -> ClusterFinder:
+        """The run's cluster criterion (``clusters.py``)."""
+        if "finder" not in self.__dict__:
+            m, lt, d = self.cfg.model, self.cfg.longtime, self.geometry.dim
+            radius = lt.cluster_radius or default_radius(theory.most_unstable_mode(m.beta, m.variant, m.viscosity, d))
+            kind = {"circle": "circle", "sphere": "sphere"}.get(self.geometry.name,
+                                                                 "points" if self.particles else "rings")
+            self.finder = ClusterFinder(kind, d, radius, lt.cluster_mass)
+        return self.finder
+
+    def clusters(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (C, k), masses (C,)) of the clusters now, heaviest first (``clusters.py``)."""
+        if self.tokens is not None:
+            return self.cluster_finder().find(self.tokens.x, self.tokens.w)
+        rho = self.geometry.to_grid(self._state.u)
+        return self.cluster_finder().find(self.geometry.points(), np.ravel(self.geometry.weights * rho))
+
+    # --- checkpoints -----------------------------------------------------------------------
     def _reset_position(self) -> None:
         # where the run loop stands: next output index, and (fixed steps) the start of the current
         # interval and the steps taken in it, so a resumed run recomputes t = t0 + j dt exactly
@@ -64,58 +279,121 @@ class Simulation:
     def resume_point(self) -> dict:
         """Everything a checkpoint needs to continue this run bit for bit (arrays are not copied:
         states are immutable)."""
-        return {"state": self.state, "t": self.t, "dt": self.dt, "steps": self.steps,
-                "next_output": self.next_output, "t0": self._t0, "j": self._j, "rng": self._rng_state()}
+        point = {"phase": self.phase, "state": self.state, "t": self.t, "t_lo": self._t_lo, "dt": self.dt,
+                 "steps": self.steps, "next_output": self.next_output, "t0": self._t0, "j": self._j,
+                 "rng": self._rng_state(), "tail0": self.tail0, "merges": len(self.merge_log)}
+        if self.tokens is not None:
+            point["tokens"] = self.tokens.resume_point()
+            point["n_rows"] = self.tokens.n_rows
+        if self.handoff is not None:
+            point["handoff"] = asdict(self.handoff)
+        return point
 
     def restore(self, point: dict) -> None:
         """Continue from a resume point (``resume_point()`` or a checkpoint read back)."""
-        self.state = point["state"]
-        self.t, self.dt, self.steps = float(point["t"]), float(point["dt"]), int(point["steps"])
+        if point.get("phase", "density") == "tokens":
+            tok = point["tokens"]
+            if self.tokens is None or self.tokens.n_rows != int(point["n_rows"]):
+                self._start_tokens(tok["state"].u, tok["w"], tok["ids"], int(point["n_rows"]))
+            self.tokens.restore(tok)
+        else:
+            self.tokens = None
+            self._state = point["state"]
+        if point.get("handoff") is not None:
+            self.handoff = HandOff(**point["handoff"])
+        self.t, self._t_lo = float(point["t"]), float(point.get("t_lo", 0.0))
+        self.dt, self.steps = float(point["dt"]), int(point["steps"])
         self.next_output, self._t0, self._j = int(point["next_output"]), float(point["t0"]), int(point["j"])
+        self.tail0 = float(point.get("tail0", self.tail0 if hasattr(self, "tail0") else 0.0))
+        del self.merge_log[int(point.get("merges", len(self.merge_log))):]
         if point.get("rng") is not None:
-            self.scheme.rng.bit_generator.state = point["rng"]
+            self.tokens.scheme.rng.bit_generator.state = point["rng"]
+        self._cache.clear()
 
     def _rng_state(self):
-        rng = getattr(self.scheme, "rng", None)
+        rng = getattr(self.tokens.scheme, "rng", None) if self.tokens is not None else None
         return None if rng is None else rng.bit_generator.state
 
-    @property
-    def c(self) -> np.ndarray:
-        """Current spectral coefficients."""
-        return self.state.u
-
-    def rho(self) -> np.ndarray:
-        """Current density on the grid."""
-        return self.geometry.to_grid(self.c)
-
+    # --- stepping ------------------------------------------------------------------------
     def output_times(self) -> np.ndarray:
-        """Snapshot times: 0, interval, 2 interval, ... <= t_end, and t_end."""
-        t_end, interval = self.cfg.time.t_end, self.cfg.output.interval
-        n = int(math.floor(t_end / interval * (1 + 1e-12)))
-        times = interval * np.arange(n + 1)
-        if t_end - times[-1] > 1e-9 * t_end:
-            times = np.append(times, t_end)
-        else:
-            times[-1] = t_end
-        return times
+        """Snapshot times (``output_times(cfg)``)."""
+        return output_times(self.cfg)
+
+    @property
+    def _controller(self):
+        return self.controller if self.tokens is None else self.tokens.controller
 
     def step(self, t_stop: float = math.inf) -> None:
-        """Advance one accepted step, not beyond ``t_stop``."""
-        h = min(self.dt, t_stop - self.t)
-        if self.controller.adaptive:
-            self.state, taken, proposed = self.controller.advance(self.scheme, self.state, h)
+        """Advance one accepted step, not beyond ``t_stop``.  In a hand-off run, a density step that
+        leaves the grid's resolution is taken back and the run continues as tokens from the state
+        before it (so this call may hand off without advancing t)."""
+        if self.tokens is not None:
+            self._advance(t_stop, self.tokens.advance)
+            self._stamp_merges()
+            return
+        before = (self._state, self.t, self._t_lo, self.dt, self.steps, self._j)
+        self._advance(t_stop, lambda h: self._density_step(h))
+        if self.handoff_enabled:
+            reason = self._unresolved()
+            if reason is not None:
+                self._state, self.t, self._t_lo, self.dt, self.steps, self._j = before
+                self._hand_off(reason)
+            elif self.steps > MAX_STEPS:
+                raise NumericalError(f"t = {self.t:.6g}: the density stayed resolved for {MAX_STEPS:g} steps; "
+                                     "use time.adaptive = true, or a shorter time.t_end")
+
+    def _density_step(self, h: float):
+        self._state, taken, proposed = self.controller.advance(self.scheme, self._state, h)
+        return taken, proposed
+
+    def _advance(self, t_stop: float, take) -> None:
+        """One step of ``take(h) -> (taken, proposed)``, keeping the clock."""
+        if self._controller.adaptive:
+            h = min(self.dt, self._remaining(t_stop))
+            taken, proposed = take(h)
             # a step shortened only to land on an output time says nothing against the current dt
             self.dt = max(proposed, self.dt) if (h < self.dt and taken == h) else proposed
-        else:
-            self.state, taken, _ = self.controller.advance(self.scheme, self.state, h)
+            self.steps += 1
+            self._add_time(taken, t_stop)
+            return
+        # fixed steps: counted from the interval's start, so t never drifts
+        dt = self.cfg.time.dt
+        n = int(round((t_stop - self._t0) / dt))
+        take(dt)
         self.steps += 1
-        self.t = t_stop if abs(t_stop - (self.t + taken)) <= 1e-12 * max(1.0, abs(t_stop)) else self.t + taken
+        self._j += 1
+        self.t = t_stop if self._j >= n else self._t0 + self._j * dt
+
+    def _remaining(self, t_stop: float) -> float:
+        return (t_stop - self.t) - self._t_lo
+
+    def _add_time(self, h: float, t_stop: float) -> None:
+        """t += h in double-double arithmetic (t, t_lo): at t ~ 1e18 a step of 1 still counts."""
+        if abs(self._remaining(t_stop) - h) <= 1e-12 * max(1.0, abs(t_stop)):
+            self.t, self._t_lo = t_stop, 0.0
+            return
+        s = self.t + h
+        bp = s - self.t
+        err = (self.t - (s - bp)) + (h - bp) + self._t_lo
+        self.t = s + err
+        self._t_lo = err - (self.t - s)
+
+    def _stamp_merges(self) -> None:
+        if self.tokens.merges:
+            self.merge_log.extend((self.t, *m) for m in self.tokens.merges)
+            self.tokens.merges.clear()
 
     def run(self, trackers=()) -> None:
         """Step to t_end, calling trackers at the start, after every step, at snapshots and at the end.
 
         A restored simulation (``restore``) continues where its resume point stood."""
+        from threadpoolctl import threadpool_limits
+
         trackers = list(trackers)
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._run(trackers)
+
+    def _run(self, trackers) -> None:
         _call(trackers, "start", self)
         try:
             times = self.output_times()
@@ -123,29 +401,20 @@ class Simulation:
                 self.next_output = 1
                 _call(trackers, "snapshot", self)
             while self.next_output < times.size:
-                self._advance_to(float(times[self.next_output]), trackers)
+                t_out = float(times[self.next_output])
+                while self._remaining(t_out) > 0:
+                    self.step(t_out)
+                    _call(trackers, "step", self)
                 self.next_output += 1
                 self._t0, self._j = self.t, 0
                 _call(trackers, "snapshot", self)
         finally:
             _call(trackers, "finish", self)
 
-    def _advance_to(self, t_out: float, trackers) -> None:
-        if self.controller.adaptive:
-            while self.t < t_out:
-                self.step(t_out)
-                _call(trackers, "step", self)
-            return
-        # fixed steps: count them from the interval's start, so t never drifts
-        dt = self.cfg.time.dt
-        n = int(round((t_out - self._t0) / dt))
-        while self._j < n:
-            self.state, _, _ = self.controller.advance(self.scheme, self.state, dt)
-            self.steps += 1
-            self._j += 1
-            self.t = self._t0 + self._j * dt
-            _call(trackers, "step", self)
-        self.t = t_out
+    def record(self) -> np.ndarray:
+        """A copy of the state as the Recorder keeps it: coefficients (density runs), or positions
+        on every row (particles runs)."""
+        return self.token_positions() if self.particles else np.array(self.c, copy=True)
 
 
 def _call(trackers, name, sim) -> None:
@@ -153,217 +422,3 @@ def _call(trackers, name, sim) -> None:
         fn = getattr(tr, name, None)
         if fn is not None:
             fn(sim)
-
-
-# -------------------------------------------------------------------------------------
-# trackers
-class BlowUpGuard:
-    """Stops the run (NumericalError) on non-finite values or lost positivity, naming the time and a remedy."""
-
-    def step(self, sim) -> None:
-        """Check the state after every step."""
-        c = sim.c
-        if not np.all(np.isfinite(c)):
-            raise NumericalError(
-                f"blow-up at t = {sim.t:.6g}: the density coefficients are not finite "
-                f"(step {sim.steps}, dt = {sim.dt:.3g}); reduce time.dt, use time.adaptive = true, "
-                "raise grid.modes or add model.viscosity"
-            )
-        ratio = sim.geometry.coefficient_ratio(c)
-        if ratio > POSITIVITY_BOUND:
-            raise NumericalError(
-                f"blow-up at t = {sim.t:.6g}: a coefficient is {ratio:.3g} times the largest any "
-                f"positive density allows (> {POSITIVITY_BOUND:g}), "
-                "impossible for a positive density (under-resolved or unstable); reduce time.dt, "
-                "raise grid.modes or add model.viscosity"
-            )
-        sim.last_good = sim.resume_point()
-
-
-class ResolutionMonitor:
-    """Warns once each when, at a snapshot, the spectral tail exceeds TAIL_WARN (clusters sharper
-    than the grid) or, for SA, psi spans more than 1/PSI_RANGE_WARN (few clusters at large beta)."""
-
-    def __init__(self):
-        self.warned = set()
-
-    def _warn(self, key, message) -> None:
-        if key not in self.warned:
-            self.warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-    def snapshot(self, sim) -> None:
-        """Check the resolution at a snapshot."""
-        tail = sim.geometry.tail(sim.c)
-        if tail > TAIL_WARN:
-            self._warn("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
-                       "under-resolved (clusters sharper than the grid); raise grid.modes or add model.viscosity")
-        rho = sim.rho()
-        if rho.min() < -1e-8 * rho.max():  # beyond the round-off of a spectral sum
-            self._warn("negative", f"t = {sim.t:.6g}: the density is negative somewhere (min {rho.min():.3g}): "
-                       "under-resolved; raise grid.modes or add model.viscosity")
-        if sim.model.variant == "sa":
-            r = sim.model.psi_range(sim.c)
-            if r < PSI_RANGE_WARN:
-                self._warn("psi", f"t = {sim.t:.6g}: min psi / max psi = {r:.2g}: the SA field grad(psi)/psi "
-                           "is inaccurate where psi is small (under-resolved, or few clusters at large beta); "
-                           "raise grid.modes or add model.viscosity")
-
-
-class Recorder:
-    """Keeps every snapshot in memory: ``times`` and ``states`` (spectral coefficients, or token
-    positions for a particles run) as arrays — for scripts and tests that need no file."""
-
-    def __init__(self):
-        self._t, self._u = [], []
-
-    def snapshot(self, sim) -> None:
-        """Keep a copy of the state."""
-        self._t.append(sim.t)
-        self._u.append(np.array(sim.state.u, copy=True))
-
-    @property
-    def times(self) -> np.ndarray:
-        """Snapshot times."""
-        return np.array(self._t)
-
-    @property
-    def states(self) -> np.ndarray:
-        """The states, stacked along the first axis."""
-        return np.array(self._u)
-
-
-class HistoryTracker:
-    """Writes each snapshot (grid values, coefficients, diagnostics) to a HistoryWriter."""
-
-    def __init__(self, writer):
-        self.writer = writer
-
-    def snapshot(self, sim) -> None:
-        """Append the current state and its diagnostics."""
-        c = sim.c
-        rho = sim.geometry.to_grid(c)
-        self.writer.append(sim.t, c, rho, self.diagnostics(sim, c, rho), **self.extra(sim))
-
-    def diagnostics(self, sim, c, rho) -> dict:
-        """The /diagnostics values of this snapshot."""
-        diag = {
-            "mass": sim.geometry.integrate(rho),
-            "energy": sim.model.energy_scaled(c),
-            "tail": sim.geometry.tail(c),
-            "dt": sim.dt,
-            "steps": sim.steps,
-        }
-        if "free_energy" in self.writer.diag:
-            diag["free_energy"] = sim.model.free_energy_scaled(c)
-        return diag
-
-    def extra(self, sim) -> dict:
-        """Further per-snapshot datasets (none for a spectral run)."""
-        return {}
-
-    def finish(self, sim) -> None:
-        """Close the file (shrinking it to the snapshots written)."""
-        self.writer.close()
-
-
-class ProgressBar:
-    """tqdm progress bar over simulation time: t, dt, wall time and ETA."""
-
-    def __init__(self, enabled: bool | None = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = None
-        self._shown = 0.0
-        self._every = 0.2  # seconds between updates: stepping must not wait on the terminal
-
-    def start(self, sim) -> None:
-        """Open the bar (if enabled)."""
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=sim.cfg.time.t_end, unit="t", file=sys.stderr, dynamic_ncols=True,
-                        bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
-        self._wall = _time.monotonic()
-
-    def step(self, sim) -> None:
-        """Advance the bar, at most every ``_every`` seconds."""
-        if self.bar is None:
-            return
-        now = _time.monotonic()
-        if now - self._wall >= self._every:
-            self._wall = now
-            self.bar.set_postfix_str(f"dt={sim.dt:.3g}", refresh=False)
-            self.bar.update(sim.t - self._shown)
-            self._shown = sim.t
-
-    def finish(self, sim) -> None:
-        """Bring the bar to the final time and close it."""
-        if self.bar is not None:
-            self.bar.update(sim.t - self._shown)
-            self.bar.close()
-
-
-class Checkpointer:
-    """Writes a checkpoint (io.write_checkpoint) every ``every`` snapshots, after the history row."""
-
-    def __init__(self, path, writer, config_hash: str, every: int = 1):
-        self.path, self.writer, self.hash, self.every = path, writer, config_hash, int(every)
-        self._seen = 0
-
-    def snapshot(self, sim) -> None:
-        """Checkpoint the state just written to the history (every ``every``-th snapshot)."""
-        self._seen += 1
-        if self.every and self._seen % self.every == 0:
-            self.write(sim.resume_point(), self.writer.count)
-
-    def write(self, point: dict, count: int) -> None:
-        """Checkpoint ``point``, recording ``count`` regular snapshots in the history."""
-        from .io import write_checkpoint
-
-        write_checkpoint(self.path, point, count, self.hash)
-
-
-class Interrupted(Exception):
-    """A run stopped on SIGINT / SIGTERM after finishing its current step (``signum`` says which)."""
-
-    def __init__(self, signum: int, t: float):
-        super().__init__(f"signal {signum} at t = {t:.6g}")
-        self.signum, self.t = signum, t
-
-
-class SignalStop:
-    """On SIGINT or SIGTERM: let the current step finish, then call ``on_stop(sim)`` (final
-    snapshot, checkpoint) and raise Interrupted.  Handlers are installed for the run only."""
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self, on_stop=None):
-        self.on_stop = on_stop
-        self.signum = None
-        self._old = {}
-
-    def start(self, sim) -> None:
-        """Install the handlers."""
-        import signal
-
-        for name in self.SIGNALS:
-            num = getattr(signal, name)
-            self._old[num] = signal.signal(num, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.signum = signum
-
-    def step(self, sim) -> None:
-        """After a completed step: stop if a signal came."""
-        if self.signum is not None:
-            if self.on_stop is not None:
-                self.on_stop(sim)
-            raise Interrupted(self.signum, sim.t)
-
-    def finish(self, sim) -> None:
-        """Restore the previous handlers."""
-        import signal
-
-        for num, old in self._old.items():
-            signal.signal(num, old)

@@ -18,7 +18,8 @@ import numpy as np
 
 from . import config, theory
 from .diagnostics import measure_growth_rates, wasserstein1_circle
-from .simulation import Recorder, Simulation
+from .simulation import Simulation
+from .trackers import Recorder
 
 
 @dataclass
@@ -133,8 +134,6 @@ def check_mass() -> Check:
 
 def check_particles(quick: bool) -> Check:
     """Tokens against the PDE on S^1: W1 falls like n^{-1/2}."""
-    from .particles import ParticleSimulation
-
     sections = dict(model=dict(beta=4.0), grid=dict(modes=64),
                     initial=dict(kind="von_mises", centers=[0.5, 2.8], concentrations=[2.0, 3.0], weights=[0.6, 0.4]),
                     time=dict(t_end=1.0, dt=0.02, stepper="etdrk4"), output=dict(interval=1.0))
@@ -146,7 +145,7 @@ def check_particles(quick: bool) -> Check:
         for seed in range(8 if n < 1000 else (4 if n < 5000 else 2)):
             s = {**sections, "model": {**sections["model"], "method": "particles"}, "particles": dict(n=n, dim=2),
                  "initial": {**sections["initial"], "seed": seed}, "time": dict(t_end=1.0, dt=0.1)}
-            p = ParticleSimulation(config.from_dict(s))
+            p = Simulation(config.from_dict(s))
             p.run([])
             e.append(wasserstein1_circle(pde.geometry, pde.c, p.x, p.weights))
         errs.append(float(np.mean(e)))

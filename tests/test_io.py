@@ -101,8 +101,9 @@ def test_refuses_to_overwrite(history, tmp_path):
 
 
 def test_initial_condition_from_file(history, tmp_path):
-    t, c, attrs = read_snapshot(history, 0.5)
-    assert t == 0.5 and c.shape == (33,)
+    snap = read_snapshot(history, 0.5)
+    t, c = snap["time"], snap["rho_hat"]
+    assert t == 0.5 and c.shape == (33,) and snap["positions"] is None
     with pytest.raises(ConfigError, match="initial.time"):
         read_snapshot(history, 0.3)
     # a finer grid: modes are zero-padded

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from meanfield import config
 from meanfield.diagnostics import kernel_distance, wasserstein1_circle
-from meanfield.particles import (INTEGRATORS, ParticleSimulation, TokenModel, attention_matrices, sample_tokens,
+from meanfield.particles import (INTEGRATORS, TokenModel, attention_matrices, sample_tokens,
                                  smoothed_density)
 from meanfield.simulation import Simulation
 from meanfield.stepping import State
@@ -114,7 +114,7 @@ def particles_cfg(dim, n, **kw):
 @pytest.mark.parametrize("dim", [2, 3])
 def test_sampled_tokens_follow_the_initial_density(dim):
     cfg = particles_cfg(dim, 20000)
-    sim = ParticleSimulation(cfg)
+    sim = Simulation(cfg)
     c_emp = sim.geometry.measure_coefficients(sim.x, sim.weights)
     from meanfield.initial import initial_coefficients
 
@@ -130,7 +130,7 @@ def test_sampled_tokens_follow_the_initial_density(dim):
 
 
 def test_density_estimate_is_a_probability_density():
-    sim = ParticleSimulation(particles_cfg(3, 500))
+    sim = Simulation(particles_cfg(3, 500))
     c = smoothed_density(sim.geometry, sim.x, sim.weights, sim.bandwidth)
     rho = sim.geometry.to_grid(c)
     assert sim.geometry.integrate(rho) == pytest.approx(1.0, abs=1e-12)
@@ -140,7 +140,7 @@ def test_density_estimate_is_a_probability_density():
 def test_causal_first_token_leads():
     """Token 0 attends only to itself: with V = I it never moves; the others move towards the front."""
     cfg = particles_cfg(3, 50, particles=dict(causal=True))
-    sim = ParticleSimulation(cfg)
+    sim = Simulation(cfg)
     x0 = sim.x.copy()
     sim.run([])
     assert np.allclose(sim.x[0], x0[0], atol=1e-15)
@@ -149,7 +149,7 @@ def test_causal_first_token_leads():
 
 def w1_error(n, seed, pde):
     cfg = particles_cfg(2, n, initial=dict(seed=seed), grid=dict(modes=64))
-    sim = ParticleSimulation(cfg)
+    sim = Simulation(cfg)
     sim.run([])
     return wasserstein1_circle(pde.geometry, pde.c, sim.x, sim.weights)
 
@@ -182,7 +182,7 @@ def test_particles_converge_to_the_pde_on_the_sphere():
     for n in ns:
         e = []
         for s in range(3 if n < 5000 else 1):
-            sim = ParticleSimulation(particles_cfg(3, n, initial=dict(seed=s), grid=dict(modes=48)))
+            sim = Simulation(particles_cfg(3, n, initial=dict(seed=s), grid=dict(modes=48)))
             sim.run([])
             e.append(kernel_distance(pde.geometry, pde.c, sim.x, sim.weights))
         errs.append(np.mean(e))
@@ -197,12 +197,12 @@ def test_particles_and_pde_agree_at_moderate_n():
     assert err < 3 / math.sqrt(2000)
     # and it is not small by accident: the solution moved away from the initial density by much more
     cfg = particles_cfg(2, 2000, grid=dict(modes=64))
-    sim0 = ParticleSimulation(cfg)
+    sim0 = Simulation(cfg)
     assert wasserstein1_circle(pde.geometry, pde.c, sim0.x, sim0.weights) > 3 * err
 
 
 def test_state_is_exactly_on_the_sphere_after_a_run():
-    sim = ParticleSimulation(particles_cfg(5, 300, model=dict(geometry="zonal"), initial=dict(kind="random",
+    sim = Simulation(particles_cfg(5, 300, model=dict(geometry="zonal"), initial=dict(kind="random",
                                                                                               amplitude=1e-4)))
     sim.run([])
     assert np.max(np.abs(np.linalg.norm(sim.x, axis=1) - 1)) < 1e-15
@@ -249,11 +249,11 @@ def test_causal_first_tokens_lead_profile():
 def test_runs_are_reproducible_from_their_seeds():
     cfg = particles_cfg(3, 200, model=dict(viscosity=0.05), particles=dict(Q="random", heads=2),
                         initial=dict(kind="random", amplitude=1e-3, seed=7))
-    a, b = ParticleSimulation(cfg), ParticleSimulation(cfg)
+    a, b = Simulation(cfg), Simulation(cfg)
     assert np.array_equal(a.x, b.x)
     a.run([])
     b.run([])
     assert np.array_equal(a.x, b.x)
-    c = ParticleSimulation(particles_cfg(3, 200, model=dict(viscosity=0.05), particles=dict(Q="random", heads=2),
+    c = Simulation(particles_cfg(3, 200, model=dict(viscosity=0.05), particles=dict(Q="random", heads=2),
                                          initial=dict(kind="random", amplitude=1e-3, seed=8)))
     assert not np.array_equal(a.x[:5], c.x[:5])

@@ -11,7 +11,8 @@ from _runs import solve
 from meanfield import config, theory
 from meanfield.diagnostics import measure_growth_rates
 from meanfield.errors import NumericalError
-from meanfield.simulation import ResolutionMonitor, Simulation
+from meanfield.simulation import Simulation
+from meanfield.trackers import ResolutionMonitor
 
 
 def cfg(variant, beta, nu, K, amplitude=1e-7, t_end=10.0, dt=0.01, stepper="etdrk4", interval=0.1,
@@ -27,7 +28,7 @@ RATE_CASES = [
     ("sa", 25.0, 0.0, 48, 12.0, 0.01, "etdrk4"),
     ("sa", 9.0, 0.02, 32, 15.0, 0.01, "etdrk4"),
     ("usa", 3.0, 0.0, 24, 2.5, 0.002, "etdrk4"),
-    ("usa", 5.0, 0.05, 32, 1.2, 0.001, "etdrk4"),
+    ("usa", 5.0, 0.05, 32, 0.8, 0.001, "etdrk4"),  # K = 32 resolves USA clusters until t ~ 0.85
     ("sa", 9.0, 0.0, 32, 12.0, 0.005, "sbdf2"),
 ]
 
@@ -91,9 +92,11 @@ def test_clusters_form_near_most_unstable_mode():
     kstar = theory.most_unstable_mode(beta)
     counts = []
     for seed in (1, 2, 3):
-        # nu = 0: clusters contract like e^{-t} once formed; stop soon after they appear
+        # nu = 0: clusters contract like e^{-t} once formed and leave the grid; the run goes on as tokens
+        # (their smoothed density is what c holds then)
         sim, t, c = solve(**cfg("sa", beta, 0.0, 128, amplitude=1e-4, t_end=16.0, dt=0.01, interval=0.5) |
-                          {"initial": dict(kind="random", amplitude=1e-4, seed=seed)})
+                          {"initial": dict(kind="random", amplitude=1e-4, seed=seed),
+                           "longtime": dict(handoff="tokens")})
         rhos = [sim.geometry.to_grid(ci) * 2 * math.pi for ci in c]
         first = next(i for i, r in enumerate(rhos) if r.max() > 4)  # first clustered snapshot
         rho = rhos[first]
@@ -119,8 +122,8 @@ def test_energy_monotone(variant, beta):
 @pytest.mark.parametrize("variant", ["sa", "usa"])
 def test_shifted_initial_condition_gives_shifted_solution(variant):
     beta = 12.0 if variant == "sa" else 3.0
-    base = cfg(variant, beta, 0.01, 48, t_end=2.0 if variant == "sa" else 0.5, dt=0.005, kind="von_mises",
-               interval=0.5, centers=[0.3, 2.0], concentrations=[3.0, 2.0], weights=[0.6, 0.4])
+    base = cfg(variant, beta, 0.01, 48, t_end=2.0 if variant == "sa" else 0.25, dt=0.005, kind="von_mises",
+               interval=0.25, centers=[0.3, 2.0], concentrations=[3.0, 2.0], weights=[0.6, 0.4])
     sim, t, c = solve(**base)
     g = sim.geometry
     assert np.max(np.abs(c[-1] - c[0])) > 1e-3  # it moved
@@ -131,7 +134,7 @@ def test_shifted_initial_condition_gives_shifted_solution(variant):
 
 
 def test_blow_up_is_reported_with_time_and_hint():
-    with pytest.raises(NumericalError, match=r"blow-up at t = .*(dt|modes|viscosity)"):
+    with pytest.raises(NumericalError, match=r"blow-up at t = .*(negative|coefficient|finite).*(dt|modes|viscosity)"):
         solve(**cfg("usa", 6.0, 0.0, 32, amplitude=0.5, t_end=5.0, dt=0.5, stepper="sbdf2", interval=0.5,
                     kind="modes", modes=[[2, 0.5]]))
 

@@ -6,16 +6,17 @@ from pathlib import Path
 
 
 from meanfield import config
-from meanfield.particles import ParticleSimulation
-from meanfield.simulation import Recorder
+from meanfield.simulation import Simulation
+from meanfield.trackers import Recorder
 
 
 def run_tokens(sections: dict):
-    """Run a particles config given as sections; returns (sim, times, positions per snapshot)."""
-    sim = ParticleSimulation(config.from_dict(sections))
+    """Run a particles config given as sections; returns (sim, times, positions per snapshot, weights
+    per snapshot).  Tokens that met merge (docs/longtime.md): their rows are NaN and weight 0 after."""
+    sim = Simulation(config.from_dict(sections))
     rec = Recorder()
     sim.run([rec])
-    return sim, rec.times, rec.states
+    return sim, rec.times, rec.states, rec.weights
 
 
 def report_dir(description: str) -> Path:

@@ -17,7 +17,7 @@ from _common import figure, report_dir, run_tokens, save
 
 def measure(n=64, beta=1.0, t_end=30.0, seed=0):
     """Run and return (times, distances to token 0 per snapshot (T, n), token 0's displacement)."""
-    sim, t, xs = run_tokens(dict(
+    sim, t, xs, _ = run_tokens(dict(
         model=dict(method="particles", geometry="sphere", beta=beta), grid=dict(modes=8),
         initial=dict(kind="random", amplitude=0.0, seed=seed), particles=dict(n=n, dim=3, causal=True),
         time=dict(t_end=t_end, dt=0.05), output=dict(interval=0.05)))

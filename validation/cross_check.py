@@ -14,7 +14,6 @@ import numpy as np
 from _common import figure, report_dir, save
 from meanfield import config
 from meanfield.diagnostics import kernel_distance, wasserstein1_circle
-from meanfield.particles import ParticleSimulation
 from meanfield.simulation import Simulation
 
 
@@ -37,7 +36,7 @@ def distances(dim, ns, seeds):
     for n, k in zip(ns, seeds):
         d = []
         for s in range(k):
-            sim = ParticleSimulation(config.from_dict(sections(dim, n, s)))
+            sim = Simulation(config.from_dict(sections(dim, n, s)))
             sim.run([])
             if dim == 2:
                 d.append(wasserstein1_circle(pde.geometry, pde.c, sim.x, sim.weights))

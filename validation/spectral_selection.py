@@ -21,14 +21,16 @@ def value_matrix(seed=3):
 
 
 def measure(n=200, beta=1.0, t_end=30.0, seed=0):
-    """Run and return (times, min_i |<x_i, v_1>|, final fraction at +v_1, v_1)."""
+    """Run and return (times, min_i |<x_i, v_1>|, final fraction of the mass at +v_1, v_1).
+    Tokens that met merged (their rows are NaN after): the fraction is counted by weight."""
     V, v1 = value_matrix()
-    sim, t, xs = run_tokens(dict(
+    sim, t, xs, ws = run_tokens(dict(
         model=dict(method="particles", geometry="sphere", beta=beta), grid=dict(modes=8),
         initial=dict(kind="random", amplitude=0.0, seed=seed),
         particles=dict(n=n, dim=3, V=V.tolist()), time=dict(t_end=t_end, dt=0.05), output=dict(interval=0.5)))
-    align = np.array([np.min(np.abs(x @ v1)) for x in xs])
-    return t, align, float(np.mean(xs[-1] @ v1 > 0)), v1
+    align = np.array([np.nanmin(np.abs(x @ v1)) for x in xs])
+    live = ws[-1] > 0
+    return t, align, float(np.sum(ws[-1][live][xs[-1][live] @ v1 > 0])), v1
 
 
 if __name__ == "__main__":

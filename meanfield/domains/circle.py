@@ -96,6 +96,23 @@ class Circle(LineGeometry):
         theta = np.arctan2(x[:, 1], x[:, 0])
         return np.exp(-1j * np.outer(self.k, theta)) @ w / self.measure
 
+    def points(self) -> np.ndarray:
+        """The grid nodes as unit vectors (M, 2)."""
+        return np.stack([np.cos(self.theta), np.sin(self.theta)], axis=1)
+
+    def quadrature(self, c: np.ndarray, oversample: int = 1):
+        """(nodes (n, 2), weights (n,), density values (n,)) of the equispaced rule with
+        oversample * M points: sum_j w_j rho_j f(x_j) is exact for trigonometric polynomials
+        rho f of degree < oversample * M, so every coefficient of rho is reproduced."""
+        m = int(oversample) * self.npoints
+        theta = 2 * math.pi * np.arange(m) / m
+        rho = scipy.fft.irfft(c, n=m, norm="forward")
+        return np.stack([np.cos(theta), np.sin(theta)], axis=1), np.full(m, 2 * math.pi / m), rho
+
+    def quadrature_size(self, oversample: int = 1) -> int:
+        """Number of nodes of ``quadrature(c, oversample)``."""
+        return int(oversample) * self.npoints
+
     # --- initial data --------------------------------------------------------------
     def uniform(self) -> np.ndarray:
         """Coefficients of the uniform probability density 1/(2 pi)."""

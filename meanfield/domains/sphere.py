@@ -138,6 +138,12 @@ def make_backend(name: str, lmax: int, ntheta: int, nphi: int):
     return {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi)
 
 
+def _sphere_points(theta, phi) -> np.ndarray:
+    """Unit vectors of the grid (theta x phi), row-major."""
+    T, P = np.meshgrid(theta, phi, indexing="ij")
+    return np.stack([np.sin(T) * np.cos(P), np.sin(T) * np.sin(P), np.cos(T)], axis=-1).reshape(-1, 3)
+
+
 def grid_size(modes: int, dealias: float) -> tuple[int, int]:
     """(ntheta, nphi) for degree L = modes: >= dealias (L + 1) rings (and >= 32, SHTns' minimum),
     an even, FFT-friendly nphi >= dealias (2L + 1)."""
@@ -267,6 +273,29 @@ class Sphere:
 
         return ducc0.sht.adjoint_synthesis_general(map=np.asarray(w, float)[None], spin=0, lmax=self.modes,
                                                    loc=self._loc(x), epsilon=1e-13)[0]
+
+    def points(self):
+        """The grid nodes as unit vectors, (ntheta * nphi, 3) in the grid's row-major order."""
+        return _sphere_points(self.colatitude, self.longitude)
+
+    def quadrature(self, c, oversample: int = 1):
+        """(nodes (n, 3), weights (n,), density values (n,)) of the Gauss–Legendre x trapezoid rule
+        with oversample times the grid's rings and longitudes: exact for products rho f of degree
+        < 2 ntheta' in colatitude and order < nphi', so every coefficient of rho is reproduced."""
+        nt, nph = int(oversample) * self.ntheta, int(oversample) * self.nphi
+        if oversample == 1:
+            rho, theta, phi, w = self.to_grid(c), self.colatitude, self.longitude, self.weights
+        else:
+            backend = make_backend(self.backend.name, self.modes, nt, nph)
+            rho = backend.synth(np.asarray(c, dtype=complex))
+            x, wt = np.polynomial.legendre.leggauss(nt)
+            theta, phi = np.arccos(-x), 2 * math.pi * np.arange(nph) / nph
+            w = np.outer(wt, np.full(nph, 2 * math.pi / nph))
+        return _sphere_points(theta, phi), np.ravel(w), np.ravel(rho)
+
+    def quadrature_size(self, oversample: int = 1) -> int:
+        """Number of nodes of ``quadrature(c, oversample)``."""
+        return int(oversample) ** 2 * self.ntheta * self.nphi
 
     # --- initial data -----------------------------------------------------------------
     def uniform(self):

@@ -126,6 +126,29 @@ class Zonal(LineGeometry):
         R, _ = gegenbauer_table(self.modes, self.alpha, np.clip(x[:, -1], -1, 1))
         return ((R @ w) / self.norm).astype(complex)
 
+    def points(self):
+        """The nodes as points of the meridian plane, (sin theta, cos theta) (axis last): each stands
+        for the ring of S^{d-1} at that colatitude."""
+        return np.stack([self.sin, self.t], axis=1)
+
+    def quadrature(self, c, oversample: int = 1):
+        """(ring points (n, 2), weights (n,), density values (n,)) of the Gauss–Gegenbauer rule with
+        oversample times the grid's nodes: exact for zonal products rho f of degree < 2 n', so every
+        coefficient a_l is reproduced.  Each node stands for the ring at its colatitude."""
+        n = int(oversample) * self.npoints
+        if oversample == 1:
+            t, w = self.t, self.weights
+        else:
+            t, w = roots_chebyt(n) if self.dim == 2 else roots_gegenbauer(n, self.alpha)
+            order = np.argsort(-t)
+            t, w = t[order], sphere_area(self.dim - 1) * w[order]
+        R, _ = gegenbauer_table(self.modes, self.alpha, t)
+        return np.stack([np.sqrt(1 - t * t), t], axis=1), w, np.asarray(c).real @ R
+
+    def quadrature_size(self, oversample: int = 1) -> int:
+        """Number of nodes of ``quadrature(c, oversample)``."""
+        return int(oversample) * self.npoints
+
     # --- initial data -----------------------------------------------------------------
     def uniform(self):
         """Coefficients of the uniform probability density 1 / |S^{d-1}|."""

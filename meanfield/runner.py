@@ -1,0 +1,195 @@
+"""The Python entry point of a run: config in, HDF5 history out (``meanfield run`` calls this).
+
+    import meanfield
+    result = meanfield.run("data/clustering.toml", "clusters.h5")
+    result = meanfield.run(cfg, "clusters.h5", resume=True)     # continue, or extend to a larger t_end
+
+The history is written as the run goes (``io.HistoryWriter``), checkpoints next to it
+(``OUT.h5.ckpt``), SIGINT / SIGTERM stop after the current step with a final snapshot and a
+checkpoint (``trackers.Interrupted``), and a numerical failure leaves the last good state as the
+checkpoint (``errors.NumericalError``).  A completed run keeps its final solver state in the
+history (/resume), so ``resume=True`` with a larger ``time.t_end`` extends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config as _config
+from . import io
+from .errors import ConfigError, NumericalError
+from .simulation import Simulation, output_times
+from .trackers import BlowUpGuard, Checkpointer, HistoryTracker, ProgressBar, ResolutionMonitor, SignalStop
+
+#: At most this many clusters (the heaviest) are stored per snapshot.
+MAX_CLUSTERS = 256
+
+
+@dataclass
+class Result:
+    """What a run did: where it wrote, how far it went, and what it cost."""
+
+    path: Path
+    t: float
+    steps: int
+    snapshots: int
+    wall: float
+    status: str  # "complete" | "already complete"
+    handoff: object = None  # longtime.HandOff, if the run continued as tokens
+    merges: int = 0  # merged groups of tokens
+
+
+def load_config(source, overrides=()) -> _config.Config:
+    """A validated Config from a TOML path, a dict of sections, or a Config (``overrides``:
+    ``section.key=value`` strings, as ``--set``)."""
+    if isinstance(source, _config.Config):
+        if overrides:
+            return _config.from_dict(_apply(source.to_dict(), overrides))
+        return source
+    if isinstance(source, dict):
+        return _config.from_dict(_apply(json.loads(json.dumps(source)), overrides))
+    return _config.load(source, list(overrides))
+
+
+def _apply(raw: dict, overrides) -> dict:
+    for item in overrides:
+        _config.apply_override(raw, item)
+    return raw
+
+
+def diagnostics_of(cfg) -> list[str]:
+    """The /diagnostics a run of ``cfg`` writes."""
+    if cfg.model.method == "particles":
+        return ["mass", "energy", "energy_rate", "spread", "n_clusters", "n_tokens", "dt", "steps"]
+    names = ["mass", "energy", "energy_rate", "tail", "n_clusters", "dt", "steps"]
+    if cfg.model.variant == "usa":
+        names.insert(2, "free_energy")
+    if cfg.longtime.handoff == "tokens":
+        names.insert(-2, "n_tokens")
+    return names
+
+
+def history_attrs(cfg, sim, chash: str) -> dict:
+    """Root attributes of a new history: the config as run, its hash, and the versions that made it."""
+    import h5py
+    import scipy
+
+    attrs = {
+        "config": cfg.to_toml(), "config_hash": chash, "method": cfg.model.method, "variant": cfg.model.variant,
+        "beta": cfg.model.beta, "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes,
+        "dealias": cfg.grid.dealias, "stepper": cfg.particles.integrator if sim.particles else cfg.time.stepper,
+        "energy_scale": "exp(-beta)", "cluster_radius": sim.cluster_finder().radius,
+        "cluster_mass": sim.cluster_finder().min_mass,
+    }
+    if sim.particles:
+        attrs.update(n_tokens=sim.token_rows(), bandwidth=sim.bandwidth)
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scipy": scipy.__version__,
+                "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
+    backend = getattr(sim.geometry, "backend", None)
+    if backend is not None:
+        attrs["backend"] = f"{backend.name} {backend.version}"
+        versions[backend.name] = backend.version
+    attrs["library_versions"] = json.dumps(versions)
+    return attrs
+
+
+def _same_run(cfg, stored_toml: str, stored_hash: str) -> bool:
+    """Whether cfg is the stored run's config, but for a time.t_end at least as large."""
+    if io.config_hash(cfg) == stored_hash:
+        return True
+    try:
+        old = _config.loads(stored_toml).time.t_end
+    except ConfigError:
+        return False
+    same = dataclasses.replace(cfg, time=dataclasses.replace(cfg.time, t_end=old))
+    return cfg.time.t_end >= old and io.config_hash(same) == stored_hash
+
+
+def run(config, output=None, *, overwrite: bool = False, resume: bool = False, progress: bool | None = None,
+        overrides=(), resume_hint: str = "") -> Result:
+    """Run ``config`` (a TOML path, a dict of sections or a Config) and write its history to
+    ``output`` (default: output.path).  ``resume``: continue the run stored in ``output`` from its
+    checkpoint, or extend a completed one whose config differs only by a larger time.t_end.
+    ``progress``: a progress bar (None: when stderr is a terminal).
+
+    Raises ConfigError (bad input, nothing written), NumericalError (the last good state is in
+    the checkpoint) or trackers.Interrupted (SIGINT / SIGTERM: final snapshot and checkpoint written).
+    """
+    cfg = load_config(config, overrides)
+    if output is not None:
+        cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, path=str(output)))
+    out = cfg.output.path
+    chash = io.config_hash(cfg)
+    sim = Simulation(cfg)
+    diagnostics = diagnostics_of(cfg)
+    times = output_times(cfg)
+    ckpt_path = io.checkpoint_path(out)
+    wall = _time.monotonic()
+    if resume:
+        attrs = io.read_attrs(out)
+        stored = str(attrs.get("config_hash", ""))
+        if not _same_run(cfg, str(attrs.get("config", "")), stored):
+            raise ConfigError(f"--resume: {out!r} was written with another configuration (config hash differs; "
+                              "only time.t_end may grow); resume with the same config file and --set overrides")
+        if ckpt_path.is_file():
+            point = io.read_checkpoint(ckpt_path)
+            if not _same_run(cfg, str(attrs.get("config", "")), point["config_hash"]) and point["config_hash"] != stored:
+                raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another configuration")
+        else:
+            point = io.read_final_state(out)
+            done = io.snapshot_count(out)
+            if point is None:
+                raise ConfigError(f"--resume: {out!r} has no checkpoint and no final state to continue from; "
+                                  "start it again with --overwrite")
+            point["count"], point["merge_count"] = done, io.merge_count(out)
+            if float(point["t"]) >= cfg.time.t_end * (1 - 1e-12):
+                return Result(Path(out), float(point["t"]), int(point["steps"]), done, 0.0, "already complete")
+        if cfg.time.t_end < float(point["t"]):
+            raise ConfigError(f"time.t_end: got {cfg.time.t_end:g}, allowed: >= {float(point['t']):g}, where the "
+                              f"run in {out!r} stands")
+        sim.restore(point)
+        count = int(point["count"])
+        if io.config_hash(cfg) != point["config_hash"]:  # extended: continue on the new schedule
+            sim.next_output = int(np.searchsorted(times, sim.t * (1 + 1e-12) + 1e-300, side="right"))
+            sim._t0, sim._j = sim.t, 0
+        planned = count + len(times) - sim.next_output
+        writer = io.reopen_history(out, planned, count, int(point.get("merge_count", 0)))
+        writer.f.attrs["config"], writer.f.attrs["config_hash"] = cfg.to_toml(), chash
+        writer.f.flush()
+    else:
+        io.check_writable(out, overwrite)
+        ckpt_path.unlink(missing_ok=True)  # a checkpoint of an earlier run must not be resumed into this one
+        tokens = None
+        if sim.particles or cfg.longtime.handoff == "tokens":
+            tokens = (sim.token_rows(), sim.geometry.dim)
+        clusters = min(int(1 / cfg.longtime.cluster_mass + 1e-9), MAX_CLUSTERS)
+        writer = io.HistoryWriter(out, sim.geometry, history_attrs(cfg, sim, chash), len(times), diagnostics,
+                                  tokens=tokens, clusters=clusters, merges=tokens[0] if tokens else 0)
+    history = HistoryTracker(writer)
+    ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every)
+
+    def on_stop(s):
+        regular = writer.count
+        history.snapshot(s)  # a final snapshot at the interrupt time (dropped again on --resume)
+        ckpt.write(s.resume_point(), regular)
+
+    guards = [BlowUpGuard()] + ([] if sim.particles else [ResolutionMonitor()])
+    try:
+        sim.run([*guards, history, ckpt, SignalStop(on_stop), ProgressBar(progress)])
+    except NumericalError as exc:
+        if sim.last_good is not None:
+            ckpt.write(sim.last_good, writer.count)
+        raise NumericalError(f"{exc} (history up to the last snapshot kept in {out}; last good state, "
+                             f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})") from None
+    io.write_final_state(out, sim.resume_point(), chash)
+    ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
+    return Result(Path(out), sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
+                  len(sim.merge_log))
+
