@@ -6,7 +6,7 @@ import numpy as np
 
 from . import io
 from .errors import ConfigError
-from .longtime import NEGATIVE_TOL
+from .longtime import NEGATIVE_STOP, NEGATIVE_TOL
 
 
 def initial_coefficients(cfg, geometry) -> np.ndarray:
@@ -18,7 +18,8 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     file:      a density snapshot of an earlier output (the new run starts at t = 0); modes are
                truncated or zero-padded
     The density must be non-negative on the grid up to round-off (min rho >= -1e-10 max rho), else
-    ConfigError.
+    ConfigError; a file snapshot (an earlier run's density) down to -1e-6 max rho, the level at which
+    that run would have stopped, with a warning below -1e-10.
     """
     ini = cfg.initial
     uniform = geometry.uniform()
@@ -45,7 +46,17 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     rho = geometry.to_grid(c)
     if not np.all(np.isfinite(rho)):
         raise ConfigError("initial: the initial density is not finite; check initial.amplitude / concentrations")
-    if rho.min() < -NEGATIVE_TOL * np.max(np.abs(rho)) or rho.max() <= 0:
+    low = rho.min() / max(float(np.max(np.abs(rho))), 1e-300)
+    if ini.kind == "file":
+        if low < -NEGATIVE_STOP or rho.max() <= 0:
+            raise ConfigError(f"initial.path: the snapshot of {ini.path!r} at t = {snap['time']:g} is not a density "
+                              f"(min rho / max rho = {low:.3g} < {-NEGATIVE_STOP:g}): choose an earlier initial.time")
+        if low < -NEGATIVE_TOL:
+            import warnings
+
+            warnings.warn(f"initial.path: the snapshot is negative beyond round-off (min rho / max rho = {low:.3g}): "
+                          "it was resolved only to that level", RuntimeWarning, stacklevel=2)
+    elif low < -NEGATIVE_TOL or rho.max() <= 0:
         raise ConfigError(f"initial: the initial density is negative (min {rho.min():.3g}, max {rho.max():.3g}); lower "
                           "initial.amplitude, or raise grid.modes for sharp von Mises bumps")
     return c

@@ -97,6 +97,14 @@ class TokenModel:
         self.w = np.asarray(weights, dtype=float)
         self.n = self.w.size
         self.block = max(1, int(self.block_bytes // (8 * 3 * max(self.n, 1))))
+        self._buf = None
+
+    def _work(self, rows: int) -> np.ndarray:
+        """A (rows, n) work array, reused from call to call: fresh multi-MB temporaries would be
+        returned to the system and page-faulted in again on every evaluation (measured: 2x the cost)."""
+        if self._buf is None:
+            self._buf = np.empty((min(self.block, self.n), self.n))
+        return self._buf[:rows]
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Back onto the sphere: x / |x| row by row."""
@@ -109,11 +117,14 @@ class TokenModel:
             q, k, v = x @ Q.T, x @ K.T, x @ V.T
             for i0 in range(0, self.n, self.block):
                 i1 = min(self.n, i0 + self.block)
-                s = self.beta * (q[i0:i1] @ k.T)
+                e = self._work(i1 - i0)
+                np.matmul(q[i0:i1], k.T, out=e)
+                e *= self.beta
                 if self.causal:
-                    s[np.arange(i1 - i0)[:, None] + i0 < np.arange(self.n)[None, :]] = -np.inf
-                top = s.max(axis=1, keepdims=True)
-                e = np.exp(s - top)
+                    e[np.arange(i1 - i0)[:, None] + i0 < np.arange(self.n)[None, :]] = -np.inf
+                top = e.max(axis=1, keepdims=True)
+                e -= top
+                np.exp(e, out=e)
                 e *= self.w
                 norm = e.sum(axis=1, keepdims=True) if self.variant == "sa" else np.exp(top)
                 if self_free:
@@ -127,24 +138,31 @@ class TokenModel:
         return out - np.sum(out * x, axis=1, keepdims=True) * x
 
     def _pairs(self, x: np.ndarray):
-        """Blocks (i0, i1, e) of e_ij = e^{beta (<x_i, x_j> - 1)} (the Q = K = V = I kernel, scaled)."""
+        """Blocks (i0, i1, e) of e_ij = e^{beta (<x_i, x_j> - 1)} (the Q = K = V = I kernel, scaled);
+        e is the work array, valid until the next block."""
         for i0 in range(0, self.n, self.block):
             i1 = min(self.n, i0 + self.block)
-            yield i0, i1, np.exp(self.beta * (x[i0:i1] @ x.T - 1))
+            e = self._work(i1 - i0)
+            np.matmul(x[i0:i1], x.T, out=e)
+            e -= 1.0
+            e *= self.beta
+            np.exp(e, out=e)
+            yield i0, i1, e
 
     def energy_scaled(self, x: np.ndarray) -> float:
-        """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}: the interaction energy of SPEC 4."""
-        total = sum(self.w[i0:i1] @ e @ self.w for i0, i1, e in self._pairs(x))
-        return float(total) / (2 * self.beta)
+        """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}: the interaction energy."""
+        total = sum(float(self.w[i0:i1] @ (e @ self.w)) for i0, i1, e in self._pairs(x))
+        return total / (2 * self.beta)
 
     def energy_rate_scaled(self, x: np.ndarray, v: np.ndarray | None = None) -> float:
         """e^{-beta} dE/dt = e^{-beta} sum_i w_i <dx_i/dt, sum_{j != i} w_j e^{beta <x_i, x_j>} x_j> for the
         velocities v (default: this model's).  The own term is left out: it is normal to dx_i/dt."""
         v = self.velocity(x) if v is None else v
+        wx = self.w[:, None] * x
         total = 0.0
         for i0, i1, e in self._pairs(x):
             e[np.arange(i1 - i0), np.arange(i0, i1)] = 0.0
-            total += float(np.sum(self.w[i0:i1] * np.sum(v[i0:i1] * (e @ (self.w[:, None] * x)), axis=1)))
+            total += float(np.sum(self.w[i0:i1] * np.sum(v[i0:i1] * (e @ wx), axis=1)))
         return total
 
 

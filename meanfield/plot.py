@@ -1,8 +1,10 @@
 """Figures from a history (matplotlib, Agg backend: no display needed).
 
 Kinds: ``kymograph`` (rho against angle and t: circle, zonal), ``sphere`` (a snapshot on S^2,
-orthographic and Mollweide), ``energy``, ``spectrum`` (|rho_k| or the degree power against t),
-``rates`` (measured growth rates over the theory).  ``auto``: sphere on S^2, else kymograph.
+orthographic and Mollweide), ``energy``, ``clusters`` (the cluster count and the energy staircase of
+a long run), ``spectrum`` (|rho_k| or the degree power against t), ``rates`` (measured growth rates
+over the theory).  ``auto``: sphere on S^2, else kymograph.  Runs with log-spaced snapshots are
+drawn over log-time; a hand-off to tokens is marked.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 
 import numpy as np
 
-KINDS = ("kymograph", "sphere", "energy", "spectrum", "rates")
+KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates")
 
 
 def _figure(size=(7, 4.5)):
@@ -29,15 +31,53 @@ def _snapshot(h, time):
     return t.size - 1 if time is None else int(np.argmin(np.abs(t - time)))
 
 
+def _log_time(h) -> bool:
+    """Draw over log-time: log-spaced snapshots, or a run long enough to need it."""
+    t = h["time"]
+    return "spacing = \"log\"" in str(h["attrs"].get("config", "")) or (t.size > 2 and t[-1] > 1e3 * t[1])
+
+
+def _mark_handoff(ax, h, vertical: bool = True) -> None:
+    if "handoff_time" in h["attrs"] and float(h["attrs"]["handoff_time"]) > 0:
+        th = float(h["attrs"]["handoff_time"])
+        (ax.axvline if vertical else ax.axhline)(th, color="0.5", ls="--", lw=0.8, label=f"hand-off to tokens, t = {th:.4g}")
+
+
 def kymograph(h, fig, time=None):
-    """Density against angle (theta on the circle, colatitude for zonal runs) and time."""
+    """Density against angle (theta on the circle, colatitude for zonal runs) and time; over log-time
+    for long runs, with the hand-off marked and the clusters' positions (dot size ~ mass)."""
     ax = fig.add_subplot()
     angle, label = (h["theta"], "theta") if "theta" in h else (h["colatitude"], "colatitude")
-    im = ax.pcolormesh(angle, h["time"], h["rho"], shading="auto", cmap="magma")
-    fig.colorbar(im, ax=ax, label="rho")
+    t, rho = h["time"], h["rho"]
+    log = _log_time(h)
+    if log:
+        keep = t > 0
+        t, rho = t[keep], rho[keep]
+        ax.set_yscale("log")
+    im = ax.pcolormesh(angle, t, rho, shading="nearest", cmap="magma",
+                       norm=__import__("matplotlib").colors.PowerNorm(0.5, vmin=0, vmax=float(np.max(rho))))
+    fig.colorbar(im, ax=ax, label="rho (tokens: smoothed)")
+    if "cluster_position" in h:
+        pos, mass = h["cluster_position"], h["cluster_mass"]
+        tt = np.repeat(h["time"][:, None], mass.shape[1], axis=1)
+        ok = np.isfinite(mass) & (tt > 0 if log else True)
+        if "theta" in h:
+            ang = np.mod(np.arctan2(pos[..., 1], pos[..., 0]), 2 * math.pi)
+        else:
+            ang = np.arccos(np.clip(pos[..., -1], -1, 1))
+        ax.scatter(ang[ok], tt[ok], s=12 * np.sqrt(mass[ok]), c="cyan", lw=0, alpha=0.6, label="clusters")
+    _mark_handoff(ax, h, vertical=False)
     ax.set_xlabel(label)
-    ax.set_ylabel("t")
-    ax.set_title("token density")
+    ax.set_ylabel("t" + (" (log scale)" if log else ""))
+    ax.set_title(_title(h, "density" + (" and clusters" if "cluster_position" in h else "")))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=7)
+
+
+def _title(h, what: str) -> str:
+    a = h["attrs"]
+    return (f"{what}: {a.get('geometry')}, {str(a.get('variant', '')).upper()}, beta = {float(a.get('beta', 0)):g}, "
+            f"viscosity = {float(a.get('viscosity', 0)):g}")
 
 
 def sphere(h, fig, time=None):
@@ -74,15 +114,52 @@ def sphere(h, fig, time=None):
 
 
 def energy(h, fig, time=None):
-    """Scaled interaction energy e^{-beta} E (and free energy for USA) against time."""
+    """Scaled interaction energy e^{-beta} E (and free energy for USA) against time (log-time for long runs)."""
     ax = fig.add_subplot()
     d = h["diagnostics"]
-    ax.plot(h["time"], d["energy"], label="exp(-beta) E")
+    t = h["time"]
+    keep = t > 0 if _log_time(h) else np.ones(t.size, bool)
+    ax.plot(t[keep], d["energy"][keep], label="exp(-beta) E")
     if "free_energy" in d:
-        ax.plot(h["time"], d["free_energy"], "--", label="exp(-beta) F")
+        ax.plot(t[keep], d["free_energy"][keep], "--", label="exp(-beta) F")
+    if _log_time(h):
+        ax.set_xscale("log")
+    _mark_handoff(ax, h)
     ax.set_xlabel("t")
     ax.legend()
-    ax.set_title("energy")
+    ax.set_title(_title(h, "energy"))
+
+
+def clusters(h, fig, time=None):
+    """The long run at a glance, over log-time: the number of clusters (a staircase, one step per
+    merger) and the energy 2 beta e^{-beta} E, which on a plateau of well-separated clusters equals
+    the sum of their squared masses (drawn as dots from the cluster diagnostics)."""
+    d = h["diagnostics"]
+    if "n_clusters" not in d:
+        from .errors import ConfigError
+
+        raise ConfigError("--kind: got 'clusters' for a history without cluster diagnostics (written by an older "
+                          "meanfield), allowed: kymograph, energy, spectrum, rates")
+    t = h["time"]
+    log = _log_time(h)
+    keep = t > 0 if log else np.ones(t.size, bool)
+    beta = float(h["attrs"].get("beta", 1.0))
+    ax1 = fig.add_subplot(2, 1, 1)
+    ax1.step(t[keep], d["n_clusters"][keep], where="post", color="C0")
+    ax1.set_ylabel("clusters")
+    ax1.set_title(_title(h, "clusters"))
+    ax2 = fig.add_subplot(2, 1, 2, sharex=ax1)
+    ax2.plot(t[keep], 2 * beta * d["energy"][keep], color="C3", label="2 beta exp(-beta) E")
+    if "cluster_mass" in h:
+        m = np.nan_to_num(h["cluster_mass"], nan=0.0)
+        ax2.plot(t[keep], np.sum(m * m, axis=1)[keep], ".", ms=3, color="k", label="sum of squared cluster masses")
+    ax2.set_ylabel("energy")
+    ax2.set_xlabel("t")
+    for ax in (ax1, ax2):
+        _mark_handoff(ax, h)
+        if log:
+            ax.set_xscale("log")
+    ax2.legend(fontsize=7)
 
 
 def spectrum(h, fig, time=None):
@@ -144,12 +221,13 @@ def save(h, kind, path, model=None, time=None) -> str:
         from .errors import ConfigError
 
         raise ConfigError("--kind: got 'kymograph' for a sphere run, allowed: sphere, energy, spectrum, rates")
-    plt, fig = _figure((10, 4.5) if kind == "sphere" else (7, 4.5))
+    plt, fig = _figure({"sphere": (10, 4.5), "clusters": (7, 6)}.get(kind, (7, 4.5)))
     try:
         if kind == "rates":
             rates(h, fig, model)
         else:
-            {"kymograph": kymograph, "sphere": sphere, "energy": energy, "spectrum": spectrum}[kind](h, fig, time)
+            {"kymograph": kymograph, "sphere": sphere, "energy": energy, "clusters": clusters,
+             "spectrum": spectrum}[kind](h, fig, time)
         fig.tight_layout()
         fig.savefig(path)
     finally:

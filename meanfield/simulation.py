@@ -104,8 +104,9 @@ class Simulation:
                       None)
         if tokens is not None:
             if not (self.particles or self.handoff_enabled):
-                raise ConfigError("initial: tokens given to a density run, allowed: model.method = 'particles' or "
-                                  "longtime.handoff = 'tokens' (a run that starts as tokens)")
+                raise ConfigError(f"initial.path: {cfg.initial.path!r} holds tokens at that time, allowed for a density "
+                                  "run: a snapshot of a spectral run or from before a hand-off (tokens start runs with "
+                                  "model.method = 'particles' or longtime.handoff = 'tokens')")
             self.tail0 = 0.0
             self._start_tokens(*tokens)
             if not self.particles:

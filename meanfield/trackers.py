@@ -139,6 +139,11 @@ class HistoryTracker:
 
     def __init__(self, writer):
         self.writer = writer
+        self._logged = 0  # merge records of sim.merge_log already written
+
+    def start(self, sim) -> None:
+        """Merges already in the log (a restored run) are in the file already."""
+        self._logged = len(sim.merge_log)
 
     def snapshot(self, sim) -> None:
         """Append the current state and its diagnostics."""
@@ -168,8 +173,14 @@ class HistoryTracker:
                 mass[:k] = masses[:k]
             row["clusters/position"], row["clusters/mass"] = pos, mass
         w.append(sim.t, row)
-        if sim.merge_log[w.merge_count:]:
-            w.append_merges(sim.merge_log[w.merge_count:])
+        self.write_merges(sim)
+
+    def write_merges(self, sim, upto: int | None = None) -> None:
+        """Write the merge records logged since the last call (up to record ``upto``)."""
+        upto = len(sim.merge_log) if upto is None else upto
+        if upto > self._logged:
+            self.writer.append_merges(sim.merge_log[self._logged:upto])
+            self._logged = upto
 
     def diagnostics(self, sim, rho, n_clusters: int) -> dict:
         """The /diagnostics values of this snapshot."""
@@ -193,8 +204,15 @@ class HistoryTracker:
         return out
 
     def finish(self, sim) -> None:
-        """Close the file (shrinking it to the snapshots written; the hand-off report as attributes)."""
-        self.writer.close(sim.handoff.attrs() if sim.handoff is not None else None)
+        """Close the file (shrinking it to the snapshots written), with the hand-off report and the
+        token integrator's accepted / rejected steps as attributes."""
+        # merge records up to the last state the guard passed (after a failure, that is the checkpoint)
+        self.write_merges(sim, sim.last_good["merges"] if sim.last_good is not None else None)
+        attrs = sim.handoff.attrs() if sim.handoff is not None else {}
+        ctl = sim.tokens.controller if sim.tokens is not None else None
+        if ctl is not None and ctl.adaptive:
+            attrs.update(token_steps_accepted=ctl.accepted, token_steps_rejected=ctl.rejected)
+        self.writer.close(attrs)
 
 
 class ProgressBar:

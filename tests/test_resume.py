@@ -52,8 +52,11 @@ def popen(*args):
 
 def same_history(a, b):
     with h5py.File(a) as f, h5py.File(b) as g:
-        for key in ("time", "rho_hat", "rho", "diagnostics/dt", "diagnostics/steps", "diagnostics/energy"):
-            assert np.array_equal(f[key][:], g[key][:]), key
+        keys = ["time", "rho_hat", "rho", "diagnostics/dt", "diagnostics/steps", "diagnostics/energy"]
+        keys += [k for k in ("positions", "token_weights", "diagnostics/n_tokens", "diagnostics/n_clusters",
+                             "clusters/mass", "merges/time", "merges/row", "merges/weight") if k in f]
+        for key in keys:
+            assert np.array_equal(f[key][:], g[key][:], equal_nan=True), key
 
 
 def wait_for_checkpoint(out, proc, after=0.0):
@@ -90,6 +93,54 @@ def test_sigkill_at_five_random_moments_then_resume_is_bit_for_bit(reference, tm
         r = mf("run", cfg, "--resume", out, "--quiet")
         assert r.returncode == 0, r.stderr
         same_history(ref, out)  # every snapshot, before and after the kill, bit for bit
+
+
+HANDOFF = """
+[model]
+beta = 25.0
+[grid]
+modes = 128
+[initial]
+amplitude = 1e-4
+seed = 2
+[time]
+t_end = 1e12
+dt = 0.01
+stepper = "etdrk4"
+[output]
+interval = 0.25
+spacing = "log"
+per_decade = 40
+[longtime]
+handoff = "tokens"
+rtol = 1e-13
+"""
+
+
+def test_sigkill_in_the_token_phase_then_resume_is_bit_for_bit(tmp_path):
+    """A hand-off run killed while it is tokens (positions, weights, rows, the integrator's carried
+    derivative and step, the merge records) resumes to the same file bit for bit."""
+    cfg = tmp_path / "handoff.toml"
+    cfg.write_text(HANDOFF)
+    ref = tmp_path / "ref.h5"
+    start = time.time()
+    assert mf("run", cfg, "-o", ref, "--quiet").returncode == 0
+    whole = time.time() - start
+    handoff = float(io.read_attrs(ref)["handoff_time"])
+    rng = random.Random(7)
+    phases = []
+    for k in range(3):
+        out = tmp_path / f"killed{k}.h5"
+        proc = popen("run", cfg, "-o", out, "--quiet")
+        time.sleep(rng.uniform(0.6, 0.9) * whole)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
+        phases.append(io.read_checkpoint(io.checkpoint_path(out))["phase"])
+        r = mf("run", cfg, "--resume", out, "--quiet")
+        assert r.returncode == 0, r.stderr
+        same_history(ref, out)
+    assert "tokens" in phases, (phases, handoff, whole)
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -158,7 +209,7 @@ def test_blow_up_keeps_the_last_good_state(tmp_path):
     assert io.read_history(out)["time"].size >= 1
 
 
-@pytest.mark.parametrize("method", ["spectral", "particles"])
+@pytest.mark.parametrize("method", ["spectral", "particles", "handoff"])
 def test_restore_in_process_is_bit_for_bit(tmp_path, method):
     """Stop a run after a checkpoint (a tracker raising mid-interval), restore, finish: equal to an
     uninterrupted run; for particles with noise this includes the random generator's state."""
@@ -166,10 +217,16 @@ def test_restore_in_process_is_bit_for_bit(tmp_path, method):
         base = dict(model=dict(beta=9.0), grid=dict(modes=32), initial=dict(amplitude=1e-4),
                     time=dict(t_end=4.0, dt=0.01, stepper="etdrk4"), output=dict(interval=0.5))
         make = Simulation
-    else:
+    elif method == "particles":
         base = dict(model=dict(method="particles", geometry="sphere", beta=3.0, viscosity=0.05), grid=dict(modes=8),
                     initial=dict(kind="random", amplitude=0.0), particles=dict(n=64, dim=3, Q="random"),
                     time=dict(t_end=4.0, dt=0.05), output=dict(interval=0.5))
+        make = Simulation
+    else:  # crash in the token phase of a hand-off run (the hand-off is near t = 1.1)
+        base = dict(model=dict(beta=9.0), grid=dict(modes=24),
+                    initial=dict(kind="von_mises", centers=[0.5, 2.0, 4.0], concentrations=[1.0, 2.0, 1.5]),
+                    time=dict(t_end=4.0, dt=0.01, stepper="etdrk4"), output=dict(interval=0.5),
+                    longtime=dict(handoff="tokens"))
         make = Simulation
     cfg = config.from_dict(base)
     ref = make(cfg)
@@ -197,9 +254,12 @@ def test_restore_in_process_is_bit_for_bit(tmp_path, method):
         sim.run([Checkpointer(ck, Writer(), "h", every=1), CrashAt(2.3)])
     again = make(cfg)
     again.restore(io.read_checkpoint(ck))
-    assert again.t == 2.0
+    assert again.t == 2.0 and again.phase == sim.phase
     again.run([])
     assert np.array_equal(again.state.u, ref.state.u) and again.steps == ref.steps
+    if method == "handoff":
+        assert again.phase == "tokens" and np.array_equal(again.weights, ref.weights)
+        assert again.handoff == ref.handoff
 
 
 def test_info_reports_and_checks(tmp_path):
