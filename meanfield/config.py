@@ -394,13 +394,6 @@ def _short(v) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def output_count(cfg: Config) -> int:
-    """Number of snapshots the run will write (the schedule of ``output_times``)."""
-    from .simulation import output_times
-
-    return len(output_times(cfg))
-
-
 def memory_estimate(cfg: Config) -> tuple[float, str]:
     """(bytes, key) a run will hold at its peak, roughly, and the key that sets it."""
     g, m = cfg.grid, cfg.model
@@ -409,7 +402,21 @@ def memory_estimate(cfg: Config) -> tuple[float, str]:
         n = len(cfg.initial.positions) if cfg.initial.kind == "tokens" else cfg.particles.n
         d = cfg.particles.dim
         return 64 * 2**20 + 40.0 * n * d * 8 + _grid_bytes(cfg.model.geometry, L, g.dealias, cfg.dim), "particles.n"
-    return _grid_bytes(m.geometry, L, g.dealias, cfg.dim), "grid.modes"
+    need = _grid_bytes(m.geometry, L, g.dealias, cfg.dim)
+    if cfg.longtime.handoff == "tokens":
+        # tokens on the (oversampled) grid: blocked point fields (<= 64 MB), or zonal rings' dense n x n kernels
+        n = cfg.longtime.oversample ** (2 if m.geometry == "sphere" else 1) * _grid_points(m.geometry, L, g.dealias)
+        need += 12 * 8.0 * n * n if m.geometry == "zonal" else 64 * 2**20 + 40.0 * n * cfg.dim * 8
+    return need, "grid.modes"
+
+
+def _grid_points(geometry: str, L: int, dealias: float) -> int:
+    """Number of grid nodes (the hand-off's tokens at oversample 1)."""
+    if geometry == "circle":
+        return int(dealias * (2 * L + 1)) + 2
+    if geometry == "sphere":
+        return int(dealias * (L + 1) + 32) * int(dealias * (2 * L + 1) + 2)
+    return int(dealias * (L + 1)) + 2
 
 
 def _grid_bytes(geometry: str, L: int, dealias: float, dim: int) -> float:

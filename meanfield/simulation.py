@@ -251,7 +251,9 @@ class Simulation:
         if self.tokens is None:
             c = self._state.u
             return self.geometry.inner(self.model.kernel * c, self.model.rhs(c)) / self.model.beta
-        return self.tokens.model.energy_rate_scaled(self.tokens.x)
+        state = self.tokens.state
+        v = state.history[0] if state.history else None  # dopri5 carries the field at x (first-same-as-last)
+        return self.tokens.model.energy_rate_scaled(state.u, v)
 
     def cluster_finder(self) -> ClusterFinder:
         """The run's cluster criterion (``clusters.py``)."""
@@ -350,12 +352,16 @@ class Simulation:
     def _advance(self, t_stop: float, take) -> None:
         """One step of ``take(h) -> (taken, proposed)``, keeping the clock."""
         if self._controller.adaptive:
-            h = min(self.dt, self._remaining(t_stop))
+            remaining = self._remaining(t_stop)
+            h = min(self.dt, remaining)
             taken, proposed = take(h)
             # a step shortened only to land on an output time says nothing against the current dt
             self.dt = max(proposed, self.dt) if (h < self.dt and taken == h) else proposed
             self.steps += 1
-            self._add_time(taken, t_stop)
+            if taken == h == remaining:  # landed (a relative tolerance on t would skip dynamics at t ~ 1e18)
+                self.t, self._t_lo = t_stop, 0.0
+            else:
+                self._add_time(taken)
             return
         # fixed steps: counted from the interval's start, so t never drifts
         dt = self.cfg.time.dt
@@ -368,11 +374,8 @@ class Simulation:
     def _remaining(self, t_stop: float) -> float:
         return (t_stop - self.t) - self._t_lo
 
-    def _add_time(self, h: float, t_stop: float) -> None:
+    def _add_time(self, h: float) -> None:
         """t += h in double-double arithmetic (t, t_lo): at t ~ 1e18 a step of 1 still counts."""
-        if abs(self._remaining(t_stop) - h) <= 1e-12 * max(1.0, abs(t_stop)):
-            self.t, self._t_lo = t_stop, 0.0
-            return
         s = self.t + h
         bp = s - self.t
         err = (self.t - (s - bp)) + (h - bp) + self._t_lo
