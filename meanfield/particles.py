@@ -432,30 +432,26 @@ class TokenSolver:
     def merge(self) -> int:
         """Merge tokens closer than merge_tol; returns the number of tokens removed."""
         labels = merge_groups(self.x, self.merge_tol)
-        groups = labels.max() + 1 if labels.size else 0
+        groups = int(labels.max()) + 1 if labels.size else 0
         if groups == labels.size:
             return 0
         x, w, ids = self.x, self.w, self.ids
-        order = np.argsort(labels, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
-        new_x, new_w, new_ids = [], [], []
-        for a, b in zip(starts, np.r_[starts[1:], order.size]):
-            members = order[a:b]
-            wm = w[members]
-            total = float(np.sum(wm))
-            mean = wm @ x[members]
-            new_x.append(mean / np.linalg.norm(mean))
-            new_w.append(total)
-            new_ids.append(int(ids[members].min()))
-            if members.size > 1:
-                top2 = np.sort(wm)[-2:][::-1]
-                reach = max(_angle(x[i], new_x[-1]) for i in members)
-                self.merges.append((new_ids[-1], int(members.size), total, float(top2[0]), float(top2[1]), reach))
-        removed = labels.size - len(new_x)
-        self.model.set_weights(np.array(new_w))
-        self.ids = np.array(new_ids, dtype=np.int64)
-        self.state = self.scheme.start(self.model.project(np.array(new_x)))  # the carried derivative is stale
-        return removed
+        total = np.bincount(labels, w, minlength=groups)
+        mean = np.stack([np.bincount(labels, w * x[:, k], minlength=groups) for k in range(x.shape[1])], axis=1)
+        new_x = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+        new_ids = np.full(groups, np.iinfo(np.int64).max)
+        np.minimum.at(new_ids, labels, ids)
+        size = np.bincount(labels, minlength=groups)
+        for g in np.flatnonzero(size > 1):
+            members = np.flatnonzero(labels == g)
+            top2 = np.sort(w[members])[-2:][::-1]
+            reach = max(_angle(x[i], new_x[g]) for i in members)
+            self.merges.append((int(new_ids[g]), int(members.size), float(total[g]), float(top2[0]),
+                                float(top2[1]), reach))
+        self.model.set_weights(total)
+        self.ids = new_ids
+        self.state = self.scheme.start(self.model.project(new_x))  # the carried derivative is stale
+        return labels.size - groups
 
     def full_positions(self) -> np.ndarray:
         """Positions on all rows (n_rows, k): NaN on rows whose token merged away or never was."""

@@ -423,3 +423,39 @@ def test_short_steps_just_before_a_far_output_time_are_not_skipped():
     sim.dt = 1e7
     sim._advance(t_out, lambda h: (h, 1e7))
     assert sim.t == t_out and sim._t_lo == 0.0
+
+
+def test_the_python_entry_point_runs_what_the_cli_runs(tmp_path):
+    import meanfield
+    from meanfield import io
+    from meanfield.errors import ConfigError
+
+    out = tmp_path / "api.h5"
+    result = meanfield.run(handoff_cfg(), out, progress=False)
+    assert result.status == "complete" and result.t == 2.0 and result.handoff.reason == "tail"
+    assert result.snapshots == io.snapshot_count(out) == 41
+    with pytest.raises(ConfigError, match="exists"):
+        meanfield.run(handoff_cfg(), out)
+    again = meanfield.run(handoff_cfg(), out, resume=True)
+    assert again.status == "already complete"
+    longer = meanfield.run(handoff_cfg(time=dict(t_end=3.0)), out, resume=True)
+    assert longer.status == "complete" and io.read_history(out)["time"][-1] == 3.0
+
+
+def test_handoff_drops_round_off_negatives_and_reports_the_mass():
+    """A density dipping 1e-13 below 0 between two sharp bumps: the non-positive nodes carry no
+    token, their (negative) mass is reported, the rest is renormalised to mass 1 exactly, and the
+    tokens still carry the density's coefficients to the size of what was dropped."""
+    g = make_geometry("circle", 32)
+    c = 0.5 * g.von_mises(0.0, 12.0) + 0.5 * g.von_mises(math.pi, 12.0)
+    rho = g.to_grid(c)
+    eps = (rho.min() + 1e-13 * rho.max()) / (1 / (2 * math.pi) - rho.min())
+    c[1:] *= 1 + eps
+    x, w, rows, info = density_to_tokens(g, c, 1)
+    rho = g.to_grid(c)
+    negative = float(np.sum((g.weights * rho)[rho < 0]))
+    assert info["dropped"] == int(np.sum(rho <= 0)) > 0 and info["tokens"] == rows.size == g.npoints - info["dropped"]
+    assert info["negative_mass"] == pytest.approx(negative, rel=1e-12) and -1e-12 < negative < 0
+    assert info["renormalised_by"] == pytest.approx(1 - negative, rel=1e-15)
+    assert abs(np.sum(w) - 1) < 1e-15
+    assert np.max(np.abs(g.measure_coefficients(x, w) - c)) < 10 * abs(negative)
