@@ -237,8 +237,11 @@ def test_resume_of_a_stopped_run_with_a_larger_t_end(tmp_path):
 @pytest.mark.slow
 def test_zonal_rings_follow_the_sphere_tokens_of_an_axisymmetric_density():
     """The same axisymmetric density on S^2, once as a zonal run (tokens: rings), once as a sphere
-    run (tokens: points, nphi per ring): the hand-off comes at the same step on the same Gauss
-    nodes, and 2 time units later every ring sits at the colatitude of its points, to 1e-10."""
+    run (tokens: points, nphi per ring).  With this amplitude both hand off at the start, on the same
+    Gauss nodes; 4 time units later every ring sits at the colatitude of its points, to 1e-10
+    (measured 1.3e-14, while the rings moved by up to 0.7).  (With small amplitudes the two hand
+    off at different times: the sphere's tail, max |c_lm| / c_00, is sqrt(2l + 1) times the zonal
+    one, max |a_l| / a_0 scaled by the bound of R_l, for the same density.)"""
     common = dict(model=dict(beta=9.0), grid=dict(modes=16), time=dict(t_end=4.0, dt=0.01, stepper="etdrk4"),
                   output=dict(interval=0.5), longtime=dict(handoff="tokens", rtol=1e-12))
     zonal = config.from_dict({**common, "model": dict(beta=9.0, geometry="zonal", dim=3),
@@ -258,4 +261,4 @@ def test_zonal_rings_follow_the_sphere_tokens_of_an_axisymmetric_density():
     ring_rows = np.isfinite(theta_z)
     assert live.all() and ring_rows.all()  # nothing merged yet on either side
     assert np.max(np.abs(theta_s - theta_z[:, None])) < 1e-10
-    assert np.max(np.abs(theta_z - z.geometry.colatitude)) > 1e-2  # and they did move
+    assert np.max(np.abs(theta_z - z.geometry.colatitude)) > 0.1  # and they did move
