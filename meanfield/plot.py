@@ -49,14 +49,25 @@ def kymograph(h, fig, time=None):
     ax = fig.add_subplot()
     angle, label = (h["theta"], "theta") if "theta" in h else (h["colatitude"], "colatitude")
     t, rho = h["time"], h["rho"]
+    what = "rho"
+    if h["attrs"].get("geometry") == "zonal":
+        # mass per unit colatitude: on S^{d-1} the density of a cluster on a pole is ~ 1 / sin^{d-2}
+        from .domains.zonal import sphere_area
+
+        d = int(h["attrs"].get("dim", 3))
+        rho = rho * sphere_area(d - 1) * np.sin(angle) ** (d - 2)
+        what = "mass per unit colatitude"
     log = _log_time(h)
     if log:
         keep = t > 0
         t, rho = t[keep], rho[keep]
         ax.set_yscale("log")
-    im = ax.pcolormesh(angle, t, rho, shading="nearest", cmap="magma",
-                       norm=__import__("matplotlib").colors.PowerNorm(0.5, vmin=0, vmax=float(np.max(rho))))
-    fig.colorbar(im, ax=ax, label="rho (tokens: smoothed)")
+    # colours up to the 99th percentile: point masses (on the poles of S^{d-1} above all) would
+    # otherwise leave the rest of the picture black; what lies above is drawn saturated
+    top = max(float(np.quantile(rho, 0.99)), 2.0 * float(np.mean(rho)))
+    im = ax.pcolormesh(angle, t, np.minimum(rho, top), shading="nearest", cmap="magma",
+                       norm=__import__("matplotlib").colors.PowerNorm(0.5, vmin=0, vmax=top))
+    fig.colorbar(im, ax=ax, label=what + (" (saturated above)" if top < rho.max() else ""))
     if "cluster_position" in h:
         pos, mass = h["cluster_position"], h["cluster_mass"]
         tt = np.repeat(h["time"][:, None], mass.shape[1], axis=1)

@@ -54,8 +54,21 @@ def load_config(source, overrides=()) -> _config.Config:
             return _config.from_dict(_apply(source.to_dict(), overrides))
         return source
     if isinstance(source, dict):
-        return _config.from_dict(_apply(json.loads(json.dumps(source)), overrides))
+        return _config.from_dict(_apply(_plain(source), overrides))
     return _config.load(source, list(overrides))
+
+
+def _plain(value):
+    """A deep copy with numpy arrays and scalars as lists and numbers (initial.positions = x works)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _apply(raw: dict, overrides) -> dict:

@@ -302,8 +302,7 @@ class Simulation:
         else:
             self.tokens = None
             self._state = point["state"]
-        if point.get("handoff") is not None:
-            self.handoff = HandOff(**point["handoff"])
+        self.handoff = HandOff(**point["handoff"]) if point.get("handoff") is not None else None
         self.t, self._t_lo = float(point["t"]), float(point.get("t_lo", 0.0))
         self.dt, self.steps = float(point["dt"]), int(point["steps"])
         self.next_output, self._t0, self._j = int(point["next_output"]), float(point["t0"]), int(point["j"])
