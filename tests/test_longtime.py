@@ -303,10 +303,13 @@ def run_long(sections):
     return sim, rows
 
 
-@pytest.mark.parametrize("variant,beta,modes,dt,t_end", [("sa", 25.0, 128, 0.01, 1e6), ("usa", 4.0, 64, 0.002, 1e4)])
-def test_whole_long_run_mass_exact_energy_non_decreasing_clusters_a_staircase(variant, beta, modes, dt, t_end):
+@pytest.mark.parametrize("geometry,variant,beta,modes,dt,t_end", [
+    ("circle", "sa", 25.0, 128, 0.01, 1e6), ("circle", "usa", 4.0, 64, 0.002, 1e4),
+    pytest.param("sphere", "usa", 3.0, 12, 0.002, 1e6, marks=pytest.mark.slow)])
+def test_whole_long_run_mass_exact_energy_non_decreasing_clusters_a_staircase(geometry, variant, beta, modes, dt, t_end):
     sim, rows = run_long(dict(
-        model=dict(variant=variant, beta=beta), grid=dict(modes=modes), initial=dict(amplitude=1e-5, seed=2),
+        model=dict(geometry=geometry, variant=variant, beta=beta), grid=dict(modes=modes, dealias=1.5),
+        initial=dict(amplitude=1e-5, seed=2 if geometry == "circle" else 3),
         time=dict(t_end=t_end, dt=dt, stepper="etdrk4"), output=dict(interval=0.25, spacing="log", per_decade=20),
         longtime=dict(handoff="tokens")))
     t, energy, mass, count, phase = map(np.array, zip(*rows))
