@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, config, theory
-from .errors import ConfigError, NumericalError
+from .errors import ConfigError, NumericalError, OutputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,8 +67,8 @@ def cmd_run(args) -> int:
     out = cfg.output.path
     resume_hint = f"meanfield run {args.config} --resume {out}" + "".join(f" --set {x}" for x in args.set)
     try:
-        result = run(cfg, overwrite=args.overwrite, resume=bool(args.resume),
-                     progress=False if args.quiet else None)
+        result = run(args.config, overwrite=args.overwrite, resume=bool(args.resume),
+                     progress=False if args.quiet else None, overrides=overrides)
     except Interrupted as exc:
         name = "SIGINT" if exc.signum == 2 else "SIGTERM"
         sys.stderr.write(f"meanfield: stopped by {name} at t = {exc.t:.6g}, checkpoint written; "
@@ -190,12 +190,18 @@ def cmd_plot(args) -> int:
     """`meanfield plot`: draw one figure from a history."""
     from . import io, plot
 
+    from . import files
+
     h = io.read_history(args.history)
     kind = plot.resolve_kind(h, args.kind)
-    out = Path(args.output) if args.output else Path(args.history).with_suffix(f".{kind}.png")
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"-o: {str(out)!r} exists; pass --overwrite or choose another path")
-    fig_kind = plot.save(h, kind, out, model_from_history(h) if kind == "rates" else None, args.time)
+    out, fmt = plot.figure_path(args.output if args.output else Path(args.history).with_suffix(f".{kind}.png"))
+    files.check_target(out, "-o", args.overwrite, [("the history", args.history)])
+    tmp = files.temporary(out)  # drawn whole, then renamed: an old figure is never half-replaced
+    try:
+        fig_kind = plot.save(h, kind, tmp, model_from_history(h) if kind == "rates" else None, args.time, fmt)
+        files.replace(tmp, out, "-o")
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {fig_kind} plot to {out}", file=sys.stderr)
     return 0
 
@@ -207,7 +213,7 @@ def cmd_info(args) -> int:
 
     from . import io
 
-    h = io.read_history(args.history)
+    h = io.read_history(args.history, check=False)
     a = h["attrs"]
     print(f"file            {args.history}")
     print(f"meanfield       {a.get('meanfield_version', '?')}")
@@ -221,7 +227,14 @@ def cmd_info(args) -> int:
     print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
     ckpt = io.checkpoint_path(args.history)
     print(f"checkpoint      {ckpt if ckpt.is_file() else 'none'}")
-    checks = []
+    checks = [(problem, False) for problem in io.history_problems(h) if problem != "times do not increase"]
+    if ckpt.is_file():
+        try:
+            ahead = int(io.read_checkpoint(ckpt)["count"]) > t.size
+        except ConfigError:
+            ahead = None
+        checks.append(("the checkpoint is readable and not ahead of the history" if ahead is not None else
+                       f"the checkpoint {ckpt} is readable", ahead is False))
     stored = a.get("config_hash")
     if stored is not None:
         try:
@@ -349,7 +362,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except ConfigError as exc:
         return _fail(str(exc), 2)
-    except NumericalError as exc:
+    except (NumericalError, OutputError) as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ MAX_MODES = {"circle": 1 << 20, "sphere": 2047, "zonal": 1 << 16}
 GEOMETRIES = tuple(_domains.GEOMETRIES)
 MAX_SNAPSHOTS = 10_000_000
 MAX_STEPS = 1_000_000_000
+#: Largest config file read (a config is text; tokens in bulk belong in an initial.path file).
+MAX_CONFIG_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class TimeConfig:
     cfl: float = 0.5
     dt_min: float = 1e-12
     dt_max: float = math.inf
+    growth_check: str = "refuse"  # "refuse" | "warn" | "off": implicit steps too long for a growing mode
+    growth_tol: float = 0.01  # largest relative error of the fastest growing mode's discrete rate
 
 
 @dataclass(frozen=True)
@@ -176,10 +182,19 @@ def load(path: str | Path, overrides: list[str] | tuple = ()) -> Config:
     """Read, override (``section.key=value`` strings) and validate a TOML config file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero, /dev/urandom or a FIFO would never end or block
+            raise ConfigError(f"config: {str(path)!r} is not a regular file, allowed: a TOML file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config: {str(path)!r} is {st.st_size / 1e6:.3g} MB, allowed: at most "
+                              f"{MAX_CONFIG_BYTES / 1e6:g} MB (tokens in bulk belong in an initial.path file)")
+        with open(path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1).decode()
     except FileNotFoundError:
         raise ConfigError(f"config: file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except ConfigError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"config: cannot read {str(path)!r}: {exc}") from None
     return loads(text, overrides, base_dir=path.parent)
 
@@ -190,6 +205,8 @@ def loads(text: str, overrides: list[str] | tuple = (), base_dir: Path | None = 
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("config: arrays or tables nested too deeply, allowed: a flat TOML config") from None
     for item in overrides:
         apply_override(raw, item)
     return from_dict(raw, base_dir=base_dir)
@@ -205,6 +222,8 @@ def apply_override(raw: dict, item: str) -> None:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
+    except RecursionError:
+        raise ConfigError(f"--set: {key.strip()}: value nested too deeply") from None
     sec = raw.setdefault(section, {})
     if not isinstance(sec, dict):
         raise ConfigError(f"{section}: got a value, allowed: a [{section}] table")
@@ -230,6 +249,9 @@ def _coerce(section: str, key: str, value: Any, default: Any):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif t is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(value, int) and abs(value) > 1e308:
+            raise ConfigError(f"{where}: got an integer of {len(str(abs(value)))} digits, allowed: a number "
+                              "within the float range (|x| < 1.8e308)")
         value = float(value) if ok else value
     elif t is str:
         ok = isinstance(value, str)
@@ -280,7 +302,10 @@ def _need(cond: bool, where: str, value, allowed: str) -> None:
 
 
 def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    try:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def _is_int(x) -> bool:
@@ -525,6 +550,9 @@ def validate(cfg: Config) -> None:
     _need(_finite(t.cfl) and 0 < t.cfl <= 10, "time.cfl", t.cfl, "a number in (0, 10]")
     _need(_finite(t.dt_min) and 0 < t.dt_min <= t.dt, "time.dt_min", t.dt_min, f"a number in (0, dt = {t.dt:g}]")
     _need(not math.isnan(t.dt_max) and t.dt_max >= t.dt, "time.dt_max", t.dt_max, f"a number >= dt = {t.dt:g} (or inf)")
+    _need(t.growth_check in ("refuse", "warn", "off"), "time.growth_check", t.growth_check,
+          "'refuse' | 'warn' | 'off'")
+    _need(_finite(t.growth_tol) and 0 < t.growth_tol < 1, "time.growth_tol", t.growth_tol, "a number in (0, 1)")
 
     _need(bool(o.path) and "\x00" not in o.path, "output.path", o.path, "a file path, e.g. run.h5")
     _need(_finite(o.interval) and o.interval > 0, "output.interval", o.interval, "a finite number > 0")
@@ -544,6 +572,9 @@ def validate(cfg: Config) -> None:
     if not t.adaptive:
         for where, value in (("output.interval", o.interval), ("time.t_end", t.t_end)):
             ratio = value / t.dt
+            if not math.isfinite(ratio):
+                raise ConfigError(f"{where}: got {value:g}, allowed with fixed steps: at most {MAX_STEPS:g} "
+                                  f"steps of time.dt = {t.dt:g}")
             if ratio >= 1 and abs(ratio - round(ratio)) > 1e-9 * ratio:
                 raise ConfigError(f"{where}: got {value:g}, allowed with fixed steps: a multiple of "
                                   f"time.dt = {t.dt:g} (or set time.adaptive = true)")

@@ -1,4 +1,5 @@
-"""The two kinds of failure a user sees: bad input (exit 2) and a numerical failure (exit 1)."""
+"""The kinds of failure a user sees: bad input (exit 2), a numerical failure (exit 1), and an output
+that could not be written (exit 1)."""
 
 
 class ConfigError(ValueError):
@@ -7,3 +8,8 @@ class ConfigError(ValueError):
 
 class NumericalError(RuntimeError):
     """The solve failed (blow-up, loss of positivity).  The message names the time, the quantity and a remedy."""
+
+
+class OutputError(RuntimeError):
+    """Writing the history or checkpoint failed mid-run (disk full, file size limit, I/O error).  The
+    message says what the history holds and how to continue."""

@@ -5,15 +5,18 @@ reader opens, holding every snapshot written before.  HDF5 is not crash-safe
 while its metadata changes (measured here: appending by resizing datasets and
 killing at random left 2 of 25 files unreadable; SWMR mode keeps the file
 consistent but marks it "open for write", so plain readers refuse it).  So the
-file's structure never changes during a run:
+file's structure never changes in place:
 
-* it is built complete under a temporary name, every dataset allocated for all
-  planned snapshots (sparse on disk: unwritten rows cost nothing), then renamed;
+* it is built complete under a temporary name (``files.temporary``), every
+  dataset allocated for all planned snapshots (sparse on disk: unwritten rows
+  cost nothing), then renamed over the output;
 * a snapshot only writes raw data into rows that already exist: first the data,
   flush, then its time, flush.  /time is NaN-filled, so the snapshots present are
   the leading finite times;
-* a normal close (end of run, or a numerical failure) shrinks every dataset to
-  the snapshots written.
+* every structural change (a resume growing the datasets, the close shrinking
+  them to the snapshots written and storing the final state) is made on a copy
+  that then replaces the file (``edit_copy``): a kill leaves the old or the new
+  file, never a half-changed one.
 
 Datasets carry HDF5 dimension scales so that ``xarray.open_dataset(path,
 engine="h5netcdf")`` sees named dims (time, theta, mode).
@@ -25,13 +28,14 @@ import json
 import math
 import os
 import shutil
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from . import __version__
+from . import __version__, files
 from .errors import ConfigError
 
 DIAGNOSTICS = {
@@ -51,21 +55,6 @@ INTEGER_DIAGNOSTICS = ("steps", "n_tokens", "n_clusters")
 LAYOUT_VERSION = 2
 MERGE_FIELDS = {"time": ((), "f8"), "row": ((), "i8"), "count": ((), "i8"), "weight": ((), "f8"),
                 "weights": ((2,), "f8"), "reach": ((), "f8")}
-
-
-def check_writable(path: str | Path, overwrite: bool = False) -> Path:
-    """Refuse (ConfigError) an existing output unless ``overwrite``, or a directory we cannot write."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ConfigError(f"output.path: {str(path)!r} exists; pass --overwrite or choose another -o path")
-    if path.is_dir():
-        raise ConfigError(f"output.path: {str(path)!r} is a directory, allowed: a file path")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"output.path: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"output.path: directory {str(parent)!r} is not writable")
-    return path
 
 
 def _preallocated(group, name: str, shape: tuple, dtype, chunks: tuple, nan_fill: bool = False):
@@ -94,11 +83,12 @@ class HistoryWriter:
     the file is made; their names are listed in the root attribute ``row_datasets``.
     ``tokens = (rows, d)`` adds the token datasets, ``clusters = C`` the cluster datasets (the C
     heaviest clusters per snapshot), ``merges = E`` room for E merge records (/merges/*).
+    ``on_replace()`` is called when the new file is complete, just before it replaces ``path``.
     """
 
     def __init__(self, path, geometry, attrs: dict, n_snapshots: int,
                  diagnostics=("mass", "energy", "tail", "dt", "steps"), tokens=None, clusters: int = 0,
-                 merges: int = 0):
+                 merges: int = 0, on_replace=None):
         self.path = Path(path)
         self.planned = int(n_snapshots)
         self.diagnostics = list(diagnostics)
@@ -116,10 +106,15 @@ class HistoryWriter:
                 f"{total / 1e9:.3g} GB, but {free / 1e9:.3g} GB are free; "
                 "raise output.interval (or lower output.per_decade) or lower grid.modes"
             )
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        with h5py.File(partial, "w") as f:
-            self._build(f, geometry, attrs)
-        os.replace(partial, self.path)
+        partial = files.temporary(self.path)
+        try:
+            with h5py.File(partial, "w") as f:
+                self._build(f, geometry, attrs)
+            if on_replace is not None:
+                on_replace()
+            files.replace(partial, self.path)
+        finally:
+            partial.unlink(missing_ok=True)
         self._open(0, 0)
 
     def _open(self, count: int, merge_count: int) -> None:
@@ -228,30 +223,157 @@ class HistoryWriter:
         self.f.flush()
         self.merge_count = j
 
-    def close(self, attrs: dict | None = None) -> None:
-        """Write ``attrs`` (e.g. the hand-off report), shrink the datasets to the snapshots written,
-        and close (safe to call twice)."""
+    def close(self, attrs: dict | None = None, final: tuple | None = None) -> None:
+        """Close the file, then store ``attrs`` (e.g. the hand-off report) and ``final`` = (resume
+        point, config hash) of a completed run (/resume), and shrink the datasets to the snapshots
+        written.  Those change the file's structure, so they are made on a copy that then replaces
+        the history: a kill at any instant leaves either the old or the new file, both readable.
+        Safe to call twice."""
         if not self.f.id.valid:
             return
-        for key, value in (attrs or {}).items():
-            self.f.attrs[key] = value
-        if self.count < self.planned:
-            for ds in [self.time, *self.rows.values()]:
-                ds.resize(self.count, axis=0)
         self.f.close()
+        if self.count >= self.planned and not attrs and final is None:
+            return
+
+        def edit(f):
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = value
+            if self.count < self.planned:
+                for name in ["time", *json.loads(f.attrs["row_datasets"])]:
+                    f[name].resize(self.count, axis=0)
+            if final is not None:
+                _write_tree(f.create_group("resume"), {**final[0], "config_hash": final[1]})
+
+        edit_copy(self.path, edit)
+
+
+def edit_copy(path, edit) -> None:
+    """Apply ``edit(h5py.File)`` to a copy of the history ``path`` and rename the copy over it."""
+    path = Path(path)
+    tmp = files.temporary(path)
+    try:
+        files.sparse_copy(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            edit(f)
+        files.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
-def _open_history(path: str | Path):
-    """Open a history for reading; ConfigError (naming the path) if missing or not HDF5."""
+def _open_history(path: str | Path, key: str = "file"):
+    """Open a history for reading; ConfigError (one line naming ``key`` and the path) if it is missing,
+    not a regular file, not HDF5, or damaged (a missing dataset, a wrong shape or type)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"file {str(path)!r} not found")
+    what = "file" if key == "file" else f"{key}: file"
     try:
-        with h5py.File(path, "r") as f:
-            yield f
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(path)!r} not found") from None
     except OSError as exc:
-        raise ConfigError(f"file {str(path)!r} is not a readable HDF5 file ({exc})") from None
+        raise ConfigError(f"{what} {str(path)!r} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would hang or never end
+        raise ConfigError(f"{what} {str(path)!r} is not a regular file, allowed: an HDF5 history")
+    try:
+        # no HDF5 file lock: a history being written by a run stays readable (rows are only ever
+        # filled in, data first and time last)
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not a readable HDF5 file ({_short(exc)})") from None
+    try:
+        with f:
+            yield f
+    except ConfigError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError, OSError) as exc:
+        raise ConfigError(f"{what} {str(path)!r} is damaged or not a meanfield history "
+                          f"({type(exc).__name__}: {_short(exc)})") from None
+
+
+def _short(exc) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+#: Root attributes a history needs (the model is rebuilt from them), with their types.
+REQUIRED_ATTRS = {"config": str, "geometry": str, "variant": str, "beta": float, "viscosity": float,
+                  "modes": int, "dealias": float}
+
+
+def _check_structure(f, path, key: str) -> None:
+    """ConfigError if the file lacks what readers index into, or holds it with the wrong shape or type."""
+    def bad(what):
+        raise ConfigError(f"{'file' if key == 'file' else key + ': file'} {str(path)!r} is damaged or not a "
+                          f"meanfield history ({what})")
+
+    for name in ("time", "rho_hat", "mode"):
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            bad(f"no dataset /{name}")
+    for name, kind in REQUIRED_ATTRS.items():
+        if name not in f.attrs:
+            bad(f"no attribute {name!r}")
+        value = f.attrs[name]
+        value = value.item() if isinstance(value, np.generic) else value
+        ok = isinstance(value, str) if kind is str else (isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok or (kind is not str and not math.isfinite(value)):
+            bad(f"attribute {name!r} = {value!r}, expected {kind.__name__}")
+    t, c = f["time"], f["rho_hat"]
+    if t.ndim != 1 or t.dtype.kind != "f":
+        bad(f"/time has shape {t.shape} and type {t.dtype}, expected (n,) float")
+    if c.dtype.kind != "c" or c.ndim < 2:
+        bad(f"/rho_hat has shape {c.shape} and type {c.dtype}, expected (n, modes...) complex")
+    n = t.shape[0]
+    rows = [c] + ([f["rho"]] if "rho" in f else [])
+    rows += [ds for ds in f.get("diagnostics", {}).values()] if isinstance(f.get("diagnostics"), h5py.Group) else []
+    for name in ("positions", "token_weights", "clusters/position", "clusters/mass"):
+        if name in f:
+            rows.append(f[name])
+    for ds in rows:
+        if not isinstance(ds, h5py.Dataset) or ds.shape[:1] != (n,) and not (ds.name == "/token_weights"
+                                                                             and ds.ndim == 1):
+            bad(f"{getattr(ds, 'name', ds)} has {ds.shape[0] if ds.shape else 0} rows, /time {n}")
+        if ds.dtype.kind not in "fciu":
+            bad(f"{ds.name} has type {ds.dtype}, expected numbers")
+    if c.shape[1:] != f["mode"].shape[:1] + c.shape[2:] and c.shape[1] != f["mode"].shape[0]:
+        bad(f"/rho_hat has {c.shape[1]} modes, /mode {f['mode'].shape[0]}")
+    if "positions" in f and (f["positions"].ndim != 3 or f["token_weights"].shape[-1] != f["positions"].shape[1]):
+        bad(f"/positions {f['positions'].shape} and /token_weights {f['token_weights'].shape} do not match")
+
+
+def history_problems(h: dict) -> list[str]:
+    """What is wrong in a history read by ``read_history`` that a reader could be misled by: rows
+    after an unwritten one, times not increasing, non-finite data, root attributes that disagree
+    with the stored config.  Empty when the history is sound."""
+    import tomllib
+
+    out = []
+    if h["unwritten_before_written"]:
+        out.append(f"{h['unwritten_before_written']} rows with a time follow an unwritten row (time NaN): "
+                   "the history was spliced or its checkpoint resumed into another file")
+    t = h["time"]
+    if t.size > 1 and not np.all(np.diff(t) > 0):
+        out.append("times do not increase")
+    if t.size and t[0] < 0:
+        out.append(f"negative time {t[0]:g}")
+    a = h["attrs"]
+    try:
+        model = tomllib.loads(str(a["config"])).get("model", {})
+    except tomllib.TOMLDecodeError:
+        return out + ["the stored config is not valid TOML"]
+    for name, default in (("beta", None), ("variant", "sa"), ("viscosity", 0.0), ("geometry", None)):
+        if name in model or default is not None:
+            want = model.get(name, default)
+            have = a.get(name)
+            have = have.item() if isinstance(have, np.generic) else have
+            if isinstance(want, (int, float)) and isinstance(have, (int, float)):
+                same = float(want) == float(have)
+            else:
+                same = str(want) == str(have)
+            if name == "geometry" and model.get("method") == "particles":
+                continue
+            if not same:
+                out.append(f"attribute {name} = {have!r} disagrees with the stored config ({want!r})")
+    return out
 
 
 def _written(times: np.ndarray) -> int:
@@ -260,14 +382,18 @@ def _written(times: np.ndarray) -> int:
     return int(np.argmin(finite)) if not finite.all() else times.size
 
 
-def read_history(path: str | Path) -> dict:
-    """Read a history into memory: time, rho_hat, mode, diagnostics and attributes.
+def read_history(path: str | Path, check: bool = True) -> dict:
+    """Read a history into memory: time, rho_hat, mode, diagnostics and attributes (the leading
+    snapshots with a finite time: a killed run leaves a NaN tail).
 
-    Raises ConfigError (naming the path) if the file is missing or not a meanfield output.
+    Raises ConfigError (one line naming the path) if the file is missing, not a meanfield output or
+    damaged; with ``check``, also if ``history_problems`` finds something wrong (``meanfield info``
+    reads with check=False and reports them).
     """
     with _open_history(path) as f:
         if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
             raise ConfigError(f"file {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
+        _check_structure(f, path, "file")
         times = f["time"][:]
         n = _written(times)
         out = {
@@ -276,6 +402,7 @@ def read_history(path: str | Path) -> dict:
             "mode": f["mode"][:],
             "attrs": dict(f.attrs),
             "diagnostics": {k: f["diagnostics"][k][:n] for k in f.get("diagnostics", {})},
+            "unwritten_before_written": int(np.sum(np.isfinite(times[n:]))),
         }
         if "rho" in f:
             out["rho"] = f["rho"][:n]
@@ -294,7 +421,11 @@ def read_history(path: str | Path) -> dict:
         for name in ("degree", "order"):
             if name in f:
                 out[name] = f[name][:]
-        return out
+    if check:
+        problems = history_problems(out)
+        if problems:
+            raise ConfigError(f"file {str(path)!r} is damaged: {problems[0]} (meanfield info lists every check)")
+    return out
 
 
 def read_attrs(path: str | Path) -> dict:
@@ -319,9 +450,10 @@ def read_snapshot(path: str | Path, time: float = math.nan) -> dict:
     """The snapshot at ``time`` (nan: the last; the time must match a snapshot) as a dict: ``time``,
     ``rho_hat``, ``attrs``, and ``positions``, ``weights`` of its live tokens (None when the snapshot
     holds no tokens: a density run, or before a hand-off)."""
-    with _open_history(path) as f:
+    with _open_history(path, "initial.path") as f:
         if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
             raise ConfigError(f"initial.path: {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
+        _check_structure(f, path, "initial.path")
         times = f["time"][:]
         times = times[:_written(times)]
         if times.size == 0:
@@ -341,6 +473,9 @@ def read_snapshot(path: str | Path, time: float = math.nan) -> dict:
             live = np.all(np.isfinite(x), axis=1) & np.isfinite(w) & (w > 0)
             if live.any():
                 out["positions"], out["weights"] = x[live], w[live]
+        if out["positions"] is None and not np.all(np.isfinite(out["rho_hat"])):
+            raise ConfigError(f"initial.path: the snapshot at t = {out['time']:g} of {str(path)!r} holds non-finite "
+                              "coefficients")
         return out
 
 
@@ -396,10 +531,14 @@ def write_checkpoint(path: str | Path, point: dict, count: int, config_hash: str
     merge records in the history, atomically: a complete temporary file is renamed over the
     previous checkpoint."""
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    with h5py.File(partial, "w") as f:
-        _write_tree(f, {**point, "count": int(count), "merge_count": int(merge_count), "config_hash": config_hash})
-    os.replace(partial, path)
+    partial = files.temporary(path)
+    try:
+        with h5py.File(partial, "w") as f:
+            _write_tree(f, {**point, "count": int(count), "merge_count": int(merge_count),
+                            "config_hash": config_hash})
+        files.replace(partial, path, "checkpoint")
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -414,17 +553,10 @@ def read_checkpoint(path: str | Path) -> dict:
         for key in ("t", "dt", "steps", "next_output", "t0", "j", "count", "config_hash", "state"):
             point[key]  # noqa: B018 - a missing key is an unreadable checkpoint
         return point
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"--resume: checkpoint {str(path)!r} is unreadable ({exc})") from None
-
-
-def write_final_state(history: str | Path, point: dict, config_hash: str) -> None:
-    """Keep the final resume point of a completed run inside its history (/resume), so that
-    ``--resume`` with a larger time.t_end can extend it."""
-    with h5py.File(history, "r+") as f:
-        if "resume" in f:
-            del f["resume"]
-        _write_tree(f.create_group("resume"), {**point, "config_hash": config_hash})
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+        raise ConfigError(f"--resume: checkpoint {str(path)!r} is unreadable ({type(exc).__name__}: "
+                          f"{_short(exc)}); remove it to resume from the history's final state, or start again "
+                          "with --overwrite") from None
 
 
 def read_final_state(history: str | Path) -> dict | None:
@@ -433,30 +565,38 @@ def read_final_state(history: str | Path) -> dict | None:
         return _read_tree(f["resume"]) if "resume" in f else None
 
 
-def reopen_history(path: str | Path, planned: int, count: int, merge_count: int = 0) -> HistoryWriter:
+def reopen_history(path: str | Path, planned: int, count: int, merge_count: int = 0,
+                   attrs: dict | None = None) -> HistoryWriter:
     """Open an existing history to continue it after ``count`` regular snapshots: every row dataset
-    is grown to ``planned`` rows and the rows from ``count`` on are marked unwritten (time NaN), as
-    are the merge records from ``merge_count`` on."""
+    is grown to ``planned`` rows, the rows from ``count`` on are marked unwritten (time NaN), as are
+    the merge records from ``merge_count`` on, the stored final state is dropped and ``attrs`` set.
+    Those structural changes are made on a copy that then replaces the history (``edit_copy``), so
+    a kill during a resume never damages the stopped run's file."""
     w = HistoryWriter.__new__(HistoryWriter)
     w.path, w.planned = Path(path), int(planned)
-    with h5py.File(w.path, "r") as f:
+    with _open_history(w.path) as f:
         if "row_datasets" not in f.attrs:
             raise ConfigError(f"--resume: {str(path)!r} was written by an older meanfield (layout 1): "
                               "start the run again with --overwrite")
+
+    def edit(f):
+        for name in ["time", *json.loads(f.attrs["row_datasets"])]:
+            if f[name].shape[0] != w.planned:
+                f[name].resize(w.planned, axis=0)
+        f["time"][count:] = np.nan
+        if "merges" in f:
+            f["merges/time"][merge_count:] = np.nan
+        if "resume" in f:
+            del f["resume"]  # the run goes on: the stored final state is stale
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+
+    edit_copy(w.path, edit)
     w._open(count, merge_count)
     w.diagnostics = [k for k in w.f["diagnostics"]]
     w.tokens = tuple(w.f["positions"].shape[1:]) if "positions" in w.f else None
     w.clusters = w.f["clusters/mass"].shape[1] if "clusters" in w.f else 0
     w.merges = w.f["merges/time"].shape[0] if "merges" in w.f else 0
-    for ds in [w.time, *w.rows.values()]:
-        if ds.shape[0] != w.planned:
-            ds.resize(w.planned, axis=0)
-    w.time[w.count:] = np.nan
-    if w.merges:
-        w.f["merges/time"][w.merge_count:] = np.nan
-    if "resume" in w.f:
-        del w.f["resume"]  # the run goes on: the stored final state is stale
-    w.f.flush()
     return w
 
 

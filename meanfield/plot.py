@@ -220,8 +220,35 @@ def resolve_kind(h, kind: str) -> str:
     return kind
 
 
-def save(h, kind, path, model=None, time=None) -> str:
-    """Draw ``kind`` for history ``h`` into ``path``; returns the kind drawn ("auto" resolved)."""
+def figure_formats() -> set[str]:
+    """File extensions matplotlib can write (png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    return set(FigureCanvasAgg(Figure()).get_supported_filetypes())
+
+
+def figure_path(path) -> tuple["Path", str]:
+    """The file a figure named ``path`` is written to and its format: a path without an extension
+    gets .png (as matplotlib would add it); ConfigError for an extension matplotlib cannot write."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    path = Path(path)
+    formats = figure_formats()
+    fmt = path.suffix[1:].lower()
+    if not path.suffix:
+        return path.with_name(path.name + ".png"), "png"
+    if fmt not in formats:
+        raise ConfigError(f"-o: got {str(path)!r}, allowed: a figure file ending in "
+                          + ", ".join(f".{f}" for f in sorted(formats)) + " (no extension: .png)")
+    return path, fmt
+
+
+def save(h, kind, path, model=None, time=None, fmt=None) -> str:
+    """Draw ``kind`` for history ``h`` into ``path`` (format ``fmt``, default: from the extension);
+    returns the kind drawn ("auto" resolved)."""
     kind = resolve_kind(h, kind)
     if kind == "sphere" and "longitude" not in h:
         from .errors import ConfigError
@@ -240,7 +267,7 @@ def save(h, kind, path, model=None, time=None) -> str:
             {"kymograph": kymograph, "sphere": sphere, "energy": energy, "clusters": clusters,
              "spectrum": spectrum}[kind](h, fig, time)
         fig.tight_layout()
-        fig.savefig(path)
+        fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)
     return kind

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 import sys
 import time as _time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import config as _config
-from . import io
-from .errors import ConfigError, NumericalError
+from . import files, io
+from .errors import ConfigError, NumericalError, OutputError
 from .simulation import Simulation, output_times
 from .trackers import BlowUpGuard, Checkpointer, HistoryTracker, ProgressBar, ResolutionMonitor, SignalStop
 
@@ -132,61 +135,111 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
     checkpoint, or extend a completed one whose config differs only by a larger time.t_end.
     ``progress``: a progress bar (None: when stderr is a terminal).
 
+    The run owns its output while it runs (``files.OutputLock``: a second run on it is refused);
+    the output may not be a directory, device, link, the config or an input (``files.check_target``).
+
     Raises ConfigError (bad input, nothing written), NumericalError (the last good state is in
-    the checkpoint) or trackers.Interrupted (SIGINT / SIGTERM: final snapshot and checkpoint written).
+    the checkpoint), OutputError (a write failed: the history keeps what was written before) or
+    trackers.Interrupted (SIGINT / SIGTERM: final snapshot and checkpoint written).
     """
     cfg = load_config(config, overrides)
     if output is not None:
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, path=str(output)))
-    out = cfg.output.path
+    out = files.check_name(cfg.output.path, "output.path")
+    inputs = [("the config file", config)] if isinstance(config, (str, Path)) else []
+    if cfg.initial.kind == "file":
+        inputs.append(("initial.path", cfg.initial.path))
+    with files.OutputLock(out):
+        for stale in files.stale_temporaries(out):  # left by a killed run: we own the output now
+            stale.unlink(missing_ok=True)
+        return _run_locked(cfg, out, overwrite, resume, progress, inputs)
+
+
+def _check_resumable(out: Path, ckpt_path: Path) -> None:
+    """The history to resume is a regular file (not a link), and its checkpoint, if any, too."""
+    for key, path in (("--resume", out), ("checkpoint", ckpt_path)):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if path == out:
+                raise ConfigError(f"--resume: file {str(out)!r} not found") from None
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{key}: {str(path)!r} is not a regular file (a link, directory or device), "
+                              "allowed: the history and checkpoint a run wrote")
+
+
+def _resume_point(cfg, out: Path, ckpt_path: Path, times):
+    """The resume point of ``out``: its checkpoint, or the final state of a completed run; None if
+    the run is complete up to cfg's t_end.  Refuses a checkpoint that does not belong to the history."""
+    attrs = io.read_attrs(out)
+    stored = str(attrs.get("config_hash", ""))
+    if not _same_run(cfg, str(attrs.get("config", "")), stored):
+        raise ConfigError(f"--resume: {str(out)!r} was written with another configuration (config hash differs; "
+                          "only time.t_end may grow); resume with the same config file and --set overrides")
+    done = io.snapshot_count(out)
+    if ckpt_path.is_file():
+        point = io.read_checkpoint(ckpt_path)
+        if not _same_run(cfg, str(attrs.get("config", "")), point["config_hash"]) and point["config_hash"] != stored:
+            raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another configuration")
+        run_id = attrs.get("run_id")
+        if run_id is not None and point.get("run_id") not in (None, str(run_id)):
+            raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another run than {str(out)!r} "
+                              "(run_id differs); remove it, or start again with --overwrite")
+        if int(point["count"]) > done:
+            raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} is ahead of the history: it follows "
+                              f"{int(point['count'])} snapshots, {str(out)!r} holds {done} (was the history "
+                              "replaced or restored from a backup?); start again with --overwrite")
+        return point
+    point = io.read_final_state(out)
+    if point is None:
+        raise ConfigError(f"--resume: {str(out)!r} has no checkpoint and no final state to continue from; "
+                          "start it again with --overwrite")
+    point["count"], point["merge_count"] = done, io.merge_count(out)
+    return point
+
+
+def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs) -> Result:
     chash = io.config_hash(cfg)
+    ckpt_path = io.checkpoint_path(out)
+    if resume:
+        _check_resumable(out, ckpt_path)
+    else:
+        files.check_target(out, "output.path", overwrite, inputs)
+        files.check_target(ckpt_path, "output.path (its checkpoint)", True, inputs)
     sim = Simulation(cfg)
     diagnostics = diagnostics_of(cfg)
     times = output_times(cfg)
-    ckpt_path = io.checkpoint_path(out)
     wall = _time.monotonic()
     if resume:
-        attrs = io.read_attrs(out)
-        stored = str(attrs.get("config_hash", ""))
-        if not _same_run(cfg, str(attrs.get("config", "")), stored):
-            raise ConfigError(f"--resume: {out!r} was written with another configuration (config hash differs; "
-                              "only time.t_end may grow); resume with the same config file and --set overrides")
-        if ckpt_path.is_file():
-            point = io.read_checkpoint(ckpt_path)
-            if not _same_run(cfg, str(attrs.get("config", "")), point["config_hash"]) and point["config_hash"] != stored:
-                raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another configuration")
-        else:
-            point = io.read_final_state(out)
-            done = io.snapshot_count(out)
-            if point is None:
-                raise ConfigError(f"--resume: {out!r} has no checkpoint and no final state to continue from; "
-                                  "start it again with --overwrite")
-            point["count"], point["merge_count"] = done, io.merge_count(out)
-            if float(point["t"]) >= cfg.time.t_end * (1 - 1e-12):
-                return Result(Path(out), float(point["t"]), int(point["steps"]), done, 0.0, "already complete")
+        point = _resume_point(cfg, out, ckpt_path, times)
+        if not ckpt_path.is_file() and float(point["t"]) >= cfg.time.t_end * (1 - 1e-12):
+            return Result(out, float(point["t"]), int(point["steps"]), int(point["count"]), 0.0, "already complete")
         if cfg.time.t_end < float(point["t"]):
             raise ConfigError(f"time.t_end: got {cfg.time.t_end:g}, allowed: >= {float(point['t']):g}, where the "
-                              f"run in {out!r} stands")
+                              f"run in {str(out)!r} stands")
         sim.restore(point)
         count = int(point["count"])
         if io.config_hash(cfg) != point["config_hash"]:  # extended: continue on the new schedule
             sim.next_output = int(np.searchsorted(times, sim.t * (1 + 1e-12) + 1e-300, side="right"))
             sim._t0, sim._j = sim.t, 0
         planned = count + len(times) - sim.next_output
-        writer = io.reopen_history(out, planned, count, int(point.get("merge_count", 0)))
-        writer.f.attrs["config"], writer.f.attrs["config_hash"] = cfg.to_toml(), chash
-        writer.f.flush()
+        writer = io.reopen_history(out, planned, count, int(point.get("merge_count", 0)),
+                                   {"config": cfg.to_toml(), "config_hash": chash})
+        run_id = str(writer.f.attrs.get("run_id", ""))
     else:
-        io.check_writable(out, overwrite)
-        ckpt_path.unlink(missing_ok=True)  # a checkpoint of an earlier run must not be resumed into this one
         tokens = None
         if sim.particles or cfg.longtime.handoff == "tokens":
             tokens = (sim.token_rows(), sim.geometry.dim)
         clusters = min(int(1 / cfg.longtime.cluster_mass + 1e-9), MAX_CLUSTERS)
-        writer = io.HistoryWriter(out, sim.geometry, history_attrs(cfg, sim, chash), len(times), diagnostics,
-                                  tokens=tokens, clusters=clusters, merges=tokens[0] if tokens else 0)
-    history = HistoryTracker(writer)
-    ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every)
+        run_id = uuid.uuid4().hex
+        # an old checkpoint must not be resumed into the new history: removed only once that is complete
+        writer = io.HistoryWriter(out, sim.geometry, {**history_attrs(cfg, sim, chash), "run_id": run_id},
+                                  len(times), diagnostics, tokens=tokens, clusters=clusters,
+                                  merges=tokens[0] if tokens else 0,
+                                  on_replace=lambda: ckpt_path.unlink(missing_ok=True))
+    history = HistoryTracker(writer, final_hash=chash)
+    ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every, run_id)
 
     def on_stop(s):
         regular = writer.count
@@ -201,8 +254,13 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
             ckpt.write(sim.last_good, writer.count)
         raise NumericalError(f"{exc} (history up to the last snapshot kept in {out}; last good state, "
                              f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})") from None
-    io.write_final_state(out, sim.resume_point(), chash)
+    except OSError as exc:  # disk full, file size limit, I/O error: say what is kept
+        writer.f.close() if writer.f.id.valid else None
+        held = io.snapshot_count(out)
+        last = f"t <= {float(io.read_history(out)['time'][-1]):.6g}" if held else "none"
+        resumable = f"resume from {ckpt_path} with --resume" if ckpt_path.is_file() else "no checkpoint was written"
+        raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or exc}); the history "
+                          f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
     ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
-    return Result(Path(out), sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
+    return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
                   len(sim.merge_log))
-

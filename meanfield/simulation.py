@@ -18,6 +18,7 @@ output time exactly and calls the trackers' ``start``, ``step``, ``snapshot`` an
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -92,9 +93,12 @@ class Simulation:
         if not self.particles:
             self.model = AttentionModel(self.geometry, m.variant, m.beta, m.viscosity)
             self.scheme = make_scheme(tc.stepper, self.model.L, self.model.nonlinear)
+            dt_cap = self._growth_step_cap()
             if tc.adaptive:
-                self.controller = AdaptiveStep(tc.dt, tc.rtol, tc.atol, tc.cfl, tc.dt_min, tc.dt_max,
-                                               spacing=self.geometry.spacing, max_speed=self.model.max_speed)
+                self.controller = AdaptiveStep(min(tc.dt, dt_cap), tc.rtol, tc.atol, tc.cfl, min(tc.dt_min, dt_cap),
+                                               min(tc.dt_max, dt_cap), spacing=self.geometry.spacing,
+                                               max_speed=self.model.max_speed)
+                self.dt = min(tc.dt, dt_cap)
             else:
                 self.controller = FixedStep(tc.dt)
         if tokens is None and c0 is None:
@@ -116,6 +120,39 @@ class Simulation:
             c0 = initial_coefficients(cfg, self.geometry) if c0 is None else c0
             self.state = self.scheme.start(np.asarray(c0, dtype=complex))
             self.tail0 = self.geometry.tail(self.state.u)
+
+    def _growth_step_cap(self) -> float:
+        """The longest step at which an implicit scheme still grows the fastest growing mode at its rate
+        to time.growth_tol (inf for the exponential schemes, which integrate the linear part exactly).
+        A fixed dt above it is refused (time.growth_check = "refuse", the default) or warned about: an
+        implicit step with lambda dt >> 1 damps a growing mode, a silent wrong answer."""
+        tc = self.cfg.time
+        growing = self.model.L.real
+        lam = float(np.max(growing))
+        if tc.growth_check == "off" or lam <= 0:
+            return math.inf
+        z_max = type(self.scheme).growth_step_limit(tc.growth_tol)
+        if not math.isfinite(z_max):
+            return math.inf
+        cap = z_max / lam
+        if tc.adaptive and tc.t_end / cap <= MAX_STEPS:
+            return cap
+        if not tc.adaptive and tc.dt <= cap:
+            return math.inf
+        mode = tuple(int(i) for i in np.unravel_index(int(np.argmax(growing)), growing.shape))
+        where, given = ("time.adaptive", "true") if tc.adaptive else ("time.dt", f"{tc.dt:g}")
+        allowed = (f"at most {MAX_STEPS:g} steps of <= {cap:.3g}, so time.t_end <= {MAX_STEPS * cap:.3g}"
+                   if tc.adaptive else f"<= {cap:.3g}")
+        message = (f"{where}: got {given}, allowed with time.stepper = {tc.stepper!r}: {allowed}. The fastest growing "
+                   f"mode (lambda = {lam:.4g}, index {mode}) would be stepped at lambda dt = {lam * tc.dt:.3g}: "
+                   f"{tc.stepper}'s discrete growth rate is off by more than time.growth_tol = {tc.growth_tol:g} "
+                   f"beyond lambda dt = {z_max:.3g}, and a long implicit step damps a growing mode. Use "
+                   "time.stepper = 'etdrk4' (exact linear part) or a smaller dt (time.growth_check = 'warn' runs "
+                   "anyway)")
+        if tc.growth_check == "refuse":
+            raise ConfigError(message)
+        warnings.warn(message.replace(". The fastest", "; running anyway. The fastest"), stacklevel=2)
+        return cap if tc.adaptive else math.inf
 
     # --- tokens -------------------------------------------------------------------------
     def _start_tokens(self, x, w=None, rows=None, n_rows=None) -> None:

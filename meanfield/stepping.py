@@ -64,6 +64,7 @@ class Scheme:
 
     name = ""
     order = 0
+    implicit = False  # the linear part by an implicit rule (exact for the exponential schemes)
 
     def __init__(self, L: np.ndarray, N: Callable[[np.ndarray], np.ndarray]):
         self.L = np.asarray(L)
@@ -77,12 +78,44 @@ class Scheme:
         """The state one step of size h later."""
         raise NotImplementedError
 
+    @staticmethod
+    def growth_factor(z: float) -> float:
+        """Per-step factor of a mode u' = lambda u at z = lambda h (exact: e^z)."""
+        return math.exp(min(z, 700.0))
+
+    @classmethod
+    def rate_error(cls, z: float) -> float:
+        """Relative error of the scheme's discrete growth rate log(g(z)) / h against lambda, for a
+        growing mode at z = lambda h > 0 (inf where the step no longer grows: g <= 1)."""
+        g = cls.growth_factor(z)
+        if not (math.isfinite(g) and g > 1):
+            return math.inf
+        return abs(math.log(g) / z - 1)
+
+    @classmethod
+    def growth_step_limit(cls, tol: float) -> float:
+        """The largest z = lambda h at which the discrete growth rate is within ``tol`` (inf: exact)."""
+        if not cls.implicit:
+            return math.inf
+        from scipy.optimize import brentq
+
+        hi = 1e-8
+        while cls.rate_error(hi * 2) <= tol and hi < 1e3:
+            hi *= 2
+        return brentq(lambda z: cls.rate_error(z) - tol, hi / 2 if hi > 1e-8 else 0.0, hi * 2, xtol=1e-14)
+
 
 class SBDF1(Scheme):
     """IMEX Euler: (u1 - u0)/h = L u1 + N(u0)."""
 
     name = "sbdf1"
     order = 1
+    implicit = True
+
+    @staticmethod
+    def growth_factor(z: float) -> float:
+        """1 / (1 - z): below 1 in modulus for z > 2, so a long step damps a growing mode."""
+        return 1.0 / (1.0 - z) if z != 1 else math.inf
 
     def step(self, state: State, h: float) -> State:
         """One IMEX Euler step."""
@@ -100,6 +133,13 @@ class SBDF2(Scheme):
 
     name = "sbdf2"
     order = 2
+    implicit = True
+
+    @staticmethod
+    def growth_factor(z: float) -> float:
+        """Principal root of (3/2 - z) g^2 - 2 g + 1/2 = 0 (constant steps): (2 + sqrt(1 + 2z)) / (3 - 2z),
+        infinite at z = 3/2 and negative beyond, where a growing mode decays or oscillates."""
+        return (2 + math.sqrt(1 + 2 * z)) / (3 - 2 * z) if z != 1.5 else math.inf
 
     def step(self, state: State, h: float) -> State:
         """One SBDF2 step (SBDF1 when there is no history yet)."""
@@ -130,24 +170,26 @@ class ETDRK4(Scheme):
             if len(self._cache) > 8:
                 self._cache.clear()
             z = h * self.L
-            p1, p2, p3 = phi_functions(z)
-            (q1,) = phi_functions(z / 2, 1)
-            self._cache[h] = (np.exp(z / 2), np.exp(z), h / 2 * q1,
-                              h * (p1 - 3 * p2 + 4 * p3), h * 2 * (p2 - 2 * p3), h * (4 * p3 - p2))
+            with np.errstate(over="ignore", invalid="ignore"):  # lambda h > 709: inf, the guard stops the run
+                p1, p2, p3 = phi_functions(z)
+                (q1,) = phi_functions(z / 2, 1)
+                self._cache[h] = (np.exp(z / 2), np.exp(z), h / 2 * q1,
+                                  h * (p1 - 3 * p2 + 4 * p3), h * 2 * (p2 - 2 * p3), h * (4 * p3 - p2))
         return self._cache[h]
 
     def step(self, state: State, h: float) -> State:
         """One ETDRK4 step (four evaluations of N)."""
         e2, e1, q, f1, f2, f3 = self._coefficients(h)
         u = state.u
-        nu = self.N(u)
-        a = e2 * u + q * nu
-        na = self.N(a)
-        b = e2 * u + q * na
-        nb = self.N(b)
-        c = e2 * a + q * (2 * nb - nu)
-        nc = self.N(c)
-        return State(e1 * u + f1 * nu + f2 * (na + nb) + f3 * nc)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite: the blow-up guard names it
+            nu = self.N(u)
+            a = e2 * u + q * nu
+            na = self.N(a)
+            b = e2 * u + q * na
+            nb = self.N(b)
+            c = e2 * a + q * (2 * nb - nu)
+            nc = self.N(c)
+            return State(e1 * u + f1 * nu + f2 * (na + nb) + f3 * nc)
 
 
 SCHEMES = {cls.name: cls for cls in (SBDF1, SBDF2, ETDRK4)}

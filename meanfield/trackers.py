@@ -137,8 +137,9 @@ class HistoryTracker:
     grid and its coefficients, the diagnostics, the tokens, the clusters and the merges since the
     last snapshot."""
 
-    def __init__(self, writer):
+    def __init__(self, writer, final_hash: str | None = None):
         self.writer = writer
+        self.final_hash = final_hash  # store the final state of a completed run under this config hash
         self._logged = 0  # merge records of sim.merge_log already written
 
     def start(self, sim) -> None:
@@ -205,14 +206,17 @@ class HistoryTracker:
 
     def finish(self, sim) -> None:
         """Close the file (shrinking it to the snapshots written), with the hand-off report and the
-        token integrator's accepted / rejected steps as attributes."""
+        token integrator's accepted / rejected steps as attributes, and, when the run is complete,
+        its final state (so that a larger t_end can extend it)."""
         # merge records up to the last state the guard passed (after a failure, that is the checkpoint)
         self.write_merges(sim, sim.last_good["merges"] if sim.last_good is not None else None)
         attrs = sim.handoff.attrs() if sim.handoff is not None else {}
         ctl = sim.tokens.controller if sim.tokens is not None else None
         if ctl is not None and ctl.adaptive:
             attrs.update(token_steps_accepted=ctl.accepted, token_steps_rejected=ctl.rejected)
-        self.writer.close(attrs)
+        complete = sim.next_output >= sim.output_times().size
+        final = (sim.resume_point(), self.final_hash) if complete and self.final_hash else None
+        self.writer.close(attrs, final)
 
 
 class ProgressBar:
@@ -269,8 +273,9 @@ class ProgressBar:
 class Checkpointer:
     """Writes a checkpoint (io.write_checkpoint) every ``every`` snapshots, after the history row."""
 
-    def __init__(self, path, writer, config_hash: str, every: int = 1):
+    def __init__(self, path, writer, config_hash: str, every: int = 1, run_id: str = ""):
         self.path, self.writer, self.hash, self.every = path, writer, config_hash, int(every)
+        self.run_id = run_id  # the history's run_id: a checkpoint resumes only its own history
         self._seen = 0
 
     def snapshot(self, sim) -> None:
@@ -283,7 +288,7 @@ class Checkpointer:
         """Checkpoint ``point``, recording ``count`` regular snapshots in the history."""
         from .io import write_checkpoint
 
-        write_checkpoint(self.path, point, count, self.hash, self.writer.merge_count)
+        write_checkpoint(self.path, {**point, "run_id": self.run_id}, count, self.hash, self.writer.merge_count)
 
 
 class Interrupted(Exception):

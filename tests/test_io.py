@@ -14,7 +14,8 @@ from meanfield import config
 from meanfield.domains import Circle
 from meanfield.errors import ConfigError
 from meanfield.initial import initial_coefficients
-from meanfield.io import check_writable, read_history, read_snapshot
+from meanfield.files import check_target
+from meanfield.io import read_history, read_snapshot
 
 CFG = """
 [model]
@@ -97,7 +98,7 @@ def test_refuses_to_overwrite(history, tmp_path):
     assert r.stderr.count("\n") == 1
     assert history.read_bytes() == before
     with pytest.raises(ConfigError, match="does not exist"):
-        check_writable(tmp_path / "nope" / "x.h5")
+        check_target(tmp_path / "nope" / "x.h5", "output.path")
 
 
 def test_initial_condition_from_file(history, tmp_path):
