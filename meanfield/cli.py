@@ -369,6 +369,15 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `meanfield rates ... | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except RecursionError:
+        return _fail("input nested too deeply", 2)
+    except MemoryError:
+        return _fail("out of memory; lower grid.modes, particles.n or the number of snapshots", 1)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback on request
+        if os.environ.get("MEANFIELD_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (a bug in "
+                     "meanfield: please report it with the command; MEANFIELD_DEBUG=1 shows the traceback)", 1)
 
 
 if __name__ == "__main__":

@@ -343,6 +343,18 @@ def _check_centers(centers, geometry: str) -> None:
     _need(ok, "initial.centers", _plain(centers), allowed)
 
 
+def _check_zonal_dim(where: str, d: int, L: int) -> None:
+    """A zonal density of degree L on S^{d-1} must be representable in float64 (it is stored with
+    respect to the surface measure, which underflows as d grows: |S^{399}| ~ 1e-273)."""
+    from .domains.zonal import max_dimension
+
+    if _is_int(L) and 1 <= L <= 100_000 and d > 3:
+        top = max_dimension(L)
+        _need(d <= top, where, d, f"<= {top} with grid.modes = {L} (a density with respect to the surface measure "
+              f"of S^{{d-1}} and its degree-{L} normalisation leave the float64 range beyond; fewer modes allow a "
+              "little more)")
+
+
 def _validate_particles(cfg: Config) -> None:
     """[particles] and its consistency with [model] and [time]."""
     from .particles import EMBEDDED, INTEGRATORS, attention_matrices, particle_geometry_name
@@ -350,6 +362,8 @@ def _validate_particles(cfg: Config) -> None:
     p, m = cfg.particles, cfg.model
     _need(1 <= p.n <= 1_000_000, "particles.n", p.n, "an integer in [1, 1000000]")
     _need(2 <= p.dim <= 1000, "particles.dim", p.dim, "an integer in [2, 1000] (tokens on S^{dim-1})")
+    if p.dim >= 4:  # the density estimate lives on the zonal grid
+        _check_zonal_dim("particles.dim", p.dim, cfg.grid.modes)
     _need(1 <= p.heads <= 64, "particles.heads", p.heads, "an integer in [1, 64]")
     _need(p.integrator in INTEGRATORS, "particles.integrator", p.integrator,
           " | ".join(repr(k) for k in INTEGRATORS))
@@ -488,7 +502,9 @@ def validate(cfg: Config) -> None:
     if m.method == "particles":
         _validate_particles(cfg)
     elif m.geometry == "zonal":
-        _need(2 <= m.dim <= 1000, "model.dim", m.dim, "an integer in [2, 1000] for geometry 'zonal' (tokens on S^{dim-1})")
+        _need(_is_int(m.dim) and 2 <= m.dim <= 1000, "model.dim", m.dim,
+              "an integer in [2, 1000] for geometry 'zonal' (tokens on S^{dim-1})")
+        _check_zonal_dim("model.dim", m.dim, g.modes)
     else:
         own = theory.dim_of(m.geometry)
         _need(m.dim in (0, own), "model.dim", m.dim, f"0 or {own} for geometry {m.geometry!r} (use geometry 'zonal' for other d)")

@@ -26,7 +26,30 @@ from .circle import DEFAULT_DEALIAS
 
 def sphere_area(d: int) -> float:
     """|S^{d-1}|, the area of the unit sphere in R^d."""
-    return 2 * math.pi ** (d / 2) / math.exp(gammaln(d / 2))
+    return math.exp(math.log(2) + (d / 2) * math.log(math.pi) - gammaln(d / 2))  # no overflow of Gamma(d/2)
+
+
+def log_norm(d: int, l: int) -> float:
+    """log of int_{S^{d-1}} R_l^2 = |S^{d-1}| / dim H_l (H_l: spherical harmonics of degree l),
+    dim H_l = (2l + d - 2) / (l + d - 2) * binom(l + d - 2, l)."""
+    log_area = math.log(2) + (d / 2) * math.log(math.pi) - gammaln(d / 2)
+    if l == 0:
+        return log_area
+    log_dim = math.log((2 * l + d - 2) / (l + d - 2)) + gammaln(l + d - 1) - gammaln(l + 1) - gammaln(d - 1)
+    return log_area - log_dim
+
+
+#: The densities are stored with respect to the surface measure: 1 / |S^{d-1}| and int R_L^2 must stay
+#: well inside float64 (1e+-300), with room for products of densities.
+LOG_FLOAT_ROOM = 600.0
+
+
+def max_dimension(L: int) -> int:
+    """The largest d for which a zonal density of degree <= L on S^{d-1} is representable in float64."""
+    d = 2
+    while d < 100_000 and -log_norm(d + 1, L) < LOG_FLOAT_ROOM and -log_norm(d + 1, 0) < LOG_FLOAT_ROOM:
+        d += 1
+    return d
 
 
 def gegenbauer_table(L: int, alpha: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

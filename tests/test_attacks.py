@@ -1,0 +1,208 @@
+"""The attack harness (tests/attacks.py) against the real command: each attack must hold (exit 0, 1
+or 2 with one line and no traceback, nothing outside the run's own files changed, no silent wrong
+answer).  The kill-at-every-write sweep and the longer cases run with -m slow."""
+
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+import attacks  # noqa: E402
+
+from meanfield import theory  # noqa: E402
+
+#: Attacks that still fail: open work of issue 10, listed in its note (strict: a fix must remove them here).
+KNOWN = set()
+#: Categories in which every attack holds today: a failure there fails the suite.
+GATED = {"numerics", "resume", "kill"}
+#: The default suite runs these (the quick ones and a sample of each kind); -m slow runs the rest.
+DEFAULT = {"numerics/usa-beta30-sbdf2-dt0.01", "numerics/usa-beta100-sbdf1-dt0.01", "resume/info-on-spliced-history",
+           "kill/sigkill-0.15s-into-resume", "concurrent/two-runs-0.02s-apart", "dimension/zonal-d1000",
+           "corrupt/flip-info", "corrupt/missing-rates", "corrupt/dtype-plot", "corrupt/hole-info",
+           "corrupt/decreasing-rates"}
+
+
+def _param(c):
+    cid = f"{c[0]}/{c[1]}"
+    marks = [pytest.mark.xfail(reason="open (issue 10 note)", strict=True)] if cid in KNOWN else []
+    if c[0] not in GATED:  # still being fixed: run and reported, not yet a gate
+        marks.append(pytest.mark.xfail(reason="issue 10 open: this category still has failing attacks", strict=False))
+    if not (c[0] in ("clobber", "oneline") or cid in DEFAULT):
+        marks.append(pytest.mark.slow)
+    return pytest.param(c[2], id=cid, marks=marks)
+
+
+CASES = [c for c in attacks.cases() if c[1] != "sigkill-at-writes-1-40"]
+
+
+@pytest.mark.parametrize("attack", [_param(c) for c in CASES])
+def test_attack_holds(attack, tmp_path):
+    assert attack(tmp_path) is None
+
+
+@pytest.mark.skipif(not attacks.strace_works(), reason="strace (ptrace) not available here")
+def test_kill_at_first_writes_of_a_resume(tmp_path):
+    """SIGKILL injected at write system calls 1, 4, 7, 10 of a resume: the history stays readable
+    and a further --resume completes it."""
+    assert attacks.kill_at_writes(tmp_path, [1, 4, 7, 10]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not attacks.strace_works(), reason="strace (ptrace) not available here")
+def test_kill_at_every_write_of_a_resume_setup(tmp_path):
+    """Every write-type system call (pwrite64, write, rename, ftruncate, unlink) from the start of a
+    resume until it writes its first snapshots: a kill at each leaves a readable, resumable history."""
+    assert attacks.kill_at_writes(tmp_path, range(1, 61)) is None
+
+
+# ------------------------------------------------------------------------------------------
+# file corruption, fuzzed: in process (fast), every command on every damaged file is one line
+def _history(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    return attacks.make_history(d)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    return _history(tmp_path_factory).read_bytes()
+
+
+def _cli(argv):
+    import contextlib
+    import io
+
+    from meanfield import cli
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+    return code, err.getvalue(), out.getvalue()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offsets=st.lists(st.floats(0, 1), min_size=1, max_size=32), command=st.sampled_from(["info", "rates", "plot"]))
+def test_flipped_bytes_give_one_line(pristine, tmp_path, offsets, command):
+    data = bytearray(pristine)
+    for x in offsets:
+        data[min(int(x * len(data)), len(data) - 1)] ^= 0xA5
+    path = tmp_path / "h.h5"
+    path.write_bytes(bytes(data))
+    fig = tmp_path / "f.png"
+    fig.unlink(missing_ok=True)
+    argv = {"info": ["info", path], "rates": ["rates", path], "plot": ["plot", path, "-o", fig, "--overwrite"]}[command]
+    code, err, out = _cli(argv)
+    assert code in (0, 1, 2), (code, err)
+    assert "internal error" not in err, err
+    if code == 2:
+        assert err.count("meanfield: error:") == 1 and err.strip().count("\n") == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["h.h5"], ["f.png", "h.h5"])
+
+
+# ------------------------------------------------------------------------------------------
+# numerical honesty: growth at the theory's rate or a refusal
+@pytest.mark.parametrize("beta", [30.0, 100.0])
+def test_usa_large_beta_sbdf2_refused_not_damped(beta, tmp_path):
+    """USA with SBDF2 at dt = 0.01: lambda* dt ~ 5e9 (beta 30), 8e39 (beta 100) is refused, naming
+    time.dt and the largest dt allowed (0.183 / lambda*)."""
+    cfg = tmp_path / "u.toml"
+    cfg.write_text(f'[model]\nvariant = "usa"\nbeta = {beta}\n[grid]\nmodes = 32\n[time]\nt_end = 1.0\ndt = 0.01\n'
+                   'stepper = "sbdf2"\n[output]\ninterval = 0.1\n')
+    r = attacks.mf("run", cfg, "-o", tmp_path / "u.h5", "--quiet")
+    assert r.returncode == 2 and "time.dt" in r.stderr and "etdrk4" in r.stderr, r.stderr
+    lam = float(np.max(theory.growth_rates(np.arange(33), beta, "usa", 0.0, 2)))
+    allowed = float(re.search(r"allowed with time.stepper = 'sbdf2': <= ([0-9.]+e[+-]\d+)\.", r.stderr).group(1))
+    assert allowed == pytest.approx(0.1826 / lam, rel=1e-2)
+    assert not (tmp_path / "u.h5").exists()
+
+
+def test_usa_beta30_grows_at_theory_rate_with_short_steps(tmp_path):
+    """The same beta = 30 run with steps inside the limit grows mode k* = 8 at lambda* to 1e-4."""
+    lam = float(theory.growth_rates([8], 30.0, "usa", 0.0, 2)[0])
+    dt = 0.01 / lam  # lambda dt = 0.01: SBDF2's rate bias ~ (lambda dt)^2 / 3 = 3e-5
+    cfg = tmp_path / "u.toml"
+    cfg.write_text(f'[model]\nvariant = "usa"\nbeta = 30.0\n[grid]\nmodes = 32\n[initial]\nkind = "modes"\n'
+                   f'modes = [[8, 1e-9]]\n[time]\nt_end = {400 * dt!r}\ndt = {dt!r}\nstepper = "sbdf2"\ndt_min = {dt / 10!r}\n'
+                   f'[output]\ninterval = {100 * dt!r}\n')
+    r = attacks.mf("run", cfg, "-o", tmp_path / "u.h5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "u.h5", "r") as f:
+        t, c = f["time"][:], f["rho_hat"][:, 8]
+    rate = math.log(abs(c[-1]) / abs(c[1])) / (t[-1] - t[1])
+    assert rate == pytest.approx(lam, rel=1e-4)
+    assert abs(c[-1]) > abs(c[0])
+
+
+@pytest.mark.parametrize("stepper,z", [("sbdf1", 0.01), ("sbdf1", 0.3), ("sbdf2", 0.1), ("sbdf2", 0.6), ("sbdf2", 1.2)])
+def test_discrete_growth_rate_matches_the_scheme(stepper, z, tmp_path):
+    """The closed-form discrete growth factor (stepping.rate_error) against a run of one growing mode
+    with time.growth_check = 'off': the measured rate is lambda (1 + rate error) to 1e-3."""
+    from meanfield.stepping import SCHEMES
+
+    lam = float(theory.growth_rates([3], 9.0, "sa", 0.0, 2)[0])
+    dt = z / lam
+    m = max(2, math.ceil(math.log(1e5) / math.log(SCHEMES[stepper].growth_factor(z)) / 3))  # growth <= 1e5
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(f'[model]\nbeta = 9.0\n[grid]\nmodes = 16\n[initial]\nkind = "modes"\nmodes = [[3, 1e-10]]\n'
+                   f'[time]\nt_end = {3 * m * dt!r}\ndt = {dt!r}\ndt_min = {dt / 10!r}\nstepper = "{stepper}"\n'
+                   f'growth_check = "off"\n[output]\ninterval = {m * dt!r}\n')
+    r = attacks.mf("run", cfg, "-o", tmp_path / "g.h5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "g.h5", "r") as f:
+        t, c = f["time"][:], f["rho_hat"][:, 3].real
+    measured = math.log(abs(c[-1] / c[1])) / (t[-1] - t[1])  # from snapshot 1: SBDF2's first step is SBDF1
+    predicted = math.log(SCHEMES[stepper].growth_factor(z)) / dt
+    assert measured == pytest.approx(predicted, rel=1e-3)
+    limit = SCHEMES[stepper].growth_step_limit(0.01)
+    assert (abs(predicted / lam - 1) <= 0.01) == (z <= limit)
+
+
+def test_growth_check_warn_runs_and_says_so(tmp_path):
+    cfg = tmp_path / "u.toml"
+    cfg.write_text('[model]\nvariant = "usa"\nbeta = 12.0\n[grid]\nmodes = 32\n[time]\nt_end = 0.1\ndt = 0.01\n'
+                   'stepper = "sbdf2"\ngrowth_check = "warn"\n[output]\ninterval = 0.05\n')
+    r = attacks.mf("run", cfg, "-o", tmp_path / "u.h5", "--quiet")
+    assert "warning: time.dt" in r.stderr and "running anyway" in r.stderr
+
+
+def test_adaptive_sbdf2_caps_lambda_dt(tmp_path):
+    """Adaptive SBDF2 at USA beta = 12 keeps lambda* dt within the limit (dt column of the history)."""
+    lam = float(np.max(theory.growth_rates(np.arange(33), 12.0, "usa", 0.0, 2)))
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[model]\nvariant = "usa"\nbeta = 12.0\n[grid]\nmodes = 32\n[initial]\namplitude = 1e-9\n'
+                   '[time]\nt_end = 0.001\ndt = 0.0001\nstepper = "sbdf2"\nadaptive = true\ndt_min = 1e-12\n'
+                   '[output]\ninterval = 0.00025\n')
+    r = attacks.mf("run", cfg, "-o", tmp_path / "a.h5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        dts = f["diagnostics/dt"][:]
+    assert np.max(dts) * lam <= 0.1827
+
+
+def test_zonal_dimension_limit_is_stated():
+    from meanfield import config
+    from meanfield.domains.zonal import max_dimension
+
+    top = max_dimension(16)
+    assert 300 < top < 450
+    base = {"model": {"geometry": "zonal", "dim": top}, "grid": {"modes": 16},
+            "initial": {"kind": "modes", "modes": [[2, 0.1]]}}
+    config.from_dict(base)
+    base["model"]["dim"] = top + 1
+    with pytest.raises(config.ConfigError, match=r"model.dim: got .*allowed: <= \d+ with grid.modes = 16"):
+        config.from_dict(base)
+
+
+def test_tests_write_only_in_tmp(tmp_path):
+    """The harness leaves nothing in the working directory."""
+    assert not any(p.name.endswith((".partial", ".lock")) for p in Path(os.getcwd()).iterdir())
