@@ -227,7 +227,8 @@ def cmd_info(args) -> int:
     print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
     ckpt = io.checkpoint_path(args.history)
     print(f"checkpoint      {ckpt if ckpt.is_file() else 'none'}")
-    checks = [(problem, False) for problem in io.history_problems(h) if problem != "times do not increase"]
+    own = (io.TIMES_NOT_INCREASING, io.NON_FINITE)  # info prints these checks itself, below
+    checks = [(problem, False) for problem in io.history_problems(h) if not problem.startswith(own)]
     if ckpt.is_file():
         try:
             ahead = int(io.read_checkpoint(ckpt)["count"]) > t.size

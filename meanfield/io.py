@@ -265,7 +265,7 @@ def _open_history(path: str | Path, key: str = "file"):
     """Open a history for reading; ConfigError (one line naming ``key`` and the path) if it is missing,
     not a regular file, not HDF5, or damaged (a missing dataset, a wrong shape or type)."""
     path = Path(path)
-    what = "file" if key == "file" else f"{key}: file"
+    what = _naming(key)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -290,6 +290,11 @@ def _open_history(path: str | Path, key: str = "file"):
                           f"({type(exc).__name__}: {_short(exc)})") from None
 
 
+def _naming(key: str) -> str:
+    """How an error names a file read for ``key``: "file" for a command's argument, "KEY: file" else."""
+    return "file" if key == "file" else f"{key}: file"
+
+
 def _short(exc) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 160 else text[:157] + "..."
@@ -303,8 +308,7 @@ REQUIRED_ATTRS = {"config": str, "geometry": str, "variant": str, "beta": float,
 def _check_structure(f, path, key: str) -> None:
     """ConfigError if the file lacks what readers index into, or holds it with the wrong shape or type."""
     def bad(what):
-        raise ConfigError(f"{'file' if key == 'file' else key + ': file'} {str(path)!r} is damaged or not a "
-                          f"meanfield history ({what})")
+        raise ConfigError(f"{_naming(key)} {str(path)!r} is damaged or not a meanfield history ({what})")
 
     for name in ("time", "rho_hat", "mode"):
         if name not in f or not isinstance(f[name], h5py.Dataset):
@@ -340,6 +344,11 @@ def _check_structure(f, path, key: str) -> None:
         bad(f"/positions {f['positions'].shape} and /token_weights {f['token_weights'].shape} do not match")
 
 
+#: history_problems' wording of the checks ``meanfield info`` also makes itself (it prints its own line)
+TIMES_NOT_INCREASING = "times do not increase"
+NON_FINITE = "non-finite values"
+
+
 def history_problems(h: dict) -> list[str]:
     """What is wrong in a history read by ``read_history`` that a reader could be misled by: rows
     after an unwritten one, times not increasing, non-finite data, root attributes that disagree
@@ -352,9 +361,20 @@ def history_problems(h: dict) -> list[str]:
                    "the history was spliced or its checkpoint resumed into another file")
     t = h["time"]
     if t.size > 1 and not np.all(np.diff(t) > 0):
-        out.append("times do not increase")
+        out.append(TIMES_NOT_INCREASING)
     if t.size and t[0] < 0:
         out.append(f"negative time {t[0]:g}")
+    bad = [name for name in ("rho_hat", "rho") if name in h and not np.all(np.isfinite(h[name]))]
+    if bad:
+        out.append(NON_FINITE + " in /" + " and /".join(bad))
+    if "cluster_mass" in h:  # NaN marks a missing cluster; anything else must be a mass and a unit vector
+        m, x = h["cluster_mass"], h["cluster_position"]
+        with np.errstate(invalid="ignore", over="ignore"):
+            mass_ok = np.isnan(m) | ((m >= 0) & (m <= 1 + 1e-9))
+            norm = np.sqrt(np.sum(x * x, axis=-1))
+            pos_ok = np.isnan(norm) | (np.abs(norm - 1) <= 1e-6)
+        if not (mass_ok.all() and pos_ok.all()):
+            out.append("cluster masses outside [0, 1] or positions off the unit sphere in /clusters")
     a = h["attrs"]
     try:
         model = tomllib.loads(str(a["config"])).get("model", {})
@@ -434,10 +454,18 @@ def read_attrs(path: str | Path) -> dict:
         return dict(f.attrs)
 
 
+def written_times(path: str | Path) -> np.ndarray:
+    """The times of the snapshots a history holds, reading only /time."""
+    with _open_history(path) as f:
+        if "time" not in f:
+            return np.zeros(0)
+        t = f["time"][:]
+        return t[:_written(t)]
+
+
 def snapshot_count(path: str | Path) -> int:
     """Number of snapshots a history holds, reading only /time."""
-    with _open_history(path) as f:
-        return _written(f["time"][:]) if "time" in f else 0
+    return written_times(path).size
 
 
 def merge_count(path: str | Path) -> int:

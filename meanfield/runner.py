@@ -256,8 +256,9 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
                              f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})") from None
     except OSError as exc:  # disk full, file size limit, I/O error: say what is kept
         writer.f.close() if writer.f.id.valid else None
-        held = io.snapshot_count(out)
-        last = f"t <= {float(io.read_history(out)['time'][-1]):.6g}" if held else "none"
+        times = io.written_times(out)  # /time only: the rest of the history is not needed here
+        held = times.size
+        last = f"t <= {float(times[-1]):.6g}" if held else "none"
         resumable = f"resume from {ckpt_path} with --resume" if ckpt_path.is_file() else "no checkpoint was written"
         raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or exc}); the history "
                           f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
