@@ -126,18 +126,23 @@ def test_usa_large_beta_sbdf2_refused_not_damped(beta, tmp_path):
     assert not (tmp_path / "u.h5").exists()
 
 
+def _mode_history(tmp_path, text: str, k: int):
+    """Run the config ``text`` through the command; the snapshot times and coefficient k."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(text)
+    r = attacks.mf("run", cfg, "-o", tmp_path / "m.h5", "--quiet")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        return f["time"][:], f["rho_hat"][:, k]
+
+
 def test_usa_beta30_grows_at_theory_rate_with_short_steps(tmp_path):
     """The same beta = 30 run with steps inside the limit grows mode k* = 8 at lambda* to 1e-4."""
     lam = float(theory.growth_rates([8], 30.0, "usa", 0.0, 2)[0])
     dt = 0.01 / lam  # lambda dt = 0.01: SBDF2's rate bias ~ (lambda dt)^2 / 3 = 3e-5
-    cfg = tmp_path / "u.toml"
-    cfg.write_text(f'[model]\nvariant = "usa"\nbeta = 30.0\n[grid]\nmodes = 32\n[initial]\nkind = "modes"\n'
-                   f'modes = [[8, 1e-9]]\n[time]\nt_end = {400 * dt!r}\ndt = {dt!r}\nstepper = "sbdf2"\ndt_min = {dt / 10!r}\n'
-                   f'[output]\ninterval = {100 * dt!r}\n')
-    r = attacks.mf("run", cfg, "-o", tmp_path / "u.h5", "--quiet")
-    assert r.returncode == 0, r.stderr
-    with h5py.File(tmp_path / "u.h5", "r") as f:
-        t, c = f["time"][:], f["rho_hat"][:, 8]
+    t, c = _mode_history(tmp_path, f'[model]\nvariant = "usa"\nbeta = 30.0\n[grid]\nmodes = 32\n[initial]\n'
+                         f'kind = "modes"\nmodes = [[8, 1e-9]]\n[time]\nt_end = {400 * dt!r}\ndt = {dt!r}\n'
+                         f'stepper = "sbdf2"\ndt_min = {dt / 10!r}\n[output]\ninterval = {100 * dt!r}\n', 8)
     rate = math.log(abs(c[-1]) / abs(c[1])) / (t[-1] - t[1])
     assert rate == pytest.approx(lam, rel=1e-4)
     assert abs(c[-1]) > abs(c[0])
@@ -152,14 +157,10 @@ def test_discrete_growth_rate_matches_the_scheme(stepper, z, tmp_path):
     lam = float(theory.growth_rates([3], 9.0, "sa", 0.0, 2)[0])
     dt = z / lam
     m = max(2, math.ceil(math.log(1e5) / math.log(SCHEMES[stepper].growth_factor(z)) / 3))  # growth <= 1e5
-    cfg = tmp_path / "g.toml"
-    cfg.write_text(f'[model]\nbeta = 9.0\n[grid]\nmodes = 16\n[initial]\nkind = "modes"\nmodes = [[3, 1e-10]]\n'
-                   f'[time]\nt_end = {3 * m * dt!r}\ndt = {dt!r}\ndt_min = {dt / 10!r}\nstepper = "{stepper}"\n'
-                   f'growth_check = "off"\n[output]\ninterval = {m * dt!r}\n')
-    r = attacks.mf("run", cfg, "-o", tmp_path / "g.h5", "--quiet")
-    assert r.returncode == 0, r.stderr
-    with h5py.File(tmp_path / "g.h5", "r") as f:
-        t, c = f["time"][:], f["rho_hat"][:, 3].real
+    t, c = _mode_history(tmp_path, f'[model]\nbeta = 9.0\n[grid]\nmodes = 16\n[initial]\nkind = "modes"\n'
+                         f'modes = [[3, 1e-10]]\n[time]\nt_end = {3 * m * dt!r}\ndt = {dt!r}\ndt_min = {dt / 10!r}\n'
+                         f'stepper = "{stepper}"\ngrowth_check = "off"\n[output]\ninterval = {m * dt!r}\n', 3)
+    c = c.real
     measured = math.log(abs(c[-1] / c[1])) / (t[-1] - t[1])  # from snapshot 1: SBDF2's first step is SBDF1
     predicted = math.log(SCHEMES[stepper].growth_factor(z)) / dt
     assert measured == pytest.approx(predicted, rel=1e-3)
