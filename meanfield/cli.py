@@ -188,20 +188,22 @@ def cmd_rates(args) -> int:
 # --------------------------------------------------------------------------------------
 def cmd_plot(args) -> int:
     """`meanfield plot`: draw one figure from a history."""
-    from . import io, plot
-
-    from . import files
+    from . import files, io, plot
 
     h = io.read_history(args.history)
     kind = plot.resolve_kind(h, args.kind)
     out, fmt = plot.figure_path(args.output if args.output else Path(args.history).with_suffix(f".{kind}.png"))
-    files.check_target(out, "-o", args.overwrite, [("the history", args.history)])
-    tmp = files.temporary(out)  # drawn whole, then renamed: an old figure is never half-replaced
-    try:
-        fig_kind = plot.save(h, kind, tmp, model_from_history(h) if kind == "rates" else None, args.time, fmt)
-        files.replace(tmp, out, "-o")
-    finally:
-        tmp.unlink(missing_ok=True)
+    files.check_name(out, "-o")
+    with files.OutputLock(out, "-o"):  # one writer per figure, so a killed one's temporaries can go
+        files.check_target(out, "-o", args.overwrite, [("the history", args.history)])
+        for stale in files.stale_temporaries(out):
+            stale.unlink(missing_ok=True)
+        tmp = files.temporary(out)  # drawn whole, then renamed: an old figure is never half-replaced
+        try:
+            fig_kind = plot.save(h, kind, tmp, model_from_history(h) if kind == "rates" else None, args.time, fmt)
+            files.replace(tmp, out, "-o")
+        finally:
+            tmp.unlink(missing_ok=True)
     print(f"wrote {fig_kind} plot to {out}", file=sys.stderr)
     return 0
 
@@ -227,8 +229,13 @@ def cmd_info(args) -> int:
     print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
     ckpt = io.checkpoint_path(args.history)
     print(f"checkpoint      {ckpt if ckpt.is_file() else 'none'}")
-    own = (io.TIMES_NOT_INCREASING, io.NON_FINITE)  # info prints these checks itself, below
+    own = (io.TIMES_NOT_INCREASING, io.NON_FINITE, io.CHECKSUMS)  # info prints these checks itself, below
     checks = [(problem, False) for problem in io.history_problems(h) if not problem.startswith(own)]
+    if "static_checksum" in a:  # layout 3 on
+        bad = [i for i in h["checksum_mismatch"] if i != "static"]
+        checks.append((f"checksums match ({len(bad)} of {t.size} snapshots differ"
+                       + ("; the grid or mode datasets differ" if "static" in h["checksum_mismatch"] else "") + ")",
+                       not h["checksum_mismatch"]))
     if ckpt.is_file():
         try:
             ahead = int(io.read_checkpoint(ckpt)["count"]) > t.size
@@ -363,8 +370,16 @@ def main(argv=None) -> int:
         return args.func(args)
     except ConfigError as exc:
         return _fail(str(exc), 2)
-    except (NumericalError, OutputError) as exc:
+    except NumericalError as exc:
         return _fail(str(exc), 1)
+    except OutputError as exc:
+        code = _fail(str(exc), 1)
+        if argv is None:  # the process is this command: leave without C exit handlers, because HDF5
+            # crashes (SIGSEGV in H5_term_library) on a file whose write failed; ours are all closed
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:  # `meanfield rates ... | head`: the reader left, nothing is wrong

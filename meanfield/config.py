@@ -205,6 +205,8 @@ def loads(text: str, overrides: list[str] | tuple = (), base_dir: Path | None = 
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: invalid TOML: {exc}") from None
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        raise ConfigError("config: an integer with more than 4300 digits, allowed: numbers in float range") from None
     except RecursionError:
         raise ConfigError("config: arrays or tables nested too deeply, allowed: a flat TOML config") from None
     for item in overrides:
@@ -217,10 +219,10 @@ def apply_override(raw: dict, item: str) -> None:
     key, sep, value = item.partition("=")
     section, dot, name = key.strip().partition(".")
     if not sep or not dot or not section or not name or "." in name:
-        raise ConfigError(f"--set: got {item!r}, allowed: section.key=value (e.g. grid.modes=64)")
+        raise ConfigError(f"--set: got {_shown(item)}, allowed: section.key=value (e.g. grid.modes=64)")
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # not TOML (TOMLDecodeError), or an integer of more than 4300 digits
         parsed = value.strip()
     except RecursionError:
         raise ConfigError(f"--set: {key.strip()}: value nested too deeply") from None
@@ -241,7 +243,7 @@ def _coerce(section: str, key: str, value: Any, default: Any):
     if (section, key) in MATRIX_KEYS:
         if isinstance(value, (list, str)):
             return _freeze(value) if isinstance(value, list) else value
-        raise ConfigError(f"{where}: got {value!r} ({type(value).__name__}), allowed: 'identity' | 'random' | "
+        raise ConfigError(f"{where}: got {_shown(value)} ({type(value).__name__}), allowed: 'identity' | 'random' | "
                           "a matrix (list of rows), or one of those per head")
     if t is bool:
         ok = isinstance(value, bool)
@@ -250,7 +252,7 @@ def _coerce(section: str, key: str, value: Any, default: Any):
     elif t is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok and isinstance(value, int) and abs(value) > 1e308:
-            raise ConfigError(f"{where}: got an integer of {len(str(abs(value)))} digits, allowed: a number "
+            raise ConfigError(f"{where}: got {_shown(value)}, allowed: a number "
                               "within the float range (|x| < 1.8e308)")
         value = float(value) if ok else value
     elif t is str:
@@ -259,7 +261,7 @@ def _coerce(section: str, key: str, value: Any, default: Any):
         ok = isinstance(value, list)
         value = _freeze(value) if ok else value
     if not ok:
-        raise ConfigError(f"{where}: got {value!r} ({type(value).__name__}), allowed: {_type_name(t)}")
+        raise ConfigError(f"{where}: got {_shown(value)} ({type(value).__name__}), allowed: {_type_name(t)}")
     return value
 
 
@@ -274,7 +276,7 @@ def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
         if name not in SECTIONS:
             raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}")
         if not isinstance(value, dict):
-            raise ConfigError(f"{name}: got {value!r}, allowed: a [{name}] table")
+            raise ConfigError(f"{name}: got {_shown(value)}, allowed: a [{name}] table")
     for name, cls in SECTIONS.items():
         given = raw.get(name, {})
         defaults = cls()
@@ -298,7 +300,15 @@ def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
 # checks
 def _need(cond: bool, where: str, value, allowed: str) -> None:
     if not cond:
-        raise ConfigError(f"{where}: got {value!r}, allowed: {allowed}")
+        raise ConfigError(f"{where}: got {_shown(value)}, allowed: {allowed}")
+
+
+def _shown(value) -> str:
+    """repr(value), cut to one readable line (an error must stay one line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"  # no str(): 4300 max
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _finite(x) -> bool:
@@ -369,7 +379,7 @@ def _validate_particles(cfg: Config) -> None:
           " | ".join(repr(k) for k in INTEGRATORS))
     _need(_finite(p.bandwidth) and p.bandwidth >= 0, "particles.bandwidth", p.bandwidth,
           "a finite number >= 0 (0: n^{-1/(dim+3)})")
-    _need(p.seed >= 0, "particles.seed", p.seed, "an integer >= 0")
+    _need(0 <= p.seed < 2**63, "particles.seed", p.seed, "an integer in [0, 2**63) (stored as int64)")
     geometry = particle_geometry_name(p.dim)
     _need(m.geometry == geometry, "model.geometry", m.geometry,
           f"{geometry!r} with particles.dim = {p.dim} (the grid of the density estimate and of the initial density)")
@@ -533,7 +543,7 @@ def validate(cfg: Config) -> None:
     _need(i.kind in kinds, "initial.kind", i.kind, " | ".join(repr(k) for k in kinds))
     _need(_finite(i.amplitude) and 0 <= i.amplitude < 1, "initial.amplitude", i.amplitude,
           "a number in [0, 1)")
-    _need(i.seed >= 0, "initial.seed", i.seed, "an integer >= 0")
+    _need(0 <= i.seed < 2**63, "initial.seed", i.seed, "an integer in [0, 2**63) (stored as int64)")
     if i.kind == "modes":
         _check_modes(i.modes, m.geometry, g.modes)
     if i.kind == "tokens":

@@ -42,7 +42,13 @@ def check_name(path, key: str) -> Path:
     text = os.fspath(path)
     if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise ConfigError(f"{key}: got {text!r}, allowed: a file path without control characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8: the history stores its path in its config (UTF-8)
+        raise ConfigError(f"{key}: got {text!r}, allowed: a path that is valid UTF-8") from None
     path = Path(text)
+    if not path.name.strip() or text.endswith(os.sep):
+        raise ConfigError(f"{key}: got {text!r}, allowed: a path ending in a file name (not blank, not a directory)")
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"{key}: directory {str(parent)!r} does not exist")
@@ -136,9 +142,15 @@ class OutputLock:
                                       f"(pid {holder}); wait for it to finish or choose another path") from None
                 raise
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.lock_path, follow_symlinks=False).st_ino
+                st = os.fstat(fd)
+                same = st.st_ino == os.stat(self.lock_path, follow_symlinks=False).st_ino
             except FileNotFoundError:
                 same = False
+            if same and (not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or st.st_size > 64
+                         or not os.pread(fd, 64, 0).strip().isdigit() and st.st_size):
+                os.close(fd)  # a hard link to, or a file of, someone else's: never truncate it
+                raise ConfigError(f"{self.key}: {str(self.lock_path)!r} exists and is not a meanfield lock file "
+                                  "(a pid); remove or rename it")
             if same:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -170,8 +182,17 @@ def temporary(path) -> Path:
     O_EXCL | O_NOFOLLOW: unique to this call, never an existing file or link."""
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent or ".")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the output gets the mode a plain open would
+    finally:
+        os.close(fd)
     return Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def stale_temporaries(path) -> list[Path]:
@@ -205,10 +226,12 @@ def replace(tmp, path, key: str = "output.path") -> None:
 
 
 def sparse_copy(src, dst) -> None:
-    """Copy ``src`` onto the existing file ``dst`` (opened without following links), keeping holes."""
+    """Copy ``src`` onto the existing file ``dst`` (opened without following links), keeping holes
+    and the permission bits."""
     with open(src, "rb") as fi:
         fd = os.open(dst, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
         with open(fd, "wb") as fo:
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fi.fileno()).st_mode))
             size = os.fstat(fi.fileno()).st_size
             pos = 0
             while pos < size:

@@ -24,9 +24,11 @@ engine="h5netcdf")`` sees named dims (time, theta, mode).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import stat
 from contextlib import contextmanager
@@ -51,8 +53,11 @@ DIAGNOSTICS = {
     "n_clusters": "number of clusters (docs/longtime.md: mass >= 2x uniform within cluster_radius, mass >= cluster_mass)",
 }
 INTEGER_DIAGNOSTICS = ("steps", "n_tokens", "n_clusters")
-#: Version of the file layout: 2 adds /token_weights per snapshot (was (N,)), clusters, merges.
-LAYOUT_VERSION = 2
+#: Version of the file layout: 2 adds /token_weights per snapshot (was (N,)), clusters, merges;
+#: 3 adds /row_checksum and the root attribute static_checksum.
+LAYOUT_VERSION = 3
+#: Datasets whose bytes make static_checksum (those a build writes once: the grid and the modes).
+STATIC = ("mode", "degree", "order", "theta", "colatitude", "longitude", "grid/weights")
 MERGE_FIELDS = {"time": ((), "f8"), "row": ((), "i8"), "count": ((), "i8"), "weight": ((), "f8"),
                 "weights": ((2,), "f8"), "reach": ((), "f8")}
 
@@ -98,17 +103,13 @@ class HistoryWriter:
         d = geometry.dim
         row_bytes = 8 * (int(np.prod(gshape)) + 2 * int(np.prod(sshape)) + len(self.diagnostics) + 1
                          + (self.tokens[0] * (self.tokens[1] + 1) if self.tokens else 0) + self.clusters * (d + 1))
-        total = row_bytes * self.planned + 56 * self.merges
-        free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
-        if total > free:
-            raise ConfigError(
-                f"output.path: {self.planned} snapshots of {row_bytes / 1e6:.3g} MB need "
-                f"{total / 1e9:.3g} GB, but {free / 1e9:.3g} GB are free; "
-                "raise output.interval (or lower output.per_decade) or lower grid.modes"
-            )
+        # the final state (/resume, about a row) and HDF5's own metadata come on top of the rows
+        check_room(self.path, row_bytes * (self.planned + 1) + 56 * self.merges + 2**16,
+                   f"{self.planned} snapshots of {row_bytes / 1e6:.3g} MB",
+                   "raise output.interval (or lower output.per_decade) or lower grid.modes")
         partial = files.temporary(self.path)
         try:
-            with h5py.File(partial, "w") as f:
+            with _writing(), h5py.File(partial, "w") as f:
                 self._build(f, geometry, attrs)
             if on_replace is not None:
                 on_replace()
@@ -121,8 +122,10 @@ class HistoryWriter:
         self.f = h5py.File(self.path, "r+")
         self.time = self.f["time"]
         self.rows = {name: self.f[name] for name in json.loads(self.f.attrs["row_datasets"])}
+        self.checksum = self.f["row_checksum"] if "row_checksum" in self.f else None
         self.merge_data = {k: self.f[f"merges/{k}"] for k in MERGE_FIELDS} if "merges" in self.f else {}
         self.count, self.merge_count = int(count), int(merge_count)
+        self.last_time = float(self.time[self.count - 1]) if self.count else math.nan
 
     def _build(self, f, geometry, attrs) -> None:
         n, gshape, sshape = self.planned, geometry.grid_shape, geometry.spectral_shape
@@ -195,17 +198,28 @@ class HistoryWriter:
                 "tokens merged: time, row kept, tokens merged, their total weight, the two largest weights, "
                 "largest angle of a member to the merged position")
         f.attrs["row_datasets"] = json.dumps(rows)
+        checksum = _preallocated(f, "row_checksum", (n,), "u8", (min(n, 1024),))
+        checksum.dims[0].attach_scale(time)
+        checksum.attrs["long_name"] = ("BLAKE2b (8 bytes) of the snapshot's time and rows, in the order of "
+                                       "row_datasets (meanfield info checks it)")
+        f.attrs["static_checksum"] = _static_digest(f)
 
     def append(self, t: float, row: dict) -> None:
         """Write one snapshot: its data, flush, then its time, flush."""
         i = self.count
         if i >= self.planned:
             raise RuntimeError(f"HistoryWriter: more than the {self.planned} planned snapshots")
-        for name, value in row.items():
-            self.rows[name][i] = value
-        self.f.flush()
-        self.time[i] = t
-        self.f.flush()
+        values = [np.ascontiguousarray(row[name], dtype=ds.dtype).reshape(ds.shape[1:])
+                  for name, ds in self.rows.items()]
+        with _writing():
+            for ds, value in zip(self.rows.values(), values):
+                ds[i] = value
+            if self.checksum is not None:
+                self.checksum[i] = row_digest(t, values)
+            self.f.flush()
+            self.time[i] = t
+            self.f.flush()
+        self.last_time = float(t)
         self.count = i + 1
 
     def append_merges(self, events) -> None:
@@ -216,11 +230,12 @@ class HistoryWriter:
         a = np.asarray(events, dtype=float)
         i, j = self.merge_count, self.merge_count + len(events)
         d = self.merge_data
-        d["row"][i:j], d["count"][i:j], d["weight"][i:j] = a[:, 1], a[:, 2], a[:, 3]
-        d["weights"][i:j], d["reach"][i:j] = a[:, 4:6], a[:, 6]
-        self.f.flush()
-        d["time"][i:j] = a[:, 0]
-        self.f.flush()
+        with _writing():
+            d["row"][i:j], d["count"][i:j], d["weight"][i:j] = a[:, 1], a[:, 2], a[:, 3]
+            d["weights"][i:j], d["reach"][i:j] = a[:, 4:6], a[:, 6]
+            self.f.flush()
+            d["time"][i:j] = a[:, 0]
+            self.f.flush()
         self.merge_count = j
 
     def close(self, attrs: dict | None = None, final: tuple | None = None) -> None:
@@ -231,7 +246,8 @@ class HistoryWriter:
         Safe to call twice."""
         if not self.f.id.valid:
             return
-        self.f.close()
+        with _writing():
+            self.f.close()
         if self.count >= self.planned and not attrs and final is None:
             return
 
@@ -239,12 +255,100 @@ class HistoryWriter:
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
             if self.count < self.planned:
-                for name in ["time", *json.loads(f.attrs["row_datasets"])]:
+                for name in _resizable(f):
                     f[name].resize(self.count, axis=0)
             if final is not None:
-                _write_tree(f.create_group("resume"), {**final[0], "config_hash": final[1]})
+                group = f.create_group("resume")
+                _write_tree(group, {**final[0], "config_hash": final[1]})
+                group.attrs["checksum"] = _tree_digest(group)
 
         edit_copy(self.path, edit)
+
+
+@contextmanager
+def _writing():
+    """h5py reports some failed writes (disk full while flushing or closing) as RuntimeError:
+    make every failed write an OSError, which the run turns into "writing ... failed"."""
+    try:
+        yield
+    except RuntimeError as exc:
+        code = re.search(r"errno = (\d+)", str(exc))  # HDF5 names the system error in its message
+        if code:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from exc
+        raise OSError(f"HDF5 write failed: {_short(exc)}") from exc
+
+
+def check_room(path, need: int, what: str, advice: str, disk: int | None = None) -> None:
+    """ConfigError if a file of ``need`` bytes (``disk`` of them allocated: files are sparse) at
+    ``path`` would not fit: the free space of its file system, or the file size limit of this
+    process (``ulimit -f``).  Checked before writing, because HDF5 leaves a half-written file in a
+    state it cannot even close cleanly."""
+    import resource
+
+    path = Path(path)
+    free = shutil.disk_usage(path.parent if str(path.parent) else ".").free
+    disk = need if disk is None else disk
+    if disk > free:
+        raise ConfigError(f"output.path: {what}: {disk / 1e9:.3g} GB needed, {free / 1e9:.3g} GB free; {advice}")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and need > limit:
+        raise ConfigError(f"output.path: {what}: {need / 1e6:.3g} MB needed, but this process may not write files "
+                          f"larger than {limit / 1e6:.3g} MB (ulimit -f); {advice}, or raise the limit")
+
+
+def row_digest(t: float, values) -> int:
+    """The checksum of one snapshot: BLAKE2b (8 bytes) of its time and its rows' bytes."""
+    h = hashlib.blake2b(np.float64(t).tobytes(), digest_size=8)
+    for value in values:
+        h.update(np.ascontiguousarray(value).tobytes())
+    return int.from_bytes(h.digest(), "little")
+
+
+def _tree_digest(group) -> str:
+    """BLAKE2b of every dataset (name, type, shape, bytes) and attribute under ``group``."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def add(name, obj):
+        h.update(name.encode())
+        for key in sorted(k for k in obj.attrs if k != "checksum"):
+            h.update(key.encode() + np.asarray(obj.attrs[key]).tobytes())
+        if isinstance(obj, h5py.Dataset):
+            h.update(f"{obj.dtype}{obj.shape}".encode() + np.ascontiguousarray(obj[()]).tobytes())
+
+    add("", group)
+    names = []
+    group.visit(names.append)
+    for name in sorted(names):
+        add(name, group[name])
+    return h.hexdigest()
+
+
+def _static_digest(f) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in STATIC:
+        if name in f:
+            h.update(name.encode() + np.ascontiguousarray(f[name][()]).tobytes())
+    return h.hexdigest()
+
+
+def reseal(path: str | Path) -> None:
+    """Recompute the checksums of a history after a deliberate edit (e.g. crafted initial data):
+    every written snapshot's /row_checksum, the static_checksum and that of the final state."""
+    with h5py.File(path, "r+") as f:
+        if "row_checksum" not in f:
+            raise ConfigError(f"file {str(path)!r} has no checksums (layout {f.attrs.get('layout_version', 1)})")
+        times = f["time"][:]
+        names = json.loads(f.attrs["row_datasets"])
+        for i in range(_written(times)):
+            f["row_checksum"][i] = row_digest(times[i], [f[name][i] for name in names])
+        f.attrs["static_checksum"] = _static_digest(f)
+        if "resume" in f:
+            f["resume"].attrs["checksum"] = _tree_digest(f["resume"])
+
+
+def _resizable(f) -> list[str]:
+    """The datasets with a row per snapshot, /time and /row_checksum included."""
+    return ["time", *(["row_checksum"] if "row_checksum" in f else []), *json.loads(f.attrs["row_datasets"])]
 
 
 def edit_copy(path, edit) -> None:
@@ -253,7 +357,7 @@ def edit_copy(path, edit) -> None:
     tmp = files.temporary(path)
     try:
         files.sparse_copy(path, tmp)
-        with h5py.File(tmp, "r+") as f:
+        with _writing(), h5py.File(tmp, "r+") as f:
             edit(f)
         files.replace(tmp, path)
     finally:
@@ -347,6 +451,7 @@ def _check_structure(f, path, key: str) -> None:
 #: history_problems' wording of the checks ``meanfield info`` also makes itself (it prints its own line)
 TIMES_NOT_INCREASING = "times do not increase"
 NON_FINITE = "non-finite values"
+CHECKSUMS = "checksums do not match"
 
 
 def history_problems(h: dict) -> list[str]:
@@ -356,6 +461,12 @@ def history_problems(h: dict) -> list[str]:
     import tomllib
 
     out = []
+    bad = h.get("checksum_mismatch", [])
+    if bad:
+        rows = [i for i in bad if i != "static"]
+        what = ([f"{len(rows)} snapshot{'s' * (len(rows) > 1)} (first at t = {h['time'][rows[0]]:.6g})"] if rows else []) + \
+               (["the grid or mode datasets"] if "static" in bad else [])
+        out.append(f"{CHECKSUMS} in {' and '.join(what)}: the file was changed after it was written")
     if h["unwritten_before_written"]:
         out.append(f"{h['unwritten_before_written']} rows with a time follow an unwritten row (time NaN): "
                    "the history was spliced or its checkpoint resumed into another file")
@@ -402,37 +513,48 @@ def _written(times: np.ndarray) -> int:
     return int(np.argmin(finite)) if not finite.all() else times.size
 
 
-def read_history(path: str | Path, check: bool = True) -> dict:
+def read_history(path: str | Path, check: bool = True, key: str = "file") -> dict:
     """Read a history into memory: time, rho_hat, mode, diagnostics and attributes (the leading
     snapshots with a finite time: a killed run leaves a NaN tail).
 
-    Raises ConfigError (one line naming the path) if the file is missing, not a meanfield output or
-    damaged; with ``check``, also if ``history_problems`` finds something wrong (``meanfield info``
-    reads with check=False and reports them).
+    Raises ConfigError (one line naming ``key`` and the path) if the file is missing, not a meanfield
+    output or damaged; with ``check``, also if ``history_problems`` finds something wrong
+    (``meanfield info`` reads with check=False and reports them).
     """
-    with _open_history(path) as f:
+    with _open_history(path, key) as f:
         if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
-            raise ConfigError(f"file {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
-        _check_structure(f, path, "file")
+            raise ConfigError(f"{_naming(key)} {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
+        _check_structure(f, path, key)
         times = f["time"][:]
         n = _written(times)
+        names = json.loads(f.attrs["row_datasets"]) if "row_datasets" in f.attrs else []
+        rows = {name: f[name][:n] for name in names}  # each row dataset read once
+        rows.update({name: f[name][:n] for name in ("rho", "rho_hat", "positions", "clusters/position",
+                                                      "clusters/mass") if name in f and name not in rows})
         out = {
             "time": times[:n],
-            "rho_hat": f["rho_hat"][:n],
+            "rho_hat": rows["rho_hat"],
             "mode": f["mode"][:],
             "attrs": dict(f.attrs),
-            "diagnostics": {k: f["diagnostics"][k][:n] for k in f.get("diagnostics", {})},
+            "diagnostics": {k: rows.get(f"diagnostics/{k}", f["diagnostics"][k][:n]) for k in f.get("diagnostics", {})},
             "unwritten_before_written": int(np.sum(np.isfinite(times[n:]))),
+            "checksum_mismatch": [],
         }
-        if "rho" in f:
-            out["rho"] = f["rho"][:n]
-        if "positions" in f:
-            out["positions"] = f["positions"][:n]
-            w = f["token_weights"][:n] if f["token_weights"].ndim == 2 else f["token_weights"][:]
+        if "row_checksum" in f:
+            stored = f["row_checksum"][:n]
+            out["checksum_mismatch"] = [i for i in range(n) if row_digest(times[i], [rows[k][i] for k in names])
+                                        != int(stored[i])]
+        if "static_checksum" in f.attrs and str(f.attrs["static_checksum"]) != _static_digest(f):
+            out["checksum_mismatch"].append("static")
+        if "rho" in rows:
+            out["rho"] = rows["rho"]
+        if "positions" in rows:
+            out["positions"] = rows["positions"]
+            w = rows["token_weights"] if f["token_weights"].ndim == 2 else f["token_weights"][:]
             out["token_weights"] = np.broadcast_to(w, out["positions"].shape[:2]).copy()  # layout 1: (N,)
         if "clusters" in f:
-            out["cluster_position"] = f["clusters/position"][:n]
-            out["cluster_mass"] = f["clusters/mass"][:n]
+            out["cluster_position"] = rows["clusters/position"]
+            out["cluster_mass"] = rows["clusters/mass"]
         if "merges" in f:
             m = _written(f["merges/time"][:])
             out["merges"] = {k: f[f"merges/{k}"][:m] for k in MERGE_FIELDS}
@@ -444,7 +566,8 @@ def read_history(path: str | Path, check: bool = True) -> dict:
     if check:
         problems = history_problems(out)
         if problems:
-            raise ConfigError(f"file {str(path)!r} is damaged: {problems[0]} (meanfield info lists every check)")
+            raise ConfigError(f"{_naming(key)} {str(path)!r} is damaged: {problems[0]} (meanfield info lists every "
+                              "check)")
     return out
 
 
@@ -454,57 +577,36 @@ def read_attrs(path: str | Path) -> dict:
         return dict(f.attrs)
 
 
-def written_times(path: str | Path) -> np.ndarray:
-    """The times of the snapshots a history holds, reading only /time."""
-    with _open_history(path) as f:
-        if "time" not in f:
-            return np.zeros(0)
-        t = f["time"][:]
-        return t[:_written(t)]
-
-
 def snapshot_count(path: str | Path) -> int:
     """Number of snapshots a history holds, reading only /time."""
-    return written_times(path).size
-
-
-def merge_count(path: str | Path) -> int:
-    """Number of merge records a history holds."""
     with _open_history(path) as f:
-        return _written(f["merges/time"][:]) if "merges" in f else 0
+        return _written(f["time"][:]) if "time" in f else 0
 
 
 def read_snapshot(path: str | Path, time: float = math.nan) -> dict:
     """The snapshot at ``time`` (nan: the last; the time must match a snapshot) as a dict: ``time``,
     ``rho_hat``, ``attrs``, and ``positions``, ``weights`` of its live tokens (None when the snapshot
-    holds no tokens: a density run, or before a hand-off)."""
-    with _open_history(path, "initial.path") as f:
-        if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
-            raise ConfigError(f"initial.path: {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
-        _check_structure(f, path, "initial.path")
-        times = f["time"][:]
-        times = times[:_written(times)]
-        if times.size == 0:
-            raise ConfigError(f"initial.path: {str(path)!r} holds no snapshot")
-        if math.isnan(time):
-            i = times.size - 1
-        else:
-            i = int(np.argmin(np.abs(times - time)))
-            if abs(times[i] - time) > 1e-9 * max(1.0, abs(time)):
-                raise ConfigError(f"initial.time: got {time:g}, allowed: a snapshot time of {str(path)!r} "
-                                  f"(between {times[0]:g} and {times[-1]:g}, e.g. {times[i]:g})")
-        out = {"time": float(times[i]), "rho_hat": f["rho_hat"][i], "attrs": dict(f.attrs),
-               "positions": None, "weights": None}
-        if "positions" in f:
-            x = f["positions"][i]
-            w = f["token_weights"][i] if f["token_weights"].ndim == 2 else f["token_weights"][:]
-            live = np.all(np.isfinite(x), axis=1) & np.isfinite(w) & (w > 0)
-            if live.any():
-                out["positions"], out["weights"] = x[live], w[live]
-        if out["positions"] is None and not np.all(np.isfinite(out["rho_hat"])):
-            raise ConfigError(f"initial.path: the snapshot at t = {out['time']:g} of {str(path)!r} holds non-finite "
-                              "coefficients")
-        return out
+    holds no tokens: a density run, or before a hand-off).  The whole history is checked first
+    (``read_history``): a file damaged anywhere is not trusted as initial data."""
+    h = read_history(path, key="initial.path")
+    times = h["time"]
+    if times.size == 0:
+        raise ConfigError(f"initial.path: {str(path)!r} holds no snapshot")
+    if math.isnan(time):
+        i = times.size - 1
+    else:
+        i = int(np.argmin(np.abs(times - time)))
+        if abs(times[i] - time) > 1e-9 * max(1.0, abs(time)):
+            raise ConfigError(f"initial.time: got {time:g}, allowed: a snapshot time of {str(path)!r} "
+                              f"(between {times[0]:g} and {times[-1]:g}, e.g. {times[i]:g})")
+    out = {"time": float(times[i]), "rho_hat": h["rho_hat"][i], "attrs": h["attrs"], "positions": None,
+           "weights": None}
+    if "positions" in h:
+        x, w = h["positions"][i], h["token_weights"][i]
+        live = np.all(np.isfinite(x), axis=1) & np.isfinite(w) & (w > 0)
+        if live.any():
+            out["positions"], out["weights"] = x[live], w[live]
+    return out
 
 
 # -------------------------------------------------------------------------------------------
@@ -561,12 +663,32 @@ def write_checkpoint(path: str | Path, point: dict, count: int, config_hash: str
     path = Path(path)
     partial = files.temporary(path)
     try:
-        with h5py.File(partial, "w") as f:
+        with _writing(), h5py.File(partial, "w", userblock_size=_USERBLOCK) as f:
             _write_tree(f, {**point, "count": int(count), "merge_count": int(merge_count),
                             "config_hash": config_hash})
+        with open(partial, "r+b") as f:  # the digest of everything after the user block, in the user block
+            digest = _file_digest(f)
+            f.seek(0)
+            f.write(_CKPT_MAGIC + digest.encode())
+            f.flush()
+            os.fsync(f.fileno())
         files.replace(partial, path, "checkpoint")
     finally:
         partial.unlink(missing_ok=True)
+
+
+#: A checkpoint starts with a user block (ignored by HDF5) holding this tag and the BLAKE2b digest of
+#: the rest of the file: a flipped byte anywhere in the state is found before a resume uses it.
+_USERBLOCK = 512
+_CKPT_MAGIC = b"meanfield-checkpoint blake2b "
+
+
+def _file_digest(f) -> str:
+    f.seek(_USERBLOCK)
+    h = hashlib.blake2b(digest_size=32)
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+        h.update(chunk)
+    return h.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -576,6 +698,11 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ConfigError(f"--resume: no checkpoint {str(path)!r} (the run wrote none before it stopped); "
                           "start it again with --overwrite")
     try:
+        with open(path, "rb") as f:
+            head = f.read(len(_CKPT_MAGIC) + 64)
+            # a plain HDF5 file (no user block) is a checkpoint of meanfield <= 0.1.0: nothing to check
+            if not head.startswith(b"\x89HDF") and head[len(_CKPT_MAGIC):].decode(errors="replace") != _file_digest(f):
+                raise ValueError("its checksum does not match: the file was changed after it was written")
         with h5py.File(path, "r") as f:
             point = _read_tree(f)
         for key in ("t", "dt", "steps", "next_output", "t0", "j", "count", "config_hash", "state"):
@@ -588,9 +715,15 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def read_final_state(history: str | Path) -> dict | None:
-    """The final resume point stored by ``write_final_state`` (None if there is none)."""
-    with _open_history(history) as f:
-        return _read_tree(f["resume"]) if "resume" in f else None
+    """The final resume point stored by ``HistoryWriter.close`` (None if there is none)."""
+    with _open_history(history, "--resume") as f:
+        if "resume" not in f:
+            return None
+        group = f["resume"]
+        if "checksum" in group.attrs and str(group.attrs["checksum"]) != _tree_digest(group):
+            raise ConfigError(f"--resume: the final state stored in {str(history)!r} does not match its checksum "
+                              "(the file was changed after it was written); start again with --overwrite")
+        return _read_tree(group)
 
 
 def reopen_history(path: str | Path, planned: int, count: int, merge_count: int = 0,
@@ -606,9 +739,15 @@ def reopen_history(path: str | Path, planned: int, count: int, merge_count: int 
         if "row_datasets" not in f.attrs:
             raise ConfigError(f"--resume: {str(path)!r} was written by an older meanfield (layout 1): "
                               "start the run again with --overwrite")
+        grown = sum(f[name].nbytes // max(1, f[name].shape[0]) * max(0, w.planned - f[name].shape[0])
+                    for name in _resizable(f))
+    # the copy is made next to the file (which stays, already counted as used, until the copy replaces it)
+    st = os.stat(w.path)
+    check_room(w.path, st.st_size + grown + 2**16, f"the resumed history's copy ({w.planned} snapshots)",
+               "free some space", disk=512 * st.st_blocks + grown + 2**16)
 
     def edit(f):
-        for name in ["time", *json.loads(f.attrs["row_datasets"])]:
+        for name in _resizable(f):
             if f[name].shape[0] != w.planned:
                 f[name].resize(w.planned, axis=0)
         f["time"][count:] = np.nan

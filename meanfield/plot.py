@@ -10,6 +10,7 @@ drawn over log-time; a hand-off to tokens is marked.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -239,6 +240,9 @@ def figure_path(path) -> tuple["Path", str]:
     formats = figure_formats()
     fmt = path.suffix[1:].lower()
     if not path.suffix:
+        if os.path.lexists(path):  # a device, directory or file named like that: writing next to it surprises
+            raise ConfigError(f"-o: {str(path)!r} exists and has no extension (the figure would go to "
+                              f"{path.name + '.png'!r}); allowed: a figure file name with its extension")
         return path.with_name(path.name + ".png"), "png"
     if fmt not in formats:
         raise ConfigError(f"-o: got {str(path)!r}, allowed: a figure file ending in "

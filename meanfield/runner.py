@@ -152,7 +152,15 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
     with files.OutputLock(out):
         for stale in files.stale_temporaries(out):  # left by a killed run: we own the output now
             stale.unlink(missing_ok=True)
-        return _run_locked(cfg, out, overwrite, resume, progress, inputs)
+        try:
+            return _run_locked(cfg, out, overwrite, resume, progress, inputs)
+        except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
+            kept = "its previous content is intact" if out.is_file() else "nothing was written"
+            raise OutputError(f"writing {str(out)!r} failed ({exc.strerror or _first_line(exc)}); {kept}") from None
+
+
+def _first_line(exc) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _check_resumable(out: Path, ckpt_path: Path) -> None:
@@ -172,12 +180,13 @@ def _check_resumable(out: Path, ckpt_path: Path) -> None:
 def _resume_point(cfg, out: Path, ckpt_path: Path, times):
     """The resume point of ``out``: its checkpoint, or the final state of a completed run; None if
     the run is complete up to cfg's t_end.  Refuses a checkpoint that does not belong to the history."""
-    attrs = io.read_attrs(out)
+    h = io.read_history(out, key="--resume")  # a damaged history is not continued
+    attrs = h["attrs"]
     stored = str(attrs.get("config_hash", ""))
     if not _same_run(cfg, str(attrs.get("config", "")), stored):
         raise ConfigError(f"--resume: {str(out)!r} was written with another configuration (config hash differs; "
                           "only time.t_end may grow); resume with the same config file and --set overrides")
-    done = io.snapshot_count(out)
+    done = h["time"].size
     if ckpt_path.is_file():
         point = io.read_checkpoint(ckpt_path)
         if not _same_run(cfg, str(attrs.get("config", "")), point["config_hash"]) and point["config_hash"] != stored:
@@ -195,7 +204,7 @@ def _resume_point(cfg, out: Path, ckpt_path: Path, times):
     if point is None:
         raise ConfigError(f"--resume: {str(out)!r} has no checkpoint and no final state to continue from; "
                           "start it again with --overwrite")
-    point["count"], point["merge_count"] = done, io.merge_count(out)
+    point["count"], point["merge_count"] = done, h["merges"]["time"].size if "merges" in h else 0
     return point
 
 
@@ -218,6 +227,12 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
         if cfg.time.t_end < float(point["t"]):
             raise ConfigError(f"time.t_end: got {cfg.time.t_end:g}, allowed: >= {float(point['t']):g}, where the "
                               f"run in {str(out)!r} stands")
+        try:
+            sim.check_point(point)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"--resume: the resume point in {str(ckpt_path if ckpt_path.is_file() else out)!r} "
+                              f"does not fit this run ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
+                              "start again with --overwrite") from None
         sim.restore(point)
         count = int(point["count"])
         if io.config_hash(cfg) != point["config_hash"]:  # extended: continue on the new schedule
@@ -255,12 +270,15 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
         raise NumericalError(f"{exc} (history up to the last snapshot kept in {out}; last good state, "
                              f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})") from None
     except OSError as exc:  # disk full, file size limit, I/O error: say what is kept
-        writer.f.close() if writer.f.id.valid else None
-        times = io.written_times(out)  # /time only: the rest of the history is not needed here
-        held = times.size
-        last = f"t <= {float(times[-1]):.6g}" if held else "none"
+        try:
+            writer.f.close() if writer.f.id.valid else None
+        except (OSError, RuntimeError):
+            pass  # HDF5 cannot close after a failed write; the rows it flushed before are on disk
+        # from the writer, not the file: HDF5 refuses to reopen a file it failed to close
+        held = writer.count
+        last = f"t <= {writer.last_time:.6g}" if held else "none"
         resumable = f"resume from {ckpt_path} with --resume" if ckpt_path.is_file() else "no checkpoint was written"
-        raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or exc}); the history "
+        raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or _first_line(exc)}); the history "
                           f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
     ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
     return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,

@@ -329,6 +329,35 @@ class Simulation:
             point["handoff"] = asdict(self.handoff)
         return point
 
+    def check_point(self, point: dict) -> None:
+        """ValueError naming what is wrong if ``point`` cannot be a resume point of this run: its
+        state arrays of another shape than this run's, non-finite values, or clock values out of range."""
+        for name, low in (("t", 0.0), ("dt", 0.0), ("steps", 0), ("next_output", 0), ("t0", 0.0), ("j", 0)):
+            value = float(point[name])
+            if not (math.isfinite(value) and value >= low):
+                raise ValueError(f"{name} = {value:g}")
+        if int(point["next_output"]) > len(self.output_times()):
+            raise ValueError(f"next_output = {int(point['next_output'])}, the run has {len(self.output_times())} snapshots")
+        phase = point.get("phase", "density")
+        if phase == "tokens":
+            tok = point["tokens"]
+            x, w, ids = tok["state"].u, np.asarray(tok["w"]), np.asarray(tok["ids"])
+            if x.ndim != 2 or w.shape != x.shape[:1] or ids.shape != x.shape[:1] or x.shape[0] > int(point["n_rows"]):
+                raise ValueError(f"token arrays of shapes {x.shape}, {w.shape}, {ids.shape}")
+            arrays = [x, w, *tok["state"].history]
+        elif phase == "density":
+            shape = self.state.u.shape  # a fresh run: its initial state
+            u = point["state"].u
+            if u.shape != shape:
+                raise ValueError(f"state of shape {u.shape}, this run's is {shape}")
+            arrays = [u, *point["state"].history]
+            if any(np.ndim(a) and np.shape(a) != shape for a in point["state"].history):
+                raise ValueError(f"scheme history of shapes {[np.shape(a) for a in point['state'].history]}")
+        else:
+            raise ValueError(f"phase = {phase!r}")
+        if not all(np.all(np.isfinite(a)) for a in arrays if np.asarray(a).dtype.kind in "fc"):
+            raise ValueError("non-finite values in the state")
+
     def restore(self, point: dict) -> None:
         """Continue from a resume point (``resume_point()`` or a checkpoint read back)."""
         if point.get("phase", "density") == "tokens":

@@ -281,6 +281,41 @@ def kill_early_in_resume(d: Path, delay: float, sig=signal.SIGTERM) -> str | Non
     return first(readable(out), _resume_completes(cfg, out))
 
 
+def kill_fresh_run(d: Path, delay: float, sig=signal.SIGKILL) -> str | None:
+    """A new run killed ``delay`` seconds in: what it leaves reads, and resumes to the end (or, with
+    no checkpoint yet, --resume says so in one line and a new run on the same output works)."""
+    cfg = d / "c.toml"
+    cfg.write_text(CFG.replace("t_end = 0.4", "t_end = 3.0").replace("modes = 16", "modes = 64")
+                   .replace("dt = 0.01", "dt = 0.002"))
+    out, ckpt = d / "run.h5", d / "run.h5.ckpt"
+    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
+                         stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(delay)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    if "Traceback" in err:
+        return "traceback: " + err.strip().splitlines()[-1]
+    if ckpt.exists():
+        return first(readable(out), _resume_completes(cfg, out))
+    r = mf("run", cfg, "--resume", out, "--quiet")
+    bad = verdict(r, (0, 2) if out.exists() else (2,))
+    if bad:
+        return f"--resume without a checkpoint: {bad}"
+    r = mf("run", cfg, "-o", out, "--quiet", "--overwrite")
+    leftovers = [q.name for q in d.iterdir() if q.name.endswith((".partial", ".lock"))]
+    return first(verdict(r, (0,)), f"leftovers {leftovers}" if leftovers else None, readable(out))
+
+
+def killed_plot_leftovers(d: Path) -> str | None:
+    """The temporary a killed ``plot`` left is removed by the next plot of that figure."""
+    history = make_history(d)
+    stale = d / ".fig.png.k1ll3d00.partial"
+    stale.write_bytes(b"half a figure")
+    r = mf("plot", history, "-o", d / "fig.png")
+    return first(verdict(r, (0,)), "stale temporary left" if stale.exists() else None,
+                 None if (d / "fig.png").stat().st_size > 1000 else "no figure")
+
+
 # ------------------------------------------------------------------------------------------
 # clobbering: links, devices, inputs, extensions
 def _victim(d: Path) -> Path:
@@ -325,11 +360,12 @@ def output_is_device(d: Path, command: str) -> str | None:
     except PermissionError:
         os.mkfifo(node)
     history = make_history(d) if command == "plot" else None
+    cfg = _cfg(d) if command == "run" else None
     before = snapshot(d)
     if command == "plot":
         r = mf("plot", history, "-o", node, "--overwrite")
     else:
-        r = mf("run", d / "c.toml" if (d / "c.toml").exists() else _cfg(d), "-o", node, "--overwrite", "--quiet")
+        r = mf("run", cfg, "-o", node, "--overwrite", "--quiet")
     return first(verdict(r, (2,)), changed(before, snapshot(d)))
 
 
@@ -451,6 +487,49 @@ def disk_full(d: Path, limit: int) -> str | None:
     return None
 
 
+class Skip(Exception):
+    """The attack cannot be made on this machine (e.g. no permission to mount a small file system)."""
+
+
+def disk_fills_mid_run(d: Path) -> str | None:
+    """A run on a small tmpfs whose free space another process takes while the run writes: one
+    line saying what the history keeps, no temporaries left, the history readable, and once the
+    space is back a --resume completes the run."""
+    disk = d / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True).returncode:
+        raise Skip("cannot mount a tmpfs here")
+    try:
+        cfg = disk / "c.toml"
+        cfg.write_text(CFG.replace("beta = 9.0", "beta = 9.0\nviscosity = 0.05").replace("modes = 16", "modes = 256")
+                       .replace("t_end = 0.4", "t_end = 60.0").replace("dt = 0.01", "dt = 0.002")
+                       .replace("interval = 0.05", "interval = 0.5\ncheckpoint_every = 4"))
+        out, fill = disk / "OUT.h5", disk / "fill"
+        p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
+                             stderr=subprocess.PIPE, text=True, env=ENV)
+        deadline = time.monotonic() + 60
+        while not Path(str(out) + ".ckpt").exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(fill, "wb") as f:  # take every free block
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        err = p.communicate(timeout=120)[1]
+        r = subprocess.CompletedProcess(p.args, p.returncode, "", err)
+        fill.unlink()
+        if r.returncode == 0:
+            raise Skip("the run ended before the disk filled")
+        leftovers = [q.name for q in disk.iterdir() if q.name.endswith((".partial", ".lock"))]
+        return first(verdict(r, (1,)), f"leftovers {leftovers}" if leftovers else None,
+                     None if "keeps" in r.stderr else f"end state unclear: {r.stderr.strip()}",
+                     readable(out), _resume_completes(cfg, out))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
 # ------------------------------------------------------------------------------------------
 # one line, not a traceback
 def config_text(d: Path, text: str, output="OUT.h5") -> str | None:
@@ -543,6 +622,76 @@ def corrupt(d: Path, how: str, command: str) -> str | None:
                  None if ckpt_ok else "figure missing")
 
 
+def _flip_bit(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x01]))
+
+
+def flipped_data_bit(d: Path, command: str) -> str | None:
+    """One bit flipped in the raw data of one snapshot (a plausible number, no structure broken): info
+    must fail a check, every reader must refuse the file instead of answering from it."""
+    out = make_history(d)
+    with h5py.File(out, "r") as f:
+        offset = f["rho_hat"].id.get_chunk_info(3).byte_offset + 21
+    _flip_bit(out, offset)
+    return _damaged_file_refused(d, out, command)
+
+
+def _damaged_file_refused(d: Path, out: Path, command: str) -> str | None:
+    cfg = d / "i.toml"
+    cfg.write_text(CFG.replace('[initial]\namplitude = 1e-3', f'[initial]\nkind = "file"\npath = "{out}"'))
+    before = snapshot(d)
+    if command == "info":
+        r = mf("info", out)
+        return None if r.returncode == 1 and "FAILED" in r.stdout else f"info: exit {r.returncode}: {r.stdout[-200:]}"
+    if command == "rates":
+        r = mf("rates", out)
+    elif command == "plot":
+        r = mf("plot", out, "-o", d / "fig.png")
+    elif command == "resume":
+        r = mf("run", d / "c.toml", "--resume", out, "--quiet", "--set", "time.t_end=0.6")
+    else:
+        r = mf("run", cfg, "-o", d / "new.h5", "--quiet")
+    return first(verdict(r, (2,)), changed(before, snapshot(d)))
+
+
+def flipped_checkpoint_bit(d: Path, where: str) -> str | None:
+    """One bit flipped in a stopped run's checkpoint (at its end: state data) or in the final state a
+    completed run keeps: --resume must refuse it, not continue from a silently different state."""
+    if where == "checkpoint":
+        cfg, out, ckpt = _stopped_run(d)
+        _flip_bit(ckpt, ckpt.stat().st_size - 700)
+    else:
+        out = make_history(d)
+        cfg = d / "c.toml"
+        with h5py.File(out, "r") as f:
+            offset = f["resume/state/u"].id.get_offset() + 13
+        _flip_bit(out, offset)
+    before = snapshot(d)
+    r = mf("run", cfg, "--resume", out, "--quiet", "--set", "time.t_end=50")
+    return first(verdict(r, (2,)), changed(before, snapshot(d)))
+
+
+def lock_name_taken(d: Path, how: str) -> str | None:
+    """The lock file's name is a hard link to, a symlink to, or a file of the user's own: never written."""
+    cfg = _cfg(d)
+    mine = d / "mine.txt"
+    mine.write_text("the user's own notes, not a lock file\n")
+    lock = d / ".OUT.h5.lock"
+    if how == "hardlink":
+        os.link(mine, lock)
+    elif how == "symlink":
+        lock.symlink_to(mine)
+    else:
+        lock.write_text("notes\n")
+    before = snapshot(d)
+    r = mf("run", cfg, "-o", d / "OUT.h5", "--quiet")
+    return first(verdict(r, (2,)), changed(before, snapshot(d)))
+
+
 def high_dimension(d: Path, kind: str, dim: int) -> str | None:
     if kind == "zonal":
         text = (f'[model]\ngeometry = "zonal"\ndim = {dim}\nbeta = 9.0\n[grid]\nmodes = 16\n[initial]\nkind = "modes"\n'
@@ -572,6 +721,10 @@ def cases():
         yield "kill", f"sigterm-{delay}s-into-resume", lambda d, x=delay: kill_early_in_resume(d, x)
         yield "kill", f"sigkill-{delay}s-into-resume", lambda d, x=delay: kill_early_in_resume(d, x, signal.SIGKILL)
     yield "kill", "sigkill-at-writes-1-40", lambda d: kill_at_writes(d, range(1, 41, 3))
+    for delay in (0.6, 1.2, 2.0):
+        yield "kill", f"sigkill-{delay}s-into-a-new-run", lambda d, x=delay: kill_fresh_run(d, x)
+    yield "kill", "sigterm-1.2s-into-a-new-run", lambda d: kill_fresh_run(d, 1.2, signal.SIGTERM)
+    yield "kill", "killed-plot-leaves-nothing", killed_plot_leftovers
     for name in (".OUT.h5.partial", "OUT.h5.ckpt.partial"):
         yield "clobber", f"stale-link-{name}", lambda d, n=name: stale_link_at_temporary(d, n)
     yield "clobber", "output-is-link", lambda d: output_is_link(d, False)
@@ -588,6 +741,7 @@ def cases():
         yield "concurrent", f"two-runs-{delay}s-apart", lambda d, x=delay: concurrent(d, x)
     for limit in (20_000, 200_000, 1_500_000):
         yield "disk", f"file-size-limit-{limit}", lambda d, x=limit: disk_full(d, x)
+    yield "disk", "disk-fills-mid-run", disk_fills_mid_run
     for name, text in {
         "beta-huge-int": CFG.replace("beta = 9.0", "beta = 100000000000000000000000000000"),
         "t_end-10**400": CFG.replace("t_end = 0.4", f"t_end = {BIG}"),
@@ -611,6 +765,13 @@ def cases():
                 "attribute_type", "hole"):
         for command in ("info", "rates", "plot", "resume", "initial"):
             yield "corrupt", f"{how}-{command}", lambda d, h=how, c=command: corrupt(d, h, c)
+    for command in ("info", "rates", "plot", "resume", "initial"):
+        yield "integrity", f"one-bit-in-data-{command}", lambda d, c=command: flipped_data_bit(d, c)
+    for where in ("checkpoint", "final-state"):
+        yield "integrity", f"one-bit-in-{where}", lambda d, w=where: flipped_checkpoint_bit(d, w)
+    for how in ("hardlink", "symlink", "file"):
+        yield "clobber", f"lock-name-is-{how}", lambda d, h=how: lock_name_taken(d, h)
+    yield "oneline", "config-integer-5000-digits", lambda d: config_text(d, CFG.replace("beta = 9.0", "beta = 1" + "0" * 5000))
     for kind in ("zonal", "particles"):
         for dim in (345, 1000):
             yield "dimension", f"{kind}-d{dim}", lambda d, k=kind, n=dim: high_dimension(d, k, n)
@@ -627,6 +788,9 @@ def main(root: str | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 bad = fn(Path(tmp))
+            except Skip as exc:
+                print(f"skip   {category}/{name}: {exc}", flush=True)
+                continue
             except Exception as exc:  # noqa: BLE001 - the attack itself broke: count as failed
                 bad = f"{type(exc).__name__}: {exc}"
         (failed if bad else held)[category] += 1

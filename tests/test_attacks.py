@@ -1,6 +1,7 @@
 """The attack harness (tests/attacks.py) against the real command: each attack must hold (exit 0, 1
 or 2 with one line and no traceback, nothing outside the run's own files changed, no silent wrong
-answer).  The kill-at-every-write sweep and the longer cases run with -m slow."""
+answer).  Every category is a gate.  The kill-at-every-write sweep and the longer cases run with
+-m slow."""
 
 import math
 import os
@@ -19,24 +20,17 @@ import attacks  # noqa: E402
 
 from meanfield import theory  # noqa: E402
 
-#: Attacks that still fail: open work of issue 10, listed in its note (strict: a fix must remove them here).
-KNOWN = set()
-#: Categories in which every attack holds today: a failure there fails the suite.
-GATED = {"numerics", "resume", "kill"}
 #: The default suite runs these (the quick ones and a sample of each kind); -m slow runs the rest.
 DEFAULT = {"numerics/usa-beta30-sbdf2-dt0.01", "numerics/usa-beta100-sbdf1-dt0.01", "resume/info-on-spliced-history",
            "kill/sigkill-0.15s-into-resume", "concurrent/two-runs-0.02s-apart", "dimension/zonal-d1000",
            "corrupt/flip-info", "corrupt/missing-rates", "corrupt/dtype-plot", "corrupt/hole-info",
-           "corrupt/decreasing-rates"}
+           "corrupt/decreasing-rates", "corrupt/nan_rows-initial", "integrity/one-bit-in-data-rates",
+           "integrity/one-bit-in-checkpoint", "disk/file-size-limit-200000"}
 
 
 def _param(c):
     cid = f"{c[0]}/{c[1]}"
-    marks = [pytest.mark.xfail(reason="open (issue 10 note)", strict=True)] if cid in KNOWN else []
-    if c[0] not in GATED:  # still being fixed: run and reported, not yet a gate
-        marks.append(pytest.mark.xfail(reason="issue 10 open: this category still has failing attacks", strict=False))
-    if not (c[0] in ("clobber", "oneline") or cid in DEFAULT):
-        marks.append(pytest.mark.slow)
+    marks = [] if c[0] in ("clobber", "oneline") or cid in DEFAULT else [pytest.mark.slow]
     return pytest.param(c[2], id=cid, marks=marks)
 
 
@@ -45,7 +39,10 @@ CASES = [c for c in attacks.cases() if c[1] != "sigkill-at-writes-1-40"]
 
 @pytest.mark.parametrize("attack", [_param(c) for c in CASES])
 def test_attack_holds(attack, tmp_path):
-    assert attack(tmp_path) is None
+    try:
+        assert attack(tmp_path) is None
+    except attacks.Skip as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.mark.skipif(not attacks.strace_works(), reason="strace (ptrace) not available here")

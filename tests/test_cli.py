@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from meanfield import theory
+from meanfield import io, theory
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = shutil.which("meanfield")
@@ -227,7 +227,7 @@ def test_particles_run_from_the_cli(tmp_path):
         pos, w = f["positions"][:], f["token_weights"][:]
         assert pos.shape == (2, 300, 3) and np.allclose(np.linalg.norm(pos, axis=2), 1, atol=1e-15)
         assert w.shape == (2, 300) and np.allclose(w.sum(axis=1), 1.0, rtol=0, atol=1e-15)
-        assert f.attrs["method"] == "particles" and f["rho"].shape[0] == 2 and f.attrs["layout_version"] == 2
+        assert f.attrs["method"] == "particles" and f["rho"].shape[0] == 2 and f.attrs["layout_version"] == io.LAYOUT_VERSION
         assert abs((f["rho"][-1] * f["grid/weights"][:]).sum() - 1) < 1e-12
     xr = pytest.importorskip("xarray")
     with xr.open_dataset(out, engine="h5netcdf") as ds:

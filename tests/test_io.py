@@ -178,3 +178,32 @@ def test_modes_initial_density_is_what_the_docs_say(geometry, spec, f):
         T, P = np.meshgrid(g.colatitude, g.longitude, indexing="ij")
         want = (1 + spec[-1] * f(T, P)) / (4 * math.pi)
     assert np.allclose(rho, want, atol=1e-14)
+
+
+def test_checksums_follow_the_documented_recipe_and_catch_one_changed_value(history, tmp_path):
+    """/row_checksum is BLAKE2b-8 of (time, each row of row_datasets in order), as docs/output.md
+    says; one changed value is refused by readers until io.reseal, and info fails a check."""
+    import hashlib
+    import json
+    import shutil
+
+    from meanfield import io
+
+    with h5py.File(history, "r") as f:
+        names = json.loads(f.attrs["row_datasets"])
+        for i, t in enumerate(f["time"][:]):
+            h = hashlib.blake2b(np.float64(t).tobytes(), digest_size=8)
+            for name in names:
+                h.update(np.ascontiguousarray(f[name][i]).tobytes())
+            assert int.from_bytes(h.digest(), "little") == int(f["row_checksum"][i])
+    edited = tmp_path / "edited.h5"
+    shutil.copy(history, edited)
+    with h5py.File(edited, "r+") as f:
+        f["rho_hat"][4, 3] += 1e-12  # a plausible value: only the checksum can tell
+    with pytest.raises(ConfigError, match="checksums do not match in 1 snapshot .first at t = 1"):
+        read_history(edited)
+    r = run_cli("info", str(edited))
+    assert r.returncode == 1 and "FAILED  checksums match (1 of 9 snapshots differ)" in r.stdout
+    io.reseal(edited)
+    assert read_history(edited)["rho_hat"][4, 3] == read_history(history)["rho_hat"][4, 3] + 1e-12
+    assert run_cli("info", str(edited)).returncode == 0
