@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError, NumericalError
+from .errors import ConfigError
 from .stepping import DormandPrince, EmbeddedStep, FixedStep, Scheme, State
 
 BLOCK_BYTES = 64 * 2**20
