@@ -269,16 +269,20 @@ def strace_works() -> bool:
         return False
 
 
-def kill_early_in_resume(d: Path, delay: float, sig=signal.SIGTERM) -> str | None:
-    cfg, out, ckpt = _stopped_run(d)
-    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "--resume", str(out), "--quiet"],
-                         stderr=subprocess.PIPE, text=True, env=ENV)
+def _killed(args, delay: float, sig) -> str | None:
+    """Start ``meanfield ARGS``, send ``sig`` after ``delay`` seconds; a traceback, or None."""
+    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", *map(str, args)], stderr=subprocess.PIPE, text=True,
+                         env=ENV)
     time.sleep(delay)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    if "Traceback" in err:
-        return "traceback: " + err.strip().splitlines()[-1]
-    return first(readable(out), _resume_completes(cfg, out))
+    return "traceback: " + err.strip().splitlines()[-1] if "Traceback" in err else None
+
+
+def kill_early_in_resume(d: Path, delay: float, sig=signal.SIGTERM) -> str | None:
+    cfg, out, ckpt = _stopped_run(d)
+    return first(_killed(["run", cfg, "--resume", out, "--quiet"], delay, sig), readable(out),
+                 _resume_completes(cfg, out))
 
 
 def kill_fresh_run(d: Path, delay: float, sig=signal.SIGKILL) -> str | None:
@@ -288,13 +292,9 @@ def kill_fresh_run(d: Path, delay: float, sig=signal.SIGKILL) -> str | None:
     cfg.write_text(CFG.replace("t_end = 0.4", "t_end = 3.0").replace("modes = 16", "modes = 64")
                    .replace("dt = 0.01", "dt = 0.002"))
     out, ckpt = d / "run.h5", d / "run.h5.ckpt"
-    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
-                         stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(delay)
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
-    if "Traceback" in err:
-        return "traceback: " + err.strip().splitlines()[-1]
+    bad = _killed(["run", cfg, "-o", out, "--quiet"], delay, sig)
+    if bad:
+        return bad
     if ckpt.exists():
         return first(readable(out), _resume_completes(cfg, out))
     r = mf("run", cfg, "--resume", out, "--quiet")
