@@ -223,7 +223,11 @@ def cmd_info(args) -> int:
           f"variant {a.get('variant')}, beta {a.get('beta')}, viscosity {a.get('viscosity')}")
     print(f"resolution      modes {a.get('modes')}, dealias {a.get('dealias')}, stepper {a.get('stepper')}"
           + (f", backend {a['backend']}" if "backend" in a else ""))
-    for name, version in json.loads(a.get("library_versions", "{}")).items():
+    try:
+        versions = json.loads(a.get("library_versions", "{}"))
+    except ValueError:  # damaged text: show it as it is
+        versions = {"(unparsed)": a.get("library_versions")}
+    for name, version in (versions.items() if isinstance(versions, dict) else [("(unparsed)", versions)]):
         print(f"  {name:<13} {version}")
     t = h["time"]
     print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
@@ -262,9 +266,13 @@ def cmd_info(args) -> int:
         checks.append((f"mass within 1e-10 of 1 (max error {err:.2g})", err <= 1e-10))
     d = h["diagnostics"]
     if "handoff_time" in a:
-        print(f"hand-off        t = {float(a['handoff_time']):.6g} ({a.get('handoff_reason')}): {a.get('handoff_nodes')} "
-              f"nodes -> {a.get('handoff_tokens')} tokens, {a.get('handoff_dropped')} dropped (negative mass "
-              f"{float(a.get('handoff_negative_mass', 0)):.3g}), energy jump {float(a.get('handoff_energy_jump', 0)):.3g}")
+        try:
+            print(f"hand-off        t = {float(a['handoff_time']):.6g} ({a.get('handoff_reason')}): "
+                  f"{a.get('handoff_nodes')} nodes -> {a.get('handoff_tokens')} tokens, {a.get('handoff_dropped')} "
+                  f"dropped (negative mass {float(a.get('handoff_negative_mass', 0)):.3g}), energy jump "
+                  f"{float(a.get('handoff_energy_jump', 0)):.3g}")
+        except (TypeError, ValueError):
+            checks.append(("hand-off attributes are numbers", False))
     if "n_tokens" in d and t.size:
         merges = h.get("merges", {}).get("time", np.zeros(0))
         print(f"tokens          {int(d['n_tokens'][-1])} at the end; {merges.size} merges")
@@ -363,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``meanfield`` console script."""
     warnings.formatwarning = _warning_line
+    for stream in (sys.stdout, sys.stderr):  # a path or damaged attribute that is not UTF-8 prints escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if getattr(args, "eps", 1e-6) is not None and args.command == "theory" and not (0 < args.eps < 1):
         return _fail(f"--eps: got {args.eps:g}, allowed: 0 < eps < 1", 2)

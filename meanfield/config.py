@@ -202,6 +202,10 @@ def load(path: str | Path, overrides: list[str] | tuple = ()) -> Config:
 def loads(text: str, overrides: list[str] | tuple = (), base_dir: Path | None = None) -> Config:
     """Parse and validate TOML text (see ``load``)."""
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a damaged history's stored config, read with surrogate escapes
+        raise ConfigError("config: not valid UTF-8 text") from None
+    try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: invalid TOML: {exc}") from None

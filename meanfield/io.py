@@ -378,6 +378,9 @@ def _open_history(path: str | Path, key: str = "file"):
         raise ConfigError(f"{what} {str(path)!r} cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device would hang or never end
         raise ConfigError(f"{what} {str(path)!r} is not a regular file, allowed: an HDF5 history")
+    crash = _probe(path)
+    if crash:
+        raise ConfigError(f"{what} {str(path)!r} is damaged: the HDF5 library crashed reading it ({crash})")
     try:
         # no HDF5 file lock: a history being written by a run stays readable (rows are only ever
         # filled in, data first and time last)
@@ -394,6 +397,58 @@ def _open_history(path: str | Path, key: str = "file"):
                           f"({type(exc).__name__}: {_short(exc)})") from None
 
 
+def _probe(path) -> str | None:
+    """Read everything in ``path`` in a forked child first: on some damaged files (a flipped byte in
+    an attribute's heap, say) the HDF5 library does not fail but crashes the process.  Returns how
+    the child died, or None (errors are left to the caller, who reads the file again to report them)."""
+    if not hasattr(os, "fork"):
+        return None
+    pid = os.fork()
+    if pid == 0:  # the child: read every attribute and dataset, report nothing but survival
+        try:
+            _touch_everything(path)
+        finally:
+            os._exit(0)  # also on errors: no Python or HDF5 clean-up in a forked child
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return None
+
+
+#: Root attributes a history needs (the model is rebuilt from them), with their types.
+REQUIRED_ATTRS = {"config": str, "geometry": str, "variant": str, "beta": float, "viscosity": float,
+                  "modes": int, "dealias": float}
+#: Names readers look up directly (not only by iterating): the probe reads them by name too, since
+#: a damaged name index can hide from iteration what a lookup still finds.
+_LOOKED_UP_ATTRS = (*REQUIRED_ATTRS, "row_datasets", "static_checksum", "layout_version", "config_hash", "run_id",
+                    "checksum", "__state__", "backend", "library_versions", "meanfield_version", "long_name")
+_LOOKED_UP = ("time", "rho", "rho_hat", "mode", "degree", "order", "grid", "diagnostics", "positions",
+              "token_weights", "clusters", "merges", "row_checksum", "resume")
+
+
+def _touch_everything(path) -> None:
+    """Read every attribute and dataset of ``path``, each on its own (an error stops nothing)."""
+    def attempt(fn, *args):
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - only a crash matters here; the caller reports errors
+            pass
+
+    def read(obj):
+        keys = []
+        attempt(lambda: keys.extend(obj.attrs))
+        for key in {*keys, *_LOOKED_UP_ATTRS}:
+            attempt(lambda k: obj.attrs[k] if k in obj.attrs else None, key)
+        if isinstance(obj, h5py.Dataset):
+            attempt(lambda: obj[()])
+
+    with h5py.File(path, "r", locking=False) as f:
+        names = []
+        attempt(f.visit, names.append)
+        for name in ["/", *_LOOKED_UP, *names]:
+            attempt(lambda n: read(f[n]) if n in f else None, name)
+
+
 def _naming(key: str) -> str:
     """How an error names a file read for ``key``: "file" for a command's argument, "KEY: file" else."""
     return "file" if key == "file" else f"{key}: file"
@@ -404,9 +459,6 @@ def _short(exc) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-#: Root attributes a history needs (the model is rebuilt from them), with their types.
-REQUIRED_ATTRS = {"config": str, "geometry": str, "variant": str, "beta": float, "viscosity": float,
-                  "modes": int, "dealias": float}
 
 
 def _check_structure(f, path, key: str) -> None:

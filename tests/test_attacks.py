@@ -106,6 +106,32 @@ def test_flipped_bytes_give_one_line(pristine, tmp_path, offsets, command):
     assert sorted(p.name for p in tmp_path.iterdir()) in (["h.h5"], ["f.png", "h.h5"])
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offsets=st.lists(st.floats(0, 1), min_size=1, max_size=16), mask=st.integers(1, 255))
+def test_a_damaged_history_is_refused_or_reads_the_same(pristine, tmp_path, offsets, mask):
+    """No silent wrong answer from a damaged file: io.read_history either refuses it (ConfigError) or
+    returns exactly the pristine data (the bytes it changed were unused)."""
+    from meanfield import io
+    from meanfield.errors import ConfigError
+
+    data = bytearray(pristine)
+    for x in offsets:
+        data[min(int(x * len(data)), len(data) - 1)] ^= mask
+    (tmp_path / "a.h5").write_bytes(pristine)
+    (tmp_path / "b.h5").write_bytes(bytes(data))
+    ref = io.read_history(tmp_path / "a.h5")
+    try:
+        h = io.read_history(tmp_path / "b.h5")
+    except ConfigError:
+        return
+    for key in ("time", "rho_hat", "rho", "mode", "theta", "weights"):
+        assert np.array_equal(h[key], ref[key], equal_nan=True), key
+    for key, value in ref["diagnostics"].items():
+        assert np.array_equal(h["diagnostics"][key], value, equal_nan=True), key
+    for key in ("config", "beta", "viscosity", "modes", "dealias", "geometry", "variant"):
+        assert str(h["attrs"][key]) == str(ref["attrs"][key]), key
+
+
 # ------------------------------------------------------------------------------------------
 # numerical honesty: growth at the theory's rate or a refusal
 @pytest.mark.parametrize("beta", [30.0, 100.0])
