@@ -755,6 +755,9 @@ def read_checkpoint(path: str | Path) -> dict:
             # a plain HDF5 file (no user block) is a checkpoint of meanfield <= 0.1.0: nothing to check
             if not head.startswith(b"\x89HDF") and head[len(_CKPT_MAGIC):].decode(errors="replace") != _file_digest(f):
                 raise ValueError("its checksum does not match: the file was changed after it was written")
+        crash = _probe(path) if head.startswith(b"\x89HDF") else None  # no digest: HDF5 may crash on damage
+        if crash:
+            raise ValueError(f"the HDF5 library crashed reading it ({crash})")
         with h5py.File(path, "r") as f:
             point = _read_tree(f)
         for key in ("t", "dt", "steps", "next_output", "t0", "j", "count", "config_hash", "state"):

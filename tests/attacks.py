@@ -139,7 +139,7 @@ def numerics_cases():
 
 # ------------------------------------------------------------------------------------------
 # resume: a checkpoint that does not belong to the history, kills while resuming
-def _stopped_run(d: Path, t_end=40.0):
+def _stopped_run(d: Path, t_end=6.0):
     """A run stopped by SIGTERM with a checkpoint: (config, history, checkpoint)."""
     cfg = d / "c.toml"
     cfg.write_text(CFG.replace("t_end = 0.4", f"t_end = {t_end}").replace("modes = 16", "modes = 64")
