@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config, theory
+from . import __version__, config, files, theory
 from .errors import ConfigError, NumericalError, OutputError
 
 
@@ -59,15 +59,17 @@ def cmd_run(args) -> int:
     from .trackers import Interrupted
 
     _keep_freed_memory()
-    if args.resume and args.output:
+    if args.resume is not None and args.output is not None:
         raise ConfigError("-o: give either -o OUT.h5 or --resume OUT.h5, not both")
-    target = args.resume or args.output
-    overrides = list(args.set) + ([f"output.path={_toml_str(target)}"] if target else [])
+    target = args.resume if args.resume is not None else args.output
+    if target is not None:  # an empty -o '' is a path to refuse, not "no -o"
+        files.check_name(target, "--resume" if args.resume is not None else "-o")
+    overrides = list(args.set) + ([f"output.path={_toml_str(target)}"] if target is not None else [])
     cfg = config.load(args.config, overrides)
     out = cfg.output.path
     resume_hint = f"meanfield run {args.config} --resume {out}" + "".join(f" --set {x}" for x in args.set)
     try:
-        result = run(args.config, overwrite=args.overwrite, resume=bool(args.resume),
+        result = run(args.config, overwrite=args.overwrite, resume=args.resume is not None,
                      progress=False if args.quiet else None, overrides=overrides)
     except Interrupted as exc:
         name = "SIGINT" if exc.signum == 2 else "SIGTERM"
@@ -188,11 +190,13 @@ def cmd_rates(args) -> int:
 # --------------------------------------------------------------------------------------
 def cmd_plot(args) -> int:
     """`meanfield plot`: draw one figure from a history."""
-    from . import files, io, plot
+    from . import io, plot
 
     h = io.read_history(args.history)
     kind = plot.resolve_kind(h, args.kind)
-    out, fmt = plot.figure_path(args.output if args.output else Path(args.history).with_suffix(f".{kind}.png"))
+    if args.output is not None:
+        files.check_name(args.output, "-o")
+    out, fmt = plot.figure_path(args.output if args.output is not None else Path(args.history).with_suffix(f".{kind}.png"))
     files.check_name(out, "-o")
     with files.OutputLock(out, "-o"):  # one writer per figure, so a killed one's temporaries can go
         files.check_target(out, "-o", args.overwrite, [("the history", args.history)])

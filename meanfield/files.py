@@ -41,7 +41,7 @@ def check_name(path, key: str) -> Path:
     the temporary suffixes) fits the file system's NAME_MAX."""
     text = os.fspath(path)
     if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ConfigError(f"{key}: got {text!r}, allowed: a file path without control characters")
+        raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty file path without control characters")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8: the history stores its path in its config (UTF-8)

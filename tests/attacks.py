@@ -556,7 +556,7 @@ def config_special(d: Path, path: str) -> str | None:
 def output_path(d: Path, name: str) -> str | None:
     cfg = _cfg(d)
     before = snapshot(d)
-    r = mf("run", cfg, "-o", name if not name or name.startswith("/") else d / name, "--quiet")
+    r = mf("run", cfg, "-o", name if not name or name.startswith("/") else d / name, "--quiet", cwd=d)
     if r.returncode == 0:
         return "accepted"
     return first(verdict(r, (2,)), changed(before, snapshot(d)))
