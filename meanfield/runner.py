@@ -155,7 +155,7 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
         try:
             return _run_locked(cfg, out, overwrite, resume, progress, inputs)
         except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
-            kept = "its previous content is intact" if out.is_file() else "nothing was written"
+            kept = f"{str(out)!r} keeps what it held before that write" if out.is_file() else "nothing was written"
             raise OutputError(f"writing {str(out)!r} failed ({exc.strerror or _first_line(exc)}); {kept}") from None
 
 
