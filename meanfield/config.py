@@ -419,10 +419,11 @@ def _validate_longtime(cfg: Config) -> None:
     _need(_finite(lt.atol) and lt.atol >= 0, "longtime.atol", lt.atol, "a finite number >= 0")
     _need(lt.rtol + lt.atol >= 1e-15, "longtime.rtol", lt.rtol,
           "rtol + atol >= 1e-15 (positions are unit vectors: below that is round-off)")
-    _need(_finite(lt.cluster_radius) and 0 <= lt.cluster_radius <= math.pi / 2, "longtime.cluster_radius",
-          lt.cluster_radius, "a number of radians in [0, pi/2] (0: min(0.2, pi / (4 l*)))")
-    _need(_finite(lt.cluster_mass) and 0 < lt.cluster_mass <= 1, "longtime.cluster_mass", lt.cluster_mass,
-          "a number in (0, 1]")
+    _need(_finite(lt.cluster_radius) and (lt.cluster_radius == 0 or 1e-9 <= lt.cluster_radius <= math.pi / 2),
+          "longtime.cluster_radius", lt.cluster_radius,
+          "0 (min(0.2, pi / (4 l*))) or a number of radians in [1e-9, pi/2]")
+    _need(_finite(lt.cluster_mass) and 1e-12 <= lt.cluster_mass <= 1, "longtime.cluster_mass", lt.cluster_mass,
+          "a number in [1e-12, 1]")
 
 
 def _check_tokens(cfg: Config) -> None:

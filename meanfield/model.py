@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from .errors import ConfigError
 from .theory import check_parameters
 
 
@@ -33,16 +34,21 @@ class AttentionModel:
         self.kernel = geometry.funk_hecke(self.beta)  # scaled by e^{-beta}
         self.lap = geometry.laplacian()
         rho_bar = 1.0 / geometry.measure
-        if variant == "usa":
-            # X = scale * grad psi_s, scale = e^beta / beta
-            self.scale = math.exp(self.beta) / self.beta
-            attention = rho_bar * self.scale * self.kernel
-        else:
-            # X = (1/beta) grad psi_s / psi_s; psi_s_bar = kernel_0 * rho_bar
-            self.scale = 1.0 / self.beta
-            attention = self.kernel / (self.beta * self.kernel.flat[0])
-        # -div(rho_bar grad(a u)) = -a rho_bar Lap u  ->  L = -Lap * attention + nu Lap
-        self.L = (-self.lap * attention + self.viscosity * self.lap).astype(float)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked just below
+            if variant == "usa":
+                # X = scale * grad psi_s, scale = e^beta / beta
+                self.scale = math.exp(self.beta) / self.beta
+                attention = rho_bar * self.scale * self.kernel
+            else:
+                # X = (1/beta) grad psi_s / psi_s; psi_s_bar = kernel_0 * rho_bar
+                self.scale = 1.0 / self.beta
+                attention = self.kernel / (self.beta * self.kernel.flat[0])
+            # -div(rho_bar grad(a u)) = -a rho_bar Lap u  ->  L = -Lap * attention + nu Lap
+            self.L = (-self.lap * attention + self.viscosity * self.lap).astype(float)
+        if not (np.all(np.isfinite(self.L)) and math.isfinite(self.scale)):  # e.g. beta 1e-320, viscosity 1e308
+            raise ConfigError(f"model.beta, model.viscosity: got beta = {self.beta:g}, viscosity = {self.viscosity:g}: "
+                              f"the linear rates overflow float64 at {geometry.modes} modes; allowed: values whose "
+                              "rates (about viscosity * modes^2 and 1 / beta) stay below 1e300")
 
     def velocity(self, c: np.ndarray) -> np.ndarray:
         """The attention field X[rho] on the grid (a grid vector)."""

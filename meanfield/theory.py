@@ -88,7 +88,8 @@ def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0
         log_pref = gammaln(dim / 2) + nu * math.log(2.0) - (dim / 2) * math.log(beta) + beta
         with np.errstate(divide="ignore"):
             attention = lap * np.exp(log_pref + np.log(ive(l + nu, beta)))
-    return attention - viscosity * lap
+    with np.errstate(over="ignore"):  # a huge viscosity: -inf is the right limit (the model refuses it)
+        return attention - viscosity * lap
 
 
 def most_unstable_mode(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2,

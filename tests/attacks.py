@@ -771,6 +771,10 @@ def cases():
         "seed-10**400": CFG.replace("amplitude = 1e-3", f"amplitude = 1e-3\nseed = {BIG}"),
         "binary": "\x00\x01\x02[model]\n",
         "dim-huge": CFG.replace('geometry = "circle"', f'geometry = "zonal"\ndim = {BIG}'),
+        "beta-subnormal": CFG.replace("beta = 9.0", "beta = 1e-320"),
+        "viscosity-1e308": CFG.replace("beta = 9.0", "beta = 9.0\nviscosity = 1e308"),
+        "cluster_mass-subnormal": CFG + "[longtime]\ncluster_mass = 1e-320\n",
+        "cluster_radius-subnormal": CFG + "[longtime]\ncluster_radius = 1e-320\n",
     }.items():
         yield "oneline", f"config-{name}", lambda d, t=text: config_text(d, t)
     for path in ("/dev/zero", "/dev/urandom", "fifo", "/"):

@@ -132,6 +132,28 @@ def test_a_damaged_history_is_refused_or_reads_the_same(pristine, tmp_path, offs
         assert str(h["attrs"][key]) == str(ref["attrs"][key]), key
 
 
+def test_every_key_with_extreme_values_gives_one_line(tmp_path):
+    """--set KEY=VALUE for every config key and values at the edges of float64 and TOML (nan, inf,
+    1e-320, 1e308, 2^63, empty string, list, bool): exit 0, 1 or 2, one error line, never an internal error."""
+    import dataclasses
+
+    from meanfield import config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(attacks.CFG.replace("t_end = 0.4", "t_end = 0.05"))
+    base = config.load(cfg)
+    keys = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(base)
+            if dataclasses.is_dataclass(getattr(base, sec.name)) for f in dataclasses.fields(getattr(base, sec.name))]
+    bad = []
+    for key in (k for k in keys if k != "output.path"):
+        for value in ("nan", "inf", "-inf", '""', "[]", "true", "1e-320", "-1", "0", "1e308", "9223372036854775808"):
+            code, err, _ = _cli(["run", cfg, "-o", tmp_path / "o.h5", "--quiet", "--overwrite", "--set", f"{key}={value}"])
+            errors = err.count("meanfield: error:")
+            if code not in (0, 1, 2) or "internal error" in err or (code and errors != 1):
+                bad.append((key, value, code, err.strip()[-160:]))
+    assert not bad, bad[:5]
+
+
 # ------------------------------------------------------------------------------------------
 # numerical honesty: growth at the theory's rate or a refusal
 @pytest.mark.parametrize("beta", [30.0, 100.0])
