@@ -588,7 +588,8 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> dic
             "rho_hat": rows["rho_hat"],
             "mode": f["mode"][:],
             "attrs": dict(f.attrs),
-            "diagnostics": {k: rows.get(f"diagnostics/{k}", f["diagnostics"][k][:n]) for k in f.get("diagnostics", {})},
+            "diagnostics": {k: rows[f"diagnostics/{k}"] if f"diagnostics/{k}" in rows else f["diagnostics"][k][:n]
+                            for k in f.get("diagnostics", {})},
             "unwritten_before_written": int(np.sum(np.isfinite(times[n:]))),
             "checksum_mismatch": [],
         }
