@@ -69,10 +69,7 @@ class AttentionModel:
 
     def rhs(self, c: np.ndarray) -> np.ndarray:
         """The full right-hand side F(c) = -div(rho X) + nu Lap rho, in spectral space."""
-        g = self.geometry
-        flux = self.velocity(c)
-        flux *= g.to_grid(c)
-        out = -g.div(flux)
+        out = self.geometry.flux_divergence(self.kernel * c, c, self.variant == "sa", -self.scale)
         if self.viscosity:
             out += self.viscosity * self.lap * c
         return out

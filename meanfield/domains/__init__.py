@@ -14,16 +14,18 @@ from .zonal import Zonal
 GEOMETRIES = {"circle": Circle, "sphere": Sphere, "zonal": Zonal}
 
 
-def make_geometry(name: str, modes: int, dealias: float = DEFAULT_DEALIAS, backend: str = "auto", dim: int = 0):
+def make_geometry(name: str, modes: int, dealias: float = DEFAULT_DEALIAS, backend: str = "auto", dim: int = 0,
+                  threads: int = 1):
     """Build the geometry called ``name`` with largest mode/degree ``modes``.
 
-    ``backend`` is used by the sphere (spherical-harmonic library), ``dim`` by "zonal" (S^{dim-1}).
+    ``backend`` is used by the sphere (spherical-harmonic library), ``dim`` by "zonal" (S^{dim-1}),
+    ``threads`` by the circle's and the sphere's transforms (the zonal matrices are BLAS's).
     """
     if name == "sphere":
-        return Sphere(modes, dealias=dealias, backend=backend)
+        return Sphere(modes, dealias=dealias, backend=backend, threads=threads)
     if name == "zonal":
         return Zonal(modes, dim=dim, dealias=dealias)
-    return GEOMETRIES[name](modes, dealias=dealias)
+    return GEOMETRIES[name](modes, dealias=dealias, threads=threads)
 
 
 __all__ = ["Circle", "DEFAULT_DEALIAS", "GEOMETRIES", "Sphere", "Zonal", "make_geometry"]

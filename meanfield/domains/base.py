@@ -1,11 +1,31 @@
-"""What the one-axis geometries (circle, zonal) share: one grid axis, one coefficient per degree 0..modes."""
+"""What every geometry shares (the generic transport term), and what the one-axis geometries
+(circle, zonal) share: one grid axis, one coefficient per degree 0..modes."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-class LineGeometry:
+class Geometry:
+    """The transport term from a geometry's own grad, to_grid and div; a geometry whose
+    transforms batch (the circle) overrides ``flux_divergence`` with a fused version."""
+
+    #: worker threads of the transforms (1: reproducible and best for small grids; 0: all cores)
+    threads: int = 1
+
+    def flux_divergence(self, psi: np.ndarray, c: np.ndarray, quotient: bool, scale: float) -> np.ndarray:
+        """Coefficients of div(rho v), v = scale * grad(psi) [/ psi when ``quotient``] (SA), for the
+        fields with coefficients psi and c (rho).  Non-positive psi gives inf/nan: the guard reports it."""
+        v = self.grad(psi)  # a fresh array: scaled in place (grid temporaries cost page faults)
+        if quotient:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v /= self.to_grid(psi)
+        v *= self.to_grid(c)
+        v *= scale
+        return self.div(v)
+
+
+class LineGeometry(Geometry):
     """Shapes and labels of a geometry with ``npoints`` grid points and coefficients for degrees 0..``modes``."""
 
     modes: int

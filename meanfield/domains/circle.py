@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import ducc0
 import numpy as np
 import scipy.fft
 from scipy.special import ive
@@ -28,8 +29,9 @@ class Circle(LineGeometry):
     dim = 2
     measure = 2 * math.pi  # |S^1|
 
-    def __init__(self, modes: int, dealias: float = DEFAULT_DEALIAS):
+    def __init__(self, modes: int, dealias: float = DEFAULT_DEALIAS, threads: int = 1):
         self.modes = int(modes)
+        self.threads = int(threads)
         self.dealias = float(dealias)
         n_min = max(math.ceil(self.dealias * (2 * self.modes + 1)), 2 * self.modes + 2)
         self.npoints = scipy.fft.next_fast_len(n_min, real=True)
@@ -37,6 +39,11 @@ class Circle(LineGeometry):
         self.theta = 2 * math.pi * np.arange(self.npoints) / self.npoints
         self.weights = np.full(self.npoints, 2 * math.pi / self.npoints)
         self.spacing = 2 * math.pi / self.npoints
+        self._ik = 1j * self.k
+        # the transport term's work arrays: three padded coefficient rows in, three grid rows out
+        self._rows = np.zeros((3, self.npoints // 2 + 1), dtype=complex)
+        self._grid = np.empty((3, self.npoints))
+        self._flux_hat = np.empty(self.npoints // 2 + 1, dtype=complex)
 
     def grid_coords(self) -> dict[str, np.ndarray]:
         """Named 1-D grid coordinates, in the order of the grid axes."""
@@ -45,11 +52,37 @@ class Circle(LineGeometry):
     # --- transforms ---------------------------------------------------------------
     def to_grid(self, c: np.ndarray) -> np.ndarray:
         """Coefficients c_k (k = 0..K) -> values on the grid."""
-        return scipy.fft.irfft(c, n=self.npoints, norm="forward")
+        c = np.asarray(c)
+        padded = np.zeros((*c.shape[:-1], self.npoints // 2 + 1), dtype=complex)
+        padded[..., : self.modes + 1] = c[..., : self.modes + 1]
+        return ducc0.fft.c2r(padded, axes=(-1,), lastsize=self.npoints, forward=False, nthreads=self.threads)
 
     def to_spectral(self, f: np.ndarray) -> np.ndarray:
         """Grid values -> coefficients c_k, k = 0..K (higher modes are dropped)."""
-        return scipy.fft.rfft(f, norm="forward")[: self.modes + 1]
+        f = np.asarray(f, dtype=float)
+        return ducc0.fft.r2c(f, axes=(-1,), forward=True, inorm=2, nthreads=self.threads)[..., : self.modes + 1]
+
+    def flux_divergence(self, psi: np.ndarray, c: np.ndarray, quotient: bool, scale: float) -> np.ndarray:
+        """Coefficients of div(rho v), v = scale * grad(psi) [/ psi]: the three (two for USA) inverse
+        transforms in one batched ducc0 call into preallocated rows, one forward transform.  About
+        half the cost of separate scipy.fft calls at K <= 512 was per-call overhead and padding copies."""
+        K, rows, grid = self.modes + 1, self._rows, self._grid
+        n = 3 if quotient else 2
+        np.multiply(self._ik, psi, out=rows[0, :K])
+        rows[1, :K] = c
+        if quotient:
+            rows[2, :K] = psi
+        ducc0.fft.c2r(rows[:n], axes=(1,), lastsize=self.npoints, forward=False, out=grid[:n],
+                      nthreads=self.threads)
+        flux = grid[0]
+        flux *= grid[1]
+        if quotient:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                flux /= grid[2]
+        ducc0.fft.r2c(flux, forward=True, inorm=2, out=self._flux_hat, nthreads=self.threads)
+        out = self._ik * self._flux_hat[:K]
+        out *= scale
+        return out
 
     def grad(self, c: np.ndarray) -> np.ndarray:
         """Gradient of the function with coefficients c, on the grid, shape (1, M)."""
@@ -106,7 +139,7 @@ class Circle(LineGeometry):
         rho f of degree < oversample * M, so every coefficient of rho is reproduced."""
         m = int(oversample) * self.npoints
         theta = 2 * math.pi * np.arange(m) / m
-        rho = scipy.fft.irfft(c, n=m, norm="forward")
+        rho = scipy.fft.irfft(c, n=m, norm="forward")  # once per hand-off: no need for ducc0's speed
         return np.stack([np.cos(theta), np.sin(theta)], axis=1), np.full(m, 2 * math.pi / m), rho
 
     def quadrature_size(self, oversample: int = 1) -> int:

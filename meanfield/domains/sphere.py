@@ -23,6 +23,7 @@ import scipy.fft
 from scipy.special import ive, sph_harm_y
 
 from ..errors import ConfigError
+from .base import Geometry
 from .circle import DEFAULT_DEALIAS
 
 BACKENDS = ("auto", "ducc0", "shtns")
@@ -33,12 +34,12 @@ class DuccBackend:
 
     name = "ducc0"
 
-    def __init__(self, lmax: int, ntheta: int, nphi: int):
+    def __init__(self, lmax: int, ntheta: int, nphi: int, threads: int = 1):
         import ducc0
 
         self.sht = ducc0.sht
         self.version = ducc0.__version__
-        self.kw = dict(lmax=lmax, geometry="GL", ntheta=ntheta, nphi=nphi, nthreads=1)
+        self.kw = dict(lmax=lmax, geometry="GL", ntheta=ntheta, nphi=nphi, nthreads=threads)
         ll = np.concatenate([np.arange(m, lmax + 1) for m in range(lmax + 1)])
         self.root = np.sqrt(ll * (ll + 1.0))
 
@@ -48,7 +49,8 @@ class DuccBackend:
 
     def analys(self, f):
         """Grid -> coefficients (Gauss–Legendre quadrature: exact below degree 2 ntheta - L)."""
-        return self.sht.analysis_2d(map=f[None], spin=0, lmax=self.kw["lmax"], geometry="GL")[0]
+        return self.sht.analysis_2d(map=f[None], spin=0, lmax=self.kw["lmax"], geometry="GL",
+                                    nthreads=self.kw["nthreads"])[0]
 
     def grad(self, c):
         """(d/dtheta, 1/sin(theta) d/dphi) of the field with coefficients c, on the grid."""
@@ -56,7 +58,7 @@ class DuccBackend:
 
     def div(self, v):
         """Coefficients of the divergence of the tangent field v = (v_theta, v_phi)."""
-        e, _ = self.sht.analysis_2d(map=v, spin=1, lmax=self.kw["lmax"], geometry="GL")
+        e, _ = self.sht.analysis_2d(map=v, spin=1, lmax=self.kw["lmax"], geometry="GL", nthreads=self.kw["nthreads"])
         return -self.root * e  # v = grad S + curl part  ->  E = sqrt(l(l+1)) S, div v = -l(l+1) S
 
 
@@ -65,10 +67,10 @@ class ShtnsBackend:
 
     name = "shtns"
 
-    def __init__(self, lmax: int, ntheta: int, nphi: int):
+    def __init__(self, lmax: int, ntheta: int, nphi: int, threads: int = 1):
         shtns = _import_quietly("shtns")
         self.version = getattr(shtns, "__version__", "")
-        self.sh = shtns.sht(lmax, lmax, nthreads=1)  # like ducc0 here: one thread, reproducible sums
+        self.sh = shtns.sht(lmax, lmax, nthreads=threads)
         self.sh.set_grid(ntheta, nphi, shtns.sht_gauss | shtns.SHT_PHI_CONTIGUOUS, 1e-12)
         ll = self.sh.l.astype(float)
         self.lap = -ll * (ll + 1)
@@ -122,7 +124,7 @@ def installed_backends() -> list[str]:
     return [name for name in ("shtns", "ducc0") if find_spec(name) is not None]
 
 
-def make_backend(name: str, lmax: int, ntheta: int, nphi: int):
+def make_backend(name: str, lmax: int, ntheta: int, nphi: int, threads: int = 1):
     """The backend called ``name`` ("auto": the fastest installed), or ConfigError saying how to install it."""
     if name not in BACKENDS:
         raise ConfigError(f"grid.backend: got {name!r}, allowed: {' | '.join(repr(b) for b in BACKENDS)}")
@@ -135,7 +137,7 @@ def make_backend(name: str, lmax: int, ntheta: int, nphi: int):
         how = {"ducc0": "pip install ducc0",
                "shtns": "apt-get install -y libfftw3-dev, then pip install 'meanfield[shtns]'"}[name]
         raise ConfigError(f"grid.backend: got {name!r}, which is not installed; {how}")
-    return {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi)
+    return {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi, threads)
 
 
 def _sphere_points(theta, phi) -> np.ndarray:
@@ -152,18 +154,19 @@ def grid_size(modes: int, dealias: float) -> tuple[int, int]:
     return ntheta, nphi + (nphi % 2)
 
 
-class Sphere:
+class Sphere(Geometry):
     """Spherical-harmonic pseudo-spectral discretisation of S^2 up to degree ``modes``."""
 
     name = "sphere"
     dim = 3
     measure = 4 * math.pi  # |S^2|
 
-    def __init__(self, modes: int, dealias: float = DEFAULT_DEALIAS, backend: str = "auto"):
+    def __init__(self, modes: int, dealias: float = DEFAULT_DEALIAS, backend: str = "auto", threads: int = 1):
         L = self.modes = int(modes)
         self.dealias = float(dealias)
+        self.threads = int(threads)
         self.ntheta, self.nphi = grid_size(L, self.dealias)
-        self.backend = make_backend(backend, L, self.ntheta, self.nphi)
+        self.backend = make_backend(backend, L, self.ntheta, self.nphi, self.threads)
         self.l = np.concatenate([np.arange(m, L + 1) for m in range(L + 1)])
         self.m = np.concatenate([np.full(L + 1 - m, m) for m in range(L + 1)])
         x, w = np.polynomial.legendre.leggauss(self.ntheta)
