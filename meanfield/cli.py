@@ -86,8 +86,8 @@ def cmd_run(args) -> int:
             h = result.handoff
             extra = (f"; continued as {h.tokens} tokens from t = {h.time:.6g} ({h.reason}), "
                      f"{result.merges} merges")
-        print(f"wrote {result.snapshots} snapshots (t = 0 .. {result.t:g}, {result.steps} steps, "
-              f"{result.wall:.1f} s{extra}) to {out}", file=sys.stderr)
+        print(f"wrote {result.snapshots} snapshots (t = 0 .. {result.t:g}, {result.steps} steps of "
+              f"{result.stepper}, {result.wall:.1f} s{extra}) to {out}", file=sys.stderr)
     return 0
 
 

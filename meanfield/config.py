@@ -22,7 +22,7 @@ from . import theory
 from . import domains as _domains
 from .domains import DEFAULT_DEALIAS
 from .errors import ConfigError
-from .stepping import SCHEMES
+from .stepping import AUTO, EMBEDDED_SCHEMES, SCHEMES
 
 #: Largest resolution per geometry (circle: 2^20 wavenumbers is already ~50 MB a snapshot;
 #: sphere: L = 2047 is 2.1 M coefficients and a 3072 x 6144 grid).
@@ -77,11 +77,12 @@ class TimeConfig:
 
     t_end: float = 10.0
     dt: float = 0.01
-    stepper: str = "sbdf2"
+    stepper: str = "auto"  # "auto" picks by stiffness (simulation.pick_stepper) and says which
     adaptive: bool = False
     rtol: float = 1e-6
     atol: float = 1e-12
-    cfl: float = 0.5
+    cfl: float = 0.0  # step-doubling schemes only: dt <= cfl * spacing / max|X|; 0 = no bound
+    threads: int = 0  # transforms and BLAS; 0 = every core for work large enough to gain, else 1
     dt_min: float = 1e-12
     dt_max: float = math.inf
     growth_check: str = "refuse"  # "refuse" | "warn" | "off": implicit steps too long for a growing mode
@@ -127,6 +128,7 @@ class ParticlesConfig:
     integrator: str = "rk4"
     bandwidth: float = 0.0  # of the density estimate on the grid; 0 = n^{-1/(dim+3)}
     seed: int = 0  # of "random" attention matrices
+    field: str = "auto"  # "auto" | "direct" | "funk_hecke" (Q = K = V = I on S^1, S^2: harmonic transforms)
 
 
 @dataclass(frozen=True)
@@ -384,6 +386,9 @@ def _validate_particles(cfg: Config) -> None:
     _need(_finite(p.bandwidth) and p.bandwidth >= 0, "particles.bandwidth", p.bandwidth,
           "a finite number >= 0 (0: n^{-1/(dim+3)})")
     _need(0 <= p.seed < 2**63, "particles.seed", p.seed, "an integer in [0, 2**63) (stored as int64)")
+    from .particles import FIELDS
+
+    _need(p.field in FIELDS, "particles.field", p.field, " | ".join(repr(f) for f in FIELDS))
     geometry = particle_geometry_name(p.dim)
     _need(m.geometry == geometry, "model.geometry", m.geometry,
           f"{geometry!r} with particles.dim = {p.dim} (the grid of the density estimate and of the initial density)")
@@ -398,9 +403,13 @@ def _validate_particles(cfg: Config) -> None:
           "'none' with model.method = 'particles' (the run is tokens from the start)")
     import numpy as np
 
+    from .particles import pick_field
+
     rng = np.random.default_rng(0)
-    for name in ("Q", "K", "V"):
-        attention_matrices(getattr(p, name), p.dim, p.heads, rng, name)
+    mats = [attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in ("Q", "K", "V")]
+    identity = all(isinstance(getattr(p, name), str) and getattr(p, name) == "identity" or
+                   all(np.array_equal(A, np.eye(p.dim)) for A in mat) for name, mat in zip("QKV", mats))
+    pick_field(p.field, p.dim, p.heads, p.causal, identity, p.n)
 
 
 def _validate_longtime(cfg: Config) -> None:
@@ -572,13 +581,17 @@ def validate(cfg: Config) -> None:
 
     _need(_finite(t.t_end) and t.t_end > 0, "time.t_end", t.t_end, "a finite number > 0")
     _need(_finite(t.dt) and 0 < t.dt <= t.t_end, "time.dt", t.dt, f"a number in (0, t_end = {t.t_end:g}]")
-    _need(t.stepper in SCHEMES, "time.stepper", t.stepper, " | ".join(repr(s) for s in SCHEMES))
+    _need(t.stepper in (AUTO, *SCHEMES), "time.stepper", t.stepper, " | ".join(repr(s) for s in (AUTO, *SCHEMES)))
     if not t.adaptive and cfg.longtime.handoff == "none":  # else dt is only the first step
         _need(t.t_end / t.dt <= MAX_STEPS, "time.dt", t.dt,
               f">= t_end / {MAX_STEPS:g} (it would take {t.t_end / t.dt:.3g} steps; at most {MAX_STEPS:g})")
     _need(_finite(t.rtol) and 0 < t.rtol < 1, "time.rtol", t.rtol, "a number in (0, 1)")
     _need(_finite(t.atol) and t.atol >= 0, "time.atol", t.atol, "a finite number >= 0")
-    _need(_finite(t.cfl) and 0 < t.cfl <= 10, "time.cfl", t.cfl, "a number in (0, 10]")
+    _need(_finite(t.cfl) and 0 <= t.cfl <= 10, "time.cfl", t.cfl, "a number in [0, 10] (0: no CFL bound)")
+    _need(t.cfl == 0 or not t.adaptive or t.stepper not in (AUTO, *EMBEDDED_SCHEMES), "time.cfl", t.cfl,
+          f"0 with adaptive time.stepper = {t.stepper!r} (an embedded error estimate already rejects unstable "
+          "steps; the CFL bound is for the step-doubling schemes 'sbdf1' | 'sbdf2' | 'etdrk4')")
+    _need(0 <= t.threads <= 1024, "time.threads", t.threads, "an integer in [0, 1024] (0: all cores)")
     _need(_finite(t.dt_min) and 0 < t.dt_min <= t.dt, "time.dt_min", t.dt_min, f"a number in (0, dt = {t.dt:g}]")
     _need(not math.isnan(t.dt_max) and t.dt_max >= t.dt, "time.dt_max", t.dt_max, f"a number >= dt = {t.dt:g} (or inf)")
     _need(t.growth_check in ("refuse", "warn", "off"), "time.growth_check", t.growth_check,

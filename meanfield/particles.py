@@ -80,7 +80,8 @@ class TokenModel:
     """
 
     def __init__(self, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3, Q=None, K=None,
-                 V=None, causal: bool = False, block_bytes: int = BLOCK_BYTES):
+                 V=None, causal: bool = False, block_bytes: int = BLOCK_BYTES, field: str = "direct",
+                 threads: int = 1):
         self.beta = float(beta)
         self.variant = variant
         self.dim = int(dim)
@@ -90,6 +91,12 @@ class TokenModel:
         self.causal = causal
         self.block_bytes = block_bytes
         self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
+        self.funk_hecke = None
+        if pick_field(field, dim, len(self.Q), causal, all(
+                np.array_equal(A, np.eye(dim)) for A in (*self.Q, *self.K, *self.V)), np.size(weights)) == "funk_hecke":
+            from .funk_hecke import FunkHeckeField
+
+            self.funk_hecke = FunkHeckeField(self.beta, variant, self.dim, threads=threads)
         self.set_weights(weights)
 
     def set_weights(self, weights: np.ndarray) -> None:
@@ -112,6 +119,8 @@ class TokenModel:
 
     def velocity(self, x: np.ndarray) -> np.ndarray:
         """dx_i/dt for every token (n, d), tangent to the sphere at x_i."""
+        if self.funk_hecke is not None:
+            return self.funk_hecke.velocity(x, self.w)
         out = np.zeros_like(x)
         for Q, K, V, self_free in zip(self.Q, self.K, self.V, self._self_free):
             q, k, v = x @ Q.T, x @ K.T, x @ V.T
@@ -151,6 +160,8 @@ class TokenModel:
 
     def energy_scaled(self, x: np.ndarray) -> float:
         """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}: the interaction energy."""
+        if self.funk_hecke is not None:
+            return self.funk_hecke.energy_scaled(x, self.w)
         total = sum(float(self.w[i0:i1] @ (e @ self.w)) for i0, i1, e in self._pairs(x))
         return total / (2 * self.beta)
 
@@ -158,12 +169,35 @@ class TokenModel:
         """e^{-beta} dE/dt = e^{-beta} sum_i w_i <dx_i/dt, sum_{j != i} w_j e^{beta <x_i, x_j>} x_j> for the
         velocities v (default: this model's).  The own term is left out: it is normal to dx_i/dt."""
         v = self.velocity(x) if v is None else v
+        if self.funk_hecke is not None:  # sum_j w_j e^{beta <x_i, x_j>} P x_j = grad_S psi / beta
+            _, grad = self.funk_hecke.potential(x, self.w)
+            return float(np.sum(self.w * np.sum(v * grad, axis=1))) / self.beta
         wx = self.w[:, None] * x
         total = 0.0
         for i0, i1, e in self._pairs(x):
             e[np.arange(i1 - i0), np.arange(i0, i1)] = 0.0
             total += float(np.sum(self.w[i0:i1] * np.sum(v[i0:i1] * (e @ wx), axis=1)))
         return total
+
+
+#: particles.field = "auto" uses the Funk–Hecke path from this many tokens on (measured on S^2, beta 25:
+#: 17x faster than the direct sum at n = 1000, 650x at 20,000; below a few hundred tokens its fixed
+#: cost, three transforms at degree ~50, is about that of the direct sum)
+FUNK_HECKE_FROM = 500
+FIELDS = ("auto", "direct", "funk_hecke")
+
+
+def pick_field(field: str, dim: int, heads: int, causal: bool, identity: bool, n: int) -> str:
+    """"direct" or "funk_hecke" for ``particles.field`` (auto: Funk–Hecke where it applies, S^1 or S^2,
+    one head, Q = K = V = I, no causal mask, and from FUNK_HECKE_FROM tokens on)."""
+    applies = dim in (2, 3) and heads == 1 and not causal and identity
+    if field == "funk_hecke" and not applies:
+        raise ConfigError(f"particles.field: got 'funk_hecke', allowed only for particles.dim 2 or 3, one head, "
+                          f"Q = K = V = identity and causal = false (got dim {dim}, {heads} heads, causal {causal}, "
+                          f"identity {identity}); use 'auto' or 'direct'")
+    if field == "auto":
+        return "funk_hecke" if applies and n >= FUNK_HECKE_FROM else "direct"
+    return field
 
 
 class RingModel:

@@ -47,6 +47,7 @@ class Result:
     status: str  # "complete" | "already complete"
     handoff: object = None  # longtime.HandOff, if the run continued as tokens
     merges: int = 0  # merged groups of tokens
+    stepper: str = ""  # the scheme that ran, and why (time.stepper = "auto" picks one)
 
 
 def load_config(source, overrides=()) -> _config.Config:
@@ -100,7 +101,7 @@ def history_attrs(cfg, sim, chash: str) -> dict:
     attrs = {
         "config": cfg.to_toml(), "config_hash": chash, "method": cfg.model.method, "variant": cfg.model.variant,
         "beta": cfg.model.beta, "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes,
-        "dealias": cfg.grid.dealias, "stepper": cfg.particles.integrator if sim.particles else cfg.time.stepper,
+        "dealias": cfg.grid.dealias, "stepper": sim.stepper,
         "energy_scale": "exp(-beta)", "cluster_radius": sim.cluster_finder().radius,
         "cluster_mass": sim.cluster_finder().min_mass,
     }
@@ -282,4 +283,4 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
                           f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
     ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
     return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
-                  len(sim.merge_log))
+                  len(sim.merge_log), f"{sim.stepper} ({sim.stepper_reason})")

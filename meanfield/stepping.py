@@ -9,12 +9,15 @@ Schemes (registered by name in ``SCHEMES``):
     sbdf1   IMEX Euler (order 1)
     sbdf2   IMEX BDF2 / SBDF2, variable step (order 2); started with one SBDF1 step
     etdrk4  Cox–Matthews exponential Runge–Kutta (order 4); L integrated exactly
+    ark43   Kennedy–Carpenter ARK4(3)6L[2]SA additive IMEX Runge–Kutta (order 4, embedded 3):
+            L implicit (a diagonal solve per stage), N explicit
+    dopri5  Dormand–Prince 5(4), fully explicit (L u + N(u) together): for runs without stiffness
 
-``DormandPrince`` is an explicit embedded pair (orders 5 and 4) for du/dt = f(u) with no
-stiff part; the token solver uses it (with a projection back onto the sphere).
+``DormandPrince`` is the explicit embedded pair (orders 5 and 4) for du/dt = f(u); the token
+solver uses it too (with a projection back onto the sphere).
 
-Controllers: ``FixedStep``, ``AdaptiveStep`` (step doubling error estimate plus a
-velocity CFL bound) and ``EmbeddedStep`` (the error estimate of an embedded pair).
+Controllers: ``FixedStep``, ``EmbeddedStep`` (the error estimate of an embedded pair: ark43,
+dopri5) and ``AdaptiveStep`` (step doubling, for the schemes without a pair: sbdf1, sbdf2, etdrk4).
 """
 
 from __future__ import annotations
@@ -192,7 +195,99 @@ class ETDRK4(Scheme):
             return State(e1 * u + f1 * nu + f2 * (na + nb) + f3 * nc)
 
 
-SCHEMES = {cls.name: cls for cls in (SBDF1, SBDF2, ETDRK4)}
+class ARK43(Scheme):
+    """Kennedy & Carpenter (2003) ARK4(3)6L[2]SA: an additive Runge–Kutta pair, ESDIRK (gamma = 1/4,
+    L-stable, stiffly accurate) for L and explicit for N, orders 4 and 3 sharing their stages.  With L
+    diagonal every implicit stage is one division.  ``step_with_error`` returns the order-4 solution
+    and h sum (b - b_hat)_j F_j, the embedded estimate of its local error."""
+
+    name = "ark43"
+    order = 4
+    embedded_order = 3
+    implicit = True
+    gamma = 1 / 4
+    C = (0.0, 1 / 2, 83 / 250, 31 / 50, 17 / 20, 1.0)
+    AE = ((),
+          (1 / 2,),
+          (13861 / 62500, 6889 / 62500),
+          (-116923316275 / 2393684061468, -2731218467317 / 15368042101831, 9408046702089 / 11113171139209),
+          (-451086348788 / 2902428689909, -2682348792572 / 7519795681897, 12662868775082 / 11960479115383,
+           3355817975965 / 11060851509271),
+          (647845179188 / 3216320057751, 73281519250 / 8382639484533, 552539513391 / 3454668386233,
+           3354512671639 / 8306763924573, 4040 / 17871))
+    # below-diagonal part of the ESDIRK table (its diagonal is gamma from the second stage on)
+    AI = ((),
+          (1 / 4,),
+          (8611 / 62500, -1743 / 31250),
+          (5012029 / 34652500, -654441 / 2922500, 174375 / 388108),
+          (15267082809 / 155376265600, -71443401 / 120774400, 730878875 / 902184768, 2285395 / 8070912),
+          (82889 / 524892, 0.0, 15625 / 83664, 69875 / 102672, -2260 / 8211))
+    B = (82889 / 524892, 0.0, 15625 / 83664, 69875 / 102672, -2260 / 8211, 1 / 4)
+    B_HAT = (4586570599 / 29645900160, 0.0, 178811875 / 945068544, 814220225 / 1159782912,
+             -3700637 / 11593932, 61727 / 225920)
+
+    @classmethod
+    def tables(cls):
+        """(A_explicit, A_implicit, b, b_hat, c) as full numpy arrays (for checks and the stability function)."""
+        s = len(cls.B)
+        ae, ai = np.zeros((s, s)), np.zeros((s, s))
+        for i in range(s):
+            ae[i, :i] = cls.AE[i]
+            ai[i, :i] = cls.AI[i]
+            if i:
+                ai[i, i] = cls.gamma
+        return ae, ai, np.array(cls.B), np.array(cls.B_HAT), np.array(cls.C)
+
+    @classmethod
+    def growth_factor(cls, z: float) -> float:
+        """The ESDIRK's stability function R(z) = 1 + z b^T (I - z A)^{-1} 1 (N = 0)."""
+        _, ai, b, _, _ = cls.tables()
+        with np.errstate(all="ignore"):
+            try:
+                return float(1 + z * b @ np.linalg.solve(np.eye(b.size) - z * ai, np.ones(b.size)))
+            except np.linalg.LinAlgError:
+                return math.inf
+
+    def __init__(self, L, N):
+        super().__init__(L, N)
+        self._solve = {}  # h -> 1 / (1 - h gamma L)
+
+    def step_with_error(self, state: State, h: float) -> tuple[State, np.ndarray]:
+        """One step: (new state, local error estimate of each entry)."""
+        inv = self._solve.get(h)
+        if inv is None:
+            if len(self._solve) > 8:
+                self._solve.clear()
+            inv = self._solve[h] = 1.0 / (1.0 - (h * self.gamma) * self.L)
+        u = state.u
+        n, lu = [], []  # N and L u at each stage
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite: the blow-up guard names it
+            for i in range(len(self.B)):
+                if i == 0:
+                    ui = u
+                else:
+                    acc = u.copy()
+                    for ae, ai, nj, lj in zip(self.AE[i], self.AI[i], n, lu):
+                        acc += (h * ae) * nj
+                        if ai:
+                            acc += (h * ai) * lj
+                    ui = acc * inv
+                n.append(self.N(ui))
+                lu.append(self.L * ui)
+            new = u.copy()
+            err = np.zeros_like(u)
+            for b, bh, nj, lj in zip(self.B, self.B_HAT, n, lu):
+                f = nj + lj
+                if b:
+                    new += (h * b) * f
+                if b != bh:
+                    err += (h * (b - bh)) * f
+        return State(new), err
+
+    def step(self, state: State, h: float) -> State:
+        """One step (fixed steps: the order-4 solution)."""
+        return self.step_with_error(state, h)[0]
+
 
 
 class DormandPrince:
@@ -207,6 +302,7 @@ class DormandPrince:
 
     name = "dopri5"
     order = 5
+    embedded_order = 4
     C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
     A = ((),
          (1 / 5,),
@@ -244,6 +340,39 @@ class DormandPrince:
         return self.step_with_error(state, h)[0]
 
 
+class DOPRI5(Scheme):
+    """Dormand–Prince 5(4) on the whole right-hand side L u + N(u), nothing implicit: no per-stage
+    solve and no growth-rate limit, but a step bounded by explicit stability (the error control
+    rejects steps beyond it).  For runs whose L is not stiff (viscosity 0 or small nu K^2)."""
+
+    name = "dopri5"
+    order = 5
+    embedded_order = 4
+
+    def __init__(self, L, N):
+        super().__init__(L, N)
+        self._pair = DormandPrince(self._f)
+
+    def _f(self, u):
+        return self.L * u + self.N(u)
+
+    def step_with_error(self, state: State, h: float) -> tuple[State, np.ndarray]:
+        """One step: (new state carrying F at the new point, local error estimate of each entry)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._pair.step_with_error(state, h)
+
+    def step(self, state: State, h: float) -> State:
+        """One step (fixed steps: the order-5 solution)."""
+        return self.step_with_error(state, h)[0]
+
+
+SCHEMES = {cls.name: cls for cls in (SBDF1, SBDF2, ETDRK4, ARK43, DOPRI5)}
+
+#: what ``time.stepper = "auto"`` may pick, and the schemes with an embedded error estimate
+AUTO = "auto"
+EMBEDDED_SCHEMES = ("ark43", "dopri5")
+
+
 def make_scheme(name: str, L, N) -> Scheme:
     """The scheme registered as ``name`` for du/dt = L u + N(u)."""
     return SCHEMES[name](L, N)
@@ -262,42 +391,62 @@ class FixedStep:
         return scheme.step(state, h), h, self.dt
 
 
+def row_error(u: np.ndarray, e: np.ndarray, rtol: float, atol: float) -> float:
+    """max_i |e_i| / (atol + rtol |u_i|) over the rows of a state (a token: its displacement in R^d)."""
+    e = e.reshape(e.shape[0], -1) if e.ndim > 1 else e[:, None]
+    u = u.reshape(u.shape[0], -1) if u.ndim > 1 else u[:, None]
+    scale = atol + rtol * np.linalg.norm(u, axis=1)
+    return float(np.max(np.linalg.norm(e, axis=1) / scale)) if e.size else 0.0
+
+
+def perturbation_error(u: np.ndarray, e: np.ndarray, rtol: float, atol: float) -> float:
+    """|e|_2 / (atol + rtol |u - u_0|_2): a density's coefficients, the error measured against the
+    perturbation from the uniform state (entry 0, the mean, is conserved and excluded)."""
+    pert = np.linalg.norm(u.ravel()[1:])
+    return float(np.linalg.norm(e.ravel()[1:])) / (atol + rtol * pert)
+
+
 class EmbeddedStep:
-    """Error control with an embedded pair (``DormandPrince``): the step is accepted when
-
-        err = max_i |e_i| / (atol + rtol |u_i|) <= 1,
-
-    e_i the pair's local error estimate of row i of the state (a token: its displacement error in
-    R^d, |u_i| = 1 on the sphere), and the next step is h * min(10, max(0.2, 0.9 err^(-1/5))),
+    """Error control with an embedded pair (``DormandPrince``, ``ARK43``, ``DOPRI5``): a step is accepted
+    when its error norm ``err = norm(u, e, rtol, atol)`` is <= 1 (e the pair's estimate; ``row_error`` by
+    default), and the next step is h * min(10, max(0.2, 0.9 err^(-1/(q+1)))), q the embedded order,
     never growing right after a rejection.  Steps may grow by many decades on slow plateaus.
-    """
+
+    ``span`` (a time) switches to error per unit step: err is multiplied by span / h and the exponent
+    becomes 1/q, so the local errors of a run of length span add up to about rtol (relative errors
+    of a growing perturbation add, step after step, rather than staying per step).
+    ``hint`` ends the message of a step that fell below dt_min (what to change)."""
 
     adaptive = True
 
     def __init__(self, dt: float, rtol: float = 1e-9, atol: float = 1e-12, dt_min: float = 0.0,
-                 dt_max: float = math.inf):
+                 dt_max: float = math.inf, norm: Callable = row_error, span: float | None = None,
+                 hint: str = "loosen the tolerance (time.rtol, or longtime.rtol after a hand-off) or lower model.beta"):
         self.dt = float(dt)
+        self.span = span
         self.rtol, self.atol = float(rtol), float(atol)
         self.dt_min, self.dt_max = float(dt_min), float(dt_max)
+        self.norm, self.hint = norm, hint
         self.accepted = 0
         self.rejected = 0
 
     def error(self, u: np.ndarray, e: np.ndarray) -> float:
-        """The scaled error norm of an estimate e at state u (max over rows)."""
-        e = e.reshape(e.shape[0], -1) if e.ndim > 1 else e[:, None]
-        u = u.reshape(u.shape[0], -1) if u.ndim > 1 else u[:, None]
-        scale = self.atol + self.rtol * np.linalg.norm(u, axis=1)
-        err = float(np.max(np.linalg.norm(e, axis=1) / scale)) if e.size else 0.0
+        """The scaled error norm of an estimate e at state u (inf if not finite)."""
+        err = self.norm(u, e, self.rtol, self.atol)
         return err if math.isfinite(err) else math.inf
 
     def advance(self, scheme, state: State, h: float):
         """Take one accepted step of size <= h; returns (new_state, h_taken, next_h)."""
         h = min(h, self.dt_max)
         rejected = False
+        q = getattr(scheme, "embedded_order", 4)
+        exponent = -1.0 / (q if self.span else q + 1)
         while True:
             new, e = scheme.step_with_error(state, h)
             err = self.error(new.u, e)
-            factor = 10.0 if err == 0 else min(10.0, max(0.2, 0.9 * err ** -0.2))
+            if self.span:
+                err *= self.span / h
+            factor = 10.0 if err == 0 else min(10.0, max(0.2, 0.9 * err ** exponent))
             if err <= 1.0:
                 self.accepted += 1
                 grow = min(factor, 1.0) if rejected else factor
@@ -306,9 +455,7 @@ class EmbeddedStep:
             rejected = True
             h *= min(factor, 0.9)
             if not h > self.dt_min:
-                raise NumericalError(
-                    f"adaptive step fell below {self.dt_min:g} (error estimate {err:.3g}); "
-                    "loosen the tolerance (time.rtol, or longtime.rtol after a hand-off) or lower model.beta")
+                raise NumericalError(f"adaptive step fell below {self.dt_min:g} (error estimate {err:.3g}); {self.hint}")
 
 
 class AdaptiveStep:

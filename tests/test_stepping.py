@@ -59,14 +59,15 @@ def integrate(scheme, c0, h, n):
 @pytest.mark.parametrize("name", sorted(SCHEMES))
 @pytest.mark.parametrize("variant", ["sa", "usa"])
 def test_order_of_convergence(name, variant):
-    g, model, c0 = problem(variant, beta=9.0 if variant == "sa" else 3.0)
-    t_end = 1.0 if variant == "sa" else 0.5
+    explicit = name == "dopri5"  # for non-stiff runs: SA without viscosity
+    g, model, c0 = problem(variant, beta=9.0 if variant == "sa" else 3.0, nu=0.0 if explicit and variant == "sa" else 0.02)
+    t_end = (2.0 if explicit else 1.0) if variant == "sa" else 0.5
     ref = reference(model, c0, t_end)
     scheme = make_scheme(name, model.L, model.nonlinear)
     order = scheme.order
-    ns = {1: [80, 160, 320], 2: [40, 80, 160], 4: [10, 20, 40]}[order]
-    if variant == "usa" and order == 4:
-        ns = [40, 80, 160]  # measured slopes 3.75, 3.91, 3.97 from n = 10: asymptotic from 40
+    ns = {1: [80, 160, 320], 2: [40, 80, 160], 4: [10, 20, 40], 5: [16, 32, 64]}[order]
+    if variant == "usa" and order >= 4:
+        ns = [40, 80, 160] if order == 4 else [32, 64, 128]  # measured: asymptotic from n = 40 (order 4), 32 (5)
     errs = [np.max(np.abs(integrate(scheme, c0, t_end / n, n) - ref)) for n in ns]
     slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
     assert errs[-1] > 1e-13  # still in the asymptotic range, above round-off
@@ -143,3 +144,104 @@ def test_fixed_step_passes_h_through():
     scheme = make_scheme("sbdf2", model.L, model.nonlinear)
     state, taken, nxt = FixedStep(0.01).advance(scheme, scheme.start(c0), 0.004)
     assert taken == 0.004 and nxt == 0.01
+
+
+# -- the embedded pairs: tableau, error control, resume ----------------------------------------------
+def test_ark43_tables_satisfy_the_order_conditions():
+    """Both ARK4(3)6L[2]SA tables and every coupling term: order 4 for b, order 3 for b_hat (and b_hat is
+    not order 4, so its difference to b estimates the error)."""
+    import itertools
+
+    from meanfield.stepping import ARK43
+
+    ae, ai, b, bh, c = ARK43.tables()
+    one = np.ones(c.size)
+
+    def defects(w, order):
+        out = [w @ one - 1, w @ c - 1 / 2]
+        if order >= 3:
+            out += [w @ c**2 - 1 / 3] + [w @ A @ c - 1 / 6 for A in (ae, ai)]
+        if order >= 4:
+            out += [w @ c**3 - 1 / 4]
+            out += [(w * c) @ A @ c - 1 / 8 for A in (ae, ai)] + [w @ A @ c**2 - 1 / 12 for A in (ae, ai)]
+            out += [w @ A1 @ A2 @ c - 1 / 24 for A1, A2 in itertools.product((ae, ai), repeat=2)]
+        return max(abs(x) for x in out)
+
+    assert np.allclose(ae @ one, c, atol=1e-15) and np.allclose(ai @ one, c, atol=1e-15)
+    assert defects(b, 4) < 1e-14 and defects(bh, 3) < 1e-14 and defects(bh, 4) > 1e-3
+    assert np.array_equal(ai[-1], b)  # stiffly accurate
+    assert abs(ARK43.growth_factor(-1e8)) < 1e-6  # L-stable: stiff modes are damped
+
+
+@pytest.mark.parametrize("name", ["ark43", "dopri5"])
+def test_adaptive_global_error_tracks_rtol(name):
+    """With the error budgeted per unit time over the run, the error at t_end stays within a decade of
+    rtol (it was 10-100x above with per-step control)."""
+    from meanfield.runner import load_config
+    from meanfield.simulation import Simulation
+
+    base = {"model": {"beta": 9.0, "viscosity": 0.0 if name == "dopri5" else 0.005}, "grid": {"modes": 48},
+            "initial": {"amplitude": 1e-3, "seed": 3}, "output": {"interval": 6.0, "checkpoint_every": 0}}
+    ref = None
+    for rtol in (1e-5, 1e-7):
+        cfg = load_config({**base, "time": {"t_end": 6.0, "dt": 0.01, "stepper": name, "adaptive": True,
+                                            "rtol": rtol, "atol": 1e-16}})
+        sim = Simulation(cfg)
+        if ref is None:
+            ref = reference(sim.model, sim.state.u, 6.0)
+        sim.run([])
+        err = np.linalg.norm((sim.state.u - ref)[1:]) / np.linalg.norm(ref[1:])
+        assert 0.01 * rtol < err < 10 * rtol, (rtol, err)
+
+
+def test_auto_stepper_picks_by_stiffness():
+    from meanfield.runner import load_config
+    from meanfield.simulation import Simulation
+
+    def picked(nu, modes, adaptive):
+        cfg = load_config({"model": {"beta": 25.0, "viscosity": nu}, "grid": {"modes": modes},
+                           "time": {"adaptive": adaptive, "t_end": 1.0}})
+        sim = Simulation(cfg)
+        return sim.stepper, sim.stepper_reason
+
+    assert picked(1e-3, 512, True)[0] == "ark43"  # nu K^2 = 262 against rates below 3
+    assert picked(0.0, 512, True)[0] == "dopri5"
+    assert picked(1e-3, 32, True)[0] == "dopri5"  # nu K^2 = 1
+    name, why = picked(1e-3, 512, False)
+    assert name == "etdrk4" and "fixed" in why
+    assert "stiff" in picked(1e-3, 512, True)[1]
+
+
+@pytest.mark.parametrize("name", ["ark43", "dopri5"])
+def test_embedded_schemes_resume_bit_for_bit_from_a_checkpoint(name, tmp_path):
+    """The scheme state (dopri5 carries F at the new point) and the controller's dt survive a checkpoint."""
+    from meanfield import io
+    from meanfield.runner import load_config
+    from meanfield.simulation import Simulation
+
+    cfg = load_config({"model": {"beta": 9.0, "viscosity": 0.005}, "grid": {"modes": 32},
+                       "initial": {"amplitude": 1e-3, "seed": 2},
+                       "time": {"t_end": 3.0, "dt": 0.01, "stepper": name, "adaptive": True, "rtol": 1e-7},
+                       "output": {"interval": 1.0}})
+    straight = Simulation(cfg)
+    straight.run([])
+
+    class StopAt:
+        def __init__(self):
+            self.point = None
+
+        def snapshot(self, sim):
+            if sim.next_output == 2 and self.point is None:
+                self.point = sim.resume_point()
+                io.write_checkpoint(tmp_path / "c.ckpt", self.point, 2, "h")
+                raise KeyboardInterrupt
+
+    first = Simulation(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        first.run([StopAt()])
+    resumed = Simulation(cfg)
+    point = io.read_checkpoint(tmp_path / "c.ckpt")
+    resumed.check_point(point)
+    resumed.restore(point)
+    resumed.run([])
+    assert resumed.steps == straight.steps and np.array_equal(resumed.state.u, straight.state.u)

@@ -1,0 +1,357 @@
+"""All of meanfield's speed measurements in one command, written to benchmarks/results.md.
+
+    python benchmarks/run.py [--quick] [--out DIR]
+
+1. Work-precision: every meanfield stepper (fixed dt sweeps; adaptive rtol sweeps) against
+   scipy.integrate (RK45, DOP853, BDF with the diagonal Jacobian, LSODA) on the package's own
+   right-hand side.  Circle, SA, beta = 25, random initial data of amplitude 1e-4 (seed 1), t = 0..12
+   (the clusters are forming at t = 12), K = 512 and 2048, viscosity 0 and 1e-3.  Error: the l2
+   distance of the coefficients at t = 12 to a DOP853 run at rtol 1e-13, relative to the perturbation.
+   Cost: CPU time (one thread).  "At 1e-6": the cost of each method interpolated (log-log) to an
+   error of 1e-6; the ratio is best scipy / best meanfield.
+2. Right-hand sides over the bare transforms: the circle's (K = 128..8192) against the scipy.fft
+   version it replaced; the sphere's (L = 63..511) per backend, with 1 and 2 threads.
+3. Token fields against n: the direct O(n^2) sum and the Funk-Hecke path (S^2, beta = 25), and the
+   direct sum for random Q, K, V with two heads; one RK4 step of 10^6 tokens; peak memory.
+
+CPU-time minima over repeats, ratios measured in one process: these machines are noisy.  Threads
+are pinned (BLAS and transforms one thread unless a row says otherwise).  ``--quick`` (< 1 minute)
+runs a reduced set and exits 1 when a ratio falls below its stated bound (QUICK_BOUNDS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+#: --quick fails when a measured ratio falls below these (about half of what is measured here)
+QUICK_BOUNDS = {"circle rhs K=512: scipy.fft version / ducc0": 1.4,
+                "tokens n=5000: direct / funk_hecke": 20.0,
+                "adaptive dopri5 nu=0 K=512: rtol / error at rtol 1e-6 (>= 0.1: error within 10 rtol)": 0.1}
+
+
+def cpu(fn, repeat=3):
+    """Smallest CPU time of fn() over ``repeat`` calls (and its last result)."""
+    best, out = math.inf, None
+    for _ in range(repeat):
+        t0 = time.process_time()
+        out = fn()
+        best = min(best, time.process_time() - t0)
+    return best, out
+
+
+# -- 1. work-precision ---------------------------------------------------------------------------------
+def problem(K, nu):
+    from meanfield.runner import load_config
+    from meanfield.simulation import Simulation
+
+    base = {"model": {"beta": 25.0, "viscosity": nu}, "grid": {"modes": K},
+            "initial": {"amplitude": 1e-4, "seed": 1}, "output": {"interval": 12.0, "checkpoint_every": 0}}
+
+    def run(**time_kw):
+        cfg = load_config({**base, "time": {"t_end": 12.0, "dt": 0.01, "threads": 1, **time_kw}})
+        sim = Simulation(cfg)
+        sim.run([])
+        return sim.state.u
+
+    sim = Simulation(load_config({**base, "time": {"t_end": 12.0}}))
+    return sim.model, sim.state.u, run
+
+
+def scipy_solve(model, c0, method, rtol):
+    from scipy.integrate import solve_ivp
+    from scipy.sparse import diags
+
+    n = c0.size
+
+    def f(t, y):
+        r = model.rhs(y[:n] + 1j * y[n:])
+        return np.concatenate([r.real, r.imag])
+
+    kw = {"jac": diags(np.concatenate([model.L, model.L]))} if method == "BDF" else {}
+    sol = solve_ivp(f, (0.0, 12.0), np.concatenate([c0.real, c0.imag]), method=method, rtol=rtol,
+                    atol=1e-16 if method in ("DOP853", "RK45") and rtol < 1e-10 else 1e-14, **kw)
+    return sol.y[:n, -1] + 1j * sol.y[n:, -1]
+
+
+def work_precision(K, nu, quick):
+    model, c0, run = problem(K, nu)
+    ref = scipy_solve(model, c0, "DOP853", 1e-13)
+    rel = lambda u: float(np.linalg.norm((u - ref)[1:]) / np.linalg.norm(ref[1:]))
+    rtols = [1e-5, 1e-6, 1e-7] if quick else [1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
+    dts = [0.1, 0.05, 0.02, 0.01] if quick else [0.2, 0.1, 0.05, 0.02, 0.01, 0.005]
+    curves = {}
+    plan = [(f"meanfield {s} fixed", lambda dt, s=s: run(stepper=s, dt=dt), dts) for s in ("etdrk4", "ark43", "sbdf2")]
+    plan += [(f"meanfield {s} adaptive", lambda r, s=s: run(stepper=s, adaptive=True, rtol=r, atol=1e-16), rtols)
+             for s in ("dopri5", "ark43")]
+    if not quick:
+        plan += [("meanfield etdrk4 adaptive (step doubling)",
+                  lambda r: run(stepper="etdrk4", adaptive=True, rtol=r, atol=1e-16), rtols[:4])]
+    for m in ("DOP853", "RK45", "BDF") + (() if quick else ("LSODA",)):
+        plan.append((f"scipy {m}", lambda r, m=m: scipy_solve(model, c0, m, r), rtols))
+    for name, solve, params in plan:
+        pts = []
+        for p in params:
+            with np.errstate(all="ignore"):
+                try:
+                    t, u = cpu(lambda: solve(p), repeat=1 if quick else 2)
+                except Exception as exc:  # a fixed dt beyond stability: the guard stops it
+                    print(f"  {name} {p:g}: {type(exc).__name__}", file=sys.stderr)
+                    continue
+            e = rel(u)
+            if math.isfinite(e):
+                pts.append((p, e, t))
+            if t > (20 if quick else 60):
+                break  # LSODA on stiff runs: minutes per point
+        curves[name] = pts
+    return curves
+
+
+def cost_at(pts, target=1e-6):
+    """CPU time to reach relative error `target`, interpolated in log-log between the points around it."""
+    pts = sorted(((e, t) for _, e, t in pts), key=lambda q: -q[0])
+    for (e1, t1), (e2, t2) in zip(pts, pts[1:]):
+        if e1 >= target >= e2 and e1 > e2:
+            s = math.log(target / e1) / math.log(e2 / e1)
+            return math.exp(math.log(t1) + s * math.log(t2 / t1))
+    good = [t for e, t in pts if e <= target]
+    return min(good) if good else math.inf
+
+
+# -- 2. right-hand sides -------------------------------------------------------------------------------
+def circle_rhs(Ks):
+    import scipy.fft
+
+    from meanfield.domains import Circle
+    from meanfield.model import AttentionModel
+
+    rows = []
+    for K in Ks:
+        g = Circle(K)
+        rng = np.random.default_rng(0)
+        c = g.uniform() + 0.01 * g.random_perturbation(rng) * np.exp(-5 * g.k / K) / (2 * math.pi)
+        m = AttentionModel(g, "sa", 25.0)
+        M, n = g.npoints, max(5, 100_000 // K)
+
+        def old():  # the scipy.fft version (before ducc0): three irfft, one rfft, separate calls
+            psi = m.kernel * c
+            v = scipy.fft.irfft(1j * g.k * psi, n=M, norm="forward")
+            v /= scipy.fft.irfft(psi, n=M, norm="forward")
+            v *= scipy.fft.irfft(c, n=M, norm="forward")
+            return -(1j * g.k) * scipy.fft.rfft(v / 25.0, norm="forward")[: K + 1]
+
+        pair = cpu(lambda: [scipy.fft.rfft(scipy.fft.irfft(c, n=M, norm="forward")) for _ in range(n)], 5)[0] / n
+        new = cpu(lambda: [m.rhs(c) for _ in range(n)], 5)[0] / n
+        was = cpu(lambda: [old() for _ in range(n)], 5)[0] / n
+        assert np.max(np.abs(m.rhs(c) - old())) <= 1e-12 * np.max(np.abs(old()))
+        rows.append((K, pair * 1e6, new / pair, was / pair, was / new))
+    return rows
+
+
+def sphere_rhs(Ls):
+    from meanfield.domains import Sphere
+    from meanfield.domains.sphere import installed_backends
+    from meanfield.model import AttentionModel
+
+    rows = []
+    for L in Ls:
+        for backend in installed_backends():
+            times = {}
+            for threads in (1, 2):
+                g = Sphere(L, backend=backend, threads=threads)
+                rng = np.random.default_rng(0)
+                c = g.uniform() + 1e-3 * g.random_perturbation(rng) * np.exp(-5 * g.l / L)
+                m = AttentionModel(g, "sa", 25.0)
+                n = max(2, 20_000 // (L * L))
+                wall = lambda: min(_wall(lambda: m.rhs(c)) for _ in range(3 * n))  # threads: wall, not CPU
+                times[threads] = wall()
+                if threads == 1:
+                    pair = min(_wall(lambda: g.to_spectral(g.to_grid(c))) for _ in range(3 * n))
+            rows.append((L, backend, pair * 1e3, times[1] / pair, times[1] * 1e3, times[1] / times[2]))
+    return rows
+
+
+def _wall(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# -- 3. tokens -------------------------------------------------------------------------------------------
+def tokens(ns_direct, ns_fast):
+    from meanfield.particles import TokenModel
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in sorted(set(ns_direct) | set(ns_fast)):
+        x = rng.standard_normal((n, 3))
+        x /= np.linalg.norm(x, axis=1)[:, None]
+        w = np.full(n, 1.0 / n)
+        row = {"n": n}
+        if n in ns_fast:
+            fast = TokenModel(w, 25.0, "sa", 3, field="funk_hecke")
+            row["funk_hecke"] = cpu(lambda: fast.velocity(x), 3)[0]
+            row["L"] = fast.funk_hecke.L
+        if n in ns_direct:
+            direct = TokenModel(w, 25.0, "sa", 3, field="direct")
+            row["direct"], v = cpu(lambda: direct.velocity(x), 1 if n > 5000 else 3)
+            if n in ns_fast:
+                row["max_diff"] = float(np.max(np.abs(fast.velocity(x) - v)) / np.max(np.abs(v)))
+        rows.append(row)
+    return rows
+
+
+def general_tokens(n):
+    from meanfield.particles import TokenModel, attention_matrices
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, 3))
+    x /= np.linalg.norm(x, axis=1)[:, None]
+    mats = [attention_matrices("random", 3, 2, rng, k) for k in "QKV"]
+    model = TokenModel(np.full(n, 1.0 / n), 5.0, "sa", 3, *mats)
+    return cpu(lambda: model.velocity(x), 1)[0]
+
+
+PEAK = """
+import resource, time, numpy as np
+from meanfield.particles import TokenModel
+from meanfield.stepping import FixedStep
+from meanfield.particles import ProjectedRK4 as RK4
+n = 1_000_000
+rng = np.random.default_rng(0)
+x = rng.standard_normal((n, 3)); x /= np.linalg.norm(x, axis=1)[:, None]
+model = TokenModel(np.full(n, 1.0 / n), 25.0, "sa", 3, field="funk_hecke", threads={threads})
+scheme = RK4(model.velocity)
+state = scheme.start(x)
+scheme.step(state, 0.01)
+t0, c0 = time.perf_counter(), time.process_time()
+scheme.step(state, 0.01)
+print(time.perf_counter() - t0, time.process_time() - c0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def million_step(threads):
+    """(wall s, CPU s, peak MB) of one RK4 step of 10^6 tokens on S^2 (Funk–Hecke), in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", PEAK.replace("{threads}", str(threads))], capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1])
+    return tuple(float(v) for v in out.stdout.split())
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def plot_wp(curves, title, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for name, pts in curves.items():
+        if pts:
+            e, t = zip(*[(e, t) for _, e, t in pts])
+            ax.loglog(e, t, ("o-" if name.startswith("meanfield") else "s--"), label=name, ms=4)
+    ax.axvline(1e-6, color="0.7", lw=0.8)
+    ax.set_xlabel("relative error at t = 12")
+    ax.set_ylabel("CPU time [s]")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a reduced set (< 1 minute) checked against QUICK_BOUNDS")
+    p.add_argument("--out", default=str(Path(__file__).parent), help="where results.md and the PNGs go")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines, checks = [f"# meanfield benchmarks{' (quick)' if args.quick else ''}", "",
+                     f"`python benchmarks/run.py{' --quick' if args.quick else ''}`, {time.strftime('%Y-%m-%d')}, "
+                     f"{os.cpu_count()} cores; CPU-time minima, ratios from one process.", ""], {}
+    with threadpool_limits(limits=1, user_api="blas"):
+        cases = [(512, 0.0), (512, 1e-3)] + ([] if args.quick else [(2048, 0.0), (2048, 1e-3)])
+        lines += ["## 1. Work-precision (circle, SA, beta = 25, t = 0..12)", "",
+                  "| K | viscosity | best meanfield at 1e-6 | CPU s | best scipy at 1e-6 | CPU s | scipy / meanfield |",
+                  "|---|---|---|---|---|---|---|"]
+        detail = []
+        for K, nu in cases:
+            curves = work_precision(K, nu, args.quick)
+            costs = {name: cost_at(pts) for name, pts in curves.items()}
+            mf = min((c, n) for n, c in costs.items() if n.startswith("meanfield"))
+            sp = min((c, n) for n, c in costs.items() if n.startswith("scipy"))
+            lines.append(f"| {K} | {nu:g} | {mf[1][10:]} | {mf[0]:.3g} | {sp[1][6:]} | {sp[0]:.3g} | {sp[0] / mf[0]:.2f} |")
+            png = f"wp_K{K}_nu{nu:g}.png"
+            if not args.quick:
+                plot_wp(curves, f"circle SA beta 25, K = {K}, viscosity {nu:g}", out / png)
+            detail += [f"### K = {K}, viscosity {nu:g}", ""] + ([f"![work-precision]({png})", ""] if not args.quick else [])
+            detail += ["| method | parameter (dt or rtol) | error | CPU s |", "|---|---|---|---|"]
+            detail += [f"| {n} | {q:g} | {e:.2e} | {t:.3f} |" for n, pts in curves.items() for q, e, t in pts]
+            detail.append("")
+            if K == 512 and nu == 0:
+                e6 = [e for q, e, _ in curves["meanfield dopri5 adaptive"] if q == 1e-6]
+                checks["adaptive dopri5 nu=0 K=512: rtol / error at rtol 1e-6 (>= 0.1: error within 10 rtol)"] = (
+                    1e-6 / e6[0] if e6 else 0.0)
+        lines += [""] + detail
+        Ks = [512] if args.quick else [128, 512, 2048, 8192]
+        rows = circle_rhs(Ks)
+        lines += ["## 2. Right-hand sides", "", "Circle (SA): cost in units of one scipy irfft + rfft pair on the same grid.", "",
+                  "| K | pair (us) | rhs (ducc0, batched) | rhs (scipy.fft, before) | speed-up |", "|---|---|---|---|---|"]
+        lines += [f"| {K} | {pair:.1f} | {a:.2f} | {b:.2f} | {s:.2f} |" for K, pair, a, b, s in rows]
+        checks["circle rhs K=512: scipy.fft version / ducc0"] = [s for K, *_, s in rows if K == 512][0]
+        if not args.quick:
+            srows = sphere_rhs([63, 127, 255, 511])
+            lines += ["", "Sphere (SA): wall time, in units of one synthesis + analysis on the same grid.", "",
+                      "| L | backend | pair (ms) | rhs / pair | rhs (ms, 1 thread) | 2 threads speed-up |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {L} | {b} | {pair:.2f} | {r:.2f} | {t:.2f} | {s:.2f} |" for L, b, pair, r, t, s in srows]
+        ns_direct = [1000, 5000] if args.quick else [1000, 5000, 20000]
+        ns_fast = [1000, 5000] if args.quick else [1000, 5000, 20000, 100_000, 1_000_000]
+        trows = tokens(ns_direct, ns_fast)
+        lines += ["", "## 3. Token fields (S^2, SA, beta = 25, Q = K = V = I, uniform tokens)", "",
+                  "| n | direct (s) | Funk-Hecke (s) | degree L | direct / Funk-Hecke | max difference / max field |",
+                  "|---|---|---|---|---|---|"]
+        for r in trows:
+            d, f = r.get("direct"), r.get("funk_hecke")
+            lines.append(f"| {r['n']} | {d if d is None else f'{d:.4f}'} | {f:.5f} | {r['L']} | "
+                         f"{'' if d is None else f'{d / f:.0f}'} | {r.get('max_diff', ''):{'.1e' if 'max_diff' in r else ''}} |")
+        five = [r for r in trows if r["n"] == 5000][0]
+        checks["tokens n=5000: direct / funk_hecke"] = five["direct"] / five["funk_hecke"]
+        if not args.quick:
+            g = general_tokens(20000)
+            lines += ["", f"Direct path, random Q, K, V, two heads, n = 20000, beta 5: {g:.2f} s CPU per field."]
+    if not args.quick:
+        for th in (1, 2):
+            wall, cpu_s, peak = million_step(th)
+            lines.append(f"One RK4 step of 10^6 tokens (Funk-Hecke, {th} thread{'s' if th > 1 else ''}): "
+                         f"{wall:.2f} s wall, {cpu_s:.2f} s CPU, peak memory {peak:.0f} MB.")
+    lines += ["", "## Checks (--quick bounds)", "", "| ratio | measured | bound |", "|---|---|---|"]
+    failed = []
+    for name, bound in QUICK_BOUNDS.items():
+        value = checks.get(name, math.nan)
+        lines.append(f"| {name} | {value:.3g} | >= {bound:g} |")
+        if not value >= bound:
+            failed.append(name)
+    (out / ("results_quick.md" if args.quick else "results.md")).write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(checks, indent=1)) if not args.quick else None
+    print("\n".join(lines))
+    if failed:
+        print(f"regressed past the bound: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
