@@ -180,9 +180,9 @@ class TokenModel:
         return total
 
 
-#: particles.field = "auto" uses the Funk–Hecke path from this many tokens on (measured on S^2, beta 25:
-#: 17x faster than the direct sum at n = 1000, 650x at 20,000; below a few hundred tokens its fixed
-#: cost, three transforms at degree ~50, is about that of the direct sum)
+#: particles.field = "auto" uses the Funk–Hecke path from this many tokens on (benchmarks/results.md, S^2,
+#: beta 25, one thread: 3x faster than the direct sum at n = 1000, 48x at 5000, 260x at 20,000; below a
+#: few hundred tokens its fixed cost, three transforms at degree ~50, is about that of the direct sum)
 FUNK_HECKE_FROM = 500
 FIELDS = ("auto", "direct", "funk_hecke")
 
