@@ -403,13 +403,11 @@ def _validate_particles(cfg: Config) -> None:
           "'none' with model.method = 'particles' (the run is tokens from the start)")
     import numpy as np
 
-    from .particles import pick_field
+    from .particles import is_identity, pick_field
 
     rng = np.random.default_rng(0)
     mats = [attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in ("Q", "K", "V")]
-    identity = all(isinstance(getattr(p, name), str) and getattr(p, name) == "identity" or
-                   all(np.array_equal(A, np.eye(p.dim)) for A in mat) for name, mat in zip("QKV", mats))
-    pick_field(p.field, p.dim, p.heads, p.causal, identity, p.n)
+    pick_field(p.field, p.dim, p.heads, p.causal, is_identity(p.dim, *mats), p.n)
 
 
 def _validate_longtime(cfg: Config) -> None:

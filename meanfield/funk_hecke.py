@@ -80,14 +80,14 @@ class FunkHeckeField:
             self._k = np.arange(-self.L, self.L + 1)
             self._g = ive(np.abs(self._k), self.beta)  # psi_k = I_k mu_k (mu_k = sum_j w_j e^{-ik theta_j})
 
-    def potential(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(e^{-beta} psi (n,), e^{-beta} grad_S psi (n, d)) at the tokens."""
+    def potential(self, x: np.ndarray, w: np.ndarray, grad: bool = True):
+        """(e^{-beta} psi (n,), e^{-beta} grad_S psi (n, d), or None without ``grad``) at the tokens."""
         self.setup(w)
-        return self._sphere(x, w) if self.dim == 3 else self._circle(x, w)
+        return self._sphere(x, w, grad) if self.dim == 3 else self._circle(x, w, grad)
 
     def energy_scaled(self, x: np.ndarray, w: np.ndarray) -> float:
         """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} = (1/(2 beta)) sum_i w_i e^{-beta} psi(x_i)."""
-        psi, _ = self.potential(x, w)
+        psi, _ = self.potential(x, w, grad=False)
         return float(np.dot(w, psi)) / (2 * self.beta)
 
     def velocity(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -97,7 +97,7 @@ class FunkHeckeField:
             return grad / (self.beta * psi)[:, None]
         return grad * (math.exp(self.beta) / self.beta)
 
-    def _sphere(self, x, w):
+    def _sphere(self, x, w, with_grad=True):
         import ducc0
 
         theta = np.arccos(np.clip(x[:, 2], -1.0, 1.0))
@@ -107,6 +107,8 @@ class FunkHeckeField:
         mu = ducc0.sht.adjoint_synthesis_general(map=np.asarray(w, float)[None], spin=0, **kw)[0]
         psi_lm = self._g * mu
         psi = ducc0.sht.synthesis_general(alm=psi_lm[None], spin=0, **kw)[0]
+        if not with_grad:
+            return psi, None
         # (d/dtheta, 1/sin(theta) d/dphi) of psi at the tokens: the spin-1 gradient synthesis
         d_theta, d_phi = ducc0.sht.synthesis_general(alm=psi_lm[None], spin=1, mode="DERIV1", **kw)
         ct, st, cp, sp = np.cos(theta), np.sin(theta), np.cos(phi), np.sin(phi)
@@ -116,7 +118,7 @@ class FunkHeckeField:
         grad[:, 2] = -d_theta * st
         return psi, grad
 
-    def _circle(self, x, w):
+    def _circle(self, x, w, with_grad=True):
         import ducc0
 
         theta = np.arctan2(x[:, 1], x[:, 0])
@@ -126,8 +128,9 @@ class FunkHeckeField:
         # mu_k = sum_j w_j e^{-i k theta_j}, k = -L..L (type 1, forward sign)
         mu = ducc0.nufft.nu2u(points=np.asarray(w, complex), forward=True, out=np.empty(n_modes, complex), **kw)
         psi_k = self._g * mu
-        both = np.stack([psi_k, 1j * self._k * psi_k])  # psi and d psi / d theta
-        vals = np.stack([ducc0.nufft.u2nu(grid=b, forward=False, **kw) for b in both]).real
-        psi, d_theta = vals[0], vals[1]
+        psi = ducc0.nufft.u2nu(grid=psi_k, forward=False, **kw).real
+        if not with_grad:
+            return psi, None
+        d_theta = ducc0.nufft.u2nu(grid=1j * self._k * psi_k, forward=False, **kw).real
         grad = np.stack([-np.sin(theta) * d_theta, np.cos(theta) * d_theta], axis=1)
         return psi, grad

@@ -52,14 +52,7 @@ class AttentionModel:
 
     def velocity(self, c: np.ndarray) -> np.ndarray:
         """The attention field X[rho] on the grid (a grid vector)."""
-        g = self.geometry
-        psi = self.kernel * c
-        v = g.grad(psi)  # a fresh array: scaled in place (grid temporaries cost page faults)
-        if self.variant == "sa":
-            with np.errstate(divide="ignore", invalid="ignore"):  # psi <= 0: the guard reports it
-                v /= g.to_grid(psi)
-        v *= self.scale
-        return v
+        return self.geometry.gradient_field(self.kernel * c, self.variant == "sa", self.scale)
 
     def psi_range(self, c: np.ndarray) -> float:
         """min psi / max psi on the grid.  SA divides by psi, whose spectral evaluation is

@@ -92,8 +92,8 @@ class TokenModel:
         self.block_bytes = block_bytes
         self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
         self.funk_hecke = None
-        if pick_field(field, dim, len(self.Q), causal, all(
-                np.array_equal(A, np.eye(dim)) for A in (*self.Q, *self.K, *self.V)), np.size(weights)) == "funk_hecke":
+        if pick_field(field, dim, len(self.Q), causal, is_identity(dim, self.Q, self.K, self.V),
+                      np.size(weights)) == "funk_hecke":
             from .funk_hecke import FunkHeckeField
 
             self.funk_hecke = FunkHeckeField(self.beta, variant, self.dim, threads=threads)
@@ -185,6 +185,11 @@ class TokenModel:
 #: few hundred tokens its fixed cost, three transforms at degree ~50, is about that of the direct sum)
 FUNK_HECKE_FROM = 500
 FIELDS = ("auto", "direct", "funk_hecke")
+
+
+def is_identity(dim: int, *matrices) -> bool:
+    """Whether every matrix of every list (Q, K, V per head) is the d x d identity."""
+    return all(np.array_equal(A, np.eye(dim)) for mats in matrices for A in mats)
 
 
 def pick_field(field: str, dim: int, heads: int, causal: bool, identity: bool, n: int) -> str:

@@ -126,16 +126,16 @@ class Simulation:
             self.stepper, self.stepper_reason = pick_stepper(cfg, self.model)
             self.scheme = make_scheme(self.stepper, self.model.L, self.model.nonlinear)
             dt_cap = self._growth_step_cap()
+            if tc.adaptive:
+                self.dt = min(tc.dt, dt_cap)
             if tc.adaptive and self.stepper in EMBEDDED_SCHEMES:
-                self.controller = EmbeddedStep(min(tc.dt, dt_cap), tc.rtol, tc.atol, min(tc.dt_min, dt_cap),
+                self.controller = EmbeddedStep(self.dt, tc.rtol, tc.atol, min(tc.dt_min, dt_cap),
                                                min(tc.dt_max, dt_cap), norm=perturbation_error,
                                                span=error_span(cfg), hint="loosen time.rtol, raise grid.modes or add viscosity")
-                self.dt = min(tc.dt, dt_cap)
             elif tc.adaptive:
-                self.controller = AdaptiveStep(min(tc.dt, dt_cap), tc.rtol, tc.atol, tc.cfl, min(tc.dt_min, dt_cap),
+                self.controller = AdaptiveStep(self.dt, tc.rtol, tc.atol, tc.cfl, min(tc.dt_min, dt_cap),
                                                min(tc.dt_max, dt_cap), spacing=self.geometry.spacing,
                                                max_speed=self.model.max_speed if tc.cfl > 0 else None)
-                self.dt = min(tc.dt, dt_cap)
             else:
                 self.controller = FixedStep(tc.dt)
         if tokens is None and c0 is None:

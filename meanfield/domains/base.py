@@ -13,13 +13,21 @@ class Geometry:
     #: worker threads of the transforms (1: reproducible and best for small grids; 0: all cores)
     threads: int = 1
 
-    def flux_divergence(self, psi: np.ndarray, c: np.ndarray, quotient: bool, scale: float) -> np.ndarray:
-        """Coefficients of div(rho v), v = scale * grad(psi) [/ psi when ``quotient``] (SA), for the
-        fields with coefficients psi and c (rho).  Non-positive psi gives inf/nan: the guard reports it."""
+    def gradient_field(self, psi: np.ndarray, quotient: bool, scale: float | None = None) -> np.ndarray:
+        """The grid vector field grad(psi) [/ psi when ``quotient``] [* scale] of the coefficients psi.
+        Non-positive psi gives inf/nan: the guard reports it."""
         v = self.grad(psi)  # a fresh array: scaled in place (grid temporaries cost page faults)
         if quotient:
             with np.errstate(divide="ignore", invalid="ignore"):
                 v /= self.to_grid(psi)
+        if scale is not None:
+            v *= scale
+        return v
+
+    def flux_divergence(self, psi: np.ndarray, c: np.ndarray, quotient: bool, scale: float) -> np.ndarray:
+        """Coefficients of div(rho v), v = scale * grad(psi) [/ psi when ``quotient``] (SA), for the
+        fields with coefficients psi and c (rho)."""
+        v = self.gradient_field(psi, quotient)
         v *= self.to_grid(c)
         v *= scale
         return self.div(v)
