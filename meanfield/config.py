@@ -398,7 +398,7 @@ def _validate_particles(cfg: Config) -> None:
           f"false with particles.integrator = {p.integrator!r} (adaptive steps need an embedded pair: "
           + " | ".join(repr(k) for k in EMBEDDED) + ")")
     _need(p.integrator not in EMBEDDED or m.viscosity == 0, "particles.integrator", p.integrator,
-          "'rk4' | 'euler' with model.viscosity > 0 (noise); 'dopri5' is for deterministic runs")
+          "'rk4' | 'euler' with model.viscosity > 0 (noise); 'dopri5' and 'dop853' are for deterministic runs")
     _need(cfg.longtime.handoff == "none", "longtime.handoff", cfg.longtime.handoff,
           "'none' with model.method = 'particles' (the run is tokens from the start)")
     import numpy as np

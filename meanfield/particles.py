@@ -13,7 +13,7 @@ maximum of the logits subtracted before exponentiating (no overflow).  Noise of 
 
 Integrators keep every token on the sphere exactly by renormalising after each step:
 ``rk4`` (classical RK4 in R^d, then x / |x|: order 4, the exact flow stays on the sphere so the
-projection error is O(h^5)), ``euler`` (order 1) and ``dopri5`` (Dormand–Prince 5(4): fixed
+projection error is O(h^5)), ``euler`` (order 1), ``dopri5`` and ``dop853`` (Dormand–Prince 5(4) and 8(5,3): fixed
 steps, or adaptive with error control).  With noise, the deterministic step is followed by the
 noise step (weak order 1).  ``TokenSolver`` advances tokens and merges those that meet;
 ``RingModel`` is the field of zonal measures made of rings.  A run of tokens is a
@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from .errors import ConfigError
-from .stepping import DormandPrince, EmbeddedStep, FixedStep, Scheme, State
+from .stepping import DormandPrince, DormandPrince853, EmbeddedStep, FixedStep, Scheme, State
 
 BLOCK_BYTES = 64 * 2**20
 
@@ -383,22 +383,28 @@ class ProjectedEuler(ProjectedRK4):
         return x + h * self.f(x)
 
 
-class ProjectedDP5(DormandPrince):
-    """Dormand–Prince 5(4) in R^d with the projection onto the sphere after each step (order 5,
-    embedded error estimate of order 4): fixed steps, or adaptive with ``EmbeddedStep``."""
-
-    name = "dopri5"
+class _ProjectedPair:
+    """An explicit embedded pair in R^d with the projection onto the sphere after each step: fixed
+    steps, or adaptive with ``EmbeddedStep`` (deterministic runs only)."""
 
     def __init__(self, velocity, noise: float = 0.0, rng=None, project=_normalise):
         if noise:
-            raise ConfigError("particles.integrator: got 'dopri5' with model.viscosity > 0, allowed: "
-                              "'dopri5' for deterministic runs; use 'euler' or 'rk4' with noise")
+            raise ConfigError(f"particles.integrator: got {self.name!r} with model.viscosity > 0, allowed: "
+                              f"{self.name!r} for deterministic runs; use 'euler' or 'rk4' with noise")
         super().__init__(lambda x: velocity(_normalise(x)), project)
 
 
-INTEGRATORS = {cls.name: cls for cls in (ProjectedRK4, ProjectedEuler, ProjectedDP5)}
+class ProjectedDP5(_ProjectedPair, DormandPrince):
+    """Dormand–Prince 5(4), projected (order 5, embedded estimate of order 4)."""
+
+
+class ProjectedDP853(_ProjectedPair, DormandPrince853):
+    """Dormand–Prince 8(5,3), projected: fewer steps at tight tolerances (long runs)."""
+
+
+INTEGRATORS = {cls.name: cls for cls in (ProjectedRK4, ProjectedEuler, ProjectedDP5, ProjectedDP853)}
 #: integrators with an embedded error estimate (time.adaptive = true allowed)
-EMBEDDED = ("dopri5",)
+EMBEDDED = ("dopri5", "dop853")
 
 
 def merge_groups(x: np.ndarray, tol: float) -> np.ndarray:

