@@ -4,13 +4,14 @@
 
 Reported as ratios to the n = first-size evaluation measured in the same process (these machines are
 noisy), next to (n / n0)^2, the quadratic scaling of the all-pairs interaction.  Memory stays
-bounded: rows are processed in blocks of at most 64 MB.
+bounded: the interaction is processed in tiles of 512 kB per thread.  One thread (BLAS too).
 """
 
 import argparse
 import timeit
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from meanfield.particles import INTEGRATORS, TokenModel
 
@@ -39,4 +40,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with threadpool_limits(limits=1, user_api="blas"):
+        main()

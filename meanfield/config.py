@@ -82,7 +82,7 @@ class TimeConfig:
     rtol: float = 1e-6
     atol: float = 1e-12
     cfl: float = 0.0  # step-doubling schemes only: dt <= cfl * spacing / max|X|; 0 = no bound
-    threads: int = 0  # transforms and BLAS; 0 = every core for work large enough to gain, else 1
+    threads: int = 0  # transforms, the token field, BLAS; 0 = every core for work large enough to gain, else 1
     dt_min: float = 1e-12
     dt_max: float = math.inf
     growth_check: str = "refuse"  # "refuse" | "warn" | "off": implicit steps too long for a growing mode

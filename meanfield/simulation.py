@@ -205,7 +205,7 @@ class Simulation:
             rng = np.random.default_rng(p.seed)
             mats = {name: attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in "QKV"}
             model = TokenModel(w, m.beta, m.variant, p.dim, mats["Q"], mats["K"], mats["V"], p.causal, field=p.field,
-                               threads=blas_threads(cfg))
+                               threads=token_threads(cfg))
             merge = lt.merge_tol if (m.viscosity == 0 and not p.causal) else 0.0
             self.tokens = TokenSolver(model, x, rows, n_rows, p.integrator, self.dt, tc.adaptive, tc.rtol, tc.atol,
                                       tc.dt_min, tc.dt_max, merge, noise=m.viscosity,
@@ -527,9 +527,10 @@ class Simulation:
 
 #: time.threads = 0: the sphere's transforms use every core from this degree on (ducc0, two cores,
 #: measured: 0.6x at L = 31, 0.9x at 63, 1.0x at 127, 1.8x at 255; the circle's 1-D transforms gain
-#: nothing at any size measured, 2048..32768), and BLAS from this many tokens on.
+#: nothing at any size measured, 2048..32768), and the token field from this many tokens on (direct
+#: field, random Q, K, V, 2 heads, two cores: 0.6x at n = 1000, 1.06x at 2000, 1.9x at 4096).
 SPHERE_THREADS_FROM = 192
-TOKENS_BLAS_THREADS_FROM = 4096
+TOKENS_THREADS_FROM = 4096
 
 
 def cores() -> int:
@@ -546,13 +547,20 @@ def transform_threads(threads: int, geometry: str, modes: int) -> int:
     return cores() if geometry == "sphere" and modes >= SPHERE_THREADS_FROM else 1
 
 
-def blas_threads(cfg) -> int:
-    """BLAS threads for ``time.threads`` (0: all cores for the token field of many tokens, else 1: idle
-    BLAS threads spin on a busy machine, 2.6x slower for the particle example with OpenBLAS's default)."""
+def token_threads(cfg) -> int:
+    """Threads of the token field for ``time.threads`` (0: all cores from TOKENS_THREADS_FROM tokens on,
+    else 1): the direct field's row blocks, or ducc0's for the Funk–Hecke field."""
     if cfg.time.threads:
         return int(cfg.time.threads)
-    many = cfg.model.method == "particles" and cfg.particles.n >= TOKENS_BLAS_THREADS_FROM
+    many = cfg.model.method == "particles" and cfg.particles.n >= TOKENS_THREADS_FROM
     return cores() if many else 1
+
+
+def blas_threads(cfg) -> int:
+    """BLAS threads for ``time.threads``: one for particles runs (their field runs its own threads over
+    row blocks, each with single-threaded products) and by default (idle BLAS threads spin on a busy
+    machine: the particle example ran 2.6x slower with OpenBLAS's default than with one)."""
+    return 1 if cfg.model.method == "particles" else max(1, int(cfg.time.threads))
 
 
 def _call(trackers, name, sim) -> None:

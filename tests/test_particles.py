@@ -43,9 +43,60 @@ def test_field_against_brute_force(variant, causal):
     rng = np.random.default_rng(2)
     Qs, Ks, Vs = (attention_matrices("random", d, heads, rng, k) for k in "QKV")
     want = brute_field(x, w, 1.7, variant, Qs, Ks, Vs, causal)
-    for block in (8 * 3 * n * 1, 8 * 3 * n * 17, 2**26):  # 1 row, 17 rows, everything at once
-        m = TokenModel(w, 1.7, variant, d, Qs, Ks, Vs, causal, block_bytes=block)
-        assert np.allclose(m.velocity(x), want, rtol=1e-12, atol=1e-14)
+    for tile in (8 * 128 * 16, 8 * 128 * 37, 2**26):  # tiles of 128 rows x 16 or 37 columns, one tile
+        for threads in (1, 3):
+            m = TokenModel(w, 1.7, variant, d, Qs, Ks, Vs, causal, tile_bytes=tile, threads=threads)
+            assert np.allclose(m.velocity(x), want, rtol=1e-12, atol=1e-14)
+
+
+def stable_field(x, w, beta, variant, Qs, Ks, Vs, causal):
+    """Brute force in log-space: each row's exponents shifted by their maximum (no overflow)."""
+    out = np.zeros_like(x)
+    for Q, K, V in zip(Qs, Ks, Vs):
+        logits = beta * (x @ Q.T) @ (x @ K.T).T + np.log(w)
+        if causal:
+            logits[np.triu_indices(x.shape[0], 1)] = -np.inf
+        top = logits.max(axis=1, keepdims=True)
+        S = np.exp(logits - top)
+        f = S @ (x @ V.T)
+        out += f / S.sum(axis=1, keepdims=True) if variant == "sa" else f * np.exp(top)
+    return out - np.sum(out * x, axis=1, keepdims=True) * x
+
+
+@pytest.mark.parametrize("variant,beta", [("sa", 2000.0), ("usa", 250.0)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_field_at_large_beta_needs_the_exact_row_maxima(variant, beta, causal):
+    """beta |Q| |K| so large that the cheap bound b_i would underflow whole rows (2 b_i >> 745): the
+    rows are shifted by their exact maxima and the field matches the log-space brute force."""
+    from meanfield.particles import SAFE_EXPONENT
+
+    n, d = 200, 3
+    x = unit(n, d, 5)
+    w = np.random.default_rng(6).uniform(0.5, 1.5, n)
+    w /= w.sum()
+    rng = np.random.default_rng(7)
+    Qs, Ks, Vs = (attention_matrices("random", d, 2, rng, k) for k in "QKV")
+    m = TokenModel(w, beta, variant, d, Qs, Ks, Vs, causal, tile_bytes=8 * 128 * 40)
+    A, BT, V1, s, _ = m._operands(x, 0)
+    bound = np.linalg.norm(A[:, :d], axis=1) * np.max(np.linalg.norm(BT[:d], axis=0))
+    assert 2 * np.max(bound) - np.log(w.min()) > SAFE_EXPONENT  # the exact maxima are used
+    assert np.max(bound) > 250  # and rows would underflow with the bound: the maximum sits up to 2 b_i below it
+    want = stable_field(x, w, beta, variant, Qs, Ks, Vs, causal)
+    got = m.velocity(x)
+    assert np.all(np.isfinite(got))
+    assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want)), np.max(np.abs(got - want))
+
+
+def test_field_is_bitwise_independent_of_the_thread_count():
+    n, d = 700, 3
+    x = unit(n, d, 8)
+    w = np.full(n, 1 / n)
+    rng = np.random.default_rng(9)
+    mats = [attention_matrices("random", d, 2, rng, k) for k in "QKV"]
+    for causal in (False, True):
+        one = TokenModel(w, 5.0, "sa", d, *mats, causal=causal).velocity(x)
+        for threads in (2, 4):
+            assert np.array_equal(TokenModel(w, 5.0, "sa", d, *mats, causal=causal, threads=threads).velocity(x), one)
 
 
 def test_two_tokens_on_the_circle_follow_the_closed_form():

@@ -5,7 +5,7 @@ import pytest
 
 from meanfield.domains import Circle, Sphere
 from meanfield.model import AttentionModel
-from meanfield.simulation import blas_threads, transform_threads
+from meanfield.simulation import blas_threads, token_threads, transform_threads
 
 
 @pytest.mark.parametrize("make", [lambda t: Circle(300, threads=t), lambda t: Sphere(40, backend="ducc0", threads=t)])
@@ -26,5 +26,7 @@ def test_threads_zero_uses_cores_only_where_they_gain():
     assert transform_threads(0, "sphere", 63) == 1
     assert transform_threads(0, "sphere", 255) >= 1 and transform_threads(3, "sphere", 63) == 3
     small = load_config({"model": {"method": "particles", "geometry": "sphere"}, "particles": {"n": 100}})
-    assert blas_threads(small) == 1
+    assert blas_threads(small) == 1 and token_threads(small) == 1
+    many = load_config({"model": {"method": "particles", "geometry": "sphere"}, "particles": {"n": 5000}})
+    assert token_threads(many) >= 1 and blas_threads(many) == 1  # the field threads itself: BLAS on one
     assert blas_threads(load_config({"time": {"threads": 2}})) == 2
