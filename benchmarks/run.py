@@ -257,7 +257,15 @@ def general_tokens(n):
     before, old = cpu(lambda: previous_direct_field(one, x), reps)
     now, new = cpu(lambda: one.velocity(x), reps)
     wall = min(_wall(lambda: two.velocity(x)) for _ in range(reps + 1))
-    return before, now, wall, float(np.max(np.abs(new - old)) / np.max(np.abs(old)))
+    torch_wall = None
+    try:
+        import torch  # noqa: F401  (the optional backend, on the CPU here)
+
+        tm = TokenModel(w, 5.0, "sa", 3, *mats, backend="torch", threads=2)
+        torch_wall = min(_wall(lambda: tm.velocity(x)) for _ in range(reps + 1))
+    except ImportError:
+        pass
+    return before, now, wall, float(np.max(np.abs(new - old)) / np.max(np.abs(old))), torch_wall
 
 
 PEAK = """
@@ -369,10 +377,12 @@ def main(argv=None) -> int:
         checks["tokens n=5000: direct / funk_hecke"] = five["direct"] / five["funk_hecke"]
         lines += ["", "Direct path, random Q, K, V, two heads, SA, beta 5, against the previous version (baseline, "
                   "same process):", "", "| n | previous (CPU s) | tiled, 1 thread (CPU s) | speed-up | tiled, 2 threads "
-                  "(wall s) | speed-up | max difference / max field |", "|---|---|---|---|---|---|---|"]
+                  "(wall s) | speed-up | max difference / max field | torch CPU, 2 threads (wall s) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for n in ([5000] if args.quick else [5000, 20000]):
-            b, c1, w2, diff = general_tokens(n)
-            lines.append(f"| {n} | {b:.3f} | {c1:.3f} | {b / c1:.2f} | {w2:.3f} | {b / w2:.2f} | {diff:.1e} |")
+            b, c1, w2, diff, tw = general_tokens(n)
+            lines.append(f"| {n} | {b:.3f} | {c1:.3f} | {b / c1:.2f} | {w2:.3f} | {b / w2:.2f} | {diff:.1e} | "
+                         f"{'not installed' if tw is None else f'{tw:.3f}'} |")
             checks[f"general tokens n={n}: previous / tiled (1 thread)"] = b / c1
     if not args.quick:
         for th in (1, 2):

@@ -129,6 +129,8 @@ class ParticlesConfig:
     bandwidth: float = 0.0  # of the density estimate on the grid; 0 = n^{-1/(dim+3)}
     seed: int = 0  # of "random" attention matrices
     field: str = "auto"  # "auto" | "direct" | "funk_hecke" (Q = K = V = I on S^1, S^2: harmonic transforms)
+    backend: str = "numpy"  # "numpy" | "torch": the direct field on PyTorch (float64), optional extra
+    device: str = "cpu"  # "cpu" | "cuda": torch's device
 
 
 @dataclass(frozen=True)
@@ -389,6 +391,16 @@ def _validate_particles(cfg: Config) -> None:
     from .particles import FIELDS
 
     _need(p.field in FIELDS, "particles.field", p.field, " | ".join(repr(f) for f in FIELDS))
+    _need(p.backend in ("numpy", "torch"), "particles.backend", p.backend, "'numpy' | 'torch'")
+    _need(p.device in ("cpu", "cuda"), "particles.device", p.device, "'cpu' | 'cuda'")
+    _need(p.device == "cpu" or p.backend == "torch", "particles.device", p.device,
+          "'cpu' with particles.backend = 'numpy' (set backend = 'torch' for a GPU)")
+    _need(p.backend == "numpy" or p.field != "funk_hecke", "particles.backend", p.backend,
+          "'numpy' with particles.field = 'funk_hecke' (torch evaluates the direct field)")
+    if p.backend == "torch":
+        from .torch_field import load_torch
+
+        load_torch(p.device)
     geometry = particle_geometry_name(p.dim)
     _need(m.geometry == geometry, "model.geometry", m.geometry,
           f"{geometry!r} with particles.dim = {p.dim} (the grid of the density estimate and of the initial density)")

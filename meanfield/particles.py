@@ -91,7 +91,7 @@ class TokenModel:
 
     def __init__(self, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3, Q=None, K=None,
                  V=None, causal: bool = False, tile_bytes: int = TILE_BYTES, field: str = "direct",
-                 threads: int = 1):
+                 threads: int = 1, backend: str = "numpy", device: str = "cpu"):
         self.beta = float(beta)
         self.variant = variant
         self.dim = int(dim)
@@ -103,9 +103,13 @@ class TokenModel:
         self.threads = max(1, int(threads))
         self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
         self._pool = None
-        self.funk_hecke = None
-        if pick_field(field, dim, len(self.Q), causal, is_identity(dim, self.Q, self.K, self.V),
-                      np.size(weights)) == "funk_hecke":
+        self.funk_hecke = self.torch = None
+        if backend == "torch":  # the direct field on torch
+            from .torch_field import TorchField
+
+            self.torch = TorchField(self, device, threads)
+        elif pick_field(field, dim, len(self.Q), causal, is_identity(dim, self.Q, self.K, self.V),
+                        np.size(weights)) == "funk_hecke":
             from .funk_hecke import FunkHeckeField
 
             self.funk_hecke = FunkHeckeField(self.beta, variant, self.dim, threads=threads)
@@ -148,10 +152,14 @@ class TokenModel:
         each is computed the same way whatever the thread count: the field is bitwise independent of it."""
         if self.funk_hecke is not None:
             return self.funk_hecke.velocity(x, self.w)
+        if self.torch is not None:
+            return self.torch.velocity(x)
         out = np.zeros_like(x)
         starts = range(0, self.n, self.rows)
         for h in range(len(self.Q)):
             ops = self._operands(x, h)
+            if ops[-1]:
+                ops = self._shift_by_row_max(ops, self._row_max(ops[0], ops[1]))
             if self.threads > 1 and len(starts) > 1:
                 if self._pool is None:
                     from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +172,9 @@ class TokenModel:
         return out - np.sum(out * x, axis=1, keepdims=True) * x
 
     def _operands(self, x: np.ndarray, h: int):
-        """(A, B^T, [V x, 1], s, self_free) of head h: A B^T is the shifted exponent of ``velocity``."""
+        """(A, B^T, [V x, 1], s, self_free, exact) of head h: A B^T is the exponent of ``velocity``
+        shifted by the bound s; ``exact``: the bound could let whole rows underflow, so the caller must
+        shift by the exact row maxima instead (``_shift_by_row_max``)."""
         n, d = x.shape
         q = self.beta * (x @ self.Q[h].T)
         k = x @ self.K[h].T
@@ -175,11 +185,17 @@ class TokenModel:
         BT[:-2], BT[-2], BT[-1] = k.T, 1.0, self._log_w
         V1 = np.empty((n, d + 1))
         V1[:, :d], V1[:, d] = x @ self.V[h].T, 1.0
-        if n and 2 * float(np.max(s)) - float(np.min(self._log_w)) > SAFE_EXPONENT:
+        exact = bool(n) and 2 * float(np.max(s)) - float(np.min(self._log_w)) > SAFE_EXPONENT
+        if exact:
             A[:, -2] = 0.0
-            s = self._row_max(A, BT)  # the exact maxima: the largest term of each row is exp(0)
-            A[:, -2] = -s
-        return A, BT, V1, s, self._self_free[h]
+        return A, BT, V1, s, self._self_free[h], exact
+
+    @staticmethod
+    def _shift_by_row_max(ops, top):
+        """The operands with each row shifted by its exact maximum ``top`` (its largest term is exp(0))."""
+        A, BT, V1, _, self_free, _ = ops
+        A[:, -2] = -top
+        return A, BT, V1, top, self_free, False
 
     def _tiles(self, i0: int, i1: int):
         """Column ranges (c0, c1) of the tiles of rows i0 .. i1 (causal: only columns j <= i1 - 1)."""
@@ -206,7 +222,7 @@ class TokenModel:
 
     def _rows(self, ops, i0: int, out: np.ndarray) -> None:
         """Add the head's field on rows i0 .. i0 + rows to ``out``."""
-        A, BT, V1, s, self_free = ops
+        A, BT, V1, s, self_free, _ = ops
         d = V1.shape[1] - 1
         i1 = min(self.n, i0 + self.rows)
         acc = np.zeros((i1 - i0, d + 1))

@@ -205,7 +205,7 @@ class Simulation:
             rng = np.random.default_rng(p.seed)
             mats = {name: attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in "QKV"}
             model = TokenModel(w, m.beta, m.variant, p.dim, mats["Q"], mats["K"], mats["V"], p.causal, field=p.field,
-                               threads=token_threads(cfg))
+                               threads=token_threads(cfg), backend=p.backend, device=p.device)
             merge = lt.merge_tol if (m.viscosity == 0 and not p.causal) else 0.0
             self.tokens = TokenSolver(model, x, rows, n_rows, p.integrator, self.dt, tc.adaptive, tc.rtol, tc.atol,
                                       tc.dt_min, tc.dt_max, merge, noise=m.viscosity,
