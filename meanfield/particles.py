@@ -7,8 +7,8 @@ the attention field of mu (SPEC 1).  With H heads, each with matrices (Q_h, K_h,
     USA:  dx_i/dt = P_{x_i} sum_h  sum_j w_j e^{beta <Q_h x_i, K_h x_j>} V_h x_j
 
 with j restricted to j <= i under a causal mask, and P_x = I - x x^T.  The n x n interaction
-is computed in blocks of rows, so memory stays O(block * n) (64 MB by default), with the row
-maximum of the logits subtracted before exponentiating (no overflow).  Noise of strength nu
+is computed in cache-sized tiles (512 kB per thread), each row's exponents shifted so that nothing
+overflows or underflows (``TokenModel.velocity``).  Noise of strength nu
 (Brownian motion on the sphere, generator nu Lap) is added by a projected Euler–Maruyama step.
 
 Integrators keep every token on the sphere exactly by renormalising after each step:
