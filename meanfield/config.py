@@ -419,7 +419,7 @@ def _validate_particles(cfg: Config) -> None:
 
     rng = np.random.default_rng(0)
     mats = [attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in ("Q", "K", "V")]
-    pick_field(p.field, p.dim, p.heads, p.causal, is_identity(p.dim, *mats), p.n)
+    pick_field(p.field, p.dim, p.heads, p.causal, is_identity(p.dim, *mats), p.n, m.beta)
 
 
 def _validate_longtime(cfg: Config) -> None:

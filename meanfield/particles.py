@@ -109,7 +109,7 @@ class TokenModel:
 
             self.torch = TorchField(self, device, threads)
         elif pick_field(field, dim, len(self.Q), causal, is_identity(dim, self.Q, self.K, self.V),
-                        np.size(weights)) == "funk_hecke":
+                        np.size(weights), self.beta) == "funk_hecke":
             from .funk_hecke import FunkHeckeField
 
             self.funk_hecke = FunkHeckeField(self.beta, variant, self.dim, threads=threads)
@@ -275,10 +275,13 @@ class TokenModel:
         return total
 
 
-#: particles.field = "auto" uses the Funk–Hecke path from this many tokens on (benchmarks/results.md, S^2,
-#: beta 25, one thread: 3x faster than the direct sum at n = 1000, 48x at 5000, 260x at 20,000; below a
-#: few hundred tokens its fixed cost, three transforms at degree ~50, is about that of the direct sum)
-FUNK_HECKE_FROM = 500
+#: particles.field = "auto" takes the Funk–Hecke path from ``funk_hecke_from`` tokens on.  Measured against
+#: the tiled direct sum (one thread, SA, equal weights): on S^1 (ducc0.nufft, cost nearly independent of
+#: beta) the two break even at 250-350 tokens for beta 25 and 100; on S^2 the transforms' fixed cost grows
+#: like L^2 with the degree L(beta), and they break even at about 600-800 tokens for beta 25 (L = 48) and
+#: 1000-1100 for beta 100 (L = 90): 16 L is at or just past the break-even point.
+FUNK_HECKE_FROM_CIRCLE = 300
+FUNK_HECKE_FROM_PER_DEGREE = 16
 FIELDS = ("auto", "direct", "funk_hecke")
 
 
@@ -287,16 +290,25 @@ def is_identity(dim: int, *matrices) -> bool:
     return all(np.array_equal(A, np.eye(dim)) for mats in matrices for A in mats)
 
 
-def pick_field(field: str, dim: int, heads: int, causal: bool, identity: bool, n: int) -> str:
+def funk_hecke_from(dim: int, beta: float) -> int:
+    """The number of tokens from which the Funk–Hecke field is the faster (S^1: dim 2, S^2: dim 3)."""
+    if dim == 2:
+        return FUNK_HECKE_FROM_CIRCLE
+    from .funk_hecke import degree
+
+    return FUNK_HECKE_FROM_PER_DEGREE * degree(beta, 3, 1e-15)  # the degree for 1000 tokens (1e-12 / n)
+
+
+def pick_field(field: str, dim: int, heads: int, causal: bool, identity: bool, n: int, beta: float) -> str:
     """"direct" or "funk_hecke" for ``particles.field`` (auto: Funk–Hecke where it applies, S^1 or S^2,
-    one head, Q = K = V = I, no causal mask, and from FUNK_HECKE_FROM tokens on)."""
+    one head, Q = K = V = I, no causal mask, and from ``funk_hecke_from(dim, beta)`` tokens on)."""
     applies = dim in (2, 3) and heads == 1 and not causal and identity
     if field == "funk_hecke" and not applies:
         raise ConfigError(f"particles.field: got 'funk_hecke', allowed only for particles.dim 2 or 3, one head, "
                           f"Q = K = V = identity and causal = false (got dim {dim}, {heads} heads, causal {causal}, "
                           f"identity {identity}); use 'auto' or 'direct'")
     if field == "auto":
-        return "funk_hecke" if applies and n >= FUNK_HECKE_FROM else "direct"
+        return "funk_hecke" if applies and n >= funk_hecke_from(dim, beta) else "direct"
     return field
 
 

@@ -56,14 +56,18 @@ def test_a_priori_degree_bounds_the_truncation(d):
 
 
 def test_auto_picks_funk_hecke_only_where_it_applies():
-    assert pick_field("auto", 3, 1, False, True, 20000) == "funk_hecke"
-    assert pick_field("auto", 3, 1, False, True, 100) == "direct"  # below FUNK_HECKE_FROM
-    assert pick_field("auto", 3, 2, False, True, 20000) == "direct"  # heads
-    assert pick_field("auto", 3, 1, True, True, 20000) == "direct"  # causal
-    assert pick_field("auto", 4, 1, False, True, 20000) == "direct"  # S^3
-    assert pick_field("auto", 3, 1, False, False, 20000) == "direct"  # general Q, K, V
+    assert pick_field("auto", 3, 1, False, True, 20000, 25.0) == "funk_hecke"
+    assert pick_field("auto", 3, 1, False, True, 100, 25.0) == "direct"  # below the break-even point
+    # the break-even point follows the degree on S^2 (16 L: 768 at beta 25, 1440 at beta 100), not on S^1
+    assert pick_field("auto", 3, 1, False, True, 1000, 25.0) == "funk_hecke"
+    assert pick_field("auto", 3, 1, False, True, 1000, 100.0) == "direct"
+    assert pick_field("auto", 2, 1, False, True, 400, 100.0) == "funk_hecke"
+    assert pick_field("auto", 3, 2, False, True, 20000, 25.0) == "direct"  # heads
+    assert pick_field("auto", 3, 1, True, True, 20000, 25.0) == "direct"  # causal
+    assert pick_field("auto", 4, 1, False, True, 20000, 25.0) == "direct"  # S^3
+    assert pick_field("auto", 3, 1, False, False, 20000, 25.0) == "direct"  # general Q, K, V
     with pytest.raises(ConfigError, match=r"^particles\.field: got 'funk_hecke'"):
-        pick_field("funk_hecke", 3, 1, True, True, 20000)
+        pick_field("funk_hecke", 3, 1, True, True, 20000, 25.0)
 
 
 def test_the_config_refuses_funk_hecke_where_it_does_not_apply():
