@@ -23,6 +23,7 @@ noise step (weak order 1).  ``TokenSolver`` advances tokens and merges those tha
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -129,8 +130,6 @@ class TokenModel:
     def _buffer(self, rows: int, cols: int) -> np.ndarray:
         """A C-contiguous (rows, cols) work array, this thread's own, reused from call to call: fresh
         multi-MB temporaries are returned to the system and page-faulted in again on every evaluation."""
-        import threading
-
         key = threading.get_ident()
         buf = self._bufs.get(key)
         if buf is None or buf.size < rows * cols:
@@ -511,7 +510,7 @@ class ProjectedDP853(_ProjectedPair, DormandPrince853):
 
 INTEGRATORS = {cls.name: cls for cls in (ProjectedRK4, ProjectedEuler, ProjectedDP5, ProjectedDP853)}
 #: integrators with an embedded error estimate (time.adaptive = true allowed)
-EMBEDDED = ("dopri5", "dop853")
+EMBEDDED = tuple(name for name, cls in INTEGRATORS.items() if getattr(cls, "embedded_order", 0))
 
 
 def merge_groups(x: np.ndarray, tol: float) -> np.ndarray:

@@ -419,7 +419,7 @@ class DormandPrince853(ExplicitPair):
 
     def estimate(self, k: np.ndarray, h: float) -> np.ndarray:
         """Hairer's combined estimate (see the class docstring)."""
-        e5 = h * (self._e @ k)
+        e5 = super().estimate(k, h)
         n5, n3 = np.linalg.norm(e5), np.linalg.norm(h * (self._e3 @ k))
         return e5 * (n5 / math.sqrt(n5 * n5 + 0.01 * n3 * n3)) if n5 > 0 else e5
 
@@ -430,6 +430,10 @@ class ExplicitScheme(Scheme):
     beyond it).  For runs whose L is not stiff (viscosity 0 or small nu K^2)."""
 
     pair = ExplicitPair
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls.name, cls.order, cls.embedded_order = cls.pair.name, cls.pair.order, cls.pair.embedded_order
 
     def __init__(self, L, N):
         super().__init__(L, N)
@@ -451,21 +455,21 @@ class ExplicitScheme(Scheme):
 class DOPRI5(ExplicitScheme):
     """Dormand–Prince 5(4) on L u + N(u) (seven stages, six new right-hand sides per step)."""
 
-    name, order, embedded_order, pair = "dopri5", 5, 4, DormandPrince
+    pair = DormandPrince
 
 
 class DOP853(ExplicitScheme):
     """Dormand–Prince 8(5,3) on L u + N(u) (twelve new right-hand sides per step): fewer, longer steps
     than dopri5 at tight tolerances."""
 
-    name, order, embedded_order, pair = "dop853", 8, 7, DormandPrince853
+    pair = DormandPrince853
 
 
 SCHEMES = {cls.name: cls for cls in (SBDF1, SBDF2, ETDRK4, ARK43, DOPRI5, DOP853)}
 
 #: what ``time.stepper = "auto"`` may pick, and the schemes with an embedded error estimate
 AUTO = "auto"
-EMBEDDED_SCHEMES = ("ark43", "dopri5", "dop853")
+EMBEDDED_SCHEMES = tuple(name for name, cls in SCHEMES.items() if getattr(cls, "embedded_order", 0))
 
 
 def make_scheme(name: str, L, N) -> Scheme:

@@ -78,14 +78,13 @@ class TorchField:
                 A[:, -2], s = -top, top
             for i0 in range(0, n, rows):
                 i1 = min(n, i0 + rows)
-                cols = i1 if m.causal else n
                 e = self._exponent(A, BT, i0, i1)
                 idx = torch.arange(i0, i1, device=self.device)
                 e.exp_()
                 if self_free:  # the own term is parallel to x_i: out of the numerator (TokenModel's doc)
                     own = e[idx - i0, idx].clone()
                     e[idx - i0, idx] = 0.0
-                acc = e @ V1[:cols]
+                acc = e @ V1[:e.shape[1]]
                 if self_free:
                     acc[:, d] += own
                 if m.variant == "sa":
