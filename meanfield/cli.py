@@ -1,4 +1,4 @@
-"""The ``meanfield`` command: run | theory | rates | info | plot | validate.
+"""The ``meanfield`` command: run | theory | rates | info | plot | validate | example.
 
 Exit status: 0 on success, 2 on bad input (one line on stderr naming the key or
 argument), 1 on a numerical failure (with the time and a hint).
@@ -126,13 +126,11 @@ def cmd_theory(args) -> int:
 # --------------------------------------------------------------------------------------
 def model_from_history(h: dict):
     """Rebuild the run's geometry and model from an output file's attributes."""
-    from .domains import make_geometry
+    from .io import geometry_of
     from .model import AttentionModel
 
     a = h["attrs"]
-    # the transforms are interchangeable (same layout and grid): any installed backend will do
-    geometry = make_geometry(str(a["geometry"]), int(a["modes"]), float(a["dealias"]), "auto", int(a.get("dim", 0)))
-    return AttentionModel(geometry, str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
+    return AttentionModel(geometry_of(h), str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
 
 
 def cmd_rates(args) -> int:
@@ -174,6 +172,12 @@ def cmd_rates(args) -> int:
     if skipped:
         note = (f"; {skipped} modes not measurable (noise: below the round-off floor; nonlinear: no linear window)"
                 + ("" if args.all else ", --all lists them"))
+    if count == 0:
+        print(f"# no mode measured{note}")
+        sys.stderr.write(f"meanfield: error: {args.history}: no mode has a linear window (|N_k| <= {args.tol:g} "
+                         "|lambda_k c_k| at 3 snapshots or more above the round-off floor); rates are measured on "
+                         "runs that start from a small perturbation (--all lists why, mode by mode)\n")
+        return 1
     print(f"# {count} modes measured, max relative error {worst:.3g}{note}")
     stepper = str(a.get("stepper", ""))
     dts = h["diagnostics"].get("dt")
@@ -219,6 +223,9 @@ def cmd_info(args) -> int:
 
     from . import io
 
+    if not os.path.lexists(args.history) and files.writer_of(args.history) is not None:
+        raise ConfigError(f"history: {args.history!r} is being created by a running meanfield (pid "
+                          f"{files.writer_of(args.history)}); its first snapshots appear in a moment")
     h = io.read_history(args.history, check=False)
     a = h["attrs"]
     print(f"file            {args.history}")
@@ -234,6 +241,9 @@ def cmd_info(args) -> int:
     for name, version in (versions.items() if isinstance(versions, dict) else [("(unparsed)", versions)]):
         print(f"  {name:<13} {version}")
     t = h["time"]
+    writer = files.writer_of(args.history)
+    if writer is not None:
+        print(f"status          being written by a running meanfield (pid {writer}): the snapshots so far")
     print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
     ckpt = io.checkpoint_path(args.history)
     print(f"checkpoint      {ckpt if ckpt.is_file() else 'none'}")
@@ -244,7 +254,7 @@ def cmd_info(args) -> int:
         checks.append((f"checksums match ({len(bad)} of {t.size} snapshots differ"
                        + ("; the grid or mode datasets differ" if "static" in h["checksum_mismatch"] else "") + ")",
                        not h["checksum_mismatch"]))
-    if ckpt.is_file():
+    if ckpt.is_file() and writer is None:  # a running run writes its checkpoint after the snapshots info read
         try:
             ahead = int(io.read_checkpoint(ckpt)["count"]) > t.size
         except ConfigError:
@@ -264,8 +274,8 @@ def cmd_info(args) -> int:
         live = np.nan_to_num(h["token_weights"], nan=0.0) > 0
         arrays.append(h["positions"][live])
     checks.append(("data finite", all(bool(np.all(np.isfinite(x))) for x in arrays)))
-    if "rho" in h and "weights" in h and t.size:
-        mass = np.tensordot(h["rho"], h["weights"], axes=h["weights"].ndim)
+    if "weights" in h and t.size:
+        mass = np.tensordot(io.grid_density(h), h["weights"], axes=h["weights"].ndim)
         err = float(np.max(np.abs(mass - 1)))
         checks.append((f"mass within 1e-10 of 1 (max error {err:.2g})", err <= 1e-10))
     d = h["diagnostics"]
@@ -316,13 +326,49 @@ def cmd_validate(args) -> int:
 
 
 # --------------------------------------------------------------------------------------
+def cmd_example(args) -> int:
+    """`meanfield example`: list the shipped configs and validation scripts, or copy configs to -o."""
+    from . import examples
+
+    if args.name is None:
+        width = max(map(len, examples.names()))
+        print("example configs (meanfield example NAME [-o DIR] copies one, 'all' every one):")
+        for name in examples.names():
+            print(f"  {name:<{width}}  {examples.summary(name)}")
+        print("validation scripts (python -m meanfield.validation.NAME [-o DIR]):")
+        for name, what in examples.SCRIPTS.items():
+            print(f"  {name:<{width}}  {what}")
+        return 0
+    names = examples.names() if args.name == "all" else [examples.example(args.name).stem]
+    out = Path(args.output)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ConfigError(f"-o: {str(out)!r} exists and is not a directory, allowed: a directory (made if missing)")
+    if not out.parent.is_dir():
+        raise ConfigError(f"-o: directory {str(out.parent)!r} does not exist")
+    targets = [files.check_target(out / f"{n}.toml", "-o", args.overwrite) for n in names] if out.is_dir() else []
+    out.mkdir(exist_ok=True)
+    for name in names:
+        target = out / f"{name}.toml"
+        if not targets:
+            files.check_target(target, "-o", args.overwrite)
+        tmp = files.temporary(target)  # written whole, then renamed: never half a file, never through a link
+        try:
+            tmp.write_text(examples.example(name).read_text())
+            files.replace(tmp, target, "-o")
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `meanfield` command."""
     from . import plot
 
     p = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"meanfield {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     r = sub.add_parser("run", help="solve from a TOML config, write an HDF5 history")
     r.add_argument("config", help="TOML config file (docs/config.md)")
@@ -369,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--time", type=float, help="sphere: the snapshot nearest this time (default: the last)")
     pl.add_argument("--overwrite", action="store_true", help="replace an existing figure")
     pl.set_defaults(func=cmd_plot)
+
+    e = sub.add_parser("example", help="list the shipped example configs, or copy one (or all) to a directory")
+    e.add_argument("name", nargs="?", help="example name, or 'all' (default: list them)")
+    e.add_argument("-o", "--output", default=".", help="directory to copy into (default: the current one)")
+    e.add_argument("--overwrite", action="store_true", help="replace existing files of the same name")
+    e.set_defaults(func=cmd_example)
     return p
 
 
@@ -378,7 +430,11 @@ def main(argv=None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a path or damaged attribute that is not UTF-8 prints escaped
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `meanfield` alone: what it can do
+        parser.print_help()
+        return 0
     if getattr(args, "eps", 1e-6) is not None and args.command == "theory" and not (0 < args.eps < 1):
         return _fail(f"--eps: got {args.eps:g}, allowed: 0 < eps < 1", 2)
     try:

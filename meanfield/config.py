@@ -62,6 +62,7 @@ class InitialConfig:
     kind: str = "random"
     amplitude: float = 1e-6
     seed: int = 0
+    max_mode: int = 0  # random: perturb modes 1..max_mode only (0: every mode of the grid)
     modes: tuple = ()
     centers: tuple = ()
     concentrations: tuple = ()
@@ -98,6 +99,8 @@ class OutputConfig:
     checkpoint_every: int = 1  # snapshots between checkpoints (OUT.h5.ckpt); 0 = none
     spacing: str = "linear"  # "linear" | "log" (geometric in time once that is sparser than interval)
     per_decade: int = 20  # snapshots per decade of time with spacing = "log"
+    grid: bool = True  # also store rho on the grid (/rho); false: the coefficients alone
+    compress: bool = True  # gzip the finished history (a running one stays uncompressed: crash-safe appends)
 
 
 @dataclass(frozen=True)
@@ -568,6 +571,8 @@ def validate(cfg: Config) -> None:
     _need(_finite(i.amplitude) and 0 <= i.amplitude < 1, "initial.amplitude", i.amplitude,
           "a number in [0, 1)")
     _need(0 <= i.seed < 2**63, "initial.seed", i.seed, "an integer in [0, 2**63) (stored as int64)")
+    _need(0 <= i.max_mode <= g.modes, "initial.max_mode", i.max_mode,
+          f"an integer in [0, grid.modes = {g.modes}] (0: every mode)")
     if i.kind == "modes":
         _check_modes(i.modes, m.geometry, g.modes)
     if i.kind == "tokens":
@@ -629,7 +634,9 @@ def validate(cfg: Config) -> None:
             if not math.isfinite(ratio):
                 raise ConfigError(f"{where}: got {value:g}, allowed with fixed steps: at most {MAX_STEPS:g} "
                                   f"steps of time.dt = {t.dt:g}")
-            if ratio >= 1 and abs(ratio - round(ratio)) > 1e-9 * ratio:
-                raise ConfigError(f"{where}: got {value:g}, allowed with fixed steps: a multiple of "
-                                  f"time.dt = {t.dt:g} (or set time.adaptive = true)")
+        # snapshots fall on multiples of dt; t_end may not (the run ends with one shorter step)
+        ratio = o.interval / t.dt
+        if ratio >= 1 and abs(ratio - round(ratio)) > 1e-9 * ratio:
+            raise ConfigError(f"output.interval: got {o.interval:g}, allowed with fixed steps: a multiple of "
+                              f"time.dt = {t.dt:g} (or set time.adaptive = true)")
         _need(o.interval >= t.dt, "output.interval", o.interval, f">= time.dt = {t.dt:g} with fixed steps")

@@ -177,6 +177,30 @@ class OutputLock:
         self.release()
 
 
+def writer_of(path) -> int | None:
+    """The pid of the live meanfield process that holds ``path``'s OutputLock (a run writing it),
+    else None.  Reads the lock file's pid without taking the lock (that would make a run starting
+    at the same instant fail)."""
+    lock = Path(path).with_name(f".{Path(path).name}.lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    if not text.isdigit():
+        return None
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return None  # a stale lock file: its process is gone
+    except PermissionError:
+        pass  # alive, another user's
+    return int(text)
+
+
 def temporary(path) -> Path:
     """A new, empty temporary file next to ``path`` (``.NAME.XXXXXXXX.partial``), created with
     O_EXCL | O_NOFOLLOW: unique to this call, never an existing file or link."""

@@ -12,7 +12,9 @@ from .longtime import NEGATIVE_STOP, NEGATIVE_TOL
 def initial_coefficients(cfg, geometry) -> np.ndarray:
     """The initial coefficients for ``cfg.initial`` on ``geometry``.
 
-    random:    rho = rho_bar (1 + amplitude * eta), eta with i.i.d. N(0, 1) coefficients on every mode
+    random:    rho = rho_bar (1 + amplitude * eta), eta with i.i.d. N(0, 1) coefficients on every mode up
+               to initial.max_mode (0: all), drawn mode by mode so that a seed gives the same
+               coefficients at every grid.modes
     modes:     rho = rho_bar (1 + sum amplitude_k cos(k theta))
     von_mises: mixture sum w_i vM(center_i, concentration_i), weights normalised to sum 1
     file:      a density snapshot of an earlier output (the new run starts at t = 0); modes are
@@ -25,7 +27,7 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     uniform = geometry.uniform()
     rho_bar = 1.0 / geometry.measure  # the uniform density's value (not its coefficient: c_00 = sqrt(4 pi) rho_bar on S^2)
     if ini.kind == "random":
-        c = uniform + rho_bar * ini.amplitude * geometry.random_perturbation(np.random.default_rng(ini.seed))
+        c = uniform + rho_bar * ini.amplitude * geometry.random_perturbation(np.random.default_rng(ini.seed), ini.max_mode)
     elif ini.kind == "modes":
         c = uniform.copy()
         for *spec, amp in ini.modes:

@@ -42,7 +42,7 @@ from .errors import ConfigError
 
 DIAGNOSTICS = {
     "mass": "integral of rho over the domain (tokens: sum of weights; 1 up to round-off)",
-    "energy": "exp(-beta) * E, E = (1/(2 beta)) int int e^{beta <x,y>} dmu dmu (interaction energy, SPEC 4)",
+    "energy": "exp(-beta) * E, E = (1/(2 beta)) int int e^{beta <x,y>} dmu dmu (interaction energy)",
     "free_energy": "exp(-beta) * (E - viscosity * int rho log rho); non-decreasing for USA (nan if rho <= 0 somewhere)",
     "energy_rate": "exp(-beta) * dE/dt at the snapshot",
     "tail": "max |rho_k| over the top third of retained modes / rho_0 (resolution monitor; nan for tokens)",
@@ -60,6 +60,45 @@ LAYOUT_VERSION = 3
 STATIC = ("mode", "degree", "order", "theta", "colatitude", "longitude", "grid/weights")
 MERGE_FIELDS = {"time": ((), "f8"), "row": ((), "i8"), "count": ((), "i8"), "weight": ((), "f8"),
                 "weights": ((2,), "f8"), "reach": ((), "f8")}
+
+
+#: CF-style units of the density and of the quadrature weights (and of the area they integrate over).
+DENSITY_UNITS = {"circle": "rad-1", "sphere": "sr-1"}  # zonal S^{d-1}: per unit of its surface measure, "1"
+MEASURE_UNITS = {"circle": "rad", "sphere": "sr"}
+#: long_name of the coordinates and of the datasets the writer does not describe where it makes them.
+LONG_NAMES = {
+    "theta": "angle on the circle", "colatitude": "colatitude (0 at the north pole)",
+    "longitude": "longitude", "grid/weights": "quadrature weight of the grid point",
+    "mode": "index of the spectral coefficient", "degree": "harmonic degree l", "order": "harmonic order m >= 0",
+    "component": "component of R^d", "token": "token (row)", "cluster": "cluster, heaviest first",
+    "merges/event": "merge event", "merges/part": "the two heaviest parts of a merged group",
+    "merges/time": "time of the merge", "merges/row": "row kept by the merged token",
+    "merges/count": "tokens merged", "merges/weight": "total weight of the merged tokens",
+    "merges/weights": "weights of the two heaviest parts", "merges/reach": "largest angle of a part to the merged position",
+}
+
+
+def _describe(f, geometry: str) -> None:
+    """CF attributes: ``units`` and ``long_name`` on every dataset, and the degree and order of each
+    sphere coefficient named as its coordinates (xarray shows them beside /rho_hat)."""
+    angle = {"theta", "colatitude", "longitude", "merges/reach"}
+    density = DENSITY_UNITS.get(geometry, "1")
+    units = {"rho": density, "rho_hat": density, "grid/weights": MEASURE_UNITS.get(geometry, "1")}
+    names = []
+    f.visit(names.append)
+    for name in names:
+        ds = f[name]
+        if not isinstance(ds, h5py.Dataset):
+            continue
+        ds.attrs["units"] = "rad" if name in angle else units.get(name, "1")
+        if "long_name" not in ds.attrs:
+            ds.attrs["long_name"] = LONG_NAMES.get(name, name.rpartition("/")[2].replace("_", " "))
+    if "degree" in f and "order" in f:
+        f["rho_hat"].attrs["coordinates"] = "degree order"
+    if geometry == "circle":
+        f["mode"].attrs["long_name"] = "wavenumber k (rho = sum_k rho_hat_k e^{ik theta}, k >= 0 stored)"
+    elif "degree" not in f:
+        f["mode"].attrs["long_name"] = "degree l"
 
 
 def _preallocated(group, name: str, shape: tuple, dtype, chunks: tuple, nan_fill: bool = False):
@@ -93,15 +132,16 @@ class HistoryWriter:
 
     def __init__(self, path, geometry, attrs: dict, n_snapshots: int,
                  diagnostics=("mass", "energy", "tail", "dt", "steps"), tokens=None, clusters: int = 0,
-                 merges: int = 0, on_replace=None):
+                 merges: int = 0, on_replace=None, compress: bool = True, grid: bool = True):
         self.path = Path(path)
+        self.compress, self.grid = bool(compress), bool(grid)
         self.planned = int(n_snapshots)
         self.diagnostics = list(diagnostics)
         self.tokens = None if tokens is None else (int(tokens[0]), int(tokens[1]))
         self.clusters, self.merges = int(clusters), int(merges)
         gshape, sshape = geometry.grid_shape, geometry.spectral_shape
         d = geometry.dim
-        row_bytes = 8 * (int(np.prod(gshape)) + 2 * int(np.prod(sshape)) + len(self.diagnostics) + 1
+        row_bytes = 8 * (int(np.prod(gshape)) * self.grid + 2 * int(np.prod(sshape)) + len(self.diagnostics) + 1
                          + (self.tokens[0] * (self.tokens[1] + 1) if self.tokens else 0) + self.clusters * (d + 1))
         # the final state (/resume, about a row) and HDF5's own metadata come on top of the rows
         check_room(self.path, row_bytes * (self.planned + 1) + 56 * self.merges + 2**16,
@@ -136,7 +176,7 @@ class HistoryWriter:
         f.attrs["layout_version"] = LAYOUT_VERSION
         time = _preallocated(f, "time", (n,), "f8", (min(n, 1024),), nan_fill=True)
         time.make_scale("time")
-        time.attrs["long_name"] = "simulation time (NaN: snapshot not written)"
+        time.attrs["long_name"] = "simulation time, the depth of the continuous transformer (NaN: not written)"
         coords = []
         for name, values in geometry.grid_coords().items():
             ds = f.create_dataset(name, data=np.asarray(values, dtype="f8"))
@@ -164,8 +204,10 @@ class HistoryWriter:
             rows.append(name)
             return ds
 
-        row("rho", gshape, "f8", coords, "density with respect to the surface measure (tokens: their smoothed "
-            "estimate)")
+        f.attrs["compression"] = "gzip" if self.compress else "none"
+        if self.grid:  # output.grid = false: the coefficients alone (readers transform them)
+            row("rho", gshape, "f8", coords, "density with respect to the surface measure (tokens: their smoothed "
+                "estimate)")
         row("rho_hat", sshape, "c16", [mode], "spectral coefficients (docs/output.md)")
         for name in self.diagnostics:
             row(f"diagnostics/{name}", (), "i8" if name in INTEGER_DIAGNOSTICS else "f8", [], DIAGNOSTICS[name])
@@ -190,10 +232,14 @@ class HistoryWriter:
         if self.merges:
             event = f.create_dataset("merges/event", data=np.arange(self.merges))
             event.make_scale("event")
+            part = f.create_dataset("merges/part", data=np.arange(2))
+            part.make_scale("part")
             for name, (shape, dtype) in MERGE_FIELDS.items():
                 ds = _preallocated(f, f"merges/{name}", (self.merges, *shape), dtype,
                                    (min(self.merges, 1024), *shape), nan_fill=name == "time")
                 ds.dims[0].attach_scale(event)
+                if shape:  # the two heaviest parts of a merged group (netCDF readers want every axis named)
+                    ds.dims[1].attach_scale(part)
             f["merges"].attrs["long_name"] = (
                 "tokens merged: time, row kept, tokens merged, their total weight, the two largest weights, "
                 "largest angle of a member to the merged position")
@@ -202,6 +248,7 @@ class HistoryWriter:
         checksum.dims[0].attach_scale(time)
         checksum.attrs["long_name"] = ("BLAKE2b (8 bytes) of the snapshot's time and rows, in the order of "
                                        "row_datasets (meanfield info checks it)")
+        _describe(f, geometry.name)
         f.attrs["static_checksum"] = _static_digest(f)
 
     def append(self, t: float, row: dict) -> None:
@@ -248,21 +295,18 @@ class HistoryWriter:
             return
         with _writing():
             self.f.close()
-        if self.count >= self.planned and not attrs and final is None:
+        if self.count >= self.planned and not attrs and final is None and not self.compress:
             return
 
         def edit(f):
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
-            if self.count < self.planned:
-                for name in _resizable(f):
-                    f[name].resize(self.count, axis=0)
             if final is not None:
                 group = f.create_group("resume")
                 _write_tree(group, {**final[0], "config_hash": final[1]})
                 group.attrs["checksum"] = _tree_digest(group)
 
-        edit_copy(self.path, edit)
+        edit_copy(self.path, edit, rows=self.count, compress=self.compress)
 
 
 @contextmanager
@@ -351,17 +395,90 @@ def _resizable(f) -> list[str]:
     return ["time", *(["row_checksum"] if "row_checksum" in f else []), *json.loads(f.attrs["row_datasets"])]
 
 
-def edit_copy(path, edit) -> None:
-    """Apply ``edit(h5py.File)`` to a copy of the history ``path`` and rename the copy over it."""
+def edit_copy(path, edit, rows: int | None = None, compress: bool | None = None) -> None:
+    """Apply ``edit(h5py.File)`` to a copy of the history ``path`` and rename the copy over it.
+
+    ``rows``: the copy's row datasets get that many rows (cut, or grown with unwritten rows);
+    ``compress``: True writes them gzip-compressed (a finished file), False uncompressed and fully
+    allocated (a file a run writes into); None keeps the layout (a plain copy)."""
     path = Path(path)
     tmp = files.temporary(path)
     try:
-        files.sparse_copy(path, tmp)
+        if rows is None and compress is None:
+            files.sparse_copy(path, tmp)
+        else:
+            with _writing(), h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+                repack(src, dst, rows, bool(compress))
         with _writing(), h5py.File(tmp, "r+") as f:
             edit(f)
         files.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+#: gzip level of finished histories: level 1 keeps nearly all of level 9's gain at a fraction of its time
+COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+_SCALE_ATTRS = ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME")
+
+
+def repack(src, dst, rows: int | None, compress: bool) -> None:
+    """Copy the history ``src`` (an open h5py.File) into the empty file ``dst``: every group,
+    dataset, attribute, hard link and dimension scale.  The row datasets (``_resizable``) get ``rows``
+    rows (None: as many as now) and are gzip-compressed (``compress``) or preallocated for writing."""
+    resizable = set(_resizable(src)) if "row_datasets" in src.attrs else set()
+    made = {}  # object -> its first path in dst (a second path to it is a hard link)
+    datasets = []
+
+    def copy(name, obj):
+        for other, first in made.items():
+            if obj == other:
+                dst[name] = dst[first]
+                return
+        if isinstance(obj, h5py.Group):
+            out = dst.require_group(name)
+        elif name in resizable:
+            n = obj.shape[0] if rows is None else int(rows)
+            chunks = obj.chunks or (1, *obj.shape[1:])
+            if compress:
+                out = dst.create_dataset(name, shape=(n, *obj.shape[1:]), maxshape=(None, *obj.shape[1:]),
+                                         dtype=obj.dtype, chunks=chunks, **COMPRESSION)
+            else:
+                out = _preallocated(dst, name, (n, *obj.shape[1:]), obj.dtype, chunks,
+                                    nan_fill=name in ("time", "merges/time"))
+            step = max(1, 2**26 // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]))))
+            for i in range(0, min(n, obj.shape[0]), step):
+                j = min(i + step, n, obj.shape[0])
+                out[i:j] = obj[i:j]
+            datasets.append((obj, out))
+        else:
+            out = dst.create_dataset(name, data=obj[()], dtype=obj.dtype)
+            datasets.append((obj, out))
+        for key, value in obj.attrs.items():
+            if key not in _SCALE_ATTRS:
+                out.attrs[key] = value
+        made[obj] = name
+
+    def walk(group):  # every link (visititems visits an object once, and would drop the hard links)
+        for key in group:
+            obj = group[key]
+            copy(f"{group.name.rstrip('/')}/{key}".lstrip("/"), obj)
+            if isinstance(obj, h5py.Group):
+                walk(obj)
+
+    for key, value in src.attrs.items():
+        dst.attrs[key] = value
+    walk(src)
+    for old, new in datasets:  # scales first, then what refers to them
+        if old.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            new.make_scale(_text(old.attrs.get("NAME", b"")))
+    for old, new in datasets:
+        for axis in range(old.ndim):
+            for scale in old.dims[axis].values():
+                new.dims[axis].attach_scale(dst[scale.name])
 
 
 @contextmanager
@@ -624,6 +741,27 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> dic
     return out
 
 
+def geometry_of(h: dict):
+    """The geometry of the run that wrote history ``h`` (from its attributes; any installed
+    backend: they share the layout and the grid)."""
+    from .domains import make_geometry
+
+    a = h["attrs"]
+    return make_geometry(_text(a["geometry"]), int(a["modes"]), float(a["dealias"]), "auto", int(a.get("dim", 0)))
+
+
+def grid_density(h: dict, rows=slice(None)) -> np.ndarray:
+    """rho on the grid at the snapshots ``rows``: /rho, or the coefficients transformed when the
+    history was written with output.grid = false."""
+    if "rho" in h:
+        return h["rho"][rows]
+    g = geometry_of(h)
+    c = np.asarray(h["rho_hat"][rows])
+    if c.ndim == len(g.spectral_shape):
+        return g.to_grid(c)
+    return np.stack([g.to_grid(row) for row in c]) if len(c) else np.zeros((0, *g.grid_shape))
+
+
 def read_attrs(path: str | Path) -> dict:
     """The root attributes of a history, without reading its data (ConfigError if unreadable)."""
     with _open_history(path) as f:
@@ -678,12 +816,14 @@ def _write_tree(group, obj) -> None:
         if isinstance(value, State):
             g = group.create_group(key)
             g.attrs["__state__"] = len(value.history)
-            g.create_dataset("u", data=value.u)
+            ds = g.create_dataset("u", data=value.u)
+            ds.attrs.update(long_name=f"solver state: {key} (read by --resume)", units="1")
             _write_tree(g.create_group("history"), {str(i): v for i, v in enumerate(value.history)})
         elif isinstance(value, dict) and key != "rng":
             _write_tree(group.create_group(key), value)
         elif isinstance(value, np.ndarray):
-            group.create_dataset(key, data=value)
+            ds = group.create_dataset(key, data=value)
+            ds.attrs.update(long_name=f"solver state: {key} (read by --resume)", units="1")
         elif key == "rng" or value is None:
             group.attrs[key] = json.dumps(value)
         else:
@@ -803,9 +943,6 @@ def reopen_history(path: str | Path, planned: int, count: int, merge_count: int 
                "free some space", disk=512 * st.st_blocks + grown + 2**16)
 
     def edit(f):
-        for name in _resizable(f):
-            if f[name].shape[0] != w.planned:
-                f[name].resize(w.planned, axis=0)
         f["time"][count:] = np.nan
         if "merges" in f:
             f["merges/time"][merge_count:] = np.nan
@@ -814,8 +951,10 @@ def reopen_history(path: str | Path, planned: int, count: int, merge_count: int 
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
 
-    edit_copy(w.path, edit)
+    edit_copy(w.path, edit, rows=w.planned, compress=False)  # a file a run writes into is uncompressed
     w._open(count, merge_count)
+    w.compress = _text(w.f.attrs.get("compression", "none")) == "gzip"
+    w.grid = "rho" in w.rows
     w.diagnostics = [k for k in w.f["diagnostics"]]
     w.tokens = tuple(w.f["positions"].shape[1:]) if "positions" in w.f else None
     w.clusters = w.f["clusters/mass"].shape[1] if "clusters" in w.f else 0

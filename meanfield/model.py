@@ -5,7 +5,7 @@
 
 The right-hand side is split for semi-implicit steppers as  F(c) = L c + N(c):
 L is diagonal, the linearisation about the uniform state plus viscosity (its entries
-are the growth rates of SPEC section 3, built here from the geometry's own
+are the linear growth rates (docs/theory.md), built here from the geometry's own
 multipliers), and N(c) = F(c) - L c is O(|c - c_bar|^2).
 
 G_beta is applied with multipliers scaled by e^{-beta} (psi_s = e^{-beta} psi): SA is
@@ -79,7 +79,7 @@ class AttentionModel:
         return float(np.sqrt(np.max(np.sum(np.abs(v) ** 2, axis=0))))
 
     def energy_scaled(self, c: np.ndarray) -> float:
-        """e^{-beta} E, with E = (1/(2 beta)) int psi rho (SPEC section 4); scaled so it never overflows."""
+        """e^{-beta} E, with E = (1/(2 beta)) int psi rho (docs/theory.md); scaled so it never overflows."""
         return self.geometry.inner(self.kernel * c, c) / (2 * self.beta)
 
     def entropy_integral(self, c: np.ndarray) -> float:

@@ -1,7 +1,7 @@
 """Weighted tokens on S^{d-1}: the Lagrangian (measure-valued) solution of the same equation.
 
 mu = sum_i w_i delta_{x_i} solves the continuity equation exactly when every token moves with
-the attention field of mu (SPEC 1).  With H heads, each with matrices (Q_h, K_h, V_h):
+the attention field of mu (docs/theory.md).  With H heads, each with matrices (Q_h, K_h, V_h):
 
     SA:   dx_i/dt = P_{x_i} sum_h  sum_j w_j e^{beta <Q_h x_i, K_h x_j>} V_h x_j / sum_j w_j e^{beta <Q_h x_i, K_h x_j>}
     USA:  dx_i/dt = P_{x_i} sum_h  sum_j w_j e^{beta <Q_h x_i, K_h x_j>} V_h x_j

@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from .io import grid_density
+
 KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates")
 
 
@@ -41,62 +43,138 @@ def _log_time(h) -> bool:
 def _mark_handoff(ax, h, vertical: bool = True) -> None:
     if "handoff_time" in h["attrs"] and float(h["attrs"]["handoff_time"]) > 0:
         th = float(h["attrs"]["handoff_time"])
-        (ax.axvline if vertical else ax.axhline)(th, color="0.5", ls="--", lw=0.8, label=f"hand-off to tokens, t = {th:.4g}")
+        (ax.axvline if vertical else ax.axhline)(th, color="0.5", ls="--", lw=0.8, label=f"hand-off to tokens, $t = {th:.4g}$")
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parameters(h) -> str:
+    """The run's parameters in mathtext: domain, attention, beta, viscosity, resolution or tokens."""
+    a = h["attrs"]
+    geometry, d = _text(a.get("geometry", "")), int(a.get("dim", 2))
+    domain = {"circle": "$S^1$", "sphere": "$S^2$"}.get(geometry, f"$S^{{{d - 1}}}$ (zonal)")
+    parts = [domain, _text(a.get("variant", "")).upper(), f"$\\beta = {float(a.get('beta', 0)):g}$",
+             f"$\\nu = {float(a.get('viscosity', 0)):g}$"]
+    if _text(a.get("method", "spectral")) == "particles":
+        parts.append(f"$n = {int(a.get('n_tokens', 0))}$ tokens")
+    else:
+        parts.append(f"$K = {int(a.get('modes', 0))}$" if geometry == "circle" else f"$L = {int(a.get('modes', 0))}$")
+    return ", ".join(parts)
+
+
+def _title(ax, h, what: str) -> None:
+    ax.set_title(f"{what}\n{parameters(h)}", fontsize=9)
+
+
+def _uniform(h) -> float:
+    """rho_bar, the uniform density (1 / the measure of the domain)."""
+    return 1.0 / float(np.sum(h["weights"])) if "weights" in h else 1.0 / (2 * math.pi)
+
+
+def _tokens(h, i):
+    """(positions, weights) of the live tokens of snapshot i, or None."""
+    if "positions" not in h:
+        return None
+    w = h["token_weights"][i]
+    live = np.isfinite(w) & (w > 0)
+    return (h["positions"][i][live], w[live]) if live.any() else None
 
 
 def kymograph(h, fig, time=None):
-    """Density against angle (theta on the circle, colatitude for zonal runs) and time; over log-time
-    for long runs, with the hand-off marked and the clusters' positions (dot size ~ mass)."""
+    """Density against angle (theta on the circle, colatitude for zonal runs) and time.
+
+    In the linear phase (|rho / rho_bar - 1| < 0.1 throughout) each snapshot's perturbation
+    rho / rho_bar - 1 is drawn relative to its own maximum, so the growing modes show, with their
+    amplitude beside it on a log axis.  Beyond it rho / rho_bar is drawn, over log-time for long runs,
+    the flat part of the linear phase cropped, the clusters (dot size ~ mass), tokens and hand-off marked."""
+    import matplotlib.colors as mcolors
+
+    angle, label = (h["theta"], r"$\theta$") if "theta" in h else (h["colatitude"], "colatitude")
+    t, rho = h["time"], grid_density(h)
+    rel = rho / _uniform(h)
+    amp = np.max(np.abs(rel - 1), axis=1)
+    if float(amp.max()) < 0.1 and not _log_time(h):
+        grid = fig.add_gridspec(1, 2, width_ratios=(4, 1), wspace=0.05)
+        ax = fig.add_subplot(grid[0])
+        shape = (rel - 1) / np.maximum(amp, 1e-300)[:, None]
+        im = ax.pcolormesh(angle, t, shape, shading="nearest", cmap="RdBu_r", vmin=-1, vmax=1)
+        fig.colorbar(im, ax=ax, pad=0.01, label=r"$(\rho/\bar\rho - 1)\,/\,\max_\theta|\rho/\bar\rho - 1|$")
+        ax.set_xlabel(label)
+        ax.set_ylabel("$t$")
+        _title(ax, h, "linear phase: the shape of the perturbation")
+        side = fig.add_subplot(grid[1], sharey=ax)
+        side.semilogx(amp, t, color="k")
+        side.set_xlabel(r"$\max|\rho/\bar\rho - 1|$")
+        side.tick_params(labelleft=False)
+        side.grid(True, which="major", lw=0.3)
+        return
     ax = fig.add_subplot()
-    angle, label = (h["theta"], "theta") if "theta" in h else (h["colatitude"], "colatitude")
-    t, rho = h["time"], h["rho"]
-    what = "rho"
-    if h["attrs"].get("geometry") == "zonal":
+    what = r"$\rho/\bar\rho$"
+    if _text(h["attrs"].get("geometry")) == "zonal":
         # mass per unit colatitude: on S^{d-1} the density of a cluster on a pole is ~ 1 / sin^{d-2}
         from .domains.zonal import sphere_area
 
         d = int(h["attrs"].get("dim", 3))
-        rho = rho * sphere_area(d - 1) * np.sin(angle) ** (d - 2)
+        rel = rho * sphere_area(d - 1) * np.sin(angle) ** (d - 2)
         what = "mass per unit colatitude"
     log = _log_time(h)
-    if log:
-        keep = t > 0
-        t, rho = t[keep], rho[keep]
-        ax.set_yscale("log")
+    keep = t > 0 if log else np.ones(t.size, bool)
     # colours up to the 99th percentile: point masses (on the poles of S^{d-1} above all) would
     # otherwise leave the rest of the picture black; what lies above is drawn saturated
-    top = max(float(np.quantile(rho, 0.99)), 2.0 * float(np.mean(rho)))
-    im = ax.pcolormesh(angle, t, np.minimum(rho, top), shading="nearest", cmap="magma",
-                       norm=__import__("matplotlib").colors.PowerNorm(0.5, vmin=0, vmax=top))
-    fig.colorbar(im, ax=ax, label=what + (" (saturated above)" if top < rho.max() else ""))
+    late = rel[keep][-max(1, int(np.sum(keep)) // 4):]  # clusters are sharpest at the end
+    zonal = _text(h["attrs"].get("geometry")) == "zonal"  # point masses on the poles: saturate them
+    top = max(float(np.quantile(late, 0.99) if zonal else np.max(late)), 2.0 * float(np.mean(rel[keep])))
+    im = ax.pcolormesh(angle, t[keep], np.minimum(rel[keep], top), shading="nearest", cmap="magma",
+                       norm=mcolors.PowerNorm(0.5, vmin=0, vmax=top))
+    fig.colorbar(im, ax=ax, label=what + (" (saturated above)" if top < rel.max() else ""))
+    start = int(np.argmax(amp > 0.05)) if np.any(amp > 0.05) else 0
+    if not log and t[start] > 0.3 * t[-1]:  # a long flat linear phase: show where things happen
+        lo = max(0.0, t[start] - 0.25 * (t[-1] - t[start]))
+        ax.set_ylim(lo, t[-1])
+        ax.text(0.01, 0.01, f"$t < {lo:.3g}$ not shown: $|\\rho/\\bar\\rho - 1| < 0.05$ until $t = {t[start]:.3g}$",
+                transform=ax.transAxes, fontsize=7, color="w", va="bottom")
     if "cluster_position" in h:
         pos, mass = h["cluster_position"], h["cluster_mass"]
-        tt = np.repeat(h["time"][:, None], mass.shape[1], axis=1)
+        tt = np.repeat(t[:, None], mass.shape[1], axis=1)
         ok = np.isfinite(mass) & (tt > 0 if log else True)
-        if "theta" in h:
-            ang = np.mod(np.arctan2(pos[..., 1], pos[..., 0]), 2 * math.pi)
-        else:
-            ang = np.arccos(np.clip(pos[..., -1], -1, 1))
+        ang = np.mod(np.arctan2(pos[..., 1], pos[..., 0]), 2 * math.pi) if "theta" in h else \
+            np.arccos(np.clip(pos[..., -1], -1, 1))
         ax.scatter(ang[ok], tt[ok], s=12 * np.sqrt(mass[ok]), c="cyan", lw=0, alpha=0.6, label="clusters")
+    if "positions" in h and "theta" in h:  # tokens over their density estimate
+        rows = np.flatnonzero(keep)[:: max(1, int(np.sum(keep)) // 150)]
+        xs, ys = [], []
+        for i in rows:
+            tok = _tokens(h, i)
+            if tok is not None:
+                x = tok[0][:: max(1, len(tok[0]) // 400)]
+                xs.append(np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * math.pi))
+                ys.append(np.full(len(x), t[i]))
+        if xs:
+            ax.scatter(np.concatenate(xs), np.concatenate(ys), s=1.5, c="w", lw=0, alpha=0.7, label="tokens")
     _mark_handoff(ax, h, vertical=False)
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel("t" + (" (log scale)" if log else ""))
-    ax.set_title(_title(h, "density" + (" and clusters" if "cluster_position" in h else "")))
+    ax.set_ylabel("$t$" + (" (log scale)" if log else ""))
+    _title(ax, h, "density" + (" and clusters" if "cluster_position" in h else ""))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=7)
+        ax.legend(loc="upper right", fontsize=7, markerscale=3)
 
 
-def _title(h, what: str) -> str:
-    a = h["attrs"]
-    return (f"{what}: {a.get('geometry')}, {str(a.get('variant', '')).upper()}, beta = {float(a.get('beta', 0)):g}, "
-            f"viscosity = {float(a.get('viscosity', 0)):g}")
+def _pad_poles(th, rho):
+    """Rows at colatitude 0 and pi (the mean of the nearest ring), so the picture has no hole at the poles."""
+    return np.concatenate([[0.0], th, [math.pi]]), np.concatenate([rho[:1].mean(1, keepdims=True).repeat(rho.shape[1], 1),
+                                                                   rho, rho[-1:].mean(1, keepdims=True).repeat(rho.shape[1], 1)])
 
 
 def sphere(h, fig, time=None):
-    """One snapshot on S^2: orthographic view centred on the density's maximum, and Mollweide."""
+    """One snapshot on S^2: orthographic view centred on the density's maximum (with a 30 degree
+    graticule) and a Mollweide map, tokens drawn where the run has them."""
     i = _snapshot(h, time)
-    rho = h["rho"][i]
-    th, ph = h["colatitude"], h["longitude"]
+    th, rho = _pad_poles(h["colatitude"], grid_density(h, i) / _uniform(h))
+    ph = h["longitude"]
     T, P = np.meshgrid(th, np.append(ph, 2 * math.pi), indexing="ij")
     R = np.concatenate([rho, rho[:, :1]], axis=1)
     X = np.stack([np.sin(T) * np.cos(P), np.sin(T) * np.sin(P), np.cos(T)])
@@ -105,24 +183,49 @@ def sphere(h, fig, time=None):
     e1 = np.cross([0.0, 0.0, 1.0], v) if abs(v[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(v, e1)
-    depth = np.tensordot(v, X, axes=1)
-    vmin, vmax = float(rho.min()), float(rho.max())
+    cmap, label = "magma", r"$\rho/\bar\rho$"
+    if float(np.max(np.abs(R - 1))) < 0.1:  # the linear phase: the perturbation, not an offset colorbar
+        R, cmap, label = R - 1, "RdBu_r", r"$\rho/\bar\rho - 1$"
+        vmax = float(np.max(np.abs(R)))
+        vmin = -vmax
+    else:
+        vmin, vmax = float(R.min()), float(R.max())
+    tok = _tokens(h, i)
     ax = fig.add_subplot(1, 2, 1)
-    ax.pcolormesh(np.tensordot(e1, X, axes=1), np.tensordot(e2, X, axes=1),
-                  np.where(depth > 0, R, np.nan), shading="gouraud", cmap="magma", vmin=vmin, vmax=vmax)
+    front = np.tensordot(v, X, axes=1) >= 0
+    ax.pcolormesh(np.tensordot(e1, X, axes=1), np.tensordot(e2, X, axes=1), np.where(front, R, np.nan),
+                  shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax)
+    s = np.linspace(0, 2 * math.pi, 181)
+    for lat in np.radians(np.arange(-60, 61, 30)):  # parallels and meridians, front half only
+        _graticule(ax, v, e1, e2, np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))]))
+    for lon in np.radians(np.arange(0, 180, 30)):
+        _graticule(ax, v, e1, e2, np.stack([np.cos(s) * np.cos(lon), np.cos(s) * np.sin(lon), np.sin(s)]))
+    if tok is not None:
+        x = tok[0][tok[0] @ v > 0]
+        ax.scatter(x @ e1, x @ e2, s=2, c="cyan", lw=0, alpha=0.8, label=f"tokens ({len(tok[0])})")
     ax.add_patch(__import__("matplotlib").patches.Circle((0, 0), 1, fill=False, lw=0.8))
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(f"orthographic, t = {h['time'][i]:.4g}")
+    ax.set_title(f"orthographic, $t = {h['time'][i]:.4g}$", fontsize=9)
     ax = fig.add_subplot(1, 2, 2, projection="mollweide")
     lon = np.where(P > math.pi, P - 2 * math.pi, P)
     order = np.argsort(lon[0])
-    im = ax.pcolormesh(lon[:, order], math.pi / 2 - T[:, order], R[:, order], shading="auto",
-                       cmap="magma", vmin=vmin, vmax=vmax)
+    im = ax.pcolormesh(lon[:, order], math.pi / 2 - T[:, order], R[:, order], shading="gouraud",
+                       cmap=cmap, vmin=vmin, vmax=vmax)
+    if tok is not None:
+        x = tok[0]
+        ax.scatter(np.arctan2(x[:, 1], x[:, 0]), np.arcsin(np.clip(x[:, 2], -1, 1)), s=2, c="cyan", lw=0, alpha=0.8)
     ax.grid(True, lw=0.3)
     ax.set_xticklabels([])
-    ax.set_title("Mollweide")
-    fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.05, pad=0.08, label="rho")
+    ax.set_title("Mollweide", fontsize=9)
+    fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.05, pad=0.08, label=label)
+    fig.suptitle(f"density at $t = {h['time'][i]:.4g}$: {parameters(h)}", fontsize=9)
+
+
+def _graticule(ax, v, e1, e2, line):
+    """Draw a great or small circle (3 x N points) where it faces the viewer."""
+    y = np.where(v @ line >= 0, 1.0, np.nan)
+    ax.plot((e1 @ line) * y, (e2 @ line) * y, color="w", lw=0.3, alpha=0.6)
 
 
 def energy(h, fig, time=None):
@@ -131,15 +234,16 @@ def energy(h, fig, time=None):
     d = h["diagnostics"]
     t = h["time"]
     keep = t > 0 if _log_time(h) else np.ones(t.size, bool)
-    ax.plot(t[keep], d["energy"][keep], label="exp(-beta) E")
+    ax.plot(t[keep], d["energy"][keep], label=r"$e^{-\beta} E$")
     if "free_energy" in d:
-        ax.plot(t[keep], d["free_energy"][keep], "--", label="exp(-beta) F")
+        ax.plot(t[keep], d["free_energy"][keep], "--", label=r"$e^{-\beta} F = e^{-\beta}(E - \nu\int\rho\log\rho)$")
     if _log_time(h):
         ax.set_xscale("log")
     _mark_handoff(ax, h)
-    ax.set_xlabel("t")
-    ax.legend()
-    ax.set_title(_title(h, "energy"))
+    ax.set_xlabel("$t$")
+    ax.set_ylabel("energy (scaled by $e^{-\\beta}$)")
+    ax.legend(fontsize=8)
+    _title(ax, h, r"interaction energy $E = \frac{1}{2\beta}\iint e^{\beta\langle x,y\rangle}d\mu\,d\mu$")
 
 
 def clusters(h, fig, time=None):
@@ -159,14 +263,14 @@ def clusters(h, fig, time=None):
     ax1 = fig.add_subplot(2, 1, 1)
     ax1.step(t[keep], d["n_clusters"][keep], where="post", color="C0")
     ax1.set_ylabel("clusters")
-    ax1.set_title(_title(h, "clusters"))
+    _title(ax1, h, "clusters and the energy staircase")
     ax2 = fig.add_subplot(2, 1, 2, sharex=ax1)
-    ax2.plot(t[keep], 2 * beta * d["energy"][keep], color="C3", label="2 beta exp(-beta) E")
+    ax2.plot(t[keep], 2 * beta * d["energy"][keep], color="C3", label=r"$2\beta\, e^{-\beta} E$")
     if "cluster_mass" in h:
         m = np.nan_to_num(h["cluster_mass"], nan=0.0)
-        ax2.plot(t[keep], np.sum(m * m, axis=1)[keep], ".", ms=3, color="k", label="sum of squared cluster masses")
+        ax2.plot(t[keep], np.sum(m * m, axis=1)[keep], ".", ms=3, color="k", label=r"$\sum_a m_a^2$ (cluster masses)")
     ax2.set_ylabel("energy")
-    ax2.set_xlabel("t")
+    ax2.set_xlabel("$t$" + (" (log scale)" if log else ""))
     for ax in (ax1, ax2):
         _mark_handoff(ax, h)
         if log:
@@ -182,36 +286,61 @@ def spectrum(h, fig, time=None):
         l, m = h["degree"], h["order"]
         w = np.where(m > 0, 2.0, 1.0)
         power = np.stack([np.sqrt(np.sum(w[l == k] * c[:, l == k] ** 2, axis=1)) for k in range(l.max() + 1)], 1)
-        modes, label = np.arange(l.max() + 1), "degree l"
+        modes, label, what = np.arange(l.max() + 1), "degree $l$", r"$\log_{10}\,(\sum_m|\hat\rho_{lm}|^2)^{1/2}/\hat\rho_{00}$"
     else:
-        power, modes, label = c, h["mode"], "mode"
-    rel = power[:, 1:] / power[:, :1]
+        power, modes = c, h["mode"]
+        label = "wavenumber $k$" if "theta" in h else "degree $l$"
+        what = r"$\log_{10}\,|\hat\rho_k|/\hat\rho_0$"
+    t = h["time"]
+    keep = t > 0 if _log_time(h) else np.ones(t.size, bool)
+    rel = power[keep, 1:] / power[keep, :1]
     top = np.log10(max(float(rel.max()), 1e-300))
-    im = ax.pcolormesh(modes[1:], h["time"], np.log10(np.maximum(rel, 1e-300)), shading="auto",
+    im = ax.pcolormesh(modes[1:], t[keep], np.log10(np.maximum(rel, 1e-300)), shading="auto",
                        cmap="viridis", vmin=max(-16.0, top - 16), vmax=top)
-    fig.colorbar(im, ax=ax, label="log10 (relative to mode 0)")
+    fig.colorbar(im, ax=ax, label=what)
+    if _log_time(h):
+        ax.set_yscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel("t")
-    ax.set_title("spectrum")
+    ax.set_ylabel("$t$")
+    _title(ax, h, "spectrum")
 
 
 def rates(h, fig, model, time=None):
-    """Measured growth rates against theory."""
+    """Measured growth rates (fits in each mode's linear window) over the theory, and their relative
+    error in a panel below.  ConfigError when no mode has a linear window."""
     from . import theory
     from .diagnostics import measure_growth_rates
+    from .errors import ConfigError
 
     fits = [f for f in measure_growth_rates(h["time"], h["rho_hat"], model) if f.status == "ok"]
+    if not fits:
+        raise ConfigError("--kind: got 'rates' for a run in which no mode has a linear window (each mode's "
+                          "nonlinear part was never below 1e-5 of its linear part); allowed: a run that starts "
+                          "from a small perturbation (meanfield rates --all says why, mode by mode)")
     g = model.geometry
-    k = np.arange(1, g.modes + 1)
+    kmax = max(max(f.mode[0] for f in fits), int(theory.most_unstable_mode(model.beta, model.variant,
+                                                                          model.viscosity, g.dim)) * 2)
+    k = np.arange(0, min(g.modes, kmax + 2) + 1)
     lam = theory.growth_rates(k, model.beta, model.variant, model.viscosity, g.dim)
-    ax = fig.add_subplot()
-    ax.plot(k, lam, "-", color="0.6", label="theory (SPEC 3)")
-    ax.plot([f.mode[0] for f in fits], [f.measured for f in fits], "o", ms=4, label="measured")
+    grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.3), hspace=0.08)
+    ax = fig.add_subplot(grid[0])
+    ax.plot(k, lam, "-", color="0.6", label=r"theory $\lambda_k$")
+    mode = np.array([f.mode[0] for f in fits])
+    measured = np.array([f.measured for f in fits])
+    ax.plot(mode, measured, "o", ms=4, mfc="none", color="C0", label=f"measured ({len(fits)} fits)")
     ax.axhline(0, color="0.8", lw=0.8)
-    ax.set_xlim(0, max([f.mode[0] for f in fits], default=10) * 1.5 + 1)
-    ax.set_xlabel("mode" if g.dim == 2 else "degree l")
-    ax.set_ylabel("growth rate")
-    ax.legend()
+    ax.set_ylabel(r"growth rate $\lambda$")
+    ax.tick_params(labelbottom=False)
+    ax.legend(fontsize=8)
+    _title(ax, h, "growth rates in the linear phase")
+    res = fig.add_subplot(grid[1], sharex=ax)
+    theory_at = theory.growth_rates(mode, model.beta, model.variant, model.viscosity, g.dim)
+    err = np.abs(measured - theory_at) / np.abs(theory_at)
+    res.semilogy(mode, np.maximum(err, 1e-16), "o", ms=3, color="C0")
+    res.axhline(1e-4, color="C3", lw=0.8, ls="--", label="$10^{-4}$")
+    res.set_ylabel("rel. error")
+    res.set_xlabel("wavenumber $k$" if g.dim == 2 else "degree $l$")
+    res.legend(fontsize=7, loc="upper right")
 
 
 def resolve_kind(h, kind: str) -> str:
@@ -263,15 +392,19 @@ def save(h, kind, path, model=None, time=None, fmt=None) -> str:
         from .errors import ConfigError
 
         raise ConfigError("--kind: got 'kymograph' for a sphere run, allowed: sphere, energy, spectrum, rates")
-    plt, fig = _figure({"sphere": (10, 4.5), "clusters": (7, 6)}.get(kind, (7, 4.5)))
+    plt, fig = _figure({"sphere": (10, 4.8), "clusters": (7, 6), "rates": (7, 5.5)}.get(kind, (7, 4.5)))
     try:
-        if kind == "rates":
-            rates(h, fig, model)
-        else:
-            {"kymograph": kymograph, "sphere": sphere, "energy": energy, "clusters": clusters,
-             "spectrum": spectrum}[kind](h, fig, time)
-        fig.tight_layout()
-        fig.savefig(path, format=fmt)
+        draw(h, kind, fig, model, time)
+        fig.savefig(path, format=fmt, bbox_inches="tight")
     finally:
         plt.close(fig)
     return kind
+
+
+def draw(h, kind, fig, model=None, time=None):
+    """Draw ``kind`` (resolved, checked) for history ``h`` on the matplotlib Figure ``fig``."""
+    if kind == "rates":
+        rates(h, fig, model)
+    else:
+        {"kymograph": kymograph, "sphere": sphere, "energy": energy, "clusters": clusters,
+         "spectrum": spectrum}[kind](h, fig, time)

@@ -1,7 +1,7 @@
 """The Python entry point of a run: config in, HDF5 history out (``meanfield run`` calls this).
 
     import meanfield
-    result = meanfield.run("data/clustering.toml", "clusters.h5")
+    result = meanfield.run("clustering.toml", "clusters.h5")
     result = meanfield.run(cfg, "clusters.h5", resume=True)     # continue, or extend to a larger t_end
 
 The history is written as the run goes (``io.HistoryWriter``), checkpoints next to it
@@ -48,6 +48,13 @@ class Result:
     handoff: object = None  # longtime.HandOff, if the run continued as tokens
     merges: int = 0  # merged groups of tokens
     stepper: str = ""  # the scheme that ran, and why (time.stepper = "auto" picks one)
+
+    @property
+    def dataset(self):
+        """The history as an xarray.Dataset (``meanfield.open_history(self.path)``)."""
+        from .history import open_history
+
+        return open_history(self.path)
 
 
 def load_config(source, overrides=()) -> _config.Config:
@@ -253,7 +260,8 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
         writer = io.HistoryWriter(out, sim.geometry, {**history_attrs(cfg, sim, chash), "run_id": run_id},
                                   len(times), diagnostics, tokens=tokens, clusters=clusters,
                                   merges=tokens[0] if tokens else 0,
-                                  on_replace=lambda: ckpt_path.unlink(missing_ok=True))
+                                  on_replace=lambda: ckpt_path.unlink(missing_ok=True),
+                                  compress=cfg.output.compress, grid=cfg.output.grid)
     history = HistoryTracker(writer, final_hash=chash)
     ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every, run_id)
 

@@ -318,7 +318,7 @@ class Simulation:
         return None
 
     def energy(self) -> float:
-        """e^{-beta} E, the interaction energy of SPEC 4 (of the density, or exactly of the tokens)."""
+        """e^{-beta} E, the interaction energy (docs/theory.md) (of the density, or exactly of the tokens)."""
         if self.tokens is None:
             return self.model.energy_scaled(self._state.u)
         return self.tokens.model.energy_scaled(self.tokens.x)
@@ -468,10 +468,12 @@ class Simulation:
             else:
                 self._add_time(taken)
             return
-        # fixed steps: counted from the interval's start, so t never drifts
+        # fixed steps: counted from the interval's start, so t never drifts; an interval that is not
+        # a multiple of dt (only the last, to t_end) ends with one shorter step
         dt = self.cfg.time.dt
-        n = int(round((t_stop - self._t0) / dt))
-        take(dt)
+        n = fixed_step_count(t_stop - self._t0, dt)
+        last = (t_stop - self._t0) - (n - 1) * dt
+        take(last if self._j == n - 1 else dt)
         self.steps += 1
         self._j += 1
         self.t = t_stop if self._j >= n else self._t0 + self._j * dt
@@ -532,6 +534,14 @@ class Simulation:
 #: field, random Q, K, V, 2 heads, two cores: 0.6x at n = 1000, 1.06x at 2000, 1.9x at 4096).
 SPHERE_THREADS_FROM = 192
 TOKENS_THREADS_FROM = 4096
+
+
+def fixed_step_count(span: float, dt: float) -> int:
+    """Steps of at most ``dt`` that cover ``span``: a span within 1e-9 relative of a multiple of dt
+    takes that many steps of dt, any other ends with one shorter step."""
+    ratio = span / dt
+    n = round(ratio)
+    return max(1, n if abs(ratio - n) <= 1e-9 * max(ratio, 1.0) else math.ceil(ratio))
 
 
 def cores() -> int:

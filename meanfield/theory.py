@@ -1,4 +1,4 @@
-"""Linear theory of the mean-field attention dynamics (SPEC section 3).
+"""Linear theory of the mean-field attention dynamics (docs/theory.md).
 
 Pure functions of (dimension, variant, beta, viscosity, modes).  A perturbation
 rho = rho_bar + eps * delta of the uniform state evolves mode by mode at first
@@ -72,7 +72,7 @@ def kernel_ratio(modes, beta: float, dim: int = 2) -> np.ndarray:
 
 
 def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> np.ndarray:
-    """Linear growth rates lambda_l of SPEC section 3, vectorised over ``modes``.
+    """Linear growth rates lambda_l (docs/theory.md), vectorised over ``modes``.
 
     ``modes`` are Fourier wavenumbers (d = 2) or harmonic degrees (d >= 3); only
     |l| matters.  Mode 0 has rate 0 (mass is conserved).

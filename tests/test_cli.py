@@ -13,6 +13,7 @@ import pytest
 from meanfield import io, theory
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "meanfield" / "examples"
 EXE = shutil.which("meanfield")
 
 
@@ -32,7 +33,7 @@ def one_error_line(r, status=2):
 @pytest.fixture(scope="module")
 def linear(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "linear.h5"
-    r = mf("run", ROOT / "data" / "linear.toml", "-o", out)
+    r = mf("run", EXAMPLES / "linear.toml", "-o", out)
     assert r.returncode == 0, r.stderr
     assert "wrote 151 snapshots" in r.stderr
     return out
@@ -61,7 +62,7 @@ def test_linear_example_every_mode_within_1e4(linear):
 def test_inviscid_example_rates(tmp_path):
     """nu = 0: modes 1..k*+4 have a linear window and match to 1e-4; slower modes are reported."""
     out = tmp_path / "inv.h5"
-    assert mf("run", ROOT / "data" / "linear_inviscid.toml", "-o", out, "--quiet").returncode == 0
+    assert mf("run", EXAMPLES / "linear_inviscid.toml", "-o", out, "--quiet").returncode == 0
     r, measured = measured_rates(out)
     kstar = theory.most_unstable_mode(9.0)
     assert set(range(1, kstar + 5)) <= set(measured)
@@ -107,16 +108,16 @@ def test_bad_config_and_no_output_written(tmp_path):
     cfg.write_text("[model]\nbeta = 9.0\nbeeta = 3\n")
     line = one_error_line(mf("run", cfg, "-o", tmp_path / "o.h5"))
     assert "model.beeta: unknown key" in line
-    line = one_error_line(mf("run", ROOT / "data" / "linear.toml", "-o", tmp_path / "o.h5", "--set", "grid.modes=4"))
+    line = one_error_line(mf("run", EXAMPLES / "linear.toml", "-o", tmp_path / "o.h5", "--set", "grid.modes=4"))
     assert "grid.modes: got 4" in line
-    line = one_error_line(mf("run", ROOT / "data" / "linear.toml", "-o", tmp_path / "no" / "o.h5"))
+    line = one_error_line(mf("run", EXAMPLES / "linear.toml", "-o", tmp_path / "no" / "o.h5"))
     assert "does not exist" in line
     assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".*partial"))
 
 
 def test_run_overrides_and_initial_from_file(linear, tmp_path):
     out = tmp_path / "cont.h5"
-    r = mf("run", ROOT / "data" / "linear.toml", "-o", out, "--quiet", "--set", "initial.kind=file",
+    r = mf("run", EXAMPLES / "linear.toml", "-o", out, "--quiet", "--set", "initial.kind=file",
            "--set", f'initial.path="{linear}"', "--set", "initial.time=15.0", "--set", "time.t_end=1.0")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     with h5py.File(out) as f, h5py.File(linear) as g:
@@ -144,14 +145,14 @@ def test_progress_bar(tmp_path):
     import contextlib
 
     buf = _io.StringIO()
-    sim = Simulation(config.loads((ROOT / "data" / "linear.toml").read_text(), ["time.t_end=1.0"]))
+    sim = Simulation(config.loads((EXAMPLES / "linear.toml").read_text(), ["time.t_end=1.0"]))
     bar = ProgressBar(enabled=True)
     bar._every = 0.0
     with contextlib.redirect_stderr(buf):
         sim.run([bar])
     text = buf.getvalue()
     assert "t=1/1" in text and "dt=0.01" in text and "<" in text
-    r = mf("run", ROOT / "data" / "linear.toml", "-o", tmp_path / "q.h5", "--quiet", "--set", "time.t_end=1.0")
+    r = mf("run", EXAMPLES / "linear.toml", "-o", tmp_path / "q.h5", "--quiet", "--set", "time.t_end=1.0")
     assert r.returncode == 0 and r.stderr == ""
 
 
@@ -165,7 +166,7 @@ def test_sbdf2_rates_converge_like_dt_squared(tmp_path):
     worst = {}
     for dt in (0.01, 0.0005):
         out = tmp_path / f"s{dt}.h5"
-        r = mf("run", ROOT / "data" / "linear.toml", "-o", out, "--quiet", "--set", "time.stepper=sbdf2",
+        r = mf("run", EXAMPLES / "linear.toml", "-o", out, "--quiet", "--set", "time.stepper=sbdf2",
                "--set", f"time.dt={dt}", "--set", "time.t_end=4.0")
         assert r.returncode == 0, r.stderr
         r, measured = measured_rates(out)
@@ -180,7 +181,7 @@ def test_sphere_example_clusters_rates_and_plot(tmp_path):
     """data/sphere.toml: clusters form on S^2 at beta = 20; every (l, m) of every growing degree is
     measured to 1e-4; the sphere plot is drawn."""
     out = tmp_path / "sphere.h5"
-    r = mf("run", ROOT / "data" / "sphere.toml", "-o", out, "--quiet")
+    r = mf("run", EXAMPLES / "sphere.toml", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "warning" not in r.stderr  # stayed resolved
     with h5py.File(out) as f:
@@ -219,7 +220,7 @@ def test_zonal_and_sphere_runs_from_the_cli(tmp_path):
 
 def test_particles_run_from_the_cli(tmp_path):
     cfg = tmp_path / "p.toml"
-    cfg.write_text((ROOT / "data" / "particles.toml").read_text())
+    cfg.write_text((EXAMPLES / "particles.toml").read_text())
     out = tmp_path / "p.h5"
     r = mf("run", cfg, "-o", out, "--quiet", "--set", "particles.n=300", "--set", "time.t_end=0.5")
     assert r.returncode == 0, r.stderr
@@ -247,3 +248,9 @@ def test_validate_quick_writes_a_passing_report(tmp_path):
     checks = json.loads((out / "report.json").read_text())
     assert len(checks) == 8 and all(c["passed"] for c in checks)
     assert (out / "report.md").read_text().count("| ok |") == 8 and (out / "rates.png").stat().st_size > 10_000
+    # every table row has exactly its 4 cells: pipes inside a cell (|mass - 1|) are escaped
+    import re
+
+    rows = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("|")]
+    assert len(rows) == 10 and all(len(re.findall(r"(?<!\\)\|", ln)) == 5 for ln in rows)
+    assert any("\\|" in ln for ln in rows)  # there is a name with a | in it, escaped

@@ -75,7 +75,7 @@ def test_dop853_pair_order_on_tokens():
     assert errs[-1] > 1e-14 and all(7.6 < p < 8.9 for p in slopes), (errs, slopes)
 
 
-# --- two tokens: the gap ODE of SPEC 6, integrated by quadrature ------------------------------
+# --- two tokens: the two-cluster gap ODE (docs/theory.md), integrated by quadrature ------------------------------
 def gap_rate(D, beta, m1, m2):
     e = mp.exp(beta * (mp.cos(D) - 1))
     return mp.sin(D) * e * (m2 / (m1 + m2 * e) + m1 / (m2 + m1 * e))

@@ -16,6 +16,7 @@ from meanfield.simulation import Simulation
 from meanfield.trackers import ResolutionMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "meanfield" / "examples"
 EXE = shutil.which("meanfield")
 
 
@@ -29,7 +30,7 @@ def long_run(tmp_path_factory):
     """The circle example at K = 128 (hand-off near t = 15) to t = 1e9."""
     d = tmp_path_factory.mktemp("long")
     out = d / "long.h5"
-    r = mf("run", ROOT / "data" / "longtime_circle.toml", "-o", out, "--quiet", "--set", "grid.modes=128",
+    r = mf("run", EXAMPLES / "longtime_circle.toml", "-o", out, "--quiet", "--set", "grid.modes=128",
            "--set", "time.t_end=1e9")
     assert r.returncode == 0, r.stderr
     return d, out
@@ -42,7 +43,7 @@ def test_long_run_file_info_and_plots(long_run):
     assert a["layout_version"] == io.LAYOUT_VERSION and 10 < float(a["handoff_time"]) < 25 and a["handoff_reason"] in ("tail", "negative")
     n = h["time"].size
     assert h["positions"].shape[:2] == h["token_weights"].shape == (n, int(a["handoff_nodes"]))
-    before = h["time"] < float(a["handoff_time"])
+    before = h["time"] <= float(a["handoff_time"])  # a snapshot at the hand-off time holds the density
     assert np.all(np.isnan(h["positions"][before])) and np.all(np.isnan(h["token_weights"][before]))
     after = ~before
     assert np.allclose(np.sum(h["token_weights"][after], axis=1), 1, atol=1e-14, rtol=0)
@@ -79,13 +80,13 @@ def test_resume_extends_a_finished_run_to_a_larger_t_end(long_run, tmp_path):
     d, full = long_run
     out = tmp_path / "short.h5"
     base = ["--quiet", "--set", "grid.modes=128"]
-    r = mf("run", ROOT / "data" / "longtime_circle.toml", "-o", out, *base, "--set", "time.t_end=1e4")
+    r = mf("run", EXAMPLES / "longtime_circle.toml", "-o", out, *base, "--set", "time.t_end=1e4")
     assert r.returncode == 0, r.stderr
-    again = mf("run", ROOT / "data" / "longtime_circle.toml", "--resume", out, *base, "--set", "time.t_end=1e4")
+    again = mf("run", EXAMPLES / "longtime_circle.toml", "--resume", out, *base, "--set", "time.t_end=1e4")
     assert again.returncode == 0 and "nothing to resume" in again.stderr
-    other = mf("run", ROOT / "data" / "longtime_circle.toml", "--resume", out, *base, "--set", "model.beta=20")
+    other = mf("run", EXAMPLES / "longtime_circle.toml", "--resume", out, *base, "--set", "model.beta=20")
     assert other.returncode == 2 and "config hash differs" in other.stderr
-    ext = mf("run", ROOT / "data" / "longtime_circle.toml", "--resume", out, *base, "--set", "time.t_end=1e9")
+    ext = mf("run", EXAMPLES / "longtime_circle.toml", "--resume", out, *base, "--set", "time.t_end=1e9")
     assert ext.returncode == 0, ext.stderr
     a, b = io.read_history(out), io.read_history(full)
     assert a["time"][-1] == 1e9 and np.all(np.diff(a["time"]) > 0)
@@ -167,7 +168,7 @@ def test_density_snapshots_with_round_off_negatives_start_runs(tmp_path):
 
 def test_the_guard_stops_a_collapsing_density_with_a_hint(tmp_path):
     out = tmp_path / "c.h5"
-    r = mf("run", ROOT / "data" / "clustering.toml", "-o", out, "--quiet", "--set", "grid.modes=64",
+    r = mf("run", EXAMPLES / "clustering.toml", "-o", out, "--quiet", "--set", "grid.modes=64",
            "--set", "time.t_end=30")
     assert r.returncode == 1
     line = r.stderr.strip().splitlines()[-1]
@@ -192,7 +193,7 @@ def test_long_examples_run_to_the_end(tmp_path, name, clusters_at_end):
     """Each example as a user runs it: from uniform to t = 1e20, mass exact, energy non-decreasing,
     clusters a staircase (after a few formation steps) down to the end state."""
     out = tmp_path / f"{name}.h5"
-    r = mf("run", ROOT / "data" / f"{name}.toml", "-o", out)
+    r = mf("run", EXAMPLES / f"{name}.toml", "-o", out)
     assert r.returncode == 0, r.stderr
     h = io.read_history(out)
     d = h["diagnostics"]
@@ -214,7 +215,7 @@ def test_resume_of_a_stopped_run_with_a_larger_t_end(tmp_path):
     out = tmp_path / "stopped.h5"
     args = ["--quiet", "--set", "grid.modes=128", "--set", "longtime.rtol=1e-13"]
     cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
-    proc = subprocess.Popen([*cmd, "run", str(ROOT / "data" / "longtime_circle.toml"), "-o", str(out), *args,
+    proc = subprocess.Popen([*cmd, "run", str(EXAMPLES / "longtime_circle.toml"), "-o", str(out), *args,
                              "--set", "time.t_end=1e8"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -227,7 +228,7 @@ def test_resume_of_a_stopped_run_with_a_larger_t_end(tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait() == 143, proc.stderr.read()
-    r = mf("run", ROOT / "data" / "longtime_circle.toml", "--resume", out, *args, "--set", "time.t_end=1e12")
+    r = mf("run", EXAMPLES / "longtime_circle.toml", "--resume", out, *args, "--set", "time.t_end=1e12")
     assert r.returncode == 0, r.stderr
     h = io.read_history(out)
     assert h["time"][-1] == 1e12 and np.all(np.diff(h["time"]) > 0)

@@ -1,4 +1,4 @@
-"""The attention model: the field against direct quadrature of SPEC section 1, the
+"""The attention model: the field against direct quadrature of the model (docs/theory.md), the
 linear/nonlinear split against the theory, conservation and equivariance of the RHS."""
 
 import math
@@ -18,7 +18,7 @@ def density(g, rng, kappa=3.0):
 
 
 def field_by_quadrature(theta, rho_fn, beta, variant, n=4096):
-    """X(theta) . e_theta straight from SPEC 1 with Q=K=V=I, by the (spectrally accurate) trapezoid rule."""
+    """X(theta) . e_theta straight from the definition (docs/theory.md) with Q=K=V=I, by the (spectrally accurate) trapezoid rule."""
     phi = 2 * math.pi * np.arange(n) / n
     w = 2 * math.pi / n
     rho = rho_fn(phi)
@@ -62,7 +62,7 @@ def test_rhs_is_minus_divergence_of_the_flux(variant):
 @pytest.mark.parametrize("variant", ["sa", "usa"])
 @pytest.mark.parametrize("beta,nu", [(3.0, 0.0), (9.0, 0.0), (9.0, 0.05), (25.0, 0.01)])
 def test_linearisation_of_full_rhs_matches_theory(variant, beta, nu):
-    """Central differences of F (not of L) about the uniform state give SPEC 3's rates."""
+    """Central differences of F (not of L) about the uniform state give the linear rates."""
     g = Circle(40)
     model = AttentionModel(g, variant, beta, nu)
     ub = g.uniform()

@@ -216,7 +216,7 @@ def pde_reference(dim):
 
 @pytest.mark.slow
 def test_particles_converge_to_the_pde_on_the_circle():
-    """W1(tokens, PDE) at t = 1 falls like n^{-1/2} over three decades of n (SPEC 5)."""
+    """W1(tokens, PDE) at t = 1 falls like n^{-1/2} over three decades of n (docs/theory.md)."""
     pde = pde_reference(2)
     ns = [10, 100, 1000, 10000]
     errs = [np.mean([w1_error(n, s, pde) for s in range(4 if n < 10000 else 2)]) for n in ns]
@@ -263,13 +263,8 @@ def test_state_is_exactly_on_the_sphere_after_a_run():
 # -- the theorems of the validation scripts, measured on the same runs -----------------------------
 def _validation(name):
     import importlib
-    import sys
-    from pathlib import Path
 
-    path = str(Path(__file__).resolve().parents[1] / "validation")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return importlib.import_module(name)
+    return importlib.import_module(f"meanfield.validation.{name}")
 
 
 def test_synchronisation_at_rate_one():

@@ -67,7 +67,7 @@ def test_rates_match_quadrature(d, variant, beta):
 
 
 def test_spec_closed_forms_circle_and_sphere():
-    """The d = 2, 3 rows of SPEC section 3, written with their own Bessel functions."""
+    """The d = 2, 3 rows of the linear theory, written with their own Bessel functions."""
     from scipy.special import iv, spherical_in
 
     beta, nu = 7.5, 0.02

@@ -153,12 +153,14 @@ class Circle(LineGeometry):
         c[0] = 1 / self.measure
         return c
 
-    def random_perturbation(self, rng: np.random.Generator) -> np.ndarray:
-        """Coefficients of eta = sum_{k>=1} (a_k cos k theta + b_k sin k theta), a_k, b_k ~ N(0, 1)."""
-        a = rng.standard_normal(self.modes)
-        b = rng.standard_normal(self.modes)
+    def random_perturbation(self, rng: np.random.Generator, max_mode: int = 0) -> np.ndarray:
+        """Coefficients of eta = sum_{1<=k<=max_mode} (a_k cos k theta + b_k sin k theta), a_k, b_k ~ N(0, 1)
+        (max_mode 0: every mode).  Drawn mode by mode (a_1, b_1, a_2, ...): a seed gives the same
+        a_k, b_k at every resolution."""
+        top = min(max_mode or self.modes, self.modes)
+        g = rng.standard_normal((top, 2))
         eta = np.zeros(self.spectral_shape, dtype=complex)
-        eta[1:] = (a - 1j * b) / 2
+        eta[1:top + 1] = (g[:, 0] - 1j * g[:, 1]) / 2
         return eta
 
     def mode_function(self, spec) -> np.ndarray:

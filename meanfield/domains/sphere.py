@@ -311,10 +311,16 @@ class Sphere(Geometry):
         c[0] = 1 / math.sqrt(4 * math.pi)
         return c
 
-    def random_perturbation(self, rng):
-        """eta = sqrt(4 pi) sum_{l >= 1} sum_m g_lm Y^real_lm with g_lm ~ N(0, 1): each term has RMS 1."""
-        n = self.l.size
-        a, b = rng.standard_normal(n), rng.standard_normal(n)
+    def random_perturbation(self, rng, max_mode: int = 0):
+        """eta = sqrt(4 pi) sum_{1 <= l <= max_mode} sum_m g_lm Y^real_lm with g_lm ~ N(0, 1): each term
+        has RMS 1 (max_mode 0: every degree).  Drawn degree by degree (2l + 1 numbers each, m = 0
+        first, then cos and sin parts of m = 1, 2, ...): a seed gives the same g_lm at every resolution."""
+        top = min(max_mode or self.modes, self.modes)
+        g = rng.standard_normal((top + 1) ** 2)
+        start = self.l**2 + np.maximum(2 * self.m - 1, 0)  # where (l, m) begins in the degree-major stream
+        keep = self.l <= top
+        a = np.where(keep, g[np.where(keep, start, 0)], 0.0)
+        b = np.where(keep & (self.m > 0), g[np.where(keep, start + 1, 0) % g.size], 0.0)
         eta = np.where(self.m == 0, a, (a - 1j * b) / math.sqrt(2)) * math.sqrt(4 * math.pi)
         eta[self.l == 0] = 0
         return eta.astype(complex)

@@ -179,9 +179,12 @@ class Zonal(LineGeometry):
         c[0] = 1 / self.measure
         return c
 
-    def random_perturbation(self, rng):
-        """eta = sum_{l >= 1} g_l R_l / rms(R_l), g_l ~ N(0, 1): each term has RMS 1."""
-        g = rng.standard_normal(self.modes + 1)
+    def random_perturbation(self, rng, max_mode: int = 0):
+        """eta = sum_{1 <= l <= max_mode} g_l R_l / rms(R_l), g_l ~ N(0, 1): each term has RMS 1 (max_mode
+        0: every degree).  Drawn degree by degree: a seed gives the same g_l at every resolution."""
+        top = min(max_mode or self.modes, self.modes)
+        g = np.zeros(self.modes + 1)
+        g[:top + 1] = rng.standard_normal(top + 1)
         eta = g * np.sqrt(self.measure / self.norm)
         eta[0] = 0
         return eta.astype(complex)

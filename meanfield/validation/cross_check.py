@@ -6,12 +6,12 @@ spectral solution at t = 1: on S^1 by the Wasserstein-1 distance, on S^2 by the 
 distance with kernel e^{<x, y>}.  The fitted slope of log(distance) against log(n) should be
 close to -1/2 (the sampling error; the time-stepping errors are far below it).
 
-    python validation/cross_check.py [-o REPORT_DIR]
+    python -m meanfield.validation.cross_check [-o REPORT_DIR]   (default REPORT_DIR: validation-out)
 """
 
 import numpy as np
 
-from _common import figure, report_dir, save
+from ._common import figure, report_dir, save
 from meanfield import config
 from meanfield.diagnostics import kernel_distance, wasserstein1_circle
 from meanfield.simulation import Simulation

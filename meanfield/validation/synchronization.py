@@ -6,12 +6,12 @@ the spread max_i |x_i - m| decays like e^{-t}.  We fit the rate of log(spread) o
 phase (1e-12 < spread < 1e-2) and compare it with 1.  (Tokens closer than longtime.merge_tol = 1e-9
 merge, so the spread drops to 0 once they are all one token.)
 
-    python validation/synchronization.py [-o REPORT_DIR]
+    python -m meanfield.validation.synchronization [-o REPORT_DIR]   (default REPORT_DIR: validation-out)
 """
 
 import numpy as np
 
-from _common import figure, report_dir, run_tokens, save
+from ._common import figure, report_dir, run_tokens, save
 from meanfield.particles import max_distance_to_mean
 
 

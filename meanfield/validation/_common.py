@@ -20,9 +20,9 @@ def run_tokens(sections: dict):
 
 
 def report_dir(description: str) -> Path:
-    """Parse -o REPORT_DIR (default validation/out) and make it."""
+    """Parse -o REPORT_DIR (default validation-out, in the current directory) and make it."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("-o", "--out", default=str(Path(__file__).parent / "out"))
+    p.add_argument("-o", "--out", default="validation-out", help="directory for NAME.json and NAME.png")
     out = Path(p.parse_args().out)
     out.mkdir(parents=True, exist_ok=True)
     return out

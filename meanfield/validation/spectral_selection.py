@@ -5,12 +5,12 @@ Q = K = I, SA, d = 3, V = diag(1.5, 0.7, -0.4) rotated by a fixed orthogonal mat
 eigendirection v_1 is not a coordinate axis.  We report min_i |<x_i, v_1>| over time (1: every
 token on the axis) and the fraction of tokens at +v_1.
 
-    python validation/spectral_selection.py [-o REPORT_DIR]
+    python -m meanfield.validation.spectral_selection [-o REPORT_DIR]   (default REPORT_DIR: validation-out)
 """
 
 import numpy as np
 
-from _common import figure, report_dir, run_tokens, save
+from ._common import figure, report_dir, run_tokens, save
 
 
 def value_matrix(seed=3):

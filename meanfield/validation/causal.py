@@ -6,13 +6,13 @@ the whole sequence collapses onto token 0.  The retrieval profile is the distanc
 token 0 at a fixed time, as a function of its position i; we also report the time each token
 needs to come within 1e-3 of token 0.
 
-    python validation/causal.py [-o REPORT_DIR]
+    python -m meanfield.validation.causal [-o REPORT_DIR]   (default REPORT_DIR: validation-out)
 """
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from _common import figure, report_dir, run_tokens, save
+from ._common import figure, report_dir, run_tokens, save
 
 
 def measure(n=64, beta=1.0, t_end=30.0, seed=0):

@@ -1,0 +1,41 @@
+"""Example configs shipped with meanfield (``meanfield example`` lists and copies them).
+
+    import meanfield
+    meanfield.run(meanfield.example("linear"), "linear.h5")
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+
+#: The validation scripts (``python -m meanfield.validation.NAME [-o DIR]``), listed beside the configs.
+SCRIPTS = {
+    "cross_check": "tokens against the PDE: distance ~ n^{-1/2} on S^1 and S^2",
+    "synchronization": "tokens with Q^T K positive definite synchronise to one point",
+    "spectral_selection": "symmetric V: tokens align with its top eigenvector",
+    "causal": "causal attention: the first tokens lead",
+}
+
+
+def names() -> list[str]:
+    """Names of the shipped example configs (without .toml), sorted."""
+    return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))
+
+
+def example(name: str) -> Path:
+    """The path of the shipped example config ``name`` (e.g. ``"linear"``), to read or run as is."""
+    stem = name[:-5] if name.endswith(".toml") else name
+    if stem not in names():
+        raise ConfigError(f"example: got {name!r}, allowed: " + " | ".join(names()) + " (or 'all')")
+    return Path(str(resources.files(__package__) / f"{stem}.toml"))
+
+
+def summary(name: str) -> str:
+    """The first line of the example's leading comment."""
+    for line in example(name).read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
