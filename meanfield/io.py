@@ -90,9 +90,11 @@ def _describe(f, geometry: str) -> None:
         ds = f[name]
         if not isinstance(ds, h5py.Dataset):
             continue
-        ds.attrs["units"] = "rad" if name in angle else units.get(name, "1")
+        leaf = name.rpartition("/")[2]  # /theta is also /grid/theta: one object, visited under either name
+        key = name if name in LONG_NAMES or name in units else leaf
+        ds.attrs["units"] = "rad" if key in angle else units.get(key, "1")
         if "long_name" not in ds.attrs:
-            ds.attrs["long_name"] = LONG_NAMES.get(name, name.rpartition("/")[2].replace("_", " "))
+            ds.attrs["long_name"] = LONG_NAMES.get(key, leaf.replace("_", " "))
     if "degree" in f and "order" in f:
         f["rho_hat"].attrs["coordinates"] = "degree order"
     if geometry == "circle":

@@ -1,0 +1,116 @@
+"""Every figure kind checked for what it shows (drawn on a matplotlib Figure, then inspected)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import meanfield  # noqa: E402
+from meanfield import io, plot, theory  # noqa: E402
+from meanfield.cli import model_from_history  # noqa: E402
+from meanfield.errors import ConfigError  # noqa: E402
+
+
+def history(tmp_path, name, **cfg):
+    out = tmp_path / f"{name}.h5"
+    meanfield.run(cfg, out, progress=False)
+    return io.read_history(out)
+
+
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    return history(tmp_path_factory.mktemp("p"), "lin", model=dict(beta=9.0, viscosity=0.02), grid=dict(modes=32),
+                   initial=dict(amplitude=1e-7, seed=1), time=dict(t_end=8.0, dt=0.01, stepper="etdrk4"),
+                   output=dict(interval=0.1))
+
+
+def draw(h, kind, **kw):
+    fig = Figure(figsize=(8, 5))
+    plot.draw(h, kind, fig, **kw)
+    return fig
+
+
+def titles(fig):
+    return " ".join(ax.get_title() for ax in fig.axes) + (fig._suptitle.get_text() if fig._suptitle else "")
+
+
+def test_linear_kymograph_shows_the_shape_and_amplitude_of_the_perturbation(linear):
+    fig = draw(linear, "kymograph")
+    assert r"$\beta = 9$" in titles(fig) and r"$\nu = 0.02$" in titles(fig) and "$K = 32$" in titles(fig)
+    main = fig.axes[0]
+    (side,) = [ax for ax in fig.axes if ax.get_xscale() == "log"]
+    image = main.collections[0].get_array().reshape(linear["time"].size, -1)
+    dev = linear["rho"] * 2 * np.pi - 1
+    amp = np.max(np.abs(dev), axis=1)
+    assert np.allclose(image, dev / amp[:, None])  # each row: the perturbation over its own maximum
+    assert np.allclose(side.lines[0].get_xdata(), amp)
+    assert any(r"\rho/\bar\rho - 1" in ax.get_ylabel() for ax in fig.axes)  # the colorbar says what it shows
+
+
+def test_rates_plot_has_every_fit_and_its_residual(linear):
+    fig = draw(linear, "rates", model=model_from_history(linear))
+    top, res = fig.axes
+    measured = top.lines[1]
+    k = np.asarray(measured.get_xdata())
+    assert len(k) == 32 and "32 fits" in top.get_legend().get_texts()[1].get_text()
+    lam = theory.growth_rates(k, 9.0, "sa", 0.02)
+    rel = np.abs(np.asarray(measured.get_ydata()) - lam) / np.abs(lam)
+    assert np.allclose(res.lines[0].get_ydata(), np.maximum(rel, 1e-16)) and res.get_yscale() == "log"
+    assert top.get_xlim()[1] >= 32  # every measured mode is inside the axes
+
+
+def test_rates_plot_refuses_a_run_without_a_linear_window(tmp_path):
+    h = history(tmp_path, "vm", model=dict(beta=9.0, viscosity=0.05), grid=dict(modes=32),
+                initial=dict(kind="von_mises", centers=[1.0], concentrations=[2.0]),
+                time=dict(t_end=1.0, dt=0.01), output=dict(interval=0.1))
+    with pytest.raises(ConfigError, match="no mode has a linear window"):
+        draw(h, "rates", model=model_from_history(h))
+
+
+def test_clustering_kymograph_crops_the_flat_phase_and_marks_clusters(tmp_path):
+    h = history(tmp_path, "cl", model=dict(beta=25.0), grid=dict(modes=128), initial=dict(amplitude=1e-6, seed=3),
+                time=dict(t_end=19.0, dt=0.01, stepper="etdrk4"), output=dict(interval=0.1))
+    fig = draw(h, "kymograph")
+    ax = fig.axes[0]
+    amp = np.max(np.abs(h["rho"] * 2 * np.pi - 1), axis=1)
+    start = h["time"][np.argmax(amp > 0.05)]
+    assert ax.get_ylim()[0] > 0.5 * h["time"][-1] and ax.get_ylim()[0] < start  # the flat part is cropped
+    assert "not shown" in " ".join(t.get_text() for t in ax.texts)
+    assert "rho" in fig.axes[1].get_ylabel()
+
+
+def test_token_kymograph_draws_the_tokens(tmp_path):
+    h = history(tmp_path, "tok", model=dict(method="particles", beta=6.0), grid=dict(modes=32),
+                particles=dict(n=60, dim=2), time=dict(t_end=2.0, dt=0.05), output=dict(interval=0.5))
+    ax = draw(h, "kymograph").axes[0]
+    (tokens,) = [c for c in ax.collections if c.get_label() == "tokens"]
+    angles = np.mod(np.arctan2(h["positions"][..., 1], h["positions"][..., 0]), 2 * np.pi)
+    assert len(tokens.get_offsets()) == angles.size
+    assert np.allclose(np.sort(tokens.get_offsets()[:, 0]), np.sort(angles.ravel()))
+
+
+def test_sphere_plot_is_complete_with_graticule_tokens_and_labels(tmp_path):
+    h = history(tmp_path, "sp", model=dict(method="particles", geometry="sphere", beta=4.0), grid=dict(modes=12),
+                particles=dict(n=200, dim=3), time=dict(t_end=0.5, dt=0.05), output=dict(interval=0.25))
+    fig = draw(h, "sphere")
+    ortho, moll = fig.axes[0], fig.axes[1]
+    assert len(ortho.lines) == 5 + 6  # 30 degree parallels and meridians
+    mesh = moll.collections[0]
+    lat = mesh.get_coordinates()[..., 1]
+    assert lat.max() == pytest.approx(np.pi / 2) and lat.min() == pytest.approx(-np.pi / 2)  # no hole at the poles
+    scatters = [c for c in moll.collections[1:] if len(c.get_offsets())]
+    assert len(scatters[0].get_offsets()) == 200
+    assert "$S^2$" in titles(fig) and "rho" in fig.axes[-1].get_xlabel()
+
+
+def test_energy_and_spectrum_and_clusters_show_their_quantities(linear):
+    fig = draw(linear, "energy")
+    ax = fig.axes[0]
+    assert np.allclose(ax.lines[0].get_ydata(), linear["diagnostics"]["energy"])
+    assert r"e^{-\beta}" in ax.get_legend().get_texts()[0].get_text()
+    fig = draw(linear, "spectrum")
+    assert "log_{10}" in fig.axes[1].get_ylabel() and "wavenumber" in fig.axes[0].get_xlabel()
+    fig = draw(linear, "clusters")
+    assert np.array_equal(fig.axes[0].lines[0].get_ydata(), linear["diagnostics"]["n_clusters"])
