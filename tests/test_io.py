@@ -155,8 +155,8 @@ def test_sigkill_leaves_a_readable_file(tmp_path):
     xr = pytest.importorskip("xarray")
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert int(ds["time"].notnull().sum()) == n
-    r = run_cli("rates", str(out))
-    assert r.returncode == 0, r.stderr
+    r = run_cli("rates", str(out))  # the killed file reads: rates measured, or a clear "nothing to measure"
+    assert r.returncode == 0 or (r.returncode == 1 and "no mode has a linear window" in r.stderr), r.stderr
 
 
 @pytest.mark.parametrize("geometry,spec,f", [
