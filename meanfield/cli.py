@@ -1,4 +1,4 @@
-"""The ``meanfield`` command: run | theory | rates | info | plot | validate | example.
+"""The meanfield command: run | theory | rates | info | plot | validate | example.
 
 Exit status: 0 on success, 2 on bad input (one line on stderr naming the key or
 argument), 1 on a numerical failure (with the time and a hint).
