@@ -35,7 +35,7 @@ OUT_OF_RANGE = {
     ("initial", "kind"): ["noise", ""], ("initial", "amplitude"): [-0.1, 1.0, 5.0, NAN, 0.9],
     ("initial", "seed"): [-1], ("time", "t_end"): [0.0, -1.0, NAN, INF, 1e300],
     ("time", "dt"): [0.0, -0.01, NAN, 1e-300, 0.007, 5.0], ("time", "stepper"): ["rk45", ""],
-    ("time", "rtol"): [0.0, 1.0, NAN], ("time", "cfl"): [0.0, 11.0],
+    ("time", "rtol"): [0.0, 1.0, NAN], ("time", "cfl"): [-1.0, 11.0, NAN],  # 0 is allowed: no CFL bound
     ("output", "interval"): [0.0, -1.0, NAN, 1e-300, 0.015], ("output", "checkpoint_every"): [-1],
     ("output", "path"): [""],
 }
