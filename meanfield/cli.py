@@ -252,7 +252,7 @@ def cmd_info(args) -> int:
     if "static_checksum" in a:  # layout 3 on
         bad = [i for i in h["checksum_mismatch"] if i != "static"]
         checks.append((f"checksums match ({len(bad)} of {t.size} snapshots differ"
-                       + ("; the grid or mode datasets differ" if "static" in h["checksum_mismatch"] else "") + ")",
+                       + ("; the grid, the mode datasets or the stored config differ" if "static" in h["checksum_mismatch"] else "") + ")",
                        not h["checksum_mismatch"]))
     if ckpt.is_file() and writer is None:  # a running run writes its checkpoint after the snapshots info read
         try:

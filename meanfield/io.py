@@ -54,8 +54,9 @@ DIAGNOSTICS = {
 }
 INTEGER_DIAGNOSTICS = ("steps", "n_tokens", "n_clusters")
 #: Version of the file layout: 2 adds /token_weights per snapshot (was (N,)), clusters, merges;
-#: 3 adds /row_checksum and the root attribute static_checksum.
-LAYOUT_VERSION = 3
+#: 3 adds /row_checksum and the root attribute static_checksum; 4 puts the config text in that checksum
+#: (and compresses finished files, names every axis, adds units).
+LAYOUT_VERSION = 4
 #: Datasets whose bytes make static_checksum (those a build writes once: the grid and the modes).
 STATIC = ("mode", "degree", "order", "theta", "colatitude", "longitude", "grid/weights")
 MERGE_FIELDS = {"time": ((), "f8"), "row": ((), "i8"), "count": ((), "i8"), "weight": ((), "f8"),
@@ -374,6 +375,8 @@ def _static_digest(f) -> str:
     for name in STATIC:
         if name in f:
             h.update(name.encode() + np.ascontiguousarray(f[name][()]).tobytes())
+    if int(f.attrs.get("layout_version", 1)) >= 4:  # the config as run (its text; readers trust it)
+        h.update(b"config" + str(f.attrs.get("config", "")).encode("utf-8", "backslashreplace"))
     return h.hexdigest()
 
 
@@ -636,7 +639,7 @@ def history_problems(h: dict) -> list[str]:
     if bad:
         rows = [i for i in bad if i != "static"]
         what = ([f"{len(rows)} snapshot{'s' * (len(rows) > 1)} (first at t = {h['time'][rows[0]]:.6g})"] if rows else []) + \
-               (["the grid or mode datasets"] if "static" in bad else [])
+               (["the grid, the mode datasets or the stored config"] if "static" in bad else [])
         out.append(f"{CHECKSUMS} in {' and '.join(what)}: the file was changed after it was written")
     if h["unwritten_before_written"]:
         out.append(f"{h['unwritten_before_written']} rows with a time follow an unwritten row (time NaN): "
@@ -952,6 +955,8 @@ def reopen_history(path: str | Path, planned: int, count: int, merge_count: int 
             del f["resume"]  # the run goes on: the stored final state is stale
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
+        if "static_checksum" in f.attrs:  # the config may have changed (an extended t_end)
+            f.attrs["static_checksum"] = _static_digest(f)
 
     edit_copy(w.path, edit, rows=w.planned, compress=False)  # a file a run writes into is uncompressed
     w._open(count, merge_count)

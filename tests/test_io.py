@@ -207,3 +207,20 @@ def test_checksums_follow_the_documented_recipe_and_catch_one_changed_value(hist
     io.reseal(edited)
     assert read_history(edited)["rho_hat"][4, 3] == read_history(history)["rho_hat"][4, 3] + 1e-12
     assert run_cli("info", str(edited)).returncode == 0
+
+
+def test_a_damaged_config_attribute_is_refused(tmp_path):
+    """The config text is what readers rebuild the run from: one flipped bit in it is caught by the
+    static checksum (layout 4), not read back as another config."""
+    import meanfield
+
+    out = tmp_path / "a.h5"
+    meanfield.run(dict(grid=dict(modes=16), initial=dict(amplitude=1e-3), time=dict(t_end=0.4, dt=0.01),
+                       output=dict(interval=0.05)), out, progress=False)
+    data = bytearray(out.read_bytes())
+    i = data.find(b'kind = "random"')
+    assert i > 0
+    data[i + 10] ^= 1
+    (tmp_path / "b.h5").write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="stored config"):
+        read_history(tmp_path / "b.h5")
