@@ -421,6 +421,16 @@ def edit_copy(path, edit, rows: int | None = None, compress: bool | None = None)
         tmp.unlink(missing_ok=True)
 
 
+def _read(ds, where):
+    """ds[where] (``"attrs"``: its attributes as a list); a part of the file that cannot be read (a damaged chunk) is a damaged input
+    (ConfigError), not a failed write."""
+    try:
+        return list(ds.attrs.items()) if where == "attrs" else ds[where]
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"file {ds.file.filename!r} is damaged: {ds.name} cannot be read ({_short(exc)}); "
+                          "meanfield info lists every check") from None
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -457,12 +467,12 @@ def repack(src, dst, rows: int | None, compress: bool) -> None:
             step = max(1, 2**26 // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]))))
             for i in range(0, min(n, obj.shape[0]), step):
                 j = min(i + step, n, obj.shape[0])
-                out[i:j] = obj[i:j]
+                out[i:j] = _read(obj, slice(i, j))
             datasets.append((obj, out))
         else:
-            out = dst.create_dataset(name, data=obj[()], dtype=obj.dtype)
+            out = dst.create_dataset(name, data=_read(obj, ()), dtype=obj.dtype)
             datasets.append((obj, out))
-        for key, value in obj.attrs.items():
+        for key, value in _read(obj, "attrs"):
             if key not in _SCALE_ATTRS:
                 out.attrs[key] = value
         made[obj] = name
@@ -474,7 +484,7 @@ def repack(src, dst, rows: int | None, compress: bool) -> None:
             if isinstance(obj, h5py.Group):
                 walk(obj)
 
-    for key, value in src.attrs.items():
+    for key, value in _read(src, "attrs"):
         dst.attrs[key] = value
     walk(src)
     for old, new in datasets:  # scales first, then what refers to them
