@@ -223,9 +223,10 @@ def cmd_info(args) -> int:
 
     from . import io
 
-    if not os.path.lexists(args.history) and files.writer_of(args.history) is not None:
-        raise ConfigError(f"history: {args.history!r} is being created by a running meanfield (pid "
-                          f"{files.writer_of(args.history)}); its first snapshots appear in a moment")
+    writer = files.writer_of(args.history)
+    if writer is not None and not os.path.lexists(args.history):
+        raise ConfigError(f"history: {args.history!r} is being created by a running meanfield (pid {writer}); "
+                          "its first snapshots appear in a moment")
     h = io.read_history(args.history, check=False)
     a = h["attrs"]
     print(f"file            {args.history}")
@@ -241,7 +242,6 @@ def cmd_info(args) -> int:
     for name, version in (versions.items() if isinstance(versions, dict) else [("(unparsed)", versions)]):
         print(f"  {name:<13} {version}")
     t = h["time"]
-    writer = files.writer_of(args.history)
     if writer is not None:
         print(f"status          being written by a running meanfield (pid {writer}): the snapshots so far")
     print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
@@ -345,12 +345,9 @@ def cmd_example(args) -> int:
         raise ConfigError(f"-o: {str(out)!r} exists and is not a directory, allowed: a directory (made if missing)")
     if not out.parent.is_dir():
         raise ConfigError(f"-o: directory {str(out.parent)!r} does not exist")
-    targets = [files.check_target(out / f"{n}.toml", "-o", args.overwrite) for n in names] if out.is_dir() else []
-    out.mkdir(exist_ok=True)
-    for name in names:
-        target = out / f"{name}.toml"
-        if not targets:
-            files.check_target(target, "-o", args.overwrite)
+    out.mkdir(exist_ok=True)  # a new directory holds nothing to refuse; an old one is checked first, whole
+    targets = [files.check_target(out / f"{n}.toml", "-o", args.overwrite) for n in names]
+    for name, target in zip(names, targets):
         tmp = files.temporary(target)  # written whole, then renamed: never half a file, never through a link
         try:
             tmp.write_text(examples.example(name).read_text())

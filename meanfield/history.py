@@ -47,8 +47,7 @@ def open_history(path, grid: bool = True):
                 part = tree[group].to_dataset(inherit=False).load()
                 ds = ds.merge(part.rename({k: prefix + k for k in part.data_vars}), compat="override",
                               combine_attrs="override")
-    written = int(np.argmin(np.isfinite(ds.time.values))) if not np.all(np.isfinite(ds.time.values)) else ds.time.size
-    ds = ds.isel(time=slice(0, written))
+    ds = ds.isel(time=slice(0, io._written(ds.time.values)))
     if "merge_time" in ds:
         done = np.isfinite(ds.merge_time.values)
         ds = ds.isel(event=np.flatnonzero(done))

@@ -445,14 +445,13 @@ def repack(src, dst, rows: int | None, compress: bool) -> None:
     dataset, attribute, hard link and dimension scale.  The row datasets (``_resizable``) get ``rows``
     rows (None: as many as now) and are gzip-compressed (``compress``) or preallocated for writing."""
     resizable = set(_resizable(src)) if "row_datasets" in src.attrs else set()
-    made = {}  # object -> its first path in dst (a second path to it is a hard link)
+    made = {}  # object -> its first path in dst (h5py objects hash by file object: a second path is a hard link)
     datasets = []
 
     def copy(name, obj):
-        for other, first in made.items():
-            if obj == other:
-                dst[name] = dst[first]
-                return
+        if obj in made:
+            dst[name] = dst[made[obj]]
+            return
         if isinstance(obj, h5py.Group):
             out = dst.require_group(name)
         elif name in resizable:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .io import grid_density
+from .io import _text, grid_density
 
 KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates")
 
@@ -44,10 +44,6 @@ def _mark_handoff(ax, h, vertical: bool = True) -> None:
     if "handoff_time" in h["attrs"] and float(h["attrs"]["handoff_time"]) > 0:
         th = float(h["attrs"]["handoff_time"])
         (ax.axvline if vertical else ax.axhline)(th, color="0.5", ls="--", lw=0.8, label=f"hand-off to tokens, $t = {th:.4g}$")
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def parameters(h) -> str:

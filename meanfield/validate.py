@@ -79,8 +79,9 @@ def check_circle_rates(quick: bool):
     ok = worst <= 1e-4 and len(seen) == K
     return Check(f"circle SA beta 9, nu 0.02: {len(seen)}/{K} modes measured, max rel. error", worst,
                  "all 32 modes, <= 1e-4", ok), {"time": t, "rho_hat": c, "model": sim.model,
-                                                "attrs": dict(geometry="circle", variant="sa", beta=9.0,
-                                                              viscosity=0.02, modes=K, dim=2)}
+                                                "attrs": dict(geometry=sim.geometry.name, variant=sim.model.variant,
+                                                              beta=sim.model.beta, viscosity=sim.model.viscosity,
+                                                              modes=K, dim=sim.geometry.dim)}
 
 
 def check_sphere_rates(quick: bool) -> Check:
