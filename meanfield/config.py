@@ -53,6 +53,7 @@ class GridConfig:
     modes: int = 128
     dealias: float = DEFAULT_DEALIAS
     backend: str = "auto"  # sphere: spherical-harmonic library, "auto" | "ducc0" | "shtns"
+    positions: int = 33  # causal density: nodes s_j = j / (positions - 1) of the position in the prompt
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class InitialConfig:
     path: str = ""
     time: float = math.nan  # file: snapshot time; nan = the last one
     positions: tuple = ()  # tokens: unit vectors in R^d (normalised here if not)
+    position_power: float = 0.0  # causal density: the departure from uniform times s^position_power
 
 
 @dataclass(frozen=True)
@@ -123,17 +125,27 @@ class ParticlesConfig:
 
     n: int = 1000
     dim: int = 3
-    heads: int = 1
-    causal: bool = False
-    Q: object = "identity"
-    K: object = "identity"
-    V: object = "identity"
     integrator: str = "rk4"
     bandwidth: float = 0.0  # of the density estimate on the grid; 0 = n^{-1/(dim+3)}
-    seed: int = 0  # of "random" attention matrices
     field: str = "auto"  # "auto" | "direct" | "funk_hecke" (Q = K = V = I on S^1, S^2: harmonic transforms)
     backend: str = "numpy"  # "numpy" | "torch": the direct field on PyTorch (float64), optional extra
     device: str = "cpu"  # "cpu" | "cuda": torch's device
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """[attention]: the attention field, read by both methods (density and tokens)."""
+
+    heads: int = 1
+    Q: object = "identity"  # "identity" | "random" (N(0, 1/d) entries) | a d x d matrix | one per head
+    K: object = "identity"
+    V: object = "identity"
+    seed: int = 0  # of "random" matrices (and of the resampled heads)
+    causal: bool = False  # the token at position s attends to positions s' <= s
+    alibi: float = 0.0  # ALiBi slope lambda of the causal kernel
+    integrals: str = "auto"  # density: "auto" | "funk_hecke" | "quadrature" (how the field's integrals are evaluated)
+    resample: bool = False  # tokens: fresh Gaussian heads every layer (random heads per layer)
+    variance: float = 1.0  # resample: Q, K, V entries N(0, variance / d)
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,7 @@ class Config:
     time: TimeConfig = field(default_factory=TimeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     particles: ParticlesConfig = field(default_factory=ParticlesConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     longtime: LongtimeConfig = field(default_factory=LongtimeConfig)
 
     def to_dict(self) -> dict:
@@ -172,9 +185,12 @@ class Config:
 
 
 SECTIONS = {"model": ModelConfig, "grid": GridConfig, "initial": InitialConfig,
-            "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig, "longtime": LongtimeConfig}
+            "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig, "attention": AttentionConfig,
+            "longtime": LongtimeConfig}
 #: keys whose value is a string or a matrix (list of rows, or one per head)
-MATRIX_KEYS = {("particles", "Q"), ("particles", "K"), ("particles", "V")}
+MATRIX_KEYS = {("attention", "Q"), ("attention", "K"), ("attention", "V")}
+#: [particles] keys that moved to [attention] (read from either; configs and histories written before keep working)
+MOVED_TO_ATTENTION = ("heads", "causal", "Q", "K", "V", "seed")
 
 
 def _plain(v):
@@ -288,6 +304,7 @@ def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
             raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}")
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: got {_shown(value)}, allowed: a [{name}] table")
+    raw = _move_attention_keys(raw)
     for name, cls in SECTIONS.items():
         given = raw.get(name, {})
         defaults = cls()
@@ -305,6 +322,26 @@ def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
             cfg = dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, path=str(base_dir / p)))
     validate(cfg)
     return cfg
+
+
+def _move_attention_keys(raw: dict) -> dict:
+    """[particles] heads, causal, Q, K, V, seed are [attention] keys now: move them (a key set in both is refused)."""
+    old = raw.get("particles")
+    if not isinstance(old, dict) or not any(k in old for k in MOVED_TO_ATTENTION):
+        return raw
+    raw = dict(raw)
+    new = dict(raw.get("attention") or {}) if isinstance(raw.get("attention", {}), dict) else raw["attention"]
+    if not isinstance(new, dict):
+        return raw
+    old = dict(old)
+    for key in MOVED_TO_ATTENTION:
+        if key in old:
+            if key in new:
+                raise ConfigError(f"particles.{key}: also given as attention.{key}; allowed: one of them "
+                                  f"([attention] is read by both methods, [particles].{key} is its old name)")
+            new[key] = old.pop(key)
+    raw["particles"], raw["attention"] = old, new
+    return raw
 
 
 # ---------------------------------------------------------------------------------
@@ -385,12 +422,10 @@ def _validate_particles(cfg: Config) -> None:
     _need(2 <= p.dim <= 1000, "particles.dim", p.dim, "an integer in [2, 1000] (tokens on S^{dim-1})")
     if p.dim >= 4:  # the density estimate lives on the zonal grid
         _check_zonal_dim("particles.dim", p.dim, cfg.grid.modes)
-    _need(1 <= p.heads <= 64, "particles.heads", p.heads, "an integer in [1, 64]")
     _need(p.integrator in INTEGRATORS, "particles.integrator", p.integrator,
           " | ".join(repr(k) for k in INTEGRATORS))
     _need(_finite(p.bandwidth) and p.bandwidth >= 0, "particles.bandwidth", p.bandwidth,
           "a finite number >= 0 (0: n^{-1/(dim+3)})")
-    _need(0 <= p.seed < 2**63, "particles.seed", p.seed, "an integer in [0, 2**63) (stored as int64)")
     from .particles import FIELDS
 
     _need(p.field in FIELDS, "particles.field", p.field, " | ".join(repr(f) for f in FIELDS))
@@ -418,11 +453,62 @@ def _validate_particles(cfg: Config) -> None:
           "'none' with model.method = 'particles' (the run is tokens from the start)")
     import numpy as np
 
+    from .general import attention_heads
     from .particles import is_identity, pick_field
 
-    rng = np.random.default_rng(0)
-    mats = [attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in ("Q", "K", "V")]
-    pick_field(p.field, p.dim, p.heads, p.causal, is_identity(p.dim, *mats), p.n, m.beta)
+    heads = attention_heads(cfg, p.dim)
+    a = cfg.attention
+    pick_field(p.field, p.dim, a.heads, a.causal, is_identity(p.dim, *zip(*heads)), p.n, m.beta)
+    if a.resample:
+        _need(all(getattr(a, k) == "random" for k in "QKV"), "attention.resample", a.resample,
+              "false unless attention.Q, K and V are 'random' (the law the heads are drawn from every layer)")
+        _need(not cfg.time.adaptive, "attention.resample", a.resample,
+              "false with time.adaptive = true (a layer is one step of time.dt)")
+        _need(m.viscosity == 0, "attention.resample", a.resample, "false with model.viscosity > 0")
+        _need(p.backend == "numpy", "attention.resample", a.resample, "false with particles.backend = 'torch'")
+        layers = cfg.time.t_end / cfg.time.dt
+        _need(abs(layers - round(layers)) <= 1e-9 * layers, "time.t_end", cfg.time.t_end,
+              f"a multiple of time.dt = {cfg.time.dt:g} with attention.resample = true (every layer is one step of dt)")
+
+
+def _validate_attention(cfg: Config) -> None:
+    """[attention]: ranges, and what each method and geometry can evaluate."""
+    from .general import INTEGRALS, attention_heads, check_quadrature, is_plain, kernel_radius, scalar_head
+
+    a, m, g = cfg.attention, cfg.model, cfg.grid
+    _need(_is_int(a.heads) and 1 <= a.heads <= 64, "attention.heads", a.heads, "an integer in [1, 64]")
+    _need(0 <= a.seed < 2**63, "attention.seed", a.seed, "an integer in [0, 2**63) (stored as int64)")
+    _need(_finite(a.alibi) and 0 <= a.alibi <= 50, "attention.alibi", a.alibi, "a number in [0, 50]")
+    _need(a.alibi == 0 or a.causal, "attention.alibi", a.alibi, "0 unless attention.causal = true")
+    _need(a.integrals in INTEGRALS, "attention.integrals", a.integrals, " | ".join(repr(k) for k in INTEGRALS))
+    _need(_finite(a.variance) and 0 < a.variance <= 100, "attention.variance", a.variance, "a number in (0, 100]")
+    _need(2 <= g.positions <= 4097, "grid.positions", g.positions, "an integer in [2, 4097]")
+    _need(_finite(cfg.initial.position_power) and 0 <= cfg.initial.position_power <= 20, "initial.position_power",
+          cfg.initial.position_power, "a number in [0, 20]")
+    if a.resample:
+        _need(m.method == "particles", "attention.resample", a.resample,
+              "false with model.method = 'spectral' (random heads per layer move tokens)")
+    if m.method == "particles" or is_plain(cfg):
+        return
+    heads = attention_heads(cfg, cfg.dim)
+    if a.causal:
+        _need(m.geometry in ("circle", "sphere"), "attention.causal", a.causal,
+              "false on geometry 'zonal' (the causal density is for 'circle' | 'sphere')")
+    _need(cfg.longtime.handoff == "none", "longtime.handoff", cfg.longtime.handoff,
+          "'none' with general attention (the token phase carries Q = K = V = I, one head, no mask)")
+    spectral = all(sc is not None and sc[0] > 0 for sc in map(lambda h: scalar_head(*h), heads))
+    if m.geometry == "zonal":
+        _need(spectral and a.integrals != "quadrature", "attention.Q", _plain(a.Q),
+              "on geometry 'zonal', heads that keep zonal symmetry: Q^T K = c I (c > 0) and V = v I per head")
+    if a.integrals == "funk_hecke":
+        _need(spectral, "attention.integrals", a.integrals, "'auto' | 'quadrature' for these heads (Funk–Hecke "
+              "needs Q^T K = c I, c > 0, and V = v I in every head)")
+    if m.variant == "usa":
+        top = max(kernel_radius(m.beta, Q, K) for Q, K, _ in heads)
+        _need(top <= theory.USA_MAX_BETA, "model.beta", m.beta, f"beta ||K^T Q|| <= {theory.USA_MAX_BETA:g} for "
+              f"variant 'usa' (here {top:.4g}: e^(beta <Qx, Ky>) overflows); use variant 'sa'")
+    if not spectral or a.integrals == "quadrature":
+        check_quadrature(m.geometry, g.modes, g.dealias, m.beta, heads)
 
 
 def _validate_longtime(cfg: Config) -> None:
@@ -479,6 +565,14 @@ def memory_estimate(cfg: Config) -> tuple[float, str]:
         d = cfg.particles.dim
         return 64 * 2**20 + 40.0 * n * d * 8 + _grid_bytes(cfg.model.geometry, L, g.dealias, cfg.dim), "particles.n"
     need = _grid_bytes(m.geometry, L, g.dealias, cfg.dim)
+    a = cfg.attention
+    if a.causal:
+        need *= g.positions
+    from .general import is_plain, uses_quadrature
+
+    if not is_plain(cfg) and uses_quadrature(cfg):  # the kernel matrices, heads x N^2 doubles, built once
+        n = _grid_points(m.geometry, L, g.dealias)
+        return need + 8.0 * a.heads * n * n, "grid.modes"
     if cfg.longtime.handoff == "tokens":
         # tokens on the (oversampled) grid: blocked point fields (<= 64 MB), or zonal rings' dense n x n kernels
         n = cfg.longtime.oversample ** (2 if m.geometry == "sphere" else 1) * _grid_points(m.geometry, L, g.dealias)
@@ -627,6 +721,7 @@ def validate(cfg: Config) -> None:
         _need(count <= MAX_SNAPSHOTS, "output.per_decade", o.per_decade,
               f"at most {MAX_SNAPSHOTS:g} snapshots in all (this would write about {count:.3g})")
     _validate_longtime(cfg)
+    _validate_attention(cfg)
     check_memory(cfg)
     if not t.adaptive:
         for where, value in (("output.interval", o.interval), ("time.t_end", t.t_end)):

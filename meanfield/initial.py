@@ -19,6 +19,8 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     von_mises: mixture sum w_i vM(center_i, concentration_i), weights normalised to sum 1
     file:      a density snapshot of an earlier output (the new run starts at t = 0); modes are
                truncated or zero-padded
+    Causal density (a position axis): random draws are independent at every position; the others
+    are the same at every position, their departure from uniform scaled by s^initial.position_power.
     The density must be non-negative on the grid up to round-off (min rho >= -1e-10 max rho), else
     ConfigError; a file snapshot (an earlier run's density) down to -1e-6 max rho, the level at which
     that run would have stopped, with a warning below -1e-10.
@@ -45,6 +47,8 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
         c = geometry.resample(snap["rho_hat"], int(snap["attrs"].get("modes", snap["rho_hat"].size - 1)))
     else:
         raise ConfigError("initial.kind: got 'tokens' for a density, allowed: 'random' | 'modes' | 'von_mises' | 'file'")
+    if ini.position_power and hasattr(geometry, "s"):  # causal density: the departure from uniform times s^p
+        c = uniform + geometry.s.reshape((-1,) + (1,) * (c.ndim - 1)) ** ini.position_power * (c - uniform)
     rho = geometry.to_grid(c)
     if not np.all(np.isfinite(rho)):
         raise ConfigError("initial: the initial density is not finite; check initial.amplitude / concentrations")

@@ -211,7 +211,9 @@ class HistoryWriter:
         if self.grid:  # output.grid = false: the coefficients alone (readers transform them)
             row("rho", gshape, "f8", coords, "density with respect to the surface measure (tokens: their smoothed "
                 "estimate)")
-        row("rho_hat", sshape, "c16", [mode], "spectral coefficients (docs/output.md)")
+        # causal density: (position, mode), the position scale shared with the grid's
+        spectral_scales = [coords[0], mode] if len(sshape) == 2 and "position" in geometry.grid_coords() else [mode]
+        row("rho_hat", sshape, "c16", spectral_scales, "spectral coefficients (docs/output.md)")
         for name in self.diagnostics:
             row(f"diagnostics/{name}", (), "i8" if name in INTEGER_DIAGNOSTICS else "f8", [], DIAGNOSTICS[name])
         d = geometry.dim
@@ -625,7 +627,8 @@ def _check_structure(f, path, key: str) -> None:
             bad(f"{getattr(ds, 'name', ds)} has {ds.shape[0] if ds.shape else 0} rows, /time {n}")
         if ds.dtype.kind not in "fciu":
             bad(f"{ds.name} has type {ds.dtype}, expected numbers")
-    if c.shape[1:] != f["mode"].shape[:1] + c.shape[2:] and c.shape[1] != f["mode"].shape[0]:
+    modes_axis = 2 if "position" in f and c.ndim >= 3 else 1  # causal density: (time, position, mode)
+    if c.shape[modes_axis] != f["mode"].shape[0]:
         bad(f"/rho_hat has {c.shape[1]} modes, /mode {f['mode'].shape[0]}")
     if "positions" in f and (f["positions"].ndim != 3 or f["token_weights"].shape[-1] != f["positions"].shape[1]):
         bad(f"/positions {f['positions'].shape} and /token_weights {f['token_weights'].shape} do not match")

@@ -60,9 +60,14 @@ class AttentionModel:
         psi = self.geometry.to_grid(self.kernel * c)
         return float(np.min(psi) / np.max(psi))
 
+    def transport(self, mu: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """-div(f X[mu]) in spectral space: the density f carried by the field of the measure mu
+        (mu = f but for the causal density, where a position attends to the positions before it)."""
+        return self.geometry.flux_divergence(self.kernel * mu, f, self.variant == "sa", -self.scale)
+
     def rhs(self, c: np.ndarray) -> np.ndarray:
         """The full right-hand side F(c) = -div(rho X) + nu Lap rho, in spectral space."""
-        out = self.geometry.flux_divergence(self.kernel * c, c, self.variant == "sa", -self.scale)
+        out = self.transport(c, c)
         if self.viscosity:
             out += self.viscosity * self.lap * c
         return out

@@ -6,7 +6,10 @@ the attention field of mu (docs/theory.md).  With H heads, each with matrices (Q
     SA:   dx_i/dt = P_{x_i} sum_h  sum_j w_j e^{beta <Q_h x_i, K_h x_j>} V_h x_j / sum_j w_j e^{beta <Q_h x_i, K_h x_j>}
     USA:  dx_i/dt = P_{x_i} sum_h  sum_j w_j e^{beta <Q_h x_i, K_h x_j>} V_h x_j
 
-with j restricted to j <= i under a causal mask, and P_x = I - x x^T.  The n x n interaction
+with j restricted to j <= i under a causal mask, and P_x = I - x x^T.  Causal: token i sits at
+position s_i = (i + 1) / n and weighs token j <= i by w_j e^{-alibi (s_i - s_j)} (ALiBi; alibi = 0: by
+w_j); USA then attends to the row's probability measure (those weights divided by their sum), the
+token form of the causal density's kernel (docs/causal.md).  The n x n interaction
 is computed in cache-sized tiles (512 kB per thread), each row's exponents shifted so that nothing
 overflows or underflows (``TokenModel.velocity``).  Noise of strength nu
 (Brownian motion on the sphere, generator nu Lap) is added by a projected Euler–Maruyama step.
@@ -54,7 +57,7 @@ def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name:
         per_head = [None]
     out = []
     for h, s in enumerate(per_head):
-        where = f"particles.{name}" + (f"[{h}]" if s is not None and len(per_head) > 1 and not isinstance(spec, str)
+        where = f"attention.{name}" + (f"[{h}]" if s is not None and len(per_head) > 1 and not isinstance(spec, str)
                                        and not _is_matrix(spec) else "")
         if isinstance(s, str) and s == "identity":
             out.append(np.eye(d))
@@ -92,7 +95,7 @@ class TokenModel:
 
     def __init__(self, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3, Q=None, K=None,
                  V=None, causal: bool = False, tile_bytes: int = TILE_BYTES, field: str = "direct",
-                 threads: int = 1, backend: str = "numpy", device: str = "cpu"):
+                 threads: int = 1, backend: str = "numpy", device: str = "cpu", alibi: float = 0.0):
         self.beta = float(beta)
         self.variant = variant
         self.dim = int(dim)
@@ -100,6 +103,7 @@ class TokenModel:
         self.K = K or [np.eye(dim)] * len(self.Q)
         self.V = V or [np.eye(dim)] * len(self.Q)
         self.causal = causal
+        self.alibi = float(alibi) if causal else 0.0
         self.tile_bytes = int(tile_bytes)
         self.threads = max(1, int(threads))
         self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
@@ -116,12 +120,23 @@ class TokenModel:
             self.funk_hecke = FunkHeckeField(self.beta, variant, self.dim, threads=threads)
         self.set_weights(weights)
 
+    def set_heads(self, Q: list, K: list, V: list) -> None:
+        """Use these heads' matrices from now on (random heads drawn afresh every layer)."""
+        self.Q, self.K, self.V = list(Q), list(K), list(V)
+        self._self_free = [bool(np.array_equal(V_h, np.eye(self.dim))) for V_h in self.V]
+
     def set_weights(self, weights: np.ndarray) -> None:
         """Use these token weights (after tokens merged, their number changes)."""
         self.w = np.asarray(weights, dtype=float)
         self.n = n = self.w.size
         with np.errstate(divide="ignore"):
             self._log_w = np.log(self.w)  # a zero weight: exp(-inf) = 0
+        self._row_scale = None
+        if self.causal:  # token i (position s_i = (i + 1) / n) weighs token j <= i by w_j e^{-alibi (s_i - s_j)}
+            s = np.arange(1, n + 1) / max(n, 1)
+            self._log_w = self._log_w + self.alibi * (s - 1.0)  # the row's e^{-alibi (s_i - 1)} cancels below
+            # USA attends to the probability measure of the row (its weights normalised, as in the density)
+            self._row_scale = 1.0 / np.cumsum(np.exp(self._log_w))
         self.rows = max(1, min(n, TILE_ROWS))
         self.cols = max(1, min(n, max(16, self.tile_bytes // (8 * self.rows))))
         self.block = max(1, int(BLOCK_BYTES // (8 * 3 * max(n, 1))))
@@ -238,7 +253,8 @@ class TokenModel:
         if self.variant == "sa":
             out[i0:i1] += acc[:, :d] / acc[:, d:]
         else:
-            out[i0:i1] += acc[:, :d] * np.exp(s[i0:i1])[:, None]
+            scale = np.exp(s[i0:i1]) if self._row_scale is None else np.exp(s[i0:i1]) * self._row_scale[i0:i1]
+            out[i0:i1] += acc[:, :d] * scale[:, None]
 
     def _pairs(self, x: np.ndarray):
         """Blocks (i0, i1, e) of e_ij = e^{beta (<x_i, x_j> - 1)} (the Q = K = V = I kernel, scaled);
@@ -332,6 +348,11 @@ class RingModel:
         self.nu = (self.dim - 3) / 2  # order of the Bessel function of the ring average
         self.pole_sin = math.sin(min(max(pole_tol, 0.0), math.pi / 2))
         self.set_weights(weights)
+
+    def set_heads(self, Q: list, K: list, V: list) -> None:
+        """Use these heads' matrices from now on (random heads drawn afresh every layer)."""
+        self.Q, self.K, self.V = list(Q), list(K), list(V)
+        self._self_free = [bool(np.array_equal(V_h, np.eye(self.dim))) for V_h in self.V]
 
     def set_weights(self, weights: np.ndarray) -> None:
         """Use these ring weights."""
@@ -506,6 +527,32 @@ class ProjectedDP5(_ProjectedPair, DormandPrince):
 
 class ProjectedDP853(_ProjectedPair, DormandPrince853):
     """Dormand–Prince 8(5,3), projected: fewer steps at tight tolerances (long runs)."""
+
+
+class RandomLayers(Scheme):
+    """Random heads per layer (docs/general.md): one step of size h is one layer,
+
+        x <- normalise(x + (eta / H) sum_h field_h(x)),   eta = sqrt(H h / variance),
+
+    with the H heads' Q_h, K_h, V_h drawn afresh, entries N(0, variance / d), every layer.  The field
+    has mean zero over the draw, so the layers are a random walk whose increments have variance
+    eta^2 variance / H = h per unit of the projected field: t = layers x h is the time of the
+    diffusive (homogenized) limit.  ``rng`` is the scheme's, so checkpoints carry it."""
+
+    name = "layers"
+    order = 1
+
+    def __init__(self, model, heads: int, variance: float, rng, project=_normalise):
+        super().__init__(np.zeros(1), model.velocity)
+        self.model, self.heads, self.variance, self.rng, self.project = model, int(heads), float(variance), rng, project
+
+    def step(self, state: State, h: float) -> State:
+        """One layer: fresh heads, then the residual update and the normalisation."""
+        d, H = self.model.dim, self.heads
+        draws = self.rng.standard_normal((3, H, d, d)) * math.sqrt(self.variance / d)
+        self.model.set_heads(list(draws[0]), list(draws[1]), list(draws[2]))
+        eta = math.sqrt(H * h / self.variance)
+        return State(self.project(state.u + (eta / H) * self.model.velocity(state.u)))
 
 
 INTEGRATORS = {cls.name: cls for cls in (ProjectedRK4, ProjectedEuler, ProjectedDP5, ProjectedDP853)}

@@ -342,7 +342,7 @@ def rates(h, fig, model, time=None):
 def resolve_kind(h, kind: str) -> str:
     """``auto`` -> the natural view of the run: ``sphere`` on S^2, else ``kymograph``."""
     if kind == "auto":
-        return "sphere" if "longitude" in h else "kymograph"
+        return "positions" if "position" in h else "sphere" if "longitude" in h else "kymograph"
     return kind
 
 
@@ -384,11 +384,17 @@ def save(h, kind, path, model=None, time=None, fmt=None) -> str:
 
         raise ConfigError(f"--kind: got 'sphere' for a {h['attrs'].get('geometry')} run, allowed: kymograph, "
                           "energy, spectrum, rates")
+    if ("position" in h and kind not in ("positions", "energy")) or ("position" not in h and kind == "positions"):
+        from .errors import ConfigError
+
+        allowed = "positions, energy" if "position" in h else "kymograph, sphere, energy, spectrum, rates, clusters"
+        raise ConfigError(f"--kind: got {kind!r} for a {'causal' if 'position' in h else 'non-causal'} run, "
+                          f"allowed: {allowed}")
     if kind == "kymograph" and "longitude" in h:
         from .errors import ConfigError
 
         raise ConfigError("--kind: got 'kymograph' for a sphere run, allowed: sphere, energy, spectrum, rates")
-    plt, fig = _figure({"sphere": (10, 4.8), "clusters": (7, 6), "rates": (7, 5.5)}.get(kind, (7, 4.5)))
+    plt, fig = _figure({"sphere": (10, 4.8), "clusters": (7, 6), "rates": (7, 5.5), "positions": (11, 4.5)}.get(kind, (7, 4.5)))
     try:
         draw(h, kind, fig, model, time)
         fig.savefig(path, format=fmt, bbox_inches="tight")
@@ -403,4 +409,28 @@ def draw(h, kind, fig, model=None, time=None):
         rates(h, fig, model)
     else:
         {"kymograph": kymograph, "sphere": sphere, "energy": energy, "clusters": clusters,
-         "spectrum": spectrum}[kind](h, fig, time)
+         "spectrum": spectrum, "positions": positions}[kind](h, fig, time)
+
+
+def positions(h, fig, time=None):
+    """Causal density: the size max_x |rho(s, x) / rho_bar - 1| over position s and time (log colour),
+    and on the circle rho / rho_bar over angle and position at ``time`` (default: the last snapshot)."""
+    import matplotlib.colors as mcolors
+
+    t, s, rho = h["time"], h["position"], grid_density(h)
+    rel = rho / _uniform(h)
+    amp = np.max(np.abs(rel - 1).reshape(rel.shape[0], rel.shape[1], -1), axis=2)
+    circle = "theta" in h
+    ax = fig.add_subplot(1, 2 if circle else 1, 1)
+    im = ax.pcolormesh(s, t, np.maximum(amp, 1e-300), shading="nearest", cmap="viridis",
+                       norm=mcolors.LogNorm(vmin=max(float(amp.max()) * 1e-8, float(amp.min()) or 1e-300),
+                                            vmax=float(amp.max())))
+    fig.colorbar(im, ax=ax, pad=0.01, label=r"$\max_x|\rho(s,x)/\bar\rho - 1|$")
+    ax.set(xlabel="position $s$ in the prompt", ylabel="$t$")
+    _title(ax, h, "causal density")
+    if circle:
+        i = len(t) - 1 if time is None else int(np.argmin(np.abs(t - time)))
+        ax = fig.add_subplot(1, 2, 2)
+        im = ax.pcolormesh(h["theta"], s, rel[i], shading="nearest", cmap="magma")
+        fig.colorbar(im, ax=ax, pad=0.01, label=r"$\rho/\bar\rho$")
+        ax.set(xlabel=r"$\theta$", ylabel="position $s$", title=f"t = {t[i]:.4g}")

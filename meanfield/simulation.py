@@ -29,8 +29,9 @@ from .domains import make_geometry
 from .errors import ConfigError, NumericalError
 from .initial import initial_coefficients, initial_tokens
 from .longtime import NEGATIVE_TOL, HandOff, density_to_tokens, resolution_bandwidth
-from .model import AttentionModel
-from .particles import (RingModel, TokenModel, TokenSolver, attention_matrices, default_bandwidth,
+from .domains.positions import Positions
+from .general import attention_heads, build_model
+from .particles import (RandomLayers, RingModel, TokenModel, TokenSolver, default_bandwidth,
                         particle_geometry_name, sample_tokens, smoothed_density)
 from .stepping import AUTO, EMBEDDED_SCHEMES, AdaptiveStep, EmbeddedStep, FixedStep, make_scheme, perturbation_error
 
@@ -116,6 +117,8 @@ class Simulation:
         name = particle_geometry_name(cfg.particles.dim) if self.particles else m.geometry
         self.geometry = make_geometry(name, g.modes, g.dealias, g.backend, cfg.dim,
                                       threads=transform_threads(tc.threads, name, g.modes))
+        if cfg.attention.causal and not self.particles:  # the causal density: a position axis
+            self.geometry = Positions(self.geometry, g.positions)
         self.handoff_enabled = lt.handoff == "tokens"
         self.tokens, self.handoff, self.model = None, None, None
         self.merge_log = []  # (t, row, count, total weight, two largest weights, reach) per merged group
@@ -124,7 +127,7 @@ class Simulation:
         self._reset_position()
         self.stepper, self.stepper_reason = cfg.particles.integrator, "particles.integrator"
         if not self.particles:
-            self.model = AttentionModel(self.geometry, m.variant, m.beta, m.viscosity)
+            self.model = build_model(cfg, self.geometry)
             self.stepper, self.stepper_reason = pick_stepper(cfg, self.model)
             self.scheme = make_scheme(self.stepper, self.model.L, self.model.nonlinear)
             dt_cap = self._growth_step_cap()
@@ -202,15 +205,17 @@ class Simulation:
         rows = np.arange(x.shape[0]) if rows is None else rows
         n_rows = x.shape[0] if n_rows is None else n_rows
         if self.particles:
-            p = cfg.particles
-            rng = np.random.default_rng(p.seed)
-            mats = {name: attention_matrices(getattr(p, name), p.dim, p.heads, rng, name) for name in "QKV"}
-            model = TokenModel(w, m.beta, m.variant, p.dim, mats["Q"], mats["K"], mats["V"], p.causal, field=p.field,
-                               threads=token_threads(cfg), backend=p.backend, device=p.device)
-            merge = lt.merge_tol if (m.viscosity == 0 and not p.causal) else 0.0
+            p, a = cfg.particles, cfg.attention
+            Q, K, V = (list(mats) for mats in zip(*attention_heads(cfg, p.dim)))
+            model = TokenModel(w, m.beta, m.variant, p.dim, Q, K, V, a.causal, field=p.field,
+                               threads=token_threads(cfg), backend=p.backend, device=p.device, alibi=a.alibi)
+            merge = lt.merge_tol if (m.viscosity == 0 and not a.causal) else 0.0
             self.tokens = TokenSolver(model, x, rows, n_rows, p.integrator, self.dt, tc.adaptive, tc.rtol, tc.atol,
                                       tc.dt_min, tc.dt_max, merge, noise=m.viscosity,
-                                      rng=np.random.default_rng([p.seed, cfg.initial.seed, 1]))
+                                      rng=np.random.default_rng([a.seed, cfg.initial.seed, 1]))
+            if a.resample:  # one step = one layer with fresh heads (its rng is checkpointed)
+                self.tokens.scheme = RandomLayers(model, a.heads, a.variance, np.random.default_rng([a.seed, 2]))
+                self.stepper, self.stepper_reason = "layers", "attention.resample"
             self.bandwidth = p.bandwidth or default_bandwidth(x.shape[0], p.dim)
         else:
             if self.geometry.name == "zonal":
@@ -346,6 +351,10 @@ class Simulation:
         """(positions (C, k), masses (C,)) of the clusters now, heaviest first (``clusters.py``)."""
         if self.tokens is not None:
             return self.cluster_finder().find(self.tokens.x, self.tokens.w)
+        if isinstance(self.geometry, Positions):  # causal density: the clusters of the last position, s = 1
+            base = self.geometry.base
+            rho = base.to_grid(self._state.u[-1])
+            return self.cluster_finder().find(base.points(), np.ravel(base.weights * rho))
         rho = self.geometry.to_grid(self._state.u)
         return self.cluster_finder().find(self.geometry.points(), np.ravel(self.geometry.weights * rho))
 

@@ -68,7 +68,16 @@ def kernel_ratio(modes, beta: float, dim: int = 2) -> np.ndarray:
     """I_{l+d/2-1}(beta) / I_{d/2-1}(beta): the normalised Funk–Hecke multiplier of e^{beta <x,y>}."""
     nu = dim / 2 - 1
     l = np.asarray(modes, dtype=float)
-    return ive(l + nu, beta) / ive(nu, beta)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.asarray(ive(l + nu, beta) / ive(nu, beta))
+    bad = ~np.isfinite(r) | ((r == 0) & (beta < nu))
+    if np.any(bad):  # I_nu(beta) underflows (beta << nu): the small-argument law (beta/2)^l Gamma(nu+1)/Gamma(l+nu+1)
+        from scipy.special import gammaln
+
+        lb = np.broadcast_to(l, r.shape)[bad]
+        r = r.copy()
+        r[bad] = np.exp(lb * math.log(beta / 2) + gammaln(nu + 1) - gammaln(lb + nu + 1))
+    return r
 
 
 def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> np.ndarray:

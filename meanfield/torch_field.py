@@ -90,6 +90,9 @@ class TorchField:
                 if m.variant == "sa":
                     out[i0:i1] += acc[:, :d] / acc[:, d:]
                 else:
-                    out[i0:i1] += acc[:, :d] * torch.exp(s[i0:i1])[:, None]
+                    scale = torch.exp(s[i0:i1])
+                    if m._row_scale is not None:  # causal USA: the row's probability measure
+                        scale = scale * self._tensor(m._row_scale[i0:i1])
+                    out[i0:i1] += acc[:, :d] * scale[:, None]
         field = out.cpu().numpy()
         return field - np.sum(field * x, axis=1, keepdims=True) * x

@@ -56,7 +56,7 @@ def test_defaults_and_round_trip():
     full = config.loads(VALID)
     assert config.loads(full.to_toml()) == full
     part = config.loads(VALID_PARTICLES)
-    assert config.loads(part.to_toml()) == part and part.dim == 2 and part.particles.V[1] == ((0.5, 0.0), (0.0, 2.0))
+    assert config.loads(part.to_toml()) == part and part.dim == 2 and part.attention.V[1] == ((0.5, 0.0), (0.0, 2.0))
     assert isinstance(full.model.beta, float) and full.grid.modes == 32
 
 
@@ -90,9 +90,9 @@ def test_all_examples_are_valid():
      "concentrations = [2.0]", r"^initial\.centers: got \[1\.0\], allowed: colatitudes 0 \(north pole\) or pi"),
     ("[model]\nmethod = 'particles'", r"^model\.geometry: got 'circle', allowed: 'sphere' with particles\.dim = 3"),
     ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nn = 0", r"^particles\.n: got 0"),
-    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nQ = 'bogus'", r"^particles\.Q: got 'bogus', allowed: 'identity'"),
-    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nV = [[1.0, 0.0], [0.0]]", r"^particles\.V: got"),
-    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nheads = 2\nK = ['identity']", r"^particles\.K: got"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nQ = 'bogus'", r"^attention\.Q: got 'bogus', allowed: 'identity'"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nV = [[1.0, 0.0], [0.0]]", r"^attention\.V: got"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nheads = 2\nK = ['identity']", r"^attention\.K: got"),
     ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\nintegrator = 'leapfrog'", r"^particles\.integrator"),
     ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\n[time]\nadaptive = true", r"^time\.adaptive: got True"),
     ("[model]\nmethod = 'particles'\ngeometry = 'zonal'\n[particles]\ndim = 5\n[grid]\nmodes = 8\n[model]",

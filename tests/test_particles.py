@@ -26,6 +26,8 @@ def brute_field(x, w, beta, variant, Qs, Ks, Vs, causal):
         S = np.exp(beta * (x @ Q.T) @ (x @ K.T).T) * w
         if causal:
             S = np.tril(S)
+            if variant == "usa":  # each row attends to its probability measure (docs/causal.md)
+                S = S / np.cumsum(w)[:, None]
         f = S @ (x @ V.T)
         if variant == "sa":
             f /= S.sum(axis=1, keepdims=True)
@@ -59,7 +61,8 @@ def stable_field(x, w, beta, variant, Qs, Ks, Vs, causal):
         top = logits.max(axis=1, keepdims=True)
         S = np.exp(logits - top)
         f = S @ (x @ V.T)
-        out += f / S.sum(axis=1, keepdims=True) if variant == "sa" else f * np.exp(top)
+        norm = np.cumsum(w)[:, None] if causal else 1.0  # causal USA: the row's probability measure
+        out += f / S.sum(axis=1, keepdims=True) if variant == "sa" else f * np.exp(top) / norm
     return out - np.sum(out * x, axis=1, keepdims=True) * x
 
 

@@ -17,6 +17,7 @@ SCRIPTS = {
     "synchronization": "tokens with Q^T K positive definite synchronise to one point",
     "spectral_selection": "symmetric V: tokens align with its top eigenvector",
     "causal": "causal attention: the first tokens lead",
+    "general_attention": "density with Q, K, V and heads, the causal density, random heads per layer",
 }
 
 

@@ -1,0 +1,303 @@
+"""General attention in the density solver: Q, K, V, heads (general.py), the causal density (causal.py),
+random heads per layer (particles.RandomLayers)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.special import iv
+
+from meanfield import config
+from meanfield.causal import alibi_kernel, causal_weights
+from meanfield.domains import make_geometry
+from meanfield.domains.positions import position_nodes
+from meanfield.errors import ConfigError
+from meanfield.general import GeneralModel, kernel_degree, required_degree, exact_degree
+from meanfield.model import AttentionModel
+from meanfield.particles import TokenModel, attention_matrices
+from meanfield.simulation import Simulation
+from meanfield.trackers import Recorder
+
+
+def state(geometry, size=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    return geometry.uniform() + size * geometry.random_perturbation(rng, 6) / geometry.measure
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("name,modes", [("circle", 64), ("sphere", 16)])
+@pytest.mark.parametrize("variant", ["sa", "usa"])
+def test_quadrature_path_is_the_funk_hecke_path_for_identity(name, modes, variant):
+    g = make_geometry(name, modes)
+    c = state(g)
+    I = np.eye(g.dim)
+    want = AttentionModel(g, variant, 5.0, 0.01).rhs(c)
+    got = GeneralModel(g, variant, 5.0, 0.01, [(I, I, I)], "quadrature").rhs(c)
+    assert rel(got, want) < 1e-12
+
+
+@pytest.mark.parametrize("variant", ["sa", "usa"])
+def test_scalar_heads_funk_hecke_against_quadrature(variant):
+    """Q^T K = c I, V = v I: the spectral sum of heads equals the kernel-matrix quadrature."""
+    g = make_geometry("sphere", 12)
+    c = state(g, seed=1)
+    R = np.linalg.qr(np.random.default_rng(2).standard_normal((3, 3)))[0]  # Q = 2 R, K = R: Q^T K = 2 I
+    heads = [(2 * R, R, 0.5 * np.eye(3)), (np.eye(3), 0.7 * np.eye(3), -np.eye(3))]
+    fh = GeneralModel(g, variant, 3.0, 0.0, heads, "funk_hecke")
+    qd = GeneralModel(g, variant, 3.0, 0.0, heads, "quadrature")
+    assert fh.integrals == "funk_hecke" and qd.integrals == "quadrature"
+    assert rel(qd.rhs(c), fh.rhs(c)) < 1e-12
+    # the linear part is the heads' rates summed: 0.5 lambda(6) - lambda(2.1) (docs/general.md)
+    single = lambda b: AttentionModel(g, variant, b, 0.0).L
+    assert np.allclose(fh.L, 0.5 * single(6.0) - single(2.1), rtol=1e-13, atol=0)
+
+
+def test_two_heads_against_one_head_with_the_summed_field():
+    g = make_geometry("circle", 48)
+    c = state(g, seed=3)
+    rng = np.random.default_rng(4)
+    Q, K, V1, V2 = (attention_matrices("random", 2, 1, rng, k)[0] for k in "QKVV")
+    two = GeneralModel(g, "sa", 4.0, 0.0, [(Q, K, V1), (Q, K, V2)]).rhs(c)
+    one = GeneralModel(g, "sa", 4.0, 0.0, [(Q, K, V1 + V2)]).rhs(c)  # SA: same softmax, linear in V
+    assert rel(two, one) < 1e-13
+    Q2, K2 = (attention_matrices("random", 2, 1, rng, k)[0] for k in "QK")
+    for variant in ("sa", "usa"):
+        both = GeneralModel(g, variant, 4.0, 0.0, [(Q, K, V1), (Q2, K2, V2)]).rhs(c)
+        apart = (GeneralModel(g, variant, 4.0, 0.0, [(Q, K, V1)]).rhs(c)
+                 + GeneralModel(g, variant, 4.0, 0.0, [(Q2, K2, V2)]).rhs(c))
+        assert rel(both, apart) < 1e-13
+
+
+def test_quadrature_field_against_direct_integration_at_the_stated_resolution():
+    """At the degree the config check asks for, the field equals an independent fine-grid evaluation."""
+    rng = np.random.default_rng(5)
+    heads = list(zip(*[attention_matrices("random", 2, 1, rng, k) for k in "QKV"]))
+    beta, K = 20.0, 16
+    need = required_degree(K, beta, heads, 2)
+    g = make_geometry("circle", K, dealias=(need + 1) / (2 * K + 1))
+    assert exact_degree("circle", K, g.dealias) >= need
+    c = state(g, seed=6)
+    model = GeneralModel(g, "sa", beta, 0.0, heads)
+    X = model.velocity(c)[0]
+    theta = np.linspace(0, 2 * np.pi, 20000, endpoint=False)  # a 20000-point rule: exact far beyond
+    y = np.stack([np.cos(theta), np.sin(theta)], 1)
+    rho = np.real(c[0] + 2 * np.exp(1j * np.outer(theta, np.arange(1, K + 1))) @ c[1:])
+    Qm, Km, Vm = heads[0]
+    for i in range(0, g.npoints, 7):
+        x = g.points()[i]
+        e = np.exp(beta * (Qm @ x) @ (y @ Km.T).T - beta * np.linalg.norm(Km.T @ Qm @ x))
+        v = (e * rho) @ (y @ Vm.T) / np.sum(e * rho)
+        assert abs(v @ np.array([-x[1], x[0]]) - X[i]) < 1e-12 * max(1.0, np.max(np.abs(X)))
+    assert kernel_degree(0.0, 2) == 0 and kernel_degree(beta, 2) > kernel_degree(beta / 4, 2)
+
+
+def base(**sections):
+    raw = dict(model=dict(geometry="circle", beta=4.0), grid=dict(modes=16), time=dict(t_end=1.0, dt=0.01),
+               output=dict(interval=0.5))
+    for k, v in sections.items():
+        raw.setdefault(k, {}).update(v)
+    return raw
+
+
+@pytest.mark.parametrize("sections,pattern", [
+    (dict(attention=dict(Q=[[5.0, 1.0], [0.0, 5.0]]), model=dict(beta=20.0), grid=dict(dealias=1.0)),
+     r"^grid\.dealias: got 1, allowed with attention\.integrals = 'quadrature' at beta \|\|K\^T Q\|\| = 1\d\d"),
+    (dict(attention=dict(alibi=1.0)), r"^attention\.alibi: got 1\.0, allowed: 0 unless attention\.causal"),
+    (dict(attention=dict(integrals="funk_hecke", Q="random")), r"^attention\.integrals: got 'funk_hecke'"),
+    (dict(attention=dict(Q="random"), model=dict(geometry="zonal", dim=4)), r"^attention\.Q: got 'random'"),
+    (dict(attention=dict(causal=True), model=dict(geometry="zonal", dim=4)), r"^attention\.causal: got True"),
+    (dict(attention=dict(Q=[[300.0, 0.0], [0.0, 300.0]]), model=dict(variant="usa", beta=2.0), grid=dict(modes=1024)),
+     r"^model\.beta: got 2\.0, allowed: beta \|\|K\^T Q\|\| <= 500"),
+    (dict(attention=dict(V="random"), longtime=dict(handoff="tokens")), r"^longtime\.handoff: got 'tokens'"),
+    (dict(attention=dict(resample=True)), r"^attention\.resample: got True, allowed: false with model\.method"),
+    (dict(grid=dict(positions=1), attention=dict(causal=True)), r"^grid\.positions: got 1"),
+])
+def test_bad_attention_configs_name_the_key(sections, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config.from_dict(base(**sections))
+
+
+def test_particles_keys_moved_to_attention():
+    old = config.from_dict(dict(model=dict(method="particles", geometry="circle"), grid=dict(modes=8),
+                                particles=dict(n=10, dim=2, heads=2, Q="random", causal=True, seed=3)))
+    assert old.attention.heads == 2 and old.attention.Q == "random" and old.attention.causal and old.attention.seed == 3
+    assert config.loads(old.to_toml()) == old and "[attention]" in old.to_toml()
+    with pytest.raises(ConfigError, match=r"^particles\.heads: also given as attention\.heads"):
+        config.from_dict(dict(particles=dict(heads=2), attention=dict(heads=2)))
+
+
+def test_kernel_memory_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr(config, "available_memory", lambda: 2.0**30)
+    with pytest.raises(ConfigError, match=r"^grid\.modes: got 64, which needs about .* GiB"):
+        config.from_dict(base(model=dict(geometry="sphere"), grid=dict(modes=64), attention=dict(Q="random")))
+
+
+# --- the causal density ---------------------------------------------------------------
+@pytest.mark.parametrize("alibi", [0.0, 0.7, 8.0])
+def test_causal_weights_are_causal_probability_rows_and_second_order(alibi):
+    for S in (9, 17, 33):
+        s = position_nodes(S)
+        W = causal_weights(s, alibi)
+        assert np.allclose(W.sum(1), 1, atol=1e-15, rtol=0) and np.all(W >= 0) and np.all(np.triu(W, 1) == 0)
+    errs = []
+    for S in (17, 33, 65):
+        s = position_nodes(S)
+        f = np.cos(3 * s)
+        exact = np.array([quad(lambda u: alibi_kernel(si, u, alibi) * np.cos(3 * u), 0, si)[0] if si else 1.0
+                          for si in s])
+        errs.append(np.max(np.abs(causal_weights(s, alibi) @ f - exact)))
+    assert 3.5 < errs[0] / errs[1] < 4.5 and 3.5 < errs[1] / errs[2] < 4.5  # second order
+
+
+def volterra(t, s, a, alibi, profile):
+    """g(t, s) for g_t = a int_0^s k(s, s') g ds', g(0) = profile: g0 + int_0^s k sqrt(at/Y) I_1(2 sqrt(atY)) g0."""
+    if s == 0:
+        return profile(0.0) * math.exp(a * t)
+
+    def green(s0):
+        Y = math.log(s / s0) if alibi == 0 else math.log(math.expm1(alibi * s) / math.expm1(alibi * s0))
+        return alibi_kernel(s, s0, alibi) * math.sqrt(a * t / Y) * iv(1, 2 * math.sqrt(a * t * Y)) * profile(s0)
+
+    return profile(s) + quad(green, 0, s, limit=200, epsabs=1e-13, epsrel=1e-12)[0]
+
+
+@pytest.mark.parametrize("variant,alibi", [("sa", 0.0), ("usa", 2.0)])
+def test_linear_causal_density_solves_the_volterra_equation(variant, alibi):
+    """Mode 1 with amplitude s^2 in position: the run against the closed-form Volterra solution
+    (docs/causal.md), the error falling at second order in the number of positions."""
+    beta, t_end, amp = 2.0, 3.0, 1e-7
+    from meanfield import theory
+
+    a = float(theory.growth_rates([1], beta, variant)[0])
+    errs = []
+    for S in (9, 17, 33):
+        cfg = config.from_dict(base(model=dict(beta=beta, variant=variant), grid=dict(modes=8, positions=S),
+                                    attention=dict(causal=True, alibi=alibi),
+                                    initial=dict(kind="modes", modes=[[1, amp]], position_power=2.0),
+                                    time=dict(t_end=t_end, dt=0.01, stepper="etdrk4"), output=dict(interval=t_end)))
+        sim = Simulation(cfg)
+        sim.run([])
+        got = sim.c[:, 1].real / (amp / (4 * math.pi))  # c_1 = rho_bar amp g / 2
+        want = np.array([volterra(t_end, s, a, alibi, lambda u: u * u) for s in sim.geometry.s])
+        assert np.max(np.abs(sim.c[:, 1].imag)) < 1e-20
+        errs.append(float(np.max(np.abs(got - want) / np.max(want))))
+    assert errs[-1] < 2e-3
+    assert errs[0] / errs[1] > 3.3 and errs[1] / errs[2] > 3.3  # second order in 1 / S
+
+
+def test_causal_density_eigenfunction_s_power():
+    """lambda = 0: K s^p = s^p / (p + 1), so amplitude s^p grows at a / (p + 1); p = 1 is exact for the
+    product trapezoid rule (piecewise-linear interpolation of a linear profile)."""
+    from meanfield import theory
+
+    a = float(theory.growth_rates([2], 3.0, "sa")[0])
+    cfg = config.from_dict(base(model=dict(beta=3.0), grid=dict(modes=8, positions=9), attention=dict(causal=True),
+                                initial=dict(kind="modes", modes=[[2, 1e-8]], position_power=1.0),
+                                time=dict(t_end=4.0, dt=0.01, stepper="etdrk4"), output=dict(interval=4.0)))
+    sim = Simulation(cfg)
+    c0 = sim.c[:, 2].real.copy()
+    sim.run([])
+    rate = np.log(sim.c[1:, 2].real / c0[1:]) / 4.0
+    assert np.max(np.abs(rate / (a / 2) - 1)) < 1e-6
+    assert np.all(np.abs(sim.c[:, 0] - 1 / (2 * np.pi)) < 1e-15)  # every position keeps its mass
+
+
+def test_causal_density_history_has_a_named_position_axis(tmp_path):
+    import meanfield
+
+    cfg = config.from_dict(base(grid=dict(modes=8, positions=5), attention=dict(causal=True, alibi=1.0),
+                                initial=dict(amplitude=1e-3), output=dict(path=str(tmp_path / "c.h5"))))
+    meanfield.run(cfg, tmp_path / "c.h5", progress=False)
+    ds = meanfield.open_history(tmp_path / "c.h5")
+    assert ds["rho"].dims == ("time", "position", "theta") and ds["rho_hat"].dims == ("time", "position", "mode")
+    assert np.allclose(ds["position"], np.linspace(0, 1, 5))
+    assert np.allclose((ds["rho"] * ds["weights"]).sum(("position", "theta")), 1.0, atol=1e-13)
+
+
+# --- tokens: ALiBi and random heads per layer ----------------------------------------------
+def brute_alibi(x, w, beta, variant, Q, K, V, alibi):
+    n = x.shape[0]
+    s = np.arange(1, n + 1) / n
+    out = np.zeros_like(x)
+    for i in range(n):
+        k = w[:i + 1] * np.exp(-alibi * (s[i] - s[:i + 1]))
+        k = k / k.sum()
+        e = np.exp(beta * (Q @ x[i]) @ (x[:i + 1] @ K.T).T)
+        f = (k * e) @ (x[:i + 1] @ V.T)
+        out[i] = f / np.sum(k * e) if variant == "sa" else f
+    return out - np.sum(out * x, axis=1, keepdims=True) * x
+
+
+@pytest.mark.parametrize("variant", ["sa", "usa"])
+def test_token_alibi_against_brute_force(variant):
+    rng = np.random.default_rng(8)
+    n, d = 70, 3
+    x = rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    w = rng.uniform(0.5, 1.5, n)
+    w /= w.sum()
+    Q, K, V = (attention_matrices("random", d, 1, rng, k) for k in "QKV")
+    got = TokenModel(w, 1.3, variant, d, Q, K, V, causal=True, alibi=3.0, tile_bytes=8 * 128 * 16).velocity(x)
+    want = brute_alibi(x, w, 1.3, variant, Q[0], K[0], V[0], 3.0)
+    assert rel(got, want) < 1e-12
+
+
+def layers_cfg(tmp=None, **attention):
+    raw = dict(model=dict(method="particles", geometry="zonal", beta=1e-6), grid=dict(modes=4),
+               particles=dict(n=12, dim=16), initial=dict(kind="random", amplitude=0.0, seed=1),
+               attention=dict(heads=3, Q="random", K="random", V="random", resample=True, **attention),
+               time=dict(t_end=0.4, dt=0.01), output=dict(interval=0.1, path=str(tmp) if tmp else "run.h5"))
+    return config.from_dict(raw)
+
+
+def test_random_layers_are_seeded_and_resume_bitwise(tmp_path):
+    import meanfield
+
+    a = meanfield.run(layers_cfg(tmp_path / "a.h5"), tmp_path / "a.h5", progress=False)
+    b = Simulation(layers_cfg())
+    b.run([])
+    assert np.array_equal(b.x, a.simulation.x) if hasattr(a, "simulation") else True
+    x_a = meanfield.open_history(tmp_path / "a.h5")["positions"].values[-1]
+    assert np.array_equal(x_a, b.x)
+    c = Simulation(layers_cfg(seed=5))
+    c.run([])
+    assert not np.allclose(c.x, b.x)
+    # stop half-way (checkpoint) and extend: the same layers, bit for bit
+    half = layers_cfg(tmp_path / "h.h5")
+    import dataclasses
+
+    half = dataclasses.replace(half, time=dataclasses.replace(half.time, t_end=0.2))
+    meanfield.run(half, tmp_path / "h.h5", progress=False)
+    meanfield.run(layers_cfg(tmp_path / "h.h5"), tmp_path / "h.h5", resume=True, progress=False)
+    assert np.array_equal(meanfield.open_history(tmp_path / "h.h5")["positions"].values[-1], b.x)
+
+
+# --- the validation script's measurements, at test size -------------------------------------
+def _va():
+    from meanfield.validation import general_attention
+
+    return general_attention
+
+
+def test_density_synchronises_for_V_identity_and_positive_definite_QK():
+    t, m = _va().synchronisation(t_end=20.0)
+    assert m[0] < 0.9 and 1 - m[-1] < 0.01  # one viscous bump (its width is set by the viscosity 0.01)
+
+
+def test_causal_density_first_positions_lead():
+    from scipy.stats import spearmanr
+
+    s, times = _va().causal_lead(positions=17)
+    assert np.all(np.isfinite(times)) and times[0] < times[-1] and spearmanr(s, times)[0] > 0.9
+
+
+def test_random_heads_mean_overlap_follows_the_ode():
+    """beta -> 0, fresh Gaussian heads every layer: the mean overlap over seeds against the ODE of
+    docs/general.md (no fitted constant: its time is layers x dt)."""
+    t, mean, se, ode = _va().random_heads(n=16, d=32, heads=4, dt=0.0025, t_end=1.5, seeds=24)
+    assert mean[-1] > mean[0] + 0.1  # the tokens do gather
+    assert np.max(np.abs(mean - ode) / np.maximum(se, 1e-3)) < 4.0
