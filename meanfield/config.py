@@ -329,11 +329,10 @@ def _move_attention_keys(raw: dict) -> dict:
     old = raw.get("particles")
     if not isinstance(old, dict) or not any(k in old for k in MOVED_TO_ATTENTION):
         return raw
-    raw = dict(raw)
-    new = dict(raw.get("attention") or {}) if isinstance(raw.get("attention", {}), dict) else raw["attention"]
-    if not isinstance(new, dict):
+    new = raw.get("attention", {})
+    if not isinstance(new, dict):  # from_dict names the bad [attention]
         return raw
-    old = dict(old)
+    raw, new, old = dict(raw), dict(new), dict(old)
     for key in MOVED_TO_ATTENTION:
         if key in old:
             if key in new:
@@ -473,7 +472,7 @@ def _validate_particles(cfg: Config) -> None:
 
 def _validate_attention(cfg: Config) -> None:
     """[attention]: ranges, and what each method and geometry can evaluate."""
-    from .general import INTEGRALS, attention_heads, check_quadrature, is_plain, kernel_radius, scalar_head
+    from .general import INTEGRALS, attention_heads, check_quadrature, funk_hecke_heads, is_plain, kernel_radius
 
     a, m, g = cfg.attention, cfg.model, cfg.grid
     _need(_is_int(a.heads) and 1 <= a.heads <= 64, "attention.heads", a.heads, "an integer in [1, 64]")
@@ -496,7 +495,7 @@ def _validate_attention(cfg: Config) -> None:
               "false on geometry 'zonal' (the causal density is for 'circle' | 'sphere')")
     _need(cfg.longtime.handoff == "none", "longtime.handoff", cfg.longtime.handoff,
           "'none' with general attention (the token phase carries Q = K = V = I, one head, no mask)")
-    spectral = all(sc is not None and sc[0] > 0 for sc in map(lambda h: scalar_head(*h), heads))
+    spectral = funk_hecke_heads(heads)
     if m.geometry == "zonal":
         _need(spectral and a.integrals != "quadrature", "attention.Q", _plain(a.Q),
               "on geometry 'zonal', heads that keep zonal symmetry: Q^T K = c I (c > 0) and V = v I per head")

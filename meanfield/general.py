@@ -43,6 +43,11 @@ def scalar_head(Q: np.ndarray, K: np.ndarray, V: np.ndarray) -> tuple[float, flo
     return c, v
 
 
+def funk_hecke_heads(heads) -> bool:
+    """Whether every head is a Funk–Hecke multiplier: Q^T K = c I with c > 0 and V = v I."""
+    return all(sc is not None and sc[0] > 0 for sc in (scalar_head(*h) for h in heads))
+
+
 def kernel_radius(beta: float, Q: np.ndarray, K: np.ndarray) -> float:
     """max_x beta |K^T Q x| = beta ||K^T Q||_2: the largest |a| of e^{<a, y>}, a = beta K^T Q x."""
     return beta * float(np.linalg.norm(K.T @ Q, 2))
@@ -85,7 +90,7 @@ def uses_quadrature(cfg) -> bool:
     if a.integrals != "auto":
         return a.integrals == "quadrature"
     heads = attention_heads(cfg, cfg.dim)
-    return not all(sc is not None and sc[0] > 0 for sc in (scalar_head(*h) for h in heads))
+    return not funk_hecke_heads(heads)
 
 
 def check_quadrature(name: str, modes: int, dealias: float, beta: float, heads) -> None:
@@ -169,15 +174,15 @@ class GeneralModel(AttentionModel):
 
     def __init__(self, geometry, variant: str, beta: float, viscosity: float, heads, integrals: str = "auto"):
         super().__init__(geometry, variant, beta, viscosity)
-        scalars = [scalar_head(*h) for h in heads]
-        spectral = all(s is not None and s[0] > 0 for s in scalars)
+        spectral = funk_hecke_heads(heads)
         if integrals == "funk_hecke" and not spectral:
             raise ConfigError("attention.integrals: got 'funk_hecke', allowed: 'auto' | 'quadrature' for these "
                               "heads (Funk–Hecke needs Q^T K = c I with c > 0 and V = v I in every head)")
         self.heads = [tuple(np.asarray(m, dtype=float) for m in h) for h in heads]
         self.integrals = "funk_hecke" if spectral and integrals != "quadrature" else "quadrature"
         if self.integrals == "funk_hecke":
-            self.parts = [(AttentionModel(geometry, variant, beta * c, 0.0), v) for c, v in scalars]
+            self.parts = [(AttentionModel(geometry, variant, beta * c, 0.0), v)
+                          for c, v in (scalar_head(*h) for h in heads)]
             self.L = sum(v * part.L for part, v in self.parts) + self.viscosity * self.lap
             self.quadrature = None
         else:

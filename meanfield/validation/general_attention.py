@@ -61,7 +61,6 @@ def synchronisation(beta=3.0, modes=64, t_end=40.0):
                             attention=dict(Q=[[1.0, 0.4], [0.0, 0.6]]),
                             initial=dict(kind="von_mises", centers=[1.0], concentrations=[4.0]),
                             time=dict(t_end=t_end, dt=0.02), output=dict(interval=1.0)))
-    g = sim.geometry
     m = [abs(2 * np.pi * c[1]) for c in rec.states]  # |int e^{i theta} rho| = 2 pi |c_1|
     return t, np.array(m)
 
