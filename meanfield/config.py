@@ -493,8 +493,9 @@ def _validate_attention(cfg: Config) -> None:
     if a.causal:
         _need(m.geometry in ("circle", "sphere"), "attention.causal", a.causal,
               "false on geometry 'zonal' (the causal density is for 'circle' | 'sphere')")
-    _need(cfg.longtime.handoff == "none", "longtime.handoff", cfg.longtime.handoff,
-          "'none' with general attention (the token phase carries Q = K = V = I, one head, no mask)")
+    _need(cfg.longtime.handoff == "none" or (m.geometry != "zonal" and not a.causal), "longtime.handoff",
+          cfg.longtime.handoff, "'none' with general attention on geometry 'zonal' or with attention.causal "
+          "(the tokens of a hand-off carry one position and the circle's or sphere's heads)")
     spectral = funk_hecke_heads(heads)
     if m.geometry == "zonal":
         _need(spectral and a.integrals != "quadrature", "attention.Q", _plain(a.Q),

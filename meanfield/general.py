@@ -93,15 +93,27 @@ def uses_quadrature(cfg) -> bool:
     return not funk_hecke_heads(heads)
 
 
+def quadrature_dealias(name: str, modes: int, beta: float, heads) -> float | None:
+    """The least grid.dealias (a multiple of 1/4 in [1, 4]) whose grid the quadrature path accepts, or
+    None when even 4 is too coarse (raise grid.modes instead)."""
+    need = required_degree(modes, beta, heads, 2 if name == "circle" else 3)
+    for quarter in range(4, 17):
+        if exact_degree(name, modes, quarter / 4) >= need:
+            return quarter / 4
+    return None
+
+
 def check_quadrature(name: str, modes: int, dealias: float, beta: float, heads) -> None:
     """Refuse a grid whose quadrature would not integrate the field's integrands to QUADRATURE_TOL."""
     dim = 2 if name == "circle" else 3
     need, have = required_degree(modes, beta, heads, dim), exact_degree(name, modes, dealias)
     if need > have:
         a = max(kernel_radius(beta, Q, K) for Q, K, _ in heads)
+        fix = quadrature_dealias(name, modes, beta, heads)
+        fix = f"set grid.dealias = {fix:g}" if fix else "raise grid.modes (grid.dealias 4 is not enough)"
         raise ConfigError(f"grid.dealias: got {dealias:g}, allowed with attention.integrals = 'quadrature' at "
                           f"beta ||K^T Q|| = {a:.4g}: a grid exact to degree >= {need} (grid.modes {modes} + 1 + the "
-                          f"kernel's degree {need - modes - 1}); this one is exact to {have}: raise grid.dealias")
+                          f"kernel's degree {need - modes - 1}); this one is exact to {have}: {fix}")
 
 
 def tangent_frame(geometry) -> np.ndarray:

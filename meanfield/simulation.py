@@ -222,8 +222,9 @@ class Simulation:
                 if x.shape[1] != 2:  # points of R^d stand for the rings through them
                     x = np.stack([np.linalg.norm(x[:, :-1], axis=1), x[:, -1]], axis=1)
                 model = RingModel(w, m.beta, m.variant, self.geometry.dim, pole_tol=lt.merge_tol / 2)
-            else:
-                model = TokenModel(w, m.beta, m.variant, self.geometry.dim)
+            else:  # the same heads as the density (circle, sphere; config refuses causal hand-offs)
+                Q, K, V = (list(mats) for mats in zip(*attention_heads(cfg, self.geometry.dim)))
+                model = TokenModel(w, m.beta, m.variant, self.geometry.dim, Q, K, V)
             self.tokens = TokenSolver(model, x, rows, n_rows, "dopri5", self.dt, True, lt.rtol, lt.atol,
                                       merge_tol=lt.merge_tol)
             self.bandwidth = resolution_bandwidth(self.geometry)
@@ -440,10 +441,14 @@ class Simulation:
     def _controller(self):
         return self.controller if self.tokens is None else self.tokens.controller
 
-    def step(self, t_stop: float = math.inf) -> None:
-        """Advance one accepted step, not beyond ``t_stop``.  In a hand-off run, a density step that
-        leaves the grid's resolution is taken back and the run continues as tokens from the state
-        before it (so this call may hand off without advancing t)."""
+    def step(self, t_stop: float | None = None) -> None:
+        """Advance one accepted step, not beyond ``t_stop`` (default time.t_end; RuntimeError once t has
+        reached it).  In a hand-off run, a density step that leaves the grid's resolution is taken back
+        and the run continues as tokens from the state before it (so this call may hand off without
+        advancing t)."""
+        t_stop = self.cfg.time.t_end if t_stop is None else float(t_stop)
+        if self._remaining(t_stop) <= 0:
+            raise RuntimeError(f"step: t = {self.t:.6g} has reached t_stop = {t_stop:.6g}")
         if self.tokens is not None:
             self._advance(t_stop, self.tokens.advance)
             self._stamp_merges()

@@ -128,3 +128,50 @@ def linear_phase_end(eps: float, beta: float, variant: str = "sa", viscosity: fl
     if not (0 < eps < 1):
         raise ConfigError(f"eps: got {eps!r}, allowed: 0 < eps < 1")
     return math.log(1.0 / eps) * efolding_time(beta, variant, viscosity, dim)
+
+
+def top_eigenvector(V) -> np.ndarray:
+    """The unit eigenvector of the symmetric matrix V for its largest eigenvalue, signed so that its
+    first non-zero component is positive (the pole +v_1 of spectral selection)."""
+    v = np.linalg.eigh(np.asarray(V, dtype=float))[1][:, -1]
+    return v * (1.0 if v[np.flatnonzero(np.abs(v) > 1e-12)[0]] > 0 else -1.0)
+
+
+def selection_split_circle(V, beta: float, c) -> tuple[np.ndarray, float, float]:
+    """Spectral selection on S^1 (SA, Q^T K = V, V symmetric positive definite, viscosity 0): where the
+    mass of the density with Fourier coefficients ``c`` (rho = sum_k c_k e^{ik theta}, k = -K..K,
+    c_{-k} = conj(c_k)) ends as t -> oo.
+
+    Returns (v_1, H_0, dH): v_1 the top eigenvector (first non-zero component positive), H_0 the
+    initial mass of the half-circle <x, v_1> > 0 — the limit of the mass that gathers at +v_1 as
+    beta -> oo — and dH the first correction in 1/beta,
+
+        dH = lambda_1 (rho_0'(a_-) - rho_0'(a_+)) / (2 beta (lambda_1^2 - lambda_2^2)),
+
+    a_+- = angle(v_1) +- pi/2 the half-circle's ends, ' = d/dtheta (docs/general.md derives both).
+    """
+    V = np.asarray(V, dtype=float)
+    if V.shape != (2, 2) or not np.allclose(V, V.T):
+        raise ValueError(f"V: got shape {V.shape}, allowed: a symmetric 2 x 2 matrix")
+    l2, l1 = np.linalg.eigvalsh(V)
+    if not (l2 > 0 and l1 > l2):
+        raise ValueError(f"V: eigenvalues {l2:.4g}, {l1:.4g}, allowed: 0 < lambda_2 < lambda_1")
+    v1 = top_eigenvector(V)
+    phi = math.atan2(v1[1], v1[0])
+    c = np.asarray(c, dtype=complex)
+    k = np.arange(1, c.size)
+
+    def slope(a):  # rho_0'(a)
+        return float(np.sum(2 * np.real(1j * k * c[1:] * np.exp(1j * k * a))))
+
+    dH = l1 * (slope(phi - math.pi / 2) - slope(phi + math.pi / 2)) / (2 * beta * (l1**2 - l2**2))
+    return v1, half_circle_mass(c, v1), dH
+
+
+def half_circle_mass(c, v) -> float:
+    """The exact mass of rho = sum_k c_k e^{ik theta} (c_{-k} = conj(c_k)) on the half-circle <x, v> > 0:
+    c_0 pi + sum_{k >= 1} 2 Re(c_k e^{ik phi}) 2 sin(k pi / 2) / k, phi the angle of v."""
+    c = np.asarray(c, dtype=complex)
+    k = np.arange(1, c.size)
+    phi = math.atan2(v[1], v[0])
+    return float(np.real(c[0]) * math.pi + np.sum(2 * np.real(c[1:] * np.exp(1j * k * phi)) * 2 * np.sin(k * math.pi / 2) / k))

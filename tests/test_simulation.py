@@ -229,3 +229,17 @@ def test_fixed_steps_to_a_t_end_that_is_no_multiple_of_dt(stepper):
     grown = abs(c[-1][k]) / abs(c[0][k])
     # exp(lambda t) to the scheme's accuracy; the quadratic terms move mode k only at third order
     assert grown == pytest.approx(math.exp(lam * t_end), rel=1e-6 if stepper == "etdrk4" else 1e-4)
+
+
+def test_step_by_step_equals_run_and_stops_at_t_end():
+    """Simulation.step() (scipy.integrate style): default t_stop is time.t_end; the steps reproduce
+    run() bit for bit, and one more step is refused."""
+    raw = dict(model=dict(geometry="circle", beta=4.0), grid=dict(modes=16),
+               initial=dict(kind="random", amplitude=1e-3), time=dict(t_end=0.3, dt=0.01))
+    a, b = Simulation(config.from_dict(raw)), Simulation(config.from_dict(raw))
+    a.run()
+    while b.t < 0.3:
+        b.step()
+    assert b.t == a.t == 0.3 and b.steps == a.steps == 30 and np.array_equal(a.c, b.c)
+    with pytest.raises(RuntimeError, match=r"^step: t = 0\.3 has reached t_stop = 0\.3"):
+        b.step()
