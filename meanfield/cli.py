@@ -124,14 +124,6 @@ def cmd_theory(args) -> int:
 
 
 # --------------------------------------------------------------------------------------
-def model_from_history(h: dict):
-    """Rebuild the run's geometry and model from an output file's attributes."""
-    from .io import geometry_of
-    from .model import AttentionModel
-
-    a = h["attrs"]
-    return AttentionModel(geometry_of(h), str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
-
 
 def cmd_rates(args) -> int:
     """`meanfield rates`: fit every mode's rate in its linear window and print it beside theory."""
@@ -147,7 +139,7 @@ def cmd_rates(args) -> int:
         h["time"], h["rho_hat"] = h["time"][:keep], h["rho_hat"][:keep]
     if h["time"].size < 3:
         raise ConfigError(f"history: {args.history!r} holds {h['time'].size} snapshots, allowed: >= 3 to fit a rate")
-    model = model_from_history(h)
+    model = io.model_of(h)
     dim = model.geometry.dim
     fits = measure_growth_rates(h["time"], h["rho_hat"], model, tol=args.tol)
     a = h["attrs"]
@@ -208,7 +200,7 @@ def cmd_plot(args) -> int:
             stale.unlink(missing_ok=True)
         tmp = files.temporary(out)  # drawn whole, then renamed: an old figure is never half-replaced
         try:
-            fig_kind = plot.save(h, kind, tmp, model_from_history(h) if kind == "rates" else None, args.time, fmt)
+            fig_kind = plot.save(h, kind, tmp, io.model_of(h) if kind == "rates" else None, args.time, fmt)
             files.replace(tmp, out, "-o")
         finally:
             tmp.unlink(missing_ok=True)
@@ -316,13 +308,28 @@ def cmd_info(args) -> int:
 
 # --------------------------------------------------------------------------------------
 def cmd_validate(args) -> int:
-    """`meanfield validate`: every check of meanfield.validate; 0 if all pass, else 1."""
+    """`meanfield validate`: the theorem catalogue (meanfield.validate); 0 if no case fails, else 1."""
     from . import validate
 
-    checks = validate.run(quick=args.quick, out=args.output)
-    failed = [c for c in checks if not c.passed]
-    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed; report in {args.output}/report.md")
-    return 1 if failed else 0
+    if args.list:
+        for c in validate.selected(args.case, args.quick):
+            print(f"{c.name:<28} {'quick ' if c.quick else '      '}{c.claim}")
+        return 0
+    try:
+        chosen = validate.selected(args.case, args.quick)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.jobs < 1:
+        raise ConfigError(f"-j: got {args.jobs}, allowed: an integer >= 1")
+    target = Path(args.output)
+    if target.exists() and not target.is_dir() or target.is_symlink():
+        raise ConfigError(f"-o: got {args.output!r}, allowed: a directory (or a new path); it is a file or a link")
+    print(f"{len(chosen)} cases on {args.jobs} processes; report in {args.output}/report.md", flush=True)
+    outcomes = validate.run([c.name for c in chosen], args.quick, args.jobs, args.output)
+    bad = validate.failed(outcomes)
+    counts = {v: sum(o.verdict == v for o in outcomes.values()) for v in ("pass", "fail", "not run", "error")}
+    print(", ".join(f"{n} {v}" for v, n in counts.items()) + f"; report in {args.output}/report.md")
+    return 1 if bad else 0
 
 
 # --------------------------------------------------------------------------------------
@@ -400,8 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("history", help="HDF5 output of meanfield run")
     i.set_defaults(func=cmd_info)
 
-    v = sub.add_parser("validate", help="check the solver against the theory; write a report")
-    v.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
+    v = sub.add_parser("validate", help="the theorem catalogue: every case against its prediction; a report")
+    v.add_argument("--quick", action="store_true", help="the quick cases at small sizes (CI: a few minutes)")
+    v.add_argument("--case", nargs="+", metavar="NAME", help="only these cases (--list names them)")
+    v.add_argument("--list", action="store_true", help="list the cases and exit")
+    v.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
     v.add_argument("-o", "--output", default="validation-report", help="report directory (default: %(default)s)")
     v.set_defaults(func=cmd_validate)
 

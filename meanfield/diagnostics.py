@@ -33,15 +33,19 @@ class RateFit:
 
 
 def fit_rate(t: np.ndarray, amplitude: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of log(amplitude) against t, and its standard error."""
+    """Least-squares slope of log(amplitude) against t, and its standard error.  Time is fitted in units
+    of its span (USA at beta = 400 runs over t ~ 1e-171, where t^2 underflows)."""
     y = np.log(amplitude)
-    A = np.vstack([t, np.ones_like(t)]).T
+    t = np.asarray(t, dtype=float)
+    scale = float(np.max(np.abs(t - t[0]))) or 1.0
+    s = (t - t[0]) / scale
+    A = np.vstack([s, np.ones_like(s)]).T
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    slope = float(coef[0])
+    slope = float(coef[0]) / scale
     if t.size > 2:
         resid = y - A @ coef
         s2 = float(resid @ resid) / (t.size - 2)
-        stderr = float(np.sqrt(s2 / np.sum((t - t.mean()) ** 2)))
+        stderr = float(np.sqrt(s2 / np.sum((s - s.mean()) ** 2))) / scale
     else:
         stderr = float("nan")
     return slope, stderr

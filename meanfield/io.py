@@ -758,6 +758,15 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> dic
     return out
 
 
+def model_of(h: dict):
+    """The Q = K = V = I model (geometry, variant, beta, viscosity) of the run that wrote history ``h``:
+    what the linear theory and the rate fits refer to."""
+    from .model import AttentionModel
+
+    a = h["attrs"]
+    return AttentionModel(geometry_of(h), str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
+
+
 def geometry_of(h: dict):
     """The geometry of the run that wrote history ``h`` (from its attributes; any installed
     backend: they share the layout and the grid)."""

@@ -240,17 +240,38 @@ def test_particles_run_from_the_cli(tmp_path):
 
 def test_validate_quick_writes_a_passing_report(tmp_path):
     out = tmp_path / "report"
-    r = mf("validate", "--quick", "-o", out)
+    r = mf("validate", "--quick", "-j", "2", "-o", out)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "8 passed, 0 failed" in r.stdout
     import json
 
-    checks = json.loads((out / "report.json").read_text())
-    assert len(checks) == 8 and all(c["passed"] for c in checks)
-    assert (out / "report.md").read_text().count("| ok |") == 8 and (out / "rates.png").stat().st_size > 10_000
-    # every table row has exactly its 4 cells: pipes inside a cell (|mass - 1|) are escaped
+    results = json.loads((out / "results.json").read_text())
+    quick = [ln.split()[0] for ln in mf("validate", "--quick", "--list").stdout.splitlines()]
+    assert sorted(results) == sorted(quick) and len(quick) >= 8
+    assert all(v["verdict"] == "pass" and v["source"] for v in results.values())
+    assert f"{len(quick)} pass, 0 fail, 0 not run, 0 error" in r.stdout
+    text = (out / "report.md").read_text()
+    # the summary table first: one row per case, six cells each (pipes inside a cell are escaped)
     import re
 
-    rows = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("|")]
-    assert len(rows) == 10 and all(len(re.findall(r"(?<!\\)\|", ln)) == 5 for ln in rows)
-    assert any("\\|" in ln for ln in rows)  # there is a name with a | in it, escaped
+    rows = [ln for ln in text.split("\n## ")[0].splitlines() if ln.startswith("|")]
+    assert len(rows) == len(quick) + 2 and all(len(re.findall(r"(?<!\\)\|", ln)) == 7 for ln in rows)
+    assert all(f"## {name}" in text for name in quick)
+    figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert figures and all((out / png).stat().st_size > 10_000 for png in figures)
+
+
+def test_validate_refuses_an_unknown_case_and_reports_a_failure(tmp_path):
+    line = one_error_line(mf("validate", "--case", "no-such-case", "-o", tmp_path / "r"))
+    assert line.startswith("meanfield: error: --case: got 'no-such-case', allowed: theory-quadrature | ")
+    from meanfield import validate
+
+    @validate.case("always-off-by-one", "2 + 2 = 5", "a test")  # a failing case is reported, and exits 1
+    def _off(ctx):
+        return validate.Outcome(4.0, 5.0, "exact", validate.verdict(2 + 2 == 5))
+
+    try:
+        outcomes = validate.run(["always-off-by-one"], out=tmp_path / "r", progress=lambda s: None)
+    finally:
+        del validate.CASES["always-off-by-one"]
+    assert validate.failed(outcomes) == ["always-off-by-one"]
+    assert "| **FAIL** |" in (tmp_path / "r" / "report.md").read_text()

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import meanfield  # noqa: E402
 from meanfield import io, plot, theory  # noqa: E402
-from meanfield.cli import model_from_history  # noqa: E402
+from meanfield.io import model_of  # noqa: E402
 from meanfield.errors import ConfigError  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def test_linear_kymograph_shows_the_shape_and_amplitude_of_the_perturbation(line
 
 
 def test_rates_plot_has_every_fit_and_its_residual(linear):
-    fig = draw(linear, "rates", model=model_from_history(linear))
+    fig = draw(linear, "rates", model=model_of(linear))
     top, res = fig.axes
     measured = top.lines[1]
     k = np.asarray(measured.get_xdata())
@@ -66,7 +66,7 @@ def test_rates_plot_refuses_a_run_without_a_linear_window(tmp_path):
                 initial=dict(kind="von_mises", centers=[1.0], concentrations=[2.0]),
                 time=dict(t_end=1.0, dt=0.01), output=dict(interval=0.1))
     with pytest.raises(ConfigError, match="no mode has a linear window"):
-        draw(h, "rates", model=model_from_history(h))
+        draw(h, "rates", model=model_of(h))
 
 
 def test_clustering_kymograph_crops_the_flat_phase_and_marks_clusters(tmp_path):

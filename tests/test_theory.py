@@ -130,3 +130,14 @@ def test_time_scales():
     assert theory.linear_phase_end(1e-6, beta) == pytest.approx(math.log(1e6) / lam, rel=1e-15)
     # strong viscosity: nothing grows
     assert theory.efolding_time(1.0, "sa", 10.0) == math.inf
+
+
+def test_rate_fit_at_extreme_time_scales():
+    """USA at beta = 400 grows at ~1e170 over t ~ 1e-171: the fit works in units of the time span
+    (t^2 underflowed before: a zero standard error denominator and a slope of ~1e-171)."""
+    from meanfield.diagnostics import fit_rate
+
+    for rate in (0.3, 2.6e169):
+        t = np.linspace(0.0, 3.0 / rate, 40)
+        slope, stderr = fit_rate(t, 1e-7 * np.exp(rate * t))
+        assert abs(slope / rate - 1) < 1e-12 and np.isfinite(stderr)
