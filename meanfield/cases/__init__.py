@@ -1,3 +1,8 @@
-"""The cases of `meanfield validate` (meanfield.validate): importing this package registers them all."""
+"""The cases of `meanfield validate` (meanfield.validate): importing this package registers them all,
+in the report's order (the linear theory first, then what the nonlinear dynamics does)."""
 
-from . import linear, selection, synchronisation  # noqa: F401
+from . import linear  # noqa: F401  isort: skip
+from . import clusters  # noqa: F401  isort: skip
+from . import synchronisation  # noqa: F401  isort: skip
+from . import selection  # noqa: F401  isort: skip
+from . import tokens  # noqa: F401  isort: skip
