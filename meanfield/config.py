@@ -470,11 +470,11 @@ def _validate_particles(cfg: Config) -> None:
               f"a multiple of time.dt = {cfg.time.dt:g} with attention.resample = true (every layer is one step of dt)")
 
 
-def _validate_attention(cfg: Config) -> None:
-    """[attention]: ranges, and what each method and geometry can evaluate."""
-    from .general import INTEGRALS, attention_heads, check_quadrature, funk_hecke_heads, is_plain, kernel_radius
+def _validate_attention_ranges(cfg: Config) -> None:
+    """[attention]'s own ranges: checked first, since the particles checks already draw the heads."""
+    from .general import INTEGRALS
 
-    a, m, g = cfg.attention, cfg.model, cfg.grid
+    a, g = cfg.attention, cfg.grid
     _need(_is_int(a.heads) and 1 <= a.heads <= 64, "attention.heads", a.heads, "an integer in [1, 64]")
     _need(0 <= a.seed < 2**63, "attention.seed", a.seed, "an integer in [0, 2**63) (stored as int64)")
     _need(_finite(a.alibi) and 0 <= a.alibi <= 50, "attention.alibi", a.alibi, "a number in [0, 50]")
@@ -484,6 +484,13 @@ def _validate_attention(cfg: Config) -> None:
     _need(2 <= g.positions <= 4097, "grid.positions", g.positions, "an integer in [2, 4097]")
     _need(_finite(cfg.initial.position_power) and 0 <= cfg.initial.position_power <= 20, "initial.position_power",
           cfg.initial.position_power, "a number in [0, 20]")
+
+
+def _validate_attention(cfg: Config) -> None:
+    """[attention]: what each method and geometry can evaluate (the ranges: ``_validate_attention_ranges``)."""
+    from .general import attention_heads, check_quadrature, funk_hecke_heads, is_plain, kernel_radius
+
+    a, m, g = cfg.attention, cfg.model, cfg.grid
     if a.resample:
         _need(m.method == "particles", "attention.resample", a.resample,
               "false with model.method = 'spectral' (random heads per layer move tokens)")
@@ -630,6 +637,7 @@ def validate(cfg: Config) -> None:
     m, g, i, t, o = cfg.model, cfg.grid, cfg.initial, cfg.time, cfg.output
     _need(m.geometry in GEOMETRIES, "model.geometry", m.geometry, " | ".join(repr(x) for x in GEOMETRIES))
     _need(m.method in ("spectral", "particles"), "model.method", m.method, "'spectral' | 'particles'")
+    _validate_attention_ranges(cfg)
     if m.method == "particles":
         _validate_particles(cfg)
     elif m.geometry == "zonal":

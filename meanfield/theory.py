@@ -175,3 +175,25 @@ def half_circle_mass(c, v) -> float:
     k = np.arange(1, c.size)
     phi = math.atan2(v[1], v[0])
     return float(np.real(c[0]) * math.pi + np.sum(2 * np.real(c[1:] * np.exp(1j * k * phi)) * 2 * np.sin(k * math.pi / 2) / k))
+
+
+def causal_linear_mode(t: float, s: float, a: float, alibi: float, profile) -> float:
+    """The linearised causal density, one mode: g(t, s) solving g_t = a int_0^s k_lambda(s, s') g(t, s') ds',
+    g(0, s) = profile(s), with k_lambda the ALiBi kernel (lambda = 0: 1/s; docs/causal.md):
+
+        g = g_0(s) + int_0^s k_lambda(s, s') sqrt(a t / Y) I_1(2 sqrt(a t Y)) g_0(s') ds',
+        Y = log(s / s')  (lambda = 0),  log(expm1(lambda s) / expm1(lambda s'))  (lambda > 0).
+    """
+    from scipy.integrate import quad
+    from scipy.special import iv
+
+    from .causal import alibi_kernel
+
+    if s == 0:
+        return profile(0.0) * math.exp(a * t)
+
+    def green(sp):
+        Y = math.log(s / sp) if alibi == 0 else math.log(math.expm1(alibi * s) / math.expm1(alibi * sp))
+        return float(alibi_kernel(s, sp, alibi)) * math.sqrt(a * t / Y) * iv(1, 2 * math.sqrt(a * t * Y)) * profile(sp)
+
+    return profile(s) + quad(green, 0, s, limit=200, epsabs=1e-13, epsrel=1e-12)[0]

@@ -99,6 +99,9 @@ def test_all_examples_are_valid():
      r"^config: invalid TOML"),
     ("[model]\nmethod = 'particles'\ngeometry = 'zonal'\ndim = 4\n[particles]\ndim = 5", r"^model\.dim: got 4, allowed: 0 or"),
     ("[particles]\nn = 'many'", r"^particles\.n: got 'many'"),
+    # [attention]'s ranges come before the particles checks, which draw the heads (a fuzz find: a traceback)
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\n[attention]\nseed = -1", r"^attention\.seed: got -1"),
+    ("[model]\nmethod = 'particles'\n[particles]\ndim = 2\n[attention]\nheads = 0", r"^attention\.heads: got 0"),
     ("[model]\nbeeta = 1.0", r"^model\.beeta: unknown key, allowed: geometry, variant, beta"),
     ("[modell]\nbeta = 1.0", r"^modell: unknown section, allowed: model, grid"),
     ("model = 3", r"^model: got 3, allowed: a \[model\] table"),

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 from scipy.integrate import quad
-from scipy.special import iv
 
 from meanfield import config, theory
 from meanfield.causal import alibi_kernel, causal_weights
@@ -155,18 +154,6 @@ def test_causal_weights_are_causal_probability_rows_and_second_order(alibi):
     assert 3.5 < errs[0] / errs[1] < 4.5 and 3.5 < errs[1] / errs[2] < 4.5  # second order
 
 
-def volterra(t, s, a, alibi, profile):
-    """g(t, s) for g_t = a int_0^s k(s, s') g ds', g(0) = profile: g0 + int_0^s k sqrt(at/Y) I_1(2 sqrt(atY)) g0."""
-    if s == 0:
-        return profile(0.0) * math.exp(a * t)
-
-    def green(s0):
-        Y = math.log(s / s0) if alibi == 0 else math.log(math.expm1(alibi * s) / math.expm1(alibi * s0))
-        return alibi_kernel(s, s0, alibi) * math.sqrt(a * t / Y) * iv(1, 2 * math.sqrt(a * t * Y)) * profile(s0)
-
-    return profile(s) + quad(green, 0, s, limit=200, epsabs=1e-13, epsrel=1e-12)[0]
-
-
 @pytest.mark.parametrize("variant,alibi", [("sa", 0.0), ("usa", 2.0)])
 def test_linear_causal_density_solves_the_volterra_equation(variant, alibi):
     """Mode 1 with amplitude s^2 in position: the run against the closed-form Volterra solution
@@ -184,7 +171,7 @@ def test_linear_causal_density_solves_the_volterra_equation(variant, alibi):
         sim = Simulation(cfg)
         sim.run([])
         got = sim.c[:, 1].real / (amp / (4 * math.pi))  # c_1 = rho_bar amp g / 2
-        want = np.array([volterra(t_end, s, a, alibi, lambda u: u * u) for s in sim.geometry.s])
+        want = np.array([theory.causal_linear_mode(t_end, s, a, alibi, lambda u: u * u) for s in sim.geometry.s])
         assert np.max(np.abs(sim.c[:, 1].imag)) < 1e-20
         errs.append(float(np.max(np.abs(got - want) / np.max(want))))
     assert errs[-1] < 2e-3

@@ -6,3 +6,4 @@ from . import clusters  # noqa: F401  isort: skip
 from . import synchronisation  # noqa: F401  isort: skip
 from . import selection  # noqa: F401  isort: skip
 from . import tokens  # noqa: F401  isort: skip
+from . import causal  # noqa: F401  isort: skip

@@ -32,7 +32,8 @@ def rice_count(beta: float, t: float, modes: int) -> float:
 
 
 def _run(ctx, beta, eps, seed, level, label, modes=None):
-    """The first snapshot where max |rho / rho_bar - 1| >= level: (its time, its coefficients), or None."""
+    """The first snapshot where max |rho / rho_bar - 1| >= level: (the time of the crossing, log-interpolated,
+    the snapshot's coefficients, the grid's modes, the snapshot's time), or None."""
     kstar = theory.most_unstable_mode(beta)
     modes = modes or max(64, 4 * kstar + 16)
     lam = float(theory.growth_rates([kstar], beta)[0])
@@ -53,7 +54,7 @@ def _run(ctx, beta, eps, seed, level, label, modes=None):
     t, i = h["time"][density], hit[0]
     # the crossing time, log(dev) interpolated between the snapshots around it (it grows exponentially)
     t_cross = float(t[i - 1] + (t[i] - t[i - 1]) * math.log(level / dev[i - 1]) / math.log(dev[i] / dev[i - 1]))
-    return t_cross, c[i], modes
+    return t_cross, c[i], modes, float(t[i])
 
 
 @case("cluster-count", "From white noise, the number of clusters being born is Rice's count of the grown spectrum, "
@@ -68,7 +69,7 @@ def cluster_count(ctx) -> Outcome:
             r = _run(ctx, beta, 1e-4, seed, 0.1, f"beta{beta:g}_seed{seed}")
             if r is None:
                 raise RuntimeError(f"beta = {beta:g}, seed {seed}: the perturbation never reached 0.1")
-            t, c, modes = r
+            _, c, modes, t = r  # the snapshot counted, at its own time
             got.append(upcrossings(c))
             want.append(rice_count(beta, t, modes))
         got, want = np.array(got, float), np.array(want)

@@ -17,10 +17,10 @@ Five measurements (docs/general.md derives what each is compared with):
 """
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from ._common import figure, report_dir, save
 from meanfield import config, theory
+from meanfield.cases.tokens import mean_overlap_ode
 from meanfield.general import quadrature_dealias
 from meanfield.simulation import Simulation
 from meanfield.trackers import BlowUpGuard, Recorder
@@ -104,12 +104,6 @@ def causal_lead(beta=5.0, modes=16, positions=33, alibi=0.0, t_end=12.0, level=1
     return sim.geometry.s, times
 
 
-def overlap_ode(t, rho0, n, d):
-    """The mean overlap's ODE (docs/general.md)."""
-    f = lambda _, r: (1 / n + (1 - 1 / n) * r) * (1 - r) * (1 - (2 + r) / d)
-    return solve_ivp(f, (0, t[-1]), [rho0], t_eval=t, rtol=1e-11, atol=1e-13).y[0]
-
-
 def random_heads(n=16, d=64, heads=4, dt=0.0025, t_end=3.0, seeds=32):
     """(times, mean overlap over seeds, its standard error, the ODE from the same start)."""
     curves = []
@@ -122,7 +116,7 @@ def random_heads(n=16, d=64, heads=4, dt=0.0025, t_end=3.0, seeds=32):
         curves.append([(np.sum(x @ x.T) - n) / (n * (n - 1)) for x in rec.states])
     c = np.array(curves)
     mean, se = c.mean(0), c.std(0, ddof=1) / np.sqrt(len(c))
-    return t, mean, se, overlap_ode(t, float(mean[0]), n, d)
+    return t, mean, se, mean_overlap_ode(t, float(mean[0]), n, d)
 
 
 if __name__ == "__main__":
