@@ -162,7 +162,11 @@ def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "valid
         with ProcessPoolExecutor(jobs) as pool:
             futures = {c.name: pool.submit(_execute, c.name, quick, str(out)) for c in chosen}
             for c in chosen:
-                report(c, futures[c.name].result())
+                try:
+                    o = futures[c.name].result()
+                except Exception as exc:  # the worker itself died (killed, out of memory): a finding too
+                    o = Outcome("-", "-", "-", ERROR, body=f"the worker process running this case died: {exc!r}")
+                report(c, o)
     write_report(out, chosen, outcomes, quick)
     return outcomes
 

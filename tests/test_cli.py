@@ -275,3 +275,21 @@ def test_validate_refuses_an_unknown_case_and_reports_a_failure(tmp_path):
         del validate.CASES["always-off-by-one"]
     assert validate.failed(outcomes) == ["always-off-by-one"]
     assert "| **FAIL** |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_validate_reports_a_worker_that_died(tmp_path):
+    """A case whose process dies (here: os._exit) is an error in the report, not a traceback."""
+    from meanfield import validate
+
+    @validate.case("dies", "a worker that exits", "a test")
+    def _dies(ctx):
+        import os
+
+        os._exit(3)
+
+    try:
+        outcomes = validate.run(["dies", "theory-quadrature"], jobs=2, out=tmp_path / "r", progress=lambda s: None)
+    finally:
+        del validate.CASES["dies"]
+    assert outcomes["dies"].verdict == validate.ERROR and "died" in outcomes["dies"].body
+    assert "## dies" in (tmp_path / "r" / "report.md").read_text()
