@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -220,7 +219,3 @@ def _json(x):
         return x.item()
     return str(x)
 
-
-def default_jobs() -> int:
-    """Worker processes by default: the cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
