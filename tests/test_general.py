@@ -8,6 +8,7 @@ import pytest
 from scipy.integrate import quad
 
 from meanfield import config, theory
+from meanfield.cases.selection import INITIAL as VM, V as V_SEL  # the catalogue's selection setting
 from meanfield.causal import alibi_kernel, causal_weights
 from meanfield.domains import make_geometry
 from meanfield.domains.positions import position_nodes
@@ -291,8 +292,6 @@ def test_random_heads_mean_overlap_follows_the_ode():
     assert np.max(np.abs(mean - ode) / np.maximum(se, 1e-3)) < 4.0
 
 
-V_SEL = [[1.2, 0.3], [0.3, 0.5]]
-VM = dict(kind="von_mises", centers=[0.5, 2.8], concentrations=[1.0, 2.0], weights=[0.55, 0.45])
 
 
 def test_spectral_selection_mass_at_each_pole_against_the_first_order_theory():

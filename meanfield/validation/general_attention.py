@@ -20,6 +20,7 @@ import numpy as np
 
 from ._common import figure, report_dir, save
 from meanfield import config, theory
+from meanfield.cases.selection import INITIAL as INITIAL_CIRCLE, V as V_CIRCLE  # the catalogue's setting
 from meanfield.cases.tokens import mean_overlap_ode
 from meanfield.general import quadrature_dealias
 from meanfield.simulation import Simulation
@@ -33,10 +34,6 @@ def _run(sections):
     rec = Recorder()
     sim.run([BlowUpGuard(), rec])  # a blow-up raises NumericalError: never a wrong number in silence
     return sim, np.asarray(rec.times), rec
-
-
-V_CIRCLE = [[1.2, 0.3], [0.3, 0.5]]
-INITIAL_CIRCLE = dict(kind="von_mises", centers=[0.5, 2.8], concentrations=[1.0, 2.0], weights=[0.55, 0.45])
 
 
 def selection_circle(beta, modes=512, dt=0.002, t_end=2.0):
