@@ -511,16 +511,16 @@ def disk_fills_mid_run(d: Path) -> str | None:
         deadline = time.monotonic() + 60
         while not Path(str(out) + ".ckpt").exists() and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        with open(fill, "wb") as f:  # take every free block
-            try:
+        try:  # take every free block; the open itself fails when the run has filled the disk already
+            with open(fill, "wb") as f:
                 while True:
                     f.write(b"\0" * 65536)
                     f.flush()
-            except OSError:
-                pass
+        except OSError:
+            pass
         err = p.communicate(timeout=120)[1]
         r = subprocess.CompletedProcess(p.args, p.returncode, "", err)
-        fill.unlink()
+        fill.unlink(missing_ok=True)
         if r.returncode == 0:
             raise Skip("the run ended before the disk filled")
         leftovers = [q.name for q in disk.iterdir() if q.name.endswith((".partial", ".lock"))]
