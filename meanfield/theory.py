@@ -197,3 +197,46 @@ def causal_linear_mode(t: float, s: float, a: float, alibi: float, profile) -> f
         return float(alibi_kernel(s, sp, alibi)) * math.sqrt(a * t / Y) * iv(1, 2 * math.sqrt(a * t * Y)) * profile(sp)
 
     return profile(s) + quad(green, 0, s, limit=200, epsabs=1e-13, epsrel=1e-12)[0]
+
+
+def two_dirac_gap_rate(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5) -> float:
+    """dD/dt for two Dirac masses m1, m2 on the circle at angular gap D (SA, Q = K = V = I, viscosity 0):
+
+        dD/dt = -sin D e^{beta (cos D - 1)} ( m2 / (m1 + m2 e^{beta (cos D - 1)}) + m1 / (m2 + m1 e^{beta (cos D - 1)}) )
+
+    (each Dirac moves with the field of the pair; written with e^{beta (cos D - 1)} so it never overflows)."""
+    e = math.exp(beta * (math.cos(gap) - 1.0))
+    return -math.sin(gap) * e * (m2 / (m1 + m2 * e) + m1 / (m2 + m1 * e))
+
+
+def two_dirac_merge_time(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5, until: float = 1e-9) -> float:
+    """The time two Dirac masses at angular gap ``gap`` (0 < gap < pi) take to come within ``until`` of each
+    other: int_until^gap dD / |dD/dt|, by adaptive quadrature in log D (the plateau, ~ e^{beta (1 - cos gap)} /
+    (beta sin^2 gap), is spent near the start; the last approach, ~ log(1 / until), near the end)."""
+    from scipy.integrate import quad
+
+    if not (0 < until < gap < math.pi):
+        raise ValueError(f"gap: got {gap!r}, allowed: {until:g} < gap < pi")
+    # integrate exp(u) / |rate(exp(u))| du, scaled by the plateau's size so quad sees O(1) numbers
+    scale = beta * (1.0 - math.cos(gap))
+    f = lambda u: math.exp(u - scale) / -two_dirac_gap_rate(math.exp(u), beta, m1, m2)
+    lo, hi = math.log(until), math.log(gap)
+    val = quad(f, lo, hi, limit=400, epsabs=0.0, epsrel=1e-12, points=[hi - 4.0 / max(scale, 1.0)] if hi - lo > 4.0 / max(scale, 1.0) else None)[0]
+    return val * math.exp(scale)
+
+
+def two_dirac_travel(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5) -> float:
+    """How far Dirac 1 (mass m1) moves towards Dirac 2 before they meet (SA, circle, as ``two_dirac_gap_rate``).
+
+    SA does not conserve the first moment: each Dirac's velocity is divided by its own partition function,
+    so Dirac 1 moves at m2 e / (m1 + m2 e) and Dirac 2 at m1 e / (m2 + m1 e) (times sin D, e = e^{beta (cos D - 1)}):
+    the distance is int_0^gap v1 / (v1 + v2) dD.  As beta -> oo the meeting point weights the positions by the
+    squared masses (e << 1 on the whole way but the last ~1/sqrt(beta)); for e -> 1 by the masses."""
+    from scipy.integrate import quad
+
+    def share(d):
+        e = math.exp(beta * (math.cos(d) - 1.0))
+        v1, v2 = m2 / (m1 + m2 * e), m1 / (m2 + m1 * e)
+        return v1 / (v1 + v2)
+
+    return quad(share, 0.0, gap, limit=200, epsabs=1e-14, epsrel=1e-12)[0]

@@ -3,6 +3,7 @@ in the report's order (the linear theory first, then what the nonlinear dynamics
 
 from . import linear  # noqa: F401  isort: skip
 from . import clusters  # noqa: F401  isort: skip
+from . import metastability  # noqa: F401  isort: skip
 from . import synchronisation  # noqa: F401  isort: skip
 from . import selection  # noqa: F401  isort: skip
 from . import tokens  # noqa: F401  isort: skip
