@@ -240,3 +240,100 @@ def two_dirac_travel(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5) 
         return v1 / (v1 + v2)
 
     return quad(share, 0.0, gap, limit=200, epsabs=1e-14, epsrel=1e-12)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# with noise on the circle (viscosity nu > 0, Q = K = V = I): the threshold, the stationary states, Landau
+def critical_viscosity(beta: float, variant: str = "sa") -> float:
+    """nu_c: the uniform density is linearly unstable iff nu < nu_c.  lambda_k / k^2 + nu is I_k(beta) / (beta I_0(beta))
+    (SA) or I_k(beta) / beta (USA), largest at k = 1."""
+    check_parameters(beta, variant)
+    r1 = float(ive(1, beta) / ive(0, beta))
+    return r1 / beta if variant == "sa" else float(ive(1, beta)) * math.exp(beta) / beta
+
+
+def stationary_circle(beta: float, nu: float, variant: str = "sa", a1: float = 0.1, modes: int = 48,
+                      nodes: int = 512) -> np.ndarray:
+    """A stationary density of the noisy equation on the circle, symmetric about theta = 0: the real vector
+    (a_1, ..., a_modes) with rho = rho_bar (1 + 2 sum_k a_k cos k theta), solved (scipy.optimize.fsolve from
+    a_1, Newton-like) from the zero-flux condition nu grad rho = rho X[rho], i.e. the Gibbs-type fixed point
+
+        USA:  rho proportional to exp(psi / (beta nu)),     SA:  rho proportional to psi^{1 / (beta nu)},
+
+    psi = G_beta rho (docs/validation.md).  Starting from a_1 = 0 returns the uniform state."""
+    k = np.arange(1, modes + 1)
+    theta = 2 * np.pi * np.arange(nodes) / nodes
+    cos = np.cos(np.outer(theta, k))
+    ratio = ive(k, beta) / ive(0, beta)  # I_k / I_0: psi / psi_bar = 1 + 2 sum_k (I_k / I_0) a_k cos k theta
+
+    def residual(a):
+        psi = 1.0 + 2.0 * cos @ (ratio * a)
+        if variant == "usa":  # psi / (beta nu) = (I_0 e^beta / (beta nu)) psi / psi_bar; constants drop out
+            u = (psi - 1.0) * float(ive(0, beta)) * math.exp(beta) / (beta * nu)
+        else:
+            u = np.log(np.maximum(psi, 1e-300)) / (beta * nu)
+        g = np.exp(u - u.max())
+        return cos.T @ g / g.sum() - a
+
+    if np.ndim(a1):  # a whole previous solution (continuation)
+        a0 = np.asarray(a1, float)
+    elif a1 > 0:  # a von Mises profile with this a_1: every harmonic about right, so Newton converges
+        from scipy.optimize import brentq
+
+        kappa = brentq(lambda x: float(ive(1, x) / ive(0, x)) - a1, 1e-9, 1e4)
+        a0 = ive(k, kappa) / ive(0, kappa)
+    else:
+        a0 = np.zeros(modes)
+    # Newton with a forward-difference Jacobian and step halving (MINPACK's hybrd stalls from these guesses)
+    a, r = a0, residual(a0)
+    for _ in range(60):
+        if np.max(np.abs(r)) < 1e-14:
+            return a
+        h = 1e-7
+        jac = np.column_stack([(residual(a + h * e) - r) / h for e in np.eye(modes)])
+        step = np.linalg.solve(jac, -r)
+        for _ in range(30):
+            trial = a + step
+            rt = residual(trial)
+            if np.max(np.abs(rt)) < np.max(np.abs(r)):
+                break
+            step = step / 2
+        a, r = trial, rt
+    if np.max(np.abs(r)) > 1e-10:
+        raise RuntimeError(f"stationary_circle: Newton did not converge (residual {np.max(np.abs(r)):.1e}) at beta = "
+                           f"{beta:g}, nu = {nu:g}")
+    return a
+
+
+def landau_amplitude(beta: float, nu: float, variant: str = "sa") -> float:
+    """The weakly nonlinear amplitude a_1 = |rho_1| / rho_0 of the stationary density just below nu_c: the cubic
+    truncation of ``stationary_circle``'s fixed point in a_1 (the second harmonic slaved at order a_1^2;
+    derived in docs/validation.md).  With kappa_k = I_k / (beta nu) (USA) or r_k = I_k / I_0, eps = 1 / (beta nu) (SA):
+
+        USA:  a_1^2 = 2 (kappa_1 - 1)(1 - kappa_2) / (kappa_1^3 (1 - 2 kappa_2))
+        SA:   a_1^2 = (eps r_1 - 1) / (-g),  g = r_1^3 eps (r_2 eps (eps - 1)^2 / (2 (1 - eps r_2)) + 1 - eps/2 - eps^2/2)
+
+    nan where the branch is subcritical (no small stationary state below nu_c: beta above beta_*)."""
+    check_parameters(beta, variant, nu)
+    if variant == "usa":
+        k1, k2 = (float(ive(k, beta)) * math.exp(beta) / (beta * nu) for k in (1, 2))
+        sq = 2 * (k1 - 1) * (1 - k2) / (k1**3 * (1 - 2 * k2))
+    else:
+        r1, r2 = (float(ive(k, beta) / ive(0, beta)) for k in (1, 2))
+        e = 1.0 / (beta * nu)
+        g = r1**3 * e * (r2 * e * (e - 1) ** 2 / (2 * (1 - e * r2)) + 1 - e / 2 - e**2 / 2)
+        sq = (e * r1 - 1) / -g
+    return math.sqrt(sq) if sq >= 0 else math.nan
+
+
+def landau_cubic(beta: float, variant: str = "sa") -> float:
+    """The cubic Landau coefficient at the threshold (a_1' = (nu_c - nu) c a_1 + cubic a_1^3 up to a positive
+    factor): negative = supercritical (a small stationary state bifurcates below nu_c), positive = subcritical
+    (hysteresis).  Its zero is beta_*."""
+    nu = critical_viscosity(beta, variant)
+    if variant == "usa":
+        k2 = float(ive(2, beta) / ive(1, beta))  # kappa_2 at kappa_1 = 1
+        return k2 / (2 * (1 - k2)) - 0.5
+    r1, r2 = (float(ive(k, beta) / ive(0, beta)) for k in (1, 2))
+    e = 1.0 / (beta * nu)
+    return r1**3 * e * (r2 * e * (e - 1) ** 2 / (2 * (1 - e * r2)) + 1 - e / 2 - e**2 / 2)
