@@ -6,6 +6,7 @@ from . import clusters  # noqa: F401  isort: skip
 from . import metastability  # noqa: F401  isort: skip
 from . import synchronisation  # noqa: F401  isort: skip
 from . import noise  # noqa: F401  isort: skip
+from . import lowtemp  # noqa: F401  isort: skip
 from . import selection  # noqa: F401  isort: skip
 from . import tokens  # noqa: F401  isort: skip
 from . import causal  # noqa: F401  isort: skip
