@@ -141,3 +141,82 @@ def test_rate_fit_at_extreme_time_scales():
         t = np.linspace(0.0, 3.0 / rate, 40)
         slope, stderr = fit_rate(t, 1e-7 * np.exp(rate * t))
         assert abs(slope / rate - 1) < 1e-12 and np.isfinite(stderr)
+
+
+# ---- after the clusters form: two Diracs; with noise: threshold, stationary states, Landau -------------------
+def test_two_dirac_merge_time_equals_integrating_the_ode():
+    from scipy.integrate import solve_ivp
+
+    for gap, beta, m1 in [(0.5, 10.0, 0.375), (1.1, 18.0, 0.5), (0.8, 14.0, 0.2)]:
+        m2 = 1 - m1
+        hit = lambda t, y: y[0] - 1e-9  # noqa: E731
+        hit.terminal = True
+        ode = solve_ivp(lambda t, y: [theory.two_dirac_gap_rate(y[0], beta, m1, m2)], (0, 1e12), [gap], events=hit,
+                        rtol=1e-12, atol=1e-15, method="DOP853")
+        assert theory.two_dirac_merge_time(gap, beta, m1, m2) == pytest.approx(ode.t_events[0][0], rel=1e-7)
+
+
+def test_two_dirac_meeting_point_limits():
+    # equal masses meet half-way; as beta -> 0 (e = 1) at the centre of mass; as beta -> oo at the squared-mass mean
+    assert theory.two_dirac_travel(0.7, 30.0, 0.5, 0.5) == pytest.approx(0.35, rel=1e-12)
+    assert theory.two_dirac_travel(0.7, 1e-9, 0.2, 0.8) == pytest.approx(0.8 * 0.7, rel=1e-8)
+    far = theory.two_dirac_travel(1.0, 1e6, 0.2, 0.8)
+    assert far == pytest.approx(0.64 / 0.68, rel=5e-3) and far != pytest.approx(0.64 / 0.68, rel=1e-6)
+
+
+def test_critical_viscosity_zeroes_the_first_rate():
+    for variant, beta in (("sa", 4.0), ("usa", 2.0), ("sa", 300.0)):
+        nc = theory.critical_viscosity(beta, variant)
+        assert abs(theory.growth_rates([1], beta, variant, nc)[0]) < 1e-14 * max(nc, 1)
+        assert theory.growth_rates([2], beta, variant, nc)[0] < 0  # every other mode already stable
+
+
+def test_landau_amplitude_converges_to_the_exact_stationary_state_at_first_order():
+    for variant in ("sa", "usa"):
+        nc = theory.critical_viscosity(1.0, variant)
+        errs = []
+        for d in (0.02, 0.01, 0.005):
+            landau = theory.landau_amplitude(1.0, nc * (1 - d), variant)
+            exact = theory.stationary_circle(1.0, nc * (1 - d), variant, landau)[0]
+            errs.append(abs(landau / exact - 1))
+        assert 1.8 < errs[0] / errs[1] < 2.2 and 1.8 < errs[1] / errs[2] < 2.2  # O(delta): halves with delta
+        assert errs[-1] < 0.01
+    # above the threshold (and beta < beta_*) only the uniform state is left; below it there is no small state
+    assert abs(theory.stationary_circle(1.0, 1.1 * theory.critical_viscosity(1.0, "usa"), "usa", 0.3)[0]) < 1e-12
+    assert math.isnan(theory.landau_amplitude(1.0, 1.1 * theory.critical_viscosity(1.0, "usa"), "usa"))
+
+
+def test_beta_star_is_where_I2_over_I1_is_one_half():
+    from scipy.optimize import brentq
+    from scipy.special import iv
+
+    b = brentq(lambda x: theory.landau_cubic(x, "usa"), 0.5, 10.0)
+    assert iv(2, b) / iv(1, b) == pytest.approx(0.5, abs=1e-12)
+    assert all(theory.landau_cubic(x, "sa") < 0 for x in (0.5, 2.0, 8.0, 64.0, 512.0))  # SA: supercritical
+
+
+def test_stationary_state_has_zero_flux():
+    # rho = psi^{1 / (beta nu)} / Z (SA): nu rho' = rho X with X = (log psi)' / beta, checked on a grid by FFT
+    beta, variant = 2.0, "sa"
+    nu = 0.9 * theory.critical_viscosity(beta, variant)
+    a = theory.stationary_circle(beta, nu, variant, theory.landau_amplitude(beta, nu, variant))
+    from scipy.special import ive
+
+    k = np.arange(1, a.size + 1)
+    th = 2 * np.pi * np.arange(256) / 256
+    rho = 1 + 2 * np.cos(np.outer(th, k)) @ a
+    drho = -2 * np.sin(np.outer(th, k)) @ (k * a)
+    psi = 1 + 2 * np.cos(np.outer(th, k)) @ (ive(k, beta) / ive(0, beta) * a)
+    dpsi = -2 * np.sin(np.outer(th, k)) @ (k * ive(k, beta) / ive(0, beta) * a)
+    assert a[0] > 0.1 and np.max(np.abs(nu * drho - rho * dpsi / (beta * psi))) < 1e-11
+
+
+def test_wasserstein1_between_densities_on_the_circle():
+    from meanfield.diagnostics import wasserstein1_densities_circle
+
+    uniform = np.zeros(9, complex)
+    uniform[0] = 1 / (2 * np.pi)
+    bump = uniform.copy()
+    bump[1] = 1 / (4 * np.pi)  # rho = (1 + cos theta) / (2 pi): CDF difference sin(theta) / (2 pi)
+    assert wasserstein1_densities_circle(uniform, bump) == pytest.approx(2 / np.pi, rel=1e-6)
+    assert wasserstein1_densities_circle(bump, bump) == 0.0

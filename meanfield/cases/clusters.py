@@ -143,10 +143,10 @@ def linear_phase_duration(ctx) -> Outcome:
 
 
 @case("fig4-three-clusters", "BPA's Fig. 4 setting (S^1, beta = 5, white noise 0.01): 3 = k*(5) clusters form",
-      SOURCE, quick=True)
+      SOURCE)
 def fig4_three_clusters(ctx) -> Outcome:
     beta, eps = 5.0, 1e-2
-    seeds = 8 if ctx.quick else 24
+    seeds = 24
     kstar = theory.most_unstable_mode(beta)
     lam = float(theory.growth_rates([kstar], beta)[0])
     t_end = math.log(1 / eps) / lam + 25.0  # the linear phase, then the clusters contract (e^{-25}) onto tokens

@@ -88,8 +88,8 @@ def two_cluster_merge(ctx) -> Outcome:
             "time units or more (3e4 and more here; measured with gap 0.6, beta = 20, T = 25: the tokens merge 2.3 time units late, 10 %).\n\n"
             "| gap | beta | D_0 | T (tokens) | T (two Diracs) | relative difference | e^{beta (1 - cos D_0)} |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
-            "\n\nSlope of log T against beta. By Laplace's method the plateau is T ~ e^{beta (1 - cos D)} / (2 m beta "
-            "sin^2 D), so d log T / d beta = (1 - cos D) - 1/beta + ...: it tends to 1 - cos D from below.\n\n"
+            "\n\nSlope of log T against beta. By Laplace's method the plateau is T ~ e^{beta (1 - cos D)} / ((m_1 / m_2 + "
+            "m_2 / m_1) beta sin^2 D), so d log T / d beta = (1 - cos D) - 1/beta + ...: it tends to 1 - cos D from below.\n\n"
             "| gap | tokens | two Diracs | 1 - cos D_0 | 1 - cos D_0 - 1/mean(beta) |\n|---|---|---|---|---|\n" + srows)
     ok = worst_t <= 1e-3 and worst_s <= 1e-3
     return Outcome(worst_t, 0.0, "T within 1e-3 (relative) and slopes within 1e-3 of the two-Dirac reduction",

@@ -161,7 +161,7 @@ def multihead_energy_case(ctx) -> Outcome:
     for _ in range(heads):
         b = rng.standard_normal((d, d)) / math.sqrt(d)
         scores.append((b @ b.T + 0.1 * np.eye(d)).round(12))  # symmetric positive definite
-    seeds = 3 if ctx.quick else 10
+    seeds = 2 if ctx.quick else 10
     worst, rises, ax = 0.0, [], ctx.figure().add_subplot()
     for seed in range(seeds):
         h = ctx.run(dict(model=dict(method="particles", geometry="zonal", dim=d, variant="usa", beta=beta),
