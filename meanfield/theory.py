@@ -337,3 +337,22 @@ def landau_cubic(beta: float, variant: str = "sa") -> float:
     r1, r2 = (float(ive(k, beta) / ive(0, beta)) for k in (1, 2))
     e = 1.0 / (beta * nu)
     return r1**3 * e * (r2 * e * (e - 1) ** 2 / (2 * (1 - e * r2)) + 1 - e / 2 - e**2 / 2)
+
+
+def retrieval_kernel(t: float, s0, a: float, alibi: float, s: float = 1.0):
+    """The regular part of the causal Volterra resolvent (docs/causal.md): how much of a mode-n perturbation at prompt
+    position s0 < s reaches position s by time t, a the mode's rate (USA circle: n^2 I_n(beta) / beta),
+
+        G(t, s; s0) = k_lambda(s, s0) sqrt(a t / Y) I_1(2 sqrt(a t Y)),  Y = log((e^{lambda s} - 1) / (e^{lambda s0} - 1))
+
+    (lambda = 0: Y = log(s / s0)).  Duerinckx–Geshkovski–Rossi's 'lost in the middle' correlation in our time."""
+    from scipy.special import ive
+
+    from .causal import alibi_kernel
+
+    s0 = np.asarray(s0, dtype=float)
+    Y = np.log(s / s0) if alibi == 0 else np.log(np.expm1(alibi * s) / np.expm1(alibi * s0))
+    z = 2 * np.sqrt(a * t * Y)
+    # sqrt(a t / Y) I_1(z) = a t (I_1(z) / (z / 2)), finite as Y -> 0; ive keeps it from overflowing
+    ratio = np.where(z > 1e-8, ive(1, z) * np.exp(z) / np.maximum(z / 2, 1e-300), 1.0)
+    return alibi_kernel(s, s0, alibi) * a * t * ratio
