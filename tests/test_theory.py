@@ -220,3 +220,17 @@ def test_wasserstein1_between_densities_on_the_circle():
     bump[1] = 1 / (4 * np.pi)  # rho = (1 + cos theta) / (2 pi): CDF difference sin(theta) / (2 pi)
     assert wasserstein1_densities_circle(uniform, bump) == pytest.approx(2 / np.pi, rel=1e-6)
     assert wasserstein1_densities_circle(bump, bump) == 0.0
+
+
+def test_retrieval_kernel_is_the_volterra_resolvent():
+    from scipy.integrate import quad
+
+    # the response at s = 1 to the profile s^p is 1 + int_0^1 G(t, 1; s') s'^p ds' (causal_linear_mode solves the
+    # Volterra equation by its own quadrature); near s0 = s the kernel is k_lambda(s, s) a t
+    for alibi in (0.0, 2.0):
+        a, t = 0.7, 1.3
+        for p in (0.0, 2.0):
+            via_kernel = 1 + quad(lambda x: float(theory.retrieval_kernel(t, x, a, alibi)) * x**p, 0, 1, limit=200)[0]
+            assert via_kernel == pytest.approx(theory.causal_linear_mode(t, 1.0, a, alibi, lambda u: u**p), rel=1e-9)
+        k_ss = 1.0 if alibi == 0 else alibi / -math.expm1(-alibi)
+        assert float(theory.retrieval_kernel(t, 1 - 1e-12, a, alibi)) == pytest.approx(k_ss * a * t, rel=1e-9)
