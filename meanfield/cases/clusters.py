@@ -87,7 +87,7 @@ def white_noise_counts(beta: float, t: float, modes: int, draws: int, seed: int 
 def cluster_count(ctx) -> Outcome:
     betas = [16.0] if ctx.quick else [4.0, 16.0, 64.0, 256.0, 400.0]
     seeds = 6 if ctx.quick else 12
-    draws = 300 if ctx.quick else 2000
+    draws = 20000
     rows, counts_all, worst_z, unequal, worst_paired = [], {}, 0.0, 0, 0.0
     for beta in betas:
         got, paired, times, modes = [], [], [], 0
