@@ -184,7 +184,10 @@ def staircase(ctx) -> Outcome:
         T[:min(t.size, n - 1)] = t[:n - 1]
         err = np.abs(np.log(T / pred))
         judged = (pred >= 1e4) & (beta >= 1000)  # plateaus (see the body), neighbours exponentially slower
-        worst = max(worst, float(np.nanmax(err[judged])) if t.size == n - 1 else math.inf)
+        if t.size != n - 1:
+            worst = math.inf
+        elif judged.any():
+            worst = max(worst, float(np.nanmax(err[judged])))
         rows.append(f"| {beta:g} | {t.size} | " + " | ".join(f"{x:.4g} ({np.log(x) / beta:.4f})" for x in T)
                     + " | " + " | ".join(f"{x:.4g}" for x in pred) + f" | {np.nanmax(err):.1e} |")
         ok = np.isfinite(h["diagnostics"]["energy"])
