@@ -120,7 +120,7 @@ def lost_in_the_middle(ctx) -> Outcome:
     body = (f"Circle, USA, beta = {beta:g}, ALiBi slope lambda = {alibi:g}; in our time the mode-n rate is a_n = n^2 "
             f"I_n(beta) / beta (sup = {amax:.6f}) and the condition reads t sup_n a_n <= min(3 - sqrt 3, 2 (1 - "
             f"e^{{-lambda}})) = {bound:.6f}. The retrieval profile P(s0) = sum_n e^{{-pi^2 n^2 / (2 M^2)}} G_n(t, 1; s0), "
-            "M = 4, with G_n the regular part of the Volterra resolvent (`theory.retrieval_kernel`; SPEC's closed form, "
+            "M = 4, with G_n the regular part of the Volterra resolvent (`theory.retrieval_kernel`; Duerinckx–Geshkovski–Rossi's closed form, "
             "confirmed by docs/causal.md's derivation), on 4000 points in (0, 1). U-shaped (one interior minimum, no "
             "interior maximum) at t sup a_n = " + ", ".join(f"{f:g}: {'yes' if shapes[f][0] else 'NO'} (min at "
             f"{shapes[f][1]:.3f})" for f in fracs) + f" x the bound; the U is lost at {lost:.3f} x the bound (the "
