@@ -181,21 +181,13 @@ def causal_linear_mode(t: float, s: float, a: float, alibi: float, profile) -> f
     """The linearised causal density, one mode: g(t, s) solving g_t = a int_0^s k_lambda(s, s') g(t, s') ds',
     g(0, s) = profile(s), with k_lambda the ALiBi kernel (lambda = 0: 1/s; docs/causal.md):
 
-        g = g_0(s) + int_0^s k_lambda(s, s') sqrt(a t / Y) I_1(2 sqrt(a t Y)) g_0(s') ds',
-        Y = log(s / s')  (lambda = 0),  log(expm1(lambda s) / expm1(lambda s'))  (lambda > 0).
+        g = g_0(s) + int_0^s G(t, s; s') g_0(s') ds',  G = ``retrieval_kernel``, the resolvent's regular part.
     """
     from scipy.integrate import quad
-    from scipy.special import iv
-
-    from .causal import alibi_kernel
 
     if s == 0:
         return profile(0.0) * math.exp(a * t)
-
-    def green(sp):
-        Y = math.log(s / sp) if alibi == 0 else math.log(math.expm1(alibi * s) / math.expm1(alibi * sp))
-        return float(alibi_kernel(s, sp, alibi)) * math.sqrt(a * t / Y) * iv(1, 2 * math.sqrt(a * t * Y)) * profile(sp)
-
+    green = lambda sp: float(retrieval_kernel(t, sp, a, alibi, s)) * profile(sp)  # noqa: E731
     return profile(s) + quad(green, 0, s, limit=200, epsabs=1e-13, epsrel=1e-12)[0]
 
 
@@ -221,7 +213,8 @@ def two_dirac_merge_time(gap: float, beta: float, m1: float = 0.5, m2: float = 0
     scale = beta * (1.0 - math.cos(gap))
     f = lambda u: math.exp(u - scale) / -two_dirac_gap_rate(math.exp(u), beta, m1, m2)
     lo, hi = math.log(until), math.log(gap)
-    val = quad(f, lo, hi, limit=400, epsabs=0.0, epsrel=1e-12, points=[hi - 4.0 / max(scale, 1.0)] if hi - lo > 4.0 / max(scale, 1.0) else None)[0]
+    knee = hi - 4.0 / max(scale, 1.0)  # the plateau's integrand lives in the last few 1/scale below log(gap)
+    val = quad(f, lo, hi, limit=400, epsabs=0.0, epsrel=1e-12, points=[knee] if knee > lo else None)[0]
     return val * math.exp(scale)
 
 
@@ -252,11 +245,19 @@ def critical_viscosity(beta: float, variant: str = "sa") -> float:
     return r1 / beta if variant == "sa" else float(ive(1, beta)) * math.exp(beta) / beta
 
 
+def von_mises_concentration(a1: float) -> float:
+    """kappa of the von Mises density whose first coefficient a_1 = |rho_1| / rho_0 is I_1(kappa) / I_0(kappa) = a1
+    (0 <= a1 < 1; 0 for a1 = 0)."""
+    from scipy.optimize import brentq
+
+    return brentq(lambda x: float(ive(1, x) / ive(0, x)) - a1, 1e-9, 1e4) if a1 > 0 else 0.0
+
+
 def stationary_circle(beta: float, nu: float, variant: str = "sa", a1: float = 0.1, modes: int = 48,
                       nodes: int = 512) -> np.ndarray:
     """A stationary density of the noisy equation on the circle, symmetric about theta = 0: the real vector
-    (a_1, ..., a_modes) with rho = rho_bar (1 + 2 sum_k a_k cos k theta), solved (scipy.optimize.fsolve from
-    a_1, Newton-like) from the zero-flux condition nu grad rho = rho X[rho], i.e. the Gibbs-type fixed point
+    (a_1, ..., a_modes) with rho = rho_bar (1 + 2 sum_k a_k cos k theta), solved by Newton (from the von Mises
+    profile whose first coefficient is a_1, or from a previous solution passed as a_1) from the zero-flux condition nu grad rho = rho X[rho], i.e. the Gibbs-type fixed point
 
         USA:  rho proportional to exp(psi / (beta nu)),     SA:  rho proportional to psi^{1 / (beta nu)},
 
@@ -278,9 +279,7 @@ def stationary_circle(beta: float, nu: float, variant: str = "sa", a1: float = 0
     if np.ndim(a1):  # a whole previous solution (continuation)
         a0 = np.asarray(a1, float)
     elif a1 > 0:  # a von Mises profile with this a_1: every harmonic about right, so Newton converges
-        from scipy.optimize import brentq
-
-        kappa = brentq(lambda x: float(ive(1, x) / ive(0, x)) - a1, 1e-9, 1e4)
+        kappa = von_mises_concentration(a1)
         a0 = ive(k, kappa) / ive(0, kappa)
     else:
         a0 = np.zeros(modes)
@@ -305,6 +304,17 @@ def stationary_circle(beta: float, nu: float, variant: str = "sa", a1: float = 0
     return a
 
 
+def _landau_coefficients(beta: float, nu: float, variant: str) -> tuple[float, float]:
+    """(linear, cubic): the cubic truncation 0 = linear a_1 + cubic a_1^3 of ``stationary_circle``'s fixed point,
+    the second harmonic slaved at order a_1^2 (docs/validation.md)."""
+    if variant == "usa":
+        k1, k2 = (float(ive(k, beta)) * math.exp(beta) / (beta * nu) for k in (1, 2))
+        return k1 - 1, k1**3 * (k2 / (2 * (1 - k2)) - 0.5)
+    r1, r2 = (float(ive(k, beta) / ive(0, beta)) for k in (1, 2))
+    e = 1.0 / (beta * nu)
+    return e * r1 - 1, r1**3 * e * (r2 * e * (e - 1) ** 2 / (2 * (1 - e * r2)) + 1 - e / 2 - e**2 / 2)
+
+
 def landau_amplitude(beta: float, nu: float, variant: str = "sa") -> float:
     """The weakly nonlinear amplitude a_1 = |rho_1| / rho_0 of the stationary density just below nu_c: the cubic
     truncation of ``stationary_circle``'s fixed point in a_1 (the second harmonic slaved at order a_1^2;
@@ -315,14 +325,8 @@ def landau_amplitude(beta: float, nu: float, variant: str = "sa") -> float:
 
     nan where the branch is subcritical (no small stationary state below nu_c: beta above beta_*)."""
     check_parameters(beta, variant, nu)
-    if variant == "usa":
-        k1, k2 = (float(ive(k, beta)) * math.exp(beta) / (beta * nu) for k in (1, 2))
-        sq = 2 * (k1 - 1) * (1 - k2) / (k1**3 * (1 - 2 * k2))
-    else:
-        r1, r2 = (float(ive(k, beta) / ive(0, beta)) for k in (1, 2))
-        e = 1.0 / (beta * nu)
-        g = r1**3 * e * (r2 * e * (e - 1) ** 2 / (2 * (1 - e * r2)) + 1 - e / 2 - e**2 / 2)
-        sq = (e * r1 - 1) / -g
+    linear, cubic = _landau_coefficients(beta, nu, variant)
+    sq = -linear / cubic
     return math.sqrt(sq) if sq >= 0 else math.nan
 
 
@@ -330,13 +334,7 @@ def landau_cubic(beta: float, variant: str = "sa") -> float:
     """The cubic Landau coefficient at the threshold (a_1' = (nu_c - nu) c a_1 + cubic a_1^3 up to a positive
     factor): negative = supercritical (a small stationary state bifurcates below nu_c), positive = subcritical
     (hysteresis).  Its zero is beta_*."""
-    nu = critical_viscosity(beta, variant)
-    if variant == "usa":
-        k2 = float(ive(2, beta) / ive(1, beta))  # kappa_2 at kappa_1 = 1
-        return k2 / (2 * (1 - k2)) - 0.5
-    r1, r2 = (float(ive(k, beta) / ive(0, beta)) for k in (1, 2))
-    e = 1.0 / (beta * nu)
-    return r1**3 * e * (r2 * e * (e - 1) ** 2 / (2 * (1 - e * r2)) + 1 - e / 2 - e**2 / 2)
+    return _landau_coefficients(beta, critical_viscosity(beta, variant), variant)[1]
 
 
 def retrieval_kernel(t: float, s0, a: float, alibi: float, s: float = 1.0):
@@ -346,8 +344,6 @@ def retrieval_kernel(t: float, s0, a: float, alibi: float, s: float = 1.0):
         G(t, s; s0) = k_lambda(s, s0) sqrt(a t / Y) I_1(2 sqrt(a t Y)),  Y = log((e^{lambda s} - 1) / (e^{lambda s0} - 1))
 
     (lambda = 0: Y = log(s / s0)).  Duerinckx–Geshkovski–Rossi's 'lost in the middle' correlation in our time."""
-    from scipy.special import ive
-
     from .causal import alibi_kernel
 
     s0 = np.asarray(s0, dtype=float)

@@ -225,12 +225,17 @@ def test_wasserstein1_between_densities_on_the_circle():
 def test_retrieval_kernel_is_the_volterra_resolvent():
     from scipy.integrate import quad
 
-    # the response at s = 1 to the profile s^p is 1 + int_0^1 G(t, 1; s') s'^p ds' (causal_linear_mode solves the
-    # Volterra equation by its own quadrature); near s0 = s the kernel is k_lambda(s, s) a t
+    from meanfield.causal import alibi_kernel
+
+    # g(t, s) = g0(s) + int_0^s G(t, s; s') g0(s') ds' must solve g_t = a int_0^s k_lambda(s, s') g(t, s') ds':
+    # the time derivative by central differences against the right-hand side by quadrature
+    a, t, s, h = 0.7, 1.3, 0.8, 1e-4
     for alibi in (0.0, 2.0):
-        a, t = 0.7, 1.3
         for p in (0.0, 2.0):
-            via_kernel = 1 + quad(lambda x: float(theory.retrieval_kernel(t, x, a, alibi)) * x**p, 0, 1, limit=200)[0]
-            assert via_kernel == pytest.approx(theory.causal_linear_mode(t, 1.0, a, alibi, lambda u: u**p), rel=1e-9)
+            g = lambda tt, x: theory.causal_linear_mode(tt, x, a, alibi, lambda u: u**p)  # noqa: E731
+            lhs = (g(t + h, s) - g(t - h, s)) / (2 * h)
+            rhs = a * quad(lambda x: float(alibi_kernel(s, x, alibi)) * g(t, x), 0, s, limit=100, epsrel=1e-10)[0]
+            assert lhs == pytest.approx(rhs, rel=1e-7)
+        # near s0 = s the kernel is k_lambda(s, s) a t
         k_ss = 1.0 if alibi == 0 else alibi / -math.expm1(-alibi)
         assert float(theory.retrieval_kernel(t, 1 - 1e-12, a, alibi)) == pytest.approx(k_ss * a * t, rel=1e-9)

@@ -14,13 +14,15 @@ SOURCE = ("Bruno–Pasqualotto–Agazzi, 'Emergence of meta-stable clustering in
           "phase lasting ~ log(1/eps) / lambda*; the expected count by Rice's formula, derived in docs/validation.md")
 
 
-def upcrossings(c, n=4096) -> int:
-    """How many times rho = sum_k c_k e^{ik theta} crosses its mean upwards on the circle (the clusters being born)."""
+def upcrossings(c, n=4096):
+    """How many times rho = sum_k c_k e^{ik theta} crosses its mean upwards on the circle (the clusters being born);
+    c of shape (..., K + 1): one count per leading index."""
+    c = np.asarray(c)
     th = 2 * np.pi * np.arange(n) / n
-    k = np.arange(1, len(c))
-    f = 2 * np.real(np.exp(1j * np.outer(th, k)) @ c[1:])  # rho - rho_bar
+    k = np.arange(1, c.shape[-1])
+    f = 2 * np.real(c[..., 1:] @ np.exp(1j * np.outer(k, th)))  # rho - rho_bar
     s = f > 0
-    return int(np.sum(s & ~np.roll(s, 1)))
+    return np.sum(s & ~np.roll(s, 1, axis=-1), axis=-1)
 
 
 def rice_count(beta: float, t: float, modes: int) -> float:
@@ -62,23 +64,22 @@ def linear_count(c0: np.ndarray, beta: float, t: float) -> int:
     k = np.arange(1, c0.size)
     c = c0.copy()
     c[1:] = c0[1:] * np.exp(theory.growth_rates(k, beta) * t)
-    return upcrossings(c)
+    return int(upcrossings(c))
 
 
-def white_noise_counts(beta: float, t: float, modes: int, draws: int, seed: int = 12345, n: int = 4096) -> np.ndarray:
-    """Up-crossings of ``draws`` fresh white-noise draws grown linearly for time t (as ``upcrossings``, in batches):
-    Rice's expectation, sampled."""
+def white_noise_counts(beta: float, t: float, modes: int, draws: int, seed: int = 12345) -> np.ndarray:
+    """Up-crossings of ``draws`` fresh white-noise draws grown linearly for time t, in batches: Rice's expectation,
+    sampled."""
     k = np.arange(1, modes + 1)
     lam = theory.growth_rates(k, beta)
     scale = np.exp((lam - lam.max()) * t)
-    basis = np.exp(1j * np.outer(2 * np.pi * np.arange(n) / n, k))  # (n, modes)
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, draws, 250):
         g = rng.standard_normal((min(250, draws - start), modes, 2)) * scale[None, :, None]
-        f = 2 * np.real(((g[..., 0] - 1j * g[..., 1]) / 2) @ basis.T)  # rho - rho_bar on the grid, per draw
-        up = f > 0
-        out.append(np.sum(up & ~np.roll(up, 1, axis=1), axis=1))
+        c = np.zeros((g.shape[0], modes + 1), complex)
+        c[:, 0], c[:, 1:] = 1.0, (g[..., 0] - 1j * g[..., 1]) / 2
+        out.append(upcrossings(c))
     return np.concatenate(out).astype(float)
 
 

@@ -27,11 +27,8 @@ def amplitude(h) -> np.ndarray:
 
 
 def _von_mises_for(a: float) -> dict:
-    """A von Mises density at angle 0 whose a_1 = I_1(kappa) / I_0(kappa) is about ``a``."""
-    from scipy.optimize import brentq
-
-    kappa = brentq(lambda k: float(ive(1, k) / ive(0, k)) - a, 1e-9, 1e3) if a > 0 else 0.0
-    return dict(kind="von_mises", centers=[0.0], concentrations=[kappa])
+    """A von Mises density at angle 0 whose a_1 = I_1(kappa) / I_0(kappa) is ``a``."""
+    return dict(kind="von_mises", centers=[0.0], concentrations=[theory.von_mises_concentration(a)])
 
 
 @case("noise-threshold", "The uniform density is unstable exactly below nu_c = I_1(beta) / (beta I_0(beta)) (SA), "
