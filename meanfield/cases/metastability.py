@@ -220,3 +220,129 @@ def staircase(ctx) -> Outcome:
     return Outcome(worst, 0.0, "4 mergers at every beta; |log(T_k / predicted)| <= 0.05 (plateaus >= 1e4, beta >= 1000)",
                    verdict(count_ok and worst <= 0.05),
                    body=body, numbers={"betas": betas, "limit": limit})
+
+
+def _cap_angles(h) -> np.ndarray:
+    """The tokens' angles per snapshot (NaN where a row was merged away)."""
+    x = np.asarray(h["positions"])
+    return np.arctan2(x[..., 1], x[..., 0])
+
+
+def _arcs(theta: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """Per snapshot and cap, the length of the smallest arc holding the cap's tokens (caps narrower than pi; NaN
+    where a cap has no token left)."""
+    out = np.full((theta.shape[0], caps.max() + 1), np.nan)
+    for a in range(caps.max() + 1):
+        t = theta[:, caps == a]
+        live = ~np.all(np.isnan(t), axis=1)
+        centre = np.angle(np.nansum(np.exp(1j * t[live]), axis=1))
+        d = np.angle(np.exp(1j * (t[live] - centre[:, None])))
+        out[live, a] = np.nanmax(d, axis=1) - np.nanmin(d, axis=1)
+    return out
+
+
+def _cap_gap(theta: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """Per snapshot, the smallest angle between tokens of different caps (inf once one cap is left)."""
+    d = np.abs(np.angle(np.exp(1j * (theta[:, :, None] - theta[:, None, :]))))
+    d[:, caps[:, None] == caps[None, :]] = np.inf
+    return np.nanmin(np.where(np.isnan(d), np.inf, d), axis=(1, 2))
+
+
+@case("metastability-bounds", "Caps of tokens: each collapses within the derived collapse-time bound, and no two caps "
+      "come within D* before the derived (exponentially long) escape-time bound", SOURCE)
+def metastability_bounds(ctx) -> Outcome:
+    from scipy.integrate import quad
+
+    beta, width, per, d_star = 30.0, 0.3, 8, 0.8
+    centres, masses = np.array([0.0, 1.6, 3.4]), np.array([0.5, 0.3, 0.2])
+    angles = np.concatenate([c + np.linspace(-width / 2, width / 2, per) for c in centres])
+    weights = np.repeat(masses / per, per)
+    caps = np.repeat(np.arange(centres.size), per)
+    ratio = float(np.max((1 - masses) / masses))
+
+    def eps(L, D):  # bound on the share of the softmax a token of a cap of arc L gives to caps at distance >= D
+        return ratio * math.exp(-beta * (math.cos(L) - math.cos(D)))
+
+    def contraction(L, D):  # d L / dt <= -contraction(L, D) while the other caps are at least D away
+        return math.exp(-beta * (1 - math.cos(L))) * math.sin(L) / (1 + eps(L, D)) - 2 * eps(L, D)
+
+    def escape_bound(L, D0):  # time for the gap to fall from D0 to D_star, arcs <= L (invariant: contraction > 0)
+        return quad(lambda D: 1 / (2 * eps(L, D)), d_star, D0, limit=200)[0]
+
+    # collapse: a run with snapshots every 0.02 and no merging
+    hc = ctx.run(dict(model=dict(method="particles", geometry="circle", beta=beta), grid=dict(modes=8),
+                      particles=dict(n=angles.size, dim=2, integrator="dop853"), longtime=dict(merge_tol=0.0),
+                      initial=dict(kind="tokens", positions=np.stack([np.cos(angles), np.sin(angles)], 1).tolist(),
+                                   weights=weights.tolist()),
+                      time=dict(t_end=16.0, dt=1e-3, adaptive=True, rtol=1e-11, atol=1e-14),
+                      output=dict(interval=0.02)), "collapse")
+    tc, theta_c = np.asarray(hc["time"]), _cap_angles(hc)
+    arcs = _arcs(theta_c, caps)
+    gap0 = float(_cap_gap(theta_c[:1], caps)[0])
+    d_e = gap0 - 0.1  # the escape bound keeps the caps this far apart for longer than the collapse bound
+    rows_c, ok_c, worst_c = [], True, 0.0
+    for delta in (1e-2, 1e-4, 1e-6):
+        k = int(np.argmax(arcs.max(axis=1) <= delta))
+        measured = float(tc[k]) if arcs[k].max() <= delta else math.inf
+        bound = quad(lambda L: 1 / contraction(L, d_e), delta, width, limit=200)[0]
+        ok_c &= measured <= bound
+        worst_c = max(worst_c, measured / bound)
+        rows_c.append(f"| {delta:g} | {measured:.2f} | {bound:.3f} | {measured / bound:.3f} |")
+    # escape: the long run (merging at 1e-9, log-spaced snapshots)
+    he = _tokens_run(ctx, beta, angles, weights, 1e16, "escape")
+    te, theta_e = np.asarray(he["time"]), _cap_angles(he)
+    gaps = _cap_gap(theta_e, caps)
+    gone = np.zeros(te.size, dtype=bool)  # a whole cap merged into another (its rows all merged away)
+    for a in range(centres.size):
+        gone |= np.all(np.isnan(theta_e[:, caps == a]), axis=1)
+    events = (gaps < d_star) | gone
+    first = int(np.argmax(events)) if np.any(events) else None
+    # the escape time lies after the last snapshot before the first event (gap below D* or caps merged), and by it
+    escape_lo = float(te[-1] if first is None else te[first - 1])
+    escape_hi = math.inf if first is None else float(te[first])
+    mt, _ = _merges(he)
+    t_merge = float(mt[mt <= escape_hi].max()) if first is not None and gone[first] else math.inf
+    t0 = 20.0
+    k0 = int(np.searchsorted(te, t0))
+    L1 = max(float(np.nanmax(_arcs(theta_e[k0:k0 + 1], caps))), 1e-9)
+    while contraction(L1, d_star) <= 0:  # the smallest arc the caps cannot outgrow
+        L1 *= 1.1
+    rows_e, ok_e = [], True
+    for label, start, L, D0 in (("0 (the initial caps)", 0.0, width, gap0),
+                                (f"{te[k0]:.3g} (the collapsed caps)", float(te[k0]), L1, float(gaps[k0]))):
+        invariant = contraction(L, d_star) > 0
+        bound = start + escape_bound(L, D0)
+        ok_e &= invariant and escape_lo >= bound
+        rows_e.append(f"| {label} | {L:.3g} | {D0:.6f} | {'yes' if invariant else 'NO'} | {bound:.4e} | "
+                      f"{escape_lo / bound:.3g} |")
+    ax = ctx.figure(ncols=2).subplots(1, 2)
+    ax[0].semilogy(tc, arcs, lw=0.8)
+    ax[0].set(xlabel="t", ylabel="arc of each cap", title=f"collapse (beta = {beta:g})")
+    ax[1].semilogx(te[1:], gaps[1:], "o-", ms=2)
+    ax[1].axhline(d_star, color="k", ls="--", lw=0.8)
+    ax[1].set(xlabel="t", ylabel="smallest gap between caps", title="escape")
+    body = (f"Three caps on the circle (SA, beta = {beta:g}), {per} tokens each spread evenly over arcs of "
+            f"{width:g} rad centred at {', '.join(f'{c:g}' for c in centres)}, masses {', '.join(f'{m:g}' for m in masses)}. "
+            "The bounds, derived in docs/validation.md from the token equations alone: while the caps stay at least D "
+            "apart and their arcs are at most L, a token gives the other caps at most eps(L, D) = max_a ((1 - m_a) / m_a) "
+            "e^{-beta (cos L - cos D)} of its softmax, so the ends of a cap move outward at speed <= eps and every arc "
+            "obeys dL/dt <= -e^{-beta (1 - cos L)} sin L / (1 + eps) + 2 eps. Hence (collapse) every arc is below delta "
+            "by the time int_delta^L0 dL / (that rate), and (escape) the gap falls from D0 to D* no sooner than "
+            "int_D*^D0 dD / (2 eps(L, D)), provided the arcs cannot outgrow L (the rate is negative at L).\n\n"
+            f"Collapse (snapshots every 0.02, no merging; caps kept at least {d_e:.2f} apart by the escape bound for "
+            f"{escape_bound(width, gap0) - escape_bound(width, d_e):.3g} time units):\n\n"
+            "| delta | measured time (all arcs <= delta) | bound | measured / bound |\n|---|---|---|---|\n"
+            + "\n".join(rows_c) + "\n\nThe bound is nearly sharp: near a collapsed cap the arc shrinks like e^{-t}, "
+            f"the bound's rate.\n\nEscape (gap below D* = {d_star:g}): measured after {escape_lo:.4e} and by "
+            f"{escape_hi:.4e} (the snapshots around it; the first two caps merge at {t_merge:.4e}). The "
+            "bound applied at t = 0 and, as the statement allows for any starting configuration, at a later snapshot "
+            "once the caps have collapsed (arcs then bounded by the smallest L the caps cannot outgrow):\n\n"
+            "| applied at t = | arcs <= L | gap D0 | arcs invariant | escape bound | measured / bound |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows_e) +
+            "\n\nThe statement of the paper's own theorem (its constants) is not reproduced here: these are the same "
+            "two inequalities, derived for this system; the second escape bound has the sharp exponent "
+            "beta (1 - cos D0).")
+    ok = ok_c and ok_e
+    return Outcome(escape_lo, "bounds", "collapse no later and escape no sooner than the derived bounds", verdict(ok),
+                   body=body, numbers={"collapse_over_bound": worst_c, "escape_after": escape_lo,
+                                       "merge_time": t_merge})
