@@ -60,3 +60,13 @@ def test_prompt_correlations_batches_average_to_the_estimate():
     assert np.max(np.abs(batches.mean(axis=0) - mean)) < 1e-12  # equal chunks: the mean of the batch means
     # the batch-means error of one source agrees with the per-source error within its own sampling spread
     assert 0.2 < np.std(batches[:, 0, 0], ddof=1) / 2 / se[0, 0] < 5
+
+
+def test_plateau_deviation_of_a_single_cosine():
+    from meanfield.cases.lowtemp import _deviation
+
+    c0 = np.zeros(33, dtype=complex)
+    c0[0] = 1 / (2 * math.pi)
+    c = c0.copy()
+    c[5] = 0.3 / (2 * math.pi) / 2  # rho = rho_bar (1 + 0.3 cos 5 theta)
+    assert _deviation(c, c0) == pytest.approx(0.3, rel=1e-12)
