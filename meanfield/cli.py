@@ -184,27 +184,91 @@ def cmd_rates(args) -> int:
 
 
 # --------------------------------------------------------------------------------------
+def _write_whole(out: Path, read: tuple[str, str], overwrite: bool, write):
+    """Call ``write(tmp)`` on a temporary beside ``out`` and rename it over ``out``: one writer per output
+    (its lock), never half a file, never over an existing one without ``overwrite``, never onto ``read``
+    (the input: its description and path).  Returns what ``write`` returned."""
+    with files.OutputLock(out, "-o"):  # one writer per output, so a killed one's temporaries can go
+        files.check_target(out, "-o", overwrite, [read])
+        for stale in files.stale_temporaries(out):
+            stale.unlink(missing_ok=True)
+        tmp = files.temporary(out)
+        try:
+            got = write(tmp)
+            files.replace(tmp, out, "-o")
+        finally:
+            tmp.unlink(missing_ok=True)
+    return got
+
+
 def cmd_plot(args) -> int:
-    """`meanfield plot`: draw one figure from a history."""
+    """`meanfield plot`: draw one figure from a history, a movie of it, or a sweep table's phase diagram."""
     from . import io, plot
 
+    if Path(args.history).suffix == ".parquet":
+        return _plot_table(args)
+    if args.kind == "phase":
+        raise ConfigError(f"--kind: got 'phase' for {args.history!r}, allowed: a sweep table (TABLE.parquet from "
+                          "meanfield sweep)")
     h = io.read_history(args.history)
+    if args.movie:
+        return _movie(args, h)
     kind = plot.resolve_kind(h, args.kind)
     if args.output is not None:
         files.check_name(args.output, "-o")
     out, fmt = plot.figure_path(args.output if args.output is not None else Path(args.history).with_suffix(f".{kind}.png"))
     files.check_name(out, "-o")
-    with files.OutputLock(out, "-o"):  # one writer per figure, so a killed one's temporaries can go
-        files.check_target(out, "-o", args.overwrite, [("the history", args.history)])
-        for stale in files.stale_temporaries(out):
-            stale.unlink(missing_ok=True)
-        tmp = files.temporary(out)  # drawn whole, then renamed: an old figure is never half-replaced
-        try:
-            fig_kind = plot.save(h, kind, tmp, io.model_of(h) if kind == "rates" else None, args.time, fmt)
-            files.replace(tmp, out, "-o")
-        finally:
-            tmp.unlink(missing_ok=True)
+    fig_kind = _write_whole(out, ("the history", args.history), args.overwrite, lambda tmp: plot.save(
+        h, kind, tmp, io.model_of(h) if kind == "rates" else None, args.time, fmt))
     print(f"wrote {fig_kind} plot to {out}", file=sys.stderr)
+    return 0
+
+
+def _movie(args, h) -> int:
+    """`meanfield plot OUT.h5 --movie -o run.gif|run.mp4`."""
+    from . import movie
+
+    if args.kind != "auto":
+        raise ConfigError(f"--kind: got {args.kind!r} with --movie, allowed: auto (the movie picks its view)")
+    if not 1 <= args.frames <= 10000 or not 1 <= args.fps <= 120:
+        raise ConfigError(f"--frames / --fps: got {args.frames} / {args.fps}, allowed: 1..10000 frames, 1..120 fps")
+    out = files.check_name(args.output if args.output is not None else Path(args.history).with_suffix(".gif"), "-o")
+    fmt = movie.check_format(out)
+    n = _write_whole(out, ("the history", args.history), args.overwrite,
+                     lambda tmp: movie.save_movie(h, tmp, fmt, args.frames, args.fps, progress=os.isatty(2)))
+    print(f"wrote a {n}-frame movie to {out}", file=sys.stderr)
+    return 0
+
+
+def _plot_table(args) -> int:
+    """`meanfield plot TABLE.parquet --kind phase`: the (t, beta) phase diagram of a sweep."""
+    from . import phase, plot
+
+    if args.kind not in ("auto", "phase"):
+        raise ConfigError(f"--kind: got {args.kind!r} for a sweep table, allowed: phase")
+    try:
+        import pandas as pd
+
+        df = pd.read_parquet(args.history)
+    except ImportError:
+        raise ConfigError('a sweep table needs pandas and pyarrow: pip install "meanfield[sweep]"') from None
+    except FileNotFoundError:
+        raise ConfigError(f"TABLE: {args.history!r} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not Parquet
+        raise ConfigError(f"TABLE: {args.history!r} is not a sweep table ({type(exc).__name__})") from None
+    out, fmt = plot.figure_path(args.output if args.output is not None else Path(args.history).with_suffix(".phase.png"))
+    files.check_name(out, "-o")
+
+    def draw(tmp):
+        plt, fig = plot._figure((12, 4.8))
+        try:
+            phase.draw(df, fig)
+            fig.savefig(tmp, format=fmt, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+
+    _write_whole(out, ("the table", args.history), args.overwrite, draw)
+    print(f"wrote phase plot to {out}", file=sys.stderr)
     return 0
 
 
@@ -333,6 +397,35 @@ def cmd_validate(args) -> int:
 
 
 # --------------------------------------------------------------------------------------
+def cmd_sweep(args) -> int:
+    """`meanfield sweep`: every combination of a sweep file on a Dask cluster, one table row per run; 0 if every
+    run is done, 1 if some failed or were killed (their rows say why)."""
+    from . import sweep
+
+    try:
+        import dask.distributed  # noqa: F401
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:  # the sweep extra is missing
+        raise ConfigError(f"meanfield sweep needs dask.distributed, pandas and pyarrow ({exc.name} is missing): "
+                          'pip install "meanfield[sweep]"') from None
+    spec = sweep.load_sweep(args.sweep)
+    table = Path(args.output) if args.output else Path(args.sweep).with_suffix(".parquet")
+    if args.workers is not None and not 1 <= args.workers <= 1024:
+        raise ConfigError(f"--workers: got {args.workers}, allowed: an integer in [1, 1024]")
+    n = len(sweep.plan(spec))
+    where = args.scheduler or f"a local cluster of {args.workers or os.cpu_count()} workers"
+    print(f"{n} runs (finished ones skipped) on {where}; table {table}", file=sys.stderr, flush=True)
+    df = sweep.run_sweep(spec, table, scheduler=args.scheduler, workers=args.workers,
+                         progress=False if args.quiet else None)
+    print(f"{sweep.describe(df)}; table {table}", file=sys.stderr)
+    bad = df[df["status"] != "done"]
+    for _, row in bad.iterrows():
+        print(f"  {row['status']}: {row['path']}: {row['error']}", file=sys.stderr)
+    return 1 if len(bad) else 0
+
+
+# --------------------------------------------------------------------------------------
 def cmd_example(args) -> int:
     """`meanfield example`: list the shipped configs and validation scripts, or copy configs to -o."""
     from . import examples
@@ -342,11 +435,14 @@ def cmd_example(args) -> int:
         print("example configs (meanfield example NAME [-o DIR] copies one, 'all' every one):")
         for name in examples.names():
             print(f"  {name:<{width}}  {examples.summary(name)}")
+        print("example sweeps (meanfield sweep NAME.toml):")
+        for name in examples.sweep_names():
+            print(f"  {name:<{width}}  {examples.summary(name)}")
         print("validation scripts (python -m meanfield.validation.NAME [-o DIR]):")
         for name, what in examples.SCRIPTS.items():
             print(f"  {name:<{width}}  {what}")
         return 0
-    names = examples.names() if args.name == "all" else [examples.example(args.name).stem]
+    names = examples.names() + examples.sweep_names() if args.name == "all" else [examples.example(args.name).stem]
     out = Path(args.output)
     if os.path.lexists(out) and not out.is_dir():
         raise ConfigError(f"-o: {str(out)!r} exists and is not a directory, allowed: a directory (made if missing)")
@@ -415,12 +511,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", default="validation-report", help="report directory (default: %(default)s)")
     v.set_defaults(func=cmd_validate)
 
-    pl = sub.add_parser("plot", help="figures from an HDF5 history")
-    pl.add_argument("history")
+    w = sub.add_parser("sweep", help="every combination of a sweep file's axes, on a Dask cluster; a table")
+    w.add_argument("sweep", help="sweep TOML: base = run config, [axes], [[zip]], [summary] (docs/sweep.md)")
+    w.add_argument("-o", "--output", help="table (Parquet; default: SWEEP.parquet); rerunning skips finished runs")
+    w.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: a local cluster)")
+    w.add_argument("--workers", type=int, help="local cluster: worker processes (default: one per core)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=cmd_sweep)
+
+    pl = sub.add_parser("plot", help="figures from an HDF5 history, or a sweep table's phase diagram")
+    pl.add_argument("history", help="HDF5 output of meanfield run, or TABLE.parquet of meanfield sweep")
     pl.add_argument("-o", "--output", help="figure file (default: HISTORY.<kind>.png)")
-    pl.add_argument("--kind", default="auto", choices=["auto", *plot.KINDS])
+    pl.add_argument("--kind", default="auto", choices=["auto", *plot.KINDS, "phase"])
     pl.add_argument("--time", type=float, help="sphere: the snapshot nearest this time (default: the last)")
     pl.add_argument("--overwrite", action="store_true", help="replace an existing figure")
+    pl.add_argument("--movie", action="store_true", help="a movie of the run (-o run.gif | run.mp4; default HISTORY.gif)")
+    pl.add_argument("--frames", type=int, default=150, help="--movie: at most this many frames (default: %(default)s)")
+    pl.add_argument("--fps", type=int, default=15, help="--movie: frames per second (default: %(default)s)")
     pl.set_defaults(func=cmd_plot)
 
     e = sub.add_parser("example", help="list the shipped example configs, or copy one (or all) to a directory")

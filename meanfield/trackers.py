@@ -311,9 +311,13 @@ class SignalStop:
         self._old = {}
 
     def start(self, sim) -> None:
-        """Install the handlers."""
+        """Install the handlers (from the main thread only: a run in a worker thread, as on a Dask worker, is
+        stopped by its process)."""
         import signal
+        import threading
 
+        if threading.current_thread() is not threading.main_thread():
+            return
         for name in self.SIGNALS:
             num = getattr(signal, name)
             self._old[num] = signal.signal(num, self._handle)

@@ -26,12 +26,19 @@ def names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))
 
 
+def sweep_names() -> list[str]:
+    """Names of the shipped example sweep files (``meanfield sweep``), sorted."""
+    return sorted(p.name[:-5] for p in (resources.files(__package__) / "sweeps").iterdir() if p.name.endswith(".toml"))
+
+
 def example(name: str) -> Path:
-    """The path of the shipped example config ``name`` (e.g. ``"linear"``), to read or run as is."""
+    """The path of the shipped example config or sweep file ``name`` (e.g. ``"linear"``), to read or run as is."""
     stem = name[:-5] if name.endswith(".toml") else name
-    if stem not in names():
-        raise ConfigError(f"example: got {name!r}, allowed: " + " | ".join(names()) + " (or 'all')")
-    return Path(str(resources.files(__package__) / f"{stem}.toml"))
+    if stem in names():
+        return Path(str(resources.files(__package__) / f"{stem}.toml"))
+    if stem in sweep_names():
+        return Path(str(resources.files(__package__) / "sweeps" / f"{stem}.toml"))
+    raise ConfigError(f"example: got {name!r}, allowed: " + " | ".join(names() + sweep_names()) + " (or 'all')")
 
 
 def summary(name: str) -> str:

@@ -1,0 +1,392 @@
+"""Sweeps: one base config, axes of values, every combination run on a Dask cluster (``meanfield sweep``).
+
+    # sweep.toml
+    base = "run.toml"                   # relative to this file, or "example:NAME" (a shipped example)
+    runs = "sweep_runs"                 # the runs' histories (default: <table stem>_runs beside the table)
+    [axes]                              # crossed with each other
+    "model.beta" = [4.0, 8.0, 16.0]
+    "initial.seed" = {start = 0, stop = 8}                    # range(0, 8)
+    [[zip]]                             # keys of one [[zip]] table move together (equal lengths)
+    "model.viscosity" = [0.0, 0.01]
+    "grid.modes" = [128, 256]
+    [summary]
+    cluster_times = [5.0, 10.0]         # the number of clusters at these times, one column each
+    rates = 3                           # the leading measured growth rates (spectral runs)
+
+Ranges: ``{start, stop}`` (integers, stop excluded, optional ``step``), ``{start, stop, num}`` (evenly spaced,
+stop included) and ``{start, stop, num, log = true}`` (geometric).  Every combination is validated before
+anything runs.  A run's identity is the SHA-256 of its config as run (``io.config_hash``); its history is
+``<runs>/<first 16 hex digits>.h5``, so a restarted sweep skips what it finished, a run whose worker was
+killed resumes from its checkpoint, and two combinations that make the same config are one run.
+
+The table (Parquet) has one row per run: the axes' values, ``status`` ("done" | "failed" | "killed"),
+``error``, ``wall_time`` (s), ``path``, and the summaries: ``t_final``, ``energy_final``,
+``n_clusters_final``, ``clusters_t<t>`` per cluster time, ``rate_<i>`` and ``rate_<i>_mode`` for the
+leading measured rates.  It is rewritten (atomically) after every run, so a killed sweep leaves it valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import time as _time
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import config as _config
+from . import files
+from .errors import ConfigError, NumericalError, OutputError
+
+#: columns every table has, before the axes and the summaries
+FIXED = ("run_id", "status", "error", "warning", "wall_time", "path")
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file: the base config (a dict of sections), the runs' directory, the axes and the
+    summaries to compute."""
+
+    base: dict
+    runs_dir: Path | None
+    axes: dict = field(default_factory=dict)  # key -> values (crossed)
+    zips: list = field(default_factory=list)  # [{key: values}] each zipped, crossed with the rest
+    cluster_times: tuple = ()
+    rates: int = 3
+    source: Path | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        """The swept keys, in the order of the file."""
+        return list(self.axes) + [k for z in self.zips for k in z]
+
+    def combinations(self) -> list[dict]:
+        """Every combination as {key: value}: the axes crossed with each other and with every zipped group."""
+        groups = [[{k: v} for v in vals] for k, vals in self.axes.items()]
+        for z in self.zips:
+            keys = list(z)
+            groups.append([dict(zip(keys, vals)) for vals in zip(*z.values())])
+        out = []
+        for combo in itertools.product(*groups):
+            merged = {}
+            for part in combo:
+                merged.update(part)
+            out.append(merged)
+        return out
+
+
+def _values(key: str, spec) -> list:
+    """An axis' values from a list or a range table."""
+    where = f"axes.{key!r}"
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError(f"{where}: got [], allowed: a non-empty list of values or a range table")
+        return list(spec)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: got {spec!r}, allowed: a list of values or a range table "
+                          "({start, stop}, {start, stop, num}, {start, stop, num, log = true})")
+    extra = set(spec) - {"start", "stop", "step", "num", "log"}
+    if extra or not {"start", "stop"} <= set(spec):
+        raise ConfigError(f"{where}: got keys {sorted(spec)}, allowed: start, stop and one of step (integers) or num "
+                          "(optionally log = true)")
+    start, stop = spec["start"], spec["stop"]
+    if "num" in spec:
+        num = spec["num"]
+        if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= 100_000:
+            raise ConfigError(f"{where}.num: got {num!r}, allowed: an integer in [1, 100000]")
+        if spec.get("log", False):
+            if not (start > 0 and stop > 0):
+                raise ConfigError(f"{where}: got start = {start!r}, stop = {stop!r} with log = true, allowed: both > 0")
+            return [float(v) for v in np.geomspace(start, stop, num)]
+        return [float(v) for v in np.linspace(start, stop, num)]
+    step = spec.get("step", 1)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step)) or step == 0:
+        raise ConfigError(f"{where}: got start = {start!r}, stop = {stop!r}, step = {step!r}, allowed: integers "
+                          "(step != 0) without num, or num for evenly spaced floats")
+    vals = list(range(start, stop, step))
+    if not vals:
+        raise ConfigError(f"{where}: range({start}, {stop}, {step}) is empty")
+    return vals
+
+
+def load_sweep(path) -> Sweep:
+    """Parse and check a sweep file (ConfigError naming the key on bad input)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"sweep: {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"sweep: cannot read {str(path)!r} ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"sweep: {str(path)!r} is not valid TOML ({exc})") from None
+    extra = set(raw) - {"base", "runs", "axes", "zip", "summary"}
+    if extra:
+        raise ConfigError(f"sweep: unknown keys {sorted(extra)}, allowed: base, runs, axes, zip, summary")
+    if not isinstance(raw.get("base"), str):
+        raise ConfigError(f"sweep.base: got {raw.get('base')!r}, allowed: the path of a run config (TOML), relative "
+                          "to the sweep file")
+    if raw["base"].startswith("example:"):  # a shipped example config (meanfield example lists them)
+        from .examples import example
+
+        base_path = example(raw["base"][len("example:"):])
+    else:
+        base_path = path.parent / raw["base"]
+    try:
+        base = tomllib.loads(base_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"sweep.base: {str(base_path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"sweep.base: cannot read {str(base_path)!r} ({exc})") from None
+    runs = raw.get("runs")
+    if runs is not None and not isinstance(runs, str):
+        raise ConfigError(f"sweep.runs: got {runs!r}, allowed: a directory path (string)")
+    axes = raw.get("axes", {})
+    zips = raw.get("zip", [])
+    if not isinstance(axes, dict) or not isinstance(zips, list) or not all(isinstance(z, dict) for z in zips):
+        raise ConfigError("sweep: [axes] must be a table and [[zip]] an array of tables")
+    sweep = Sweep(base=base, runs_dir=None if runs is None else path.parent / runs, source=path,
+                  axes={k: _values(k, v) for k, v in axes.items()})
+    for i, z in enumerate(zips):
+        group = {k: _values(k, v) for k, v in z.items()}
+        lengths = {len(v) for v in group.values()}
+        if len(lengths) > 1:
+            raise ConfigError(f"zip[{i}]: got lengths {sorted(len(v) for v in group.values())}, allowed: equal lengths "
+                              "(the keys of one [[zip]] table move together)")
+        sweep.zips.append(group)
+    keys = sweep.keys
+    if not keys:
+        raise ConfigError("sweep: no [axes] and no [[zip]]: nothing to sweep")
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ConfigError(f"sweep: {dup} appear more than once among [axes] and [[zip]], allowed: each key once")
+    if "output.path" in keys:
+        raise ConfigError("sweep: output.path may not be swept, allowed: any other key (the sweep names the outputs)")
+    summary = raw.get("summary", {})
+    extra = set(summary) - {"cluster_times", "rates"}
+    if extra:
+        raise ConfigError(f"summary: unknown keys {sorted(extra)}, allowed: cluster_times, rates")
+    times = summary.get("cluster_times", [])
+    if not isinstance(times, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                and math.isfinite(t) and t >= 0 for t in times):
+        raise ConfigError(f"summary.cluster_times: got {times!r}, allowed: a list of times >= 0")
+    rates = summary.get("rates", 3)
+    if not isinstance(rates, int) or isinstance(rates, bool) or not 0 <= rates <= 32:
+        raise ConfigError(f"summary.rates: got {rates!r}, allowed: an integer in [0, 32]")
+    sweep.cluster_times, sweep.rates = tuple(float(t) for t in times), rates
+    return sweep
+
+
+def _override(raw: dict, key: str, value) -> None:
+    section, _, name = key.partition(".")
+    if not name:
+        raise ConfigError(f"axes: got {key!r}, allowed: section.key (e.g. model.beta)")
+    raw.setdefault(section, {})
+    if not isinstance(raw[section], dict):
+        raise ConfigError(f"axes: {key!r}: [{section}] is not a table in the base config")
+    raw[section][name] = value
+
+
+def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
+    """(values, Config, run id) of every combination, each validated (ConfigError names the combination).
+    Every run uses one thread (time.threads = 1): the cluster has a worker per core."""
+    from .io import config_hash
+
+    out, seen = [], set()
+    for values in sweep.combinations():
+        raw = {s: dict(v) if isinstance(v, dict) else v for s, v in sweep.base.items()}
+        for key, value in values.items():
+            _override(raw, key, value)
+        raw.setdefault("time", {})["threads"] = 1
+        raw.setdefault("output", {})["path"] = "sweep.h5"  # replaced by the run's own path
+        try:
+            cfg = _config.from_dict(raw)
+        except ConfigError as exc:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+            raise ConfigError(f"sweep: the combination {shown}: {exc}") from None
+        rid = config_hash(cfg)
+        if rid not in seen:
+            seen.add(rid)
+            out.append((values, cfg, rid))
+    return out
+
+
+# ------------------------------------------------------------------------------------ on a worker
+
+
+def summarise(path, cluster_times=(), rates: int = 3) -> dict:
+    """The table's summary columns of one finished history."""
+    from . import io
+    from .diagnostics import measure_growth_rates
+
+    h = io.read_history(path)
+    t, diag = np.asarray(h["time"]), h["diagnostics"]
+    row = {"t_final": float(t[-1]) if t.size else math.nan,
+           "energy_final": float(diag["energy"][-1]) if "energy" in diag and t.size else math.nan}
+    nc = np.asarray(diag.get("n_clusters", np.full(t.size, -1)))
+    row["n_clusters_final"] = int(nc[-1]) if t.size else -1
+    for tc in cluster_times:
+        k = int(np.searchsorted(t, tc * (1 + 1e-12), side="right")) - 1  # the last snapshot at or before tc
+        row[f"clusters_t{tc:g}"] = int(nc[k]) if k >= 0 and t[-1] >= tc * (1 - 1e-12) else -1
+    if rates:
+        found = []
+        if h["attrs"].get("method") != "particles" and t.size >= 3:
+            keep = t.size
+            if "n_tokens" in diag and np.any(diag["n_tokens"] > 0):  # a hand-off run: the density part only
+                keep = int(np.argmax(diag["n_tokens"] > 0))
+            if keep >= 3:
+                fits = measure_growth_rates(t[:keep], h["rho_hat"][:keep], io.model_of(h))
+                found = sorted((f for f in fits if f.status == "ok"), key=lambda f: -f.measured)
+        for i in range(rates):
+            f = found[i] if i < len(found) else None
+            row[f"rate_{i + 1}"] = float(f.measured) if f else math.nan
+            row[f"rate_{i + 1}_mode"] = ",".join(str(x) for x in f.mode) if f else ""
+    return row
+
+
+def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
+    """Run one combination into ``path`` (resuming a run a killed worker left there) and summarise it.
+    Never raises for the run's own failures: they come back as status "failed" with the error's first line."""
+    from .runner import run
+
+    t0 = _time.time()
+    row = {"status": "done", "error": "", "warning": "", "path": path}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cfg = _config.loads(cfg_toml)
+            out = Path(path)
+            try:
+                run(cfg, out, resume=out.exists(), progress=False)
+            except ConfigError as exc:
+                if not out.exists() or "resum" not in str(exc):
+                    raise
+                run(cfg, out, overwrite=True, progress=False)  # a history too damaged to resume: the sweep owns it
+            row.update(summarise(out, cluster_times, rates))
+        except (ConfigError, NumericalError, OutputError, OSError, ValueError) as exc:
+            row.update(status="failed", error=f"{type(exc).__name__}: {_first_line(exc)}")
+    if caught:  # the run's warnings (under-resolution, ...) go into the table, not the worker's log
+        row["warning"] = f"{len(caught)} warnings; first: {_first_line(caught[0].message)}"
+    row["wall_time"] = _time.time() - t0
+    return row
+
+
+def _first_line(exc) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+# ------------------------------------------------------------------------------------ the client
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not a table
+        raise ConfigError(f"-o: {str(path)!r} exists and is not a sweep table ({type(exc).__name__}); choose "
+                          "another path") from None
+
+
+def _write_table(rows: dict, keys: list[str], path: Path) -> None:
+    """Rewrite the table atomically (a temporary beside it, then rename)."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows.values()))
+    first = [c for c in (*FIXED, *keys) if c in df.columns]
+    df = df[first + [c for c in df.columns if c not in first]]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, workers: int | None):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = workers or os.cpu_count() or 1
+    # one thread per worker; BLAS and OpenMP pinned to one thread in the worker processes
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}) as cl, \
+            Client(cl) as client:
+        yield client
+
+
+def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None = None,
+              progress: bool | None = None):
+    """Run every combination of ``sweep`` (a Sweep or a sweep file) not already done in ``table`` (Parquet) on
+    a Dask cluster (``scheduler``: its address; default a local cluster of ``workers`` processes, one per core)
+    and return the table as a pandas DataFrame.  Finished rows are skipped; failed and killed ones run again."""
+    from dask.distributed import as_completed
+    from distributed.scheduler import KilledWorker
+    from tqdm import tqdm
+
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    table = files.check_name(table, "-o")
+    runs_dir = sweep.runs_dir or table.with_name(f"{table.stem}_runs")
+    keys = sweep.keys
+    planned = plan(sweep)
+    with files.OutputLock(table, "-o"):
+        for stale in table.parent.glob(f".{table.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        old = _read_table(table)
+        rows = {}
+        if old is not None:
+            rows = {r["run_id"]: r for r in old.to_dict("records")}
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        todo = []
+        for values, cfg, rid in planned:
+            path = runs_dir / f"{rid[:16]}.h5"
+            prev = rows.get(rid)
+            if prev is not None and prev.get("status") == "done" and path.exists():
+                continue
+            rows[rid] = {"run_id": rid, "status": "pending", "error": "", "warning": "", "wall_time": math.nan,
+                         "path": str(path),
+                         **values}
+            todo.append((rid, cfg, path))
+        _write_table(rows, keys, table)
+        if not todo:
+            return _read_table(table)
+        show = progress if progress is not None else os.isatty(2)
+        with _client(scheduler, workers) as client:
+            futures = {client.submit(run_one, cfg.to_toml(), str(path), sweep.cluster_times, sweep.rates,
+                                     key=f"meanfield-{rid[:16]}", pure=False): rid for rid, cfg, path in todo}
+            bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not show)
+            for fut in as_completed(futures):
+                rid = futures[fut]
+                try:
+                    got = fut.result()
+                except KilledWorker as exc:  # its workers kept dying (memory, a kill): record and go on
+                    got = {"status": "killed", "error": f"KilledWorker: {_first_line(exc)}"}
+                except Exception as exc:  # noqa: BLE001 - anything else the run raised: record and go on
+                    got = {"status": "failed", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+                rows[rid].update(got)
+                _write_table(rows, keys, table)
+                bar.update(1)
+            bar.close()
+        return _read_table(table)
+
+
+def describe(df) -> str:
+    """One line: how many runs are done, failed, killed."""
+    counts = df["status"].value_counts().to_dict()
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+__all__ = ["Sweep", "load_sweep", "plan", "run_sweep", "run_one", "summarise", "describe"]

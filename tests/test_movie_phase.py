@@ -1,0 +1,71 @@
+"""Movies of a run and phase diagrams of a sweep table."""
+
+import math
+
+import numpy as np
+import pytest
+
+import meanfield
+from meanfield import io, theory
+from meanfield.cli import main
+
+RUN = dict(model=dict(geometry="circle", beta=4.0), grid=dict(modes=32),
+           initial=dict(kind="random", amplitude=1e-6, seed=0), time=dict(t_end=16.0, dt=0.05),
+           output=dict(interval=0.5), longtime=dict(handoff="tokens"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("phase")
+    out = []
+    for beta in (2.0, 6.0):
+        for seed in (0, 1):
+            cfg = {**RUN, "model": dict(geometry="circle", beta=beta), "initial": dict(RUN["initial"], seed=seed)}
+            meanfield.run(cfg, d / f"b{beta:g}_s{seed}.h5", progress=False)
+            out.append((beta, seed, str(d / f"b{beta:g}_s{seed}.h5")))
+    return d, out
+
+
+def test_movie_is_a_gif_with_the_asked_frames(runs, tmp_path):
+    from PIL import Image
+
+    path = runs[1][0][2]
+    assert main(["plot", path, "--movie", "-o", str(tmp_path / "m.gif"), "--frames", "12"]) == 0
+    with Image.open(tmp_path / "m.gif") as im:
+        assert im.format == "GIF" and im.n_frames == 12
+    assert main(["plot", path, "--movie", "-o", str(tmp_path / "m.gif")]) == 2  # exists: not replaced silently
+    assert main(["plot", path, "--movie", "-o", str(tmp_path / "m.avi")]) == 2
+
+
+def test_mp4_without_ffmpeg_is_one_line(runs, tmp_path, monkeypatch, capsys):
+    from meanfield import movie
+
+    monkeypatch.setattr(movie, "_ffmpeg", lambda: None)
+    assert main(["plot", runs[1][0][2], "--movie", "-o", str(tmp_path / "m.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ffmpeg" in err[0] and ".gif" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_phase_diagram_averages_the_runs_cluster_counts(runs, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from meanfield.phase import phase_data
+
+    _, rows = runs
+    df = pd.DataFrame([{"model.beta": b, "initial.seed": s, "status": "done", "path": p} for b, s, p in rows])
+    d = phase_data(df, points=50)
+    assert list(d["betas"]) == [2.0, 6.0] and list(d["runs"]) == [2, 2]
+    for i, beta in enumerate(d["betas"]):
+        for j in (10, 30, 49):
+            t = d["times"][j]
+            want = np.mean([io.read_history(p)["diagnostics"]["n_clusters"][
+                np.searchsorted(io.read_history(p)["time"], t + 1e-9) - 1] for b, _, p in rows if b == beta])
+            assert d["clusters"][i, j] == want
+        assert d["t_lin"][i] == pytest.approx(math.log(1e6) / theory.growth_rates(
+            [theory.most_unstable_mode(beta)], beta)[0])
+        assert d["k_star"][i] == theory.most_unstable_mode(beta)
+    df.to_parquet(tmp_path / "t.parquet")
+    assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "phase", "-o", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "energy"]) == 2

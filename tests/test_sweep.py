@@ -1,0 +1,162 @@
+"""meanfield sweep: parsing, a local Dask cluster, a killed worker, a restart."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask.distributed")
+pd = pytest.importorskip("pandas")
+
+from meanfield import io  # noqa: E402
+from meanfield.cli import main  # noqa: E402
+from meanfield.errors import ConfigError  # noqa: E402
+from meanfield.sweep import load_sweep, plan, run_sweep  # noqa: E402
+
+BASE = """
+[model]
+geometry = "circle"
+beta = 4.0
+[grid]
+modes = 32
+[initial]
+kind = "random"
+amplitude = 1e-7
+[time]
+t_end = {t_end}
+dt = 0.02
+[output]
+interval = 0.2
+[longtime]
+handoff = "tokens"
+"""
+
+
+def _write(tmp_path, axes: str, t_end: float = 6.0, extra: str = "") -> str:
+    (tmp_path / "run.toml").write_text(BASE.format(t_end=t_end))
+    (tmp_path / "sweep.toml").write_text(f'base = "run.toml"\n{extra}\n[axes]\n{axes}\n')
+    return str(tmp_path / "sweep.toml")
+
+
+def _kill_a_worker_mid_sweep(path, table, cluster, client):
+    """Run the sweep in a thread on ``cluster``; once a run is done, SIGKILL a worker; return the sweep's table."""
+    result = {}
+    sweep = threading.Thread(target=lambda: result.update(df=run_sweep(path, table, scheduler=cluster.scheduler_address,
+                                                                       progress=False)))
+    sweep.start()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if table.exists() and (pd.read_parquet(table)["status"] == "done").any():
+            break
+        time.sleep(0.05)
+    os.kill(list(client.run(os.getpid).values())[0], signal.SIGKILL)
+    sweep.join(timeout=300)
+    assert not sweep.is_alive()
+    return result["df"]
+
+
+def test_axes_ranges_zip_and_crossing(tmp_path):
+    path = _write(tmp_path, '"model.beta" = {start = 1.0, stop = 100.0, num = 3, log = true}\n'
+                            '"initial.seed" = {start = 0, stop = 4, step = 2}\n'
+                            '[[zip]]\n"model.variant" = ["sa", "usa"]\n"grid.modes" = [32, 64]\n')
+    sw = load_sweep(path)
+    assert sw.axes["model.beta"] == pytest.approx([1.0, 10.0, 100.0])
+    assert sw.axes["initial.seed"] == [0, 2]
+    combos = sw.combinations()
+    assert len(combos) == 3 * 2 * 2
+    assert {(c["model.variant"], c["grid.modes"]) for c in combos} == {("sa", 32), ("usa", 64)}  # zipped, not crossed
+    runs = plan(sw)
+    assert len({rid for _, _, rid in runs}) == 12
+    assert all(cfg.time.threads == 1 for _, cfg, _ in runs)
+
+
+@pytest.mark.parametrize("axes, pattern", [
+    ('"model.beta" = []', r"axes\.'model\.beta'"),
+    ('"model.beta" = {start = 1, stop = 1}', "is empty"),
+    ('"model.beta" = [-1.0]', "model.beta"),
+    ('"output.path" = ["a.h5"]', "output.path may not be swept"),
+    ('"nosuch.key" = [1]', "nosuch"),
+    ('[[zip]]\n"model.beta" = [1.0, 2.0]\n"initial.seed" = [1]', "equal lengths"),
+])
+def test_bad_sweeps_name_the_key(tmp_path, axes, pattern):
+    path = _write(tmp_path, axes)
+    with pytest.raises(ConfigError, match=pattern):
+        plan(load_sweep(path))
+
+
+def test_cli_bad_sweep_is_one_line_exit_2(tmp_path, capsys):
+    path = _write(tmp_path, '"model.beta" = {start = 1, stop = 5, num = 0}')
+    assert main(["sweep", path, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "num" in err[0]
+    assert not (tmp_path / "sweep.parquet").exists()
+
+
+def test_killed_worker_and_restart_leave_every_row_once(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    path = _write(tmp_path, '"model.beta" = [2.0, 4.0, 6.0, 8.0]\n"initial.seed" = [0, 1]',
+                  extra="[summary]\ncluster_times = [3.0]\nrates = 1")
+    table = tmp_path / "table.parquet"
+    planned = {rid for _, _, rid in plan(load_sweep(path))}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        df = _kill_a_worker_mid_sweep(path, table, cluster, client)
+    assert sorted(df["run_id"]) == sorted(planned)  # every run once
+    assert (df["status"] == "done").all(), df[["status", "error"]]
+    for p in df["path"]:  # each history complete (a run the killed worker held was resumed or rerun)
+        assert io.read_history(p)["time"][-1] == pytest.approx(6.0)
+    # the summaries are the histories' own numbers
+    row = df.iloc[0]
+    h = io.read_history(row["path"])
+    assert row["energy_final"] == h["diagnostics"]["energy"][-1]
+    assert row["clusters_t3"] == h["diagnostics"]["n_clusters"][np.searchsorted(h["time"], 3.0 + 1e-9) - 1]
+    # a restart runs nothing and changes nothing
+    again = run_sweep(path, table, workers=1, progress=False)
+    pd.testing.assert_frame_equal(again.sort_values("run_id").reset_index(drop=True),
+                                  df.sort_values("run_id").reset_index(drop=True))
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+    # beta 2 with 16 modes and no hand-off blows up; beta 1 with viscosity 0.5 decays quietly
+    (tmp_path / "run.toml").write_text(BASE.format(t_end=30.0).replace("modes = 32", "modes = 16")
+                                       .replace('handoff = "tokens"', 'handoff = "none"')
+                                       .replace("amplitude = 1e-7", "amplitude = 1e-3"))
+    (tmp_path / "sweep.toml").write_text('base = "run.toml"\n[[zip]]\n"model.beta" = [8.0, 1.0]\n'
+                                         '"model.viscosity" = [0.0, 0.5]\n')
+    code = main(["sweep", str(tmp_path / "sweep.toml"), "--workers", "1", "--quiet"])
+    df = pd.read_parquet(tmp_path / "sweep.parquet")
+    assert code == 1 and sorted(df["status"]) == ["done", "failed"]
+    failed = df[df["status"] == "failed"].iloc[0]
+    assert failed["model.beta"] == 8.0 and "NumericalError: blow-up" in failed["error"]
+    assert "failed" in capsys.readouterr().err
+
+
+def test_the_shipped_phase_sweep_plans_80_valid_runs(tmp_path):
+    assert main(["example", "phase_sweep", "-o", str(tmp_path)]) == 0
+    sw = load_sweep(tmp_path / "phase_sweep.toml")  # its base is the shipped example phase_base
+    runs = plan(sw)
+    assert len(runs) == 80 and len({rid for *_, rid in runs}) == 80
+    betas = sorted({v["model.beta"] for v, _, _ in runs})
+    assert betas[0] == pytest.approx(2.0) and betas[-1] == pytest.approx(40.0) and len(betas) == 10
+
+
+def test_a_run_whose_worker_dies_is_recorded_killed_then_rerun(tmp_path):
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    path = _write(tmp_path, '"model.beta" = [2.0, 3.0, 4.0, 5.0]')
+    table = tmp_path / "table.parquet"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        df = _kill_a_worker_mid_sweep(path, table, cluster, client)
+    assert len(df) == 4 and set(df["status"]) <= {"done", "killed"} and (df["status"] == "killed").sum() >= 1
+    assert df.loc[df["status"] == "killed", "error"].str.startswith("KilledWorker").all()
+    again = run_sweep(path, table, workers=2, progress=False)  # the killed run resumes from its checkpoint
+    assert len(again) == 4 and (again["status"] == "done").all()
+    for p in again["path"]:
+        assert io.read_history(p)["time"][-1] == pytest.approx(6.0)
