@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from . import config as _config
 from . import theory
@@ -106,11 +107,17 @@ def draw(df, fig) -> None:
     what = "tokens" if d["method"] == "particles" else "density"
     ax.set_title(f"clustering over (t, beta): {what}, S^{d['dim'] - 1}, {int(d['runs'].sum())} runs "
                  f"({d['runs'].min()}-{d['runs'].max()} per beta)", fontsize=9)
+    if log_beta:  # label the swept betas themselves: log-axis tick labels collide on a short range
+        ax.set_yticks(b, [f"{x:.3g}" for x in b], minor=False, fontsize=7)
+        ax.yaxis.set_minor_locator(NullLocator())
     okp = np.isfinite(d["plateau"])
     bx.errorbar(b[okp], d["plateau"][okp], yerr=d["plateau_sd"][okp], fmt="o", ms=4, label="runs: mean +- sd")
     if d["dim"] == 2:
         bx.plot(b, d["k_star"], "k-", drawstyle="steps-mid", label="k*(beta)")
     bx.set(xlabel="beta", ylabel="clusters on the first plateau", xscale="log" if log_beta else "linear")
+    if log_beta:
+        bx.set_xticks(b[::2], [f"{x:.3g}" for x in b[::2]], minor=False, fontsize=7)
+        bx.xaxis.set_minor_locator(NullLocator())
     bx.set_title("at 1.5 x the linear phase's end", fontsize=9)
     bx.legend(fontsize=7)
 
