@@ -66,7 +66,8 @@ def test_example_lists_copies_and_refuses(tmp_path):
     assert "symbolic link" in one_error_line(mf("example", "clustering", "-o", tmp_path / "ex", "--overwrite"))
     assert not (tmp_path / "elsewhere.toml").exists()
     r = mf("example", "all", "-o", tmp_path / "every")
-    assert r.returncode == 0 and sorted(p.stem for p in (tmp_path / "every").glob("*.toml")) == meanfield.examples.names()
+    assert r.returncode == 0 and sorted(p.stem for p in (tmp_path / "every").glob("*.toml")) == sorted(
+        meanfield.examples.names() + meanfield.examples.sweep_names())  # "all" copies the sweep files too
 
 
 def test_quick_start_from_an_empty_directory(tmp_path):
