@@ -69,3 +69,28 @@ def test_phase_diagram_averages_the_runs_cluster_counts(runs, tmp_path):
     assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "phase", "-o", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10_000
     assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "energy"]) == 2
+
+
+def test_token_sweeps_draw_the_same_diagram_and_movie(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from PIL import Image
+
+    from meanfield.phase import phase_data
+
+    rows = []
+    for beta in (3.0, 12.0):
+        for seed in (0, 1):
+            cfg = dict(model=dict(method="particles", geometry="circle", beta=beta), particles=dict(n=64, dim=2),
+                       initial=dict(kind="random", seed=seed), time=dict(t_end=8.0, dt=0.05), output=dict(interval=0.5))
+            p = tmp_path / f"b{beta:g}_s{seed}.h5"
+            meanfield.run(cfg, p, progress=False)
+            rows.append({"model.beta": beta, "initial.seed": seed, "status": "done", "path": str(p)})
+    d = phase_data(pd.DataFrame(rows), points=20)
+    assert d["method"] == "particles" and list(d["runs"]) == [2, 2]
+    for i, beta in enumerate(d["betas"]):  # n iid tokens: a departure from uniform of size n^{-1/2}
+        assert d["t_lin"][i] == pytest.approx(theory.linear_phase_end(64 ** -0.5, beta))
+        assert d["clusters"][i, -1] == np.mean([io.read_history(r["path"])["diagnostics"]["n_clusters"][-1]
+                                                for r in rows if r["model.beta"] == beta])
+    assert main(["plot", rows[0]["path"], "--movie", "-o", str(tmp_path / "t.gif"), "--frames", "5"]) == 0
+    with Image.open(tmp_path / "t.gif") as im:
+        assert im.n_frames == 5
