@@ -339,7 +339,12 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
     table = files.check_name(table, "-o")
+    if table.exists() and not table.is_file():
+        raise ConfigError(f"-o: {str(table)!r} is a directory or special file, allowed: a table file (.parquet)")
     runs_dir = sweep.runs_dir or table.with_name(f"{table.stem}_runs")
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise ConfigError(f"sweep.runs: {str(runs_dir)!r} exists and is not a directory, allowed: a directory "
+                          "(made if missing)")
     keys = sweep.keys
     planned = plan(sweep)
     with files.OutputLock(table, "-o"):

@@ -160,3 +160,17 @@ def test_a_run_whose_worker_dies_is_recorded_killed_then_rerun(tmp_path):
     assert len(again) == 4 and (again["status"] == "done").all()
     for p in again["path"]:
         assert io.read_history(p)["time"][-1] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda d: (d / "sweep.parquet").mkdir(), "directory or special file"),
+    (lambda d: (d / "sweep.parquet").write_text("not parquet"), "not a sweep table"),
+    (lambda d: (d / "sweep_runs").write_text("a file"), "not a directory"),
+])
+def test_bad_outputs_are_refused_before_anything_runs(tmp_path, capsys, make, pattern):
+    path = _write(tmp_path, '"model.beta" = [2.0]')
+    make(tmp_path)
+    assert main(["sweep", path, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert pattern in err[-1]
+    assert not list(tmp_path.glob("*.h5"))
