@@ -247,9 +247,9 @@ def _plot_table(args) -> int:
     if args.kind not in ("auto", "phase"):
         raise ConfigError(f"--kind: got {args.kind!r} for a sweep table, allowed: phase")
     try:
-        import pandas as pd
+        from .sweep import read_table
 
-        df = pd.read_parquet(args.history)
+        df = read_table(args.history)
     except ImportError:
         raise ConfigError('a sweep table needs pandas and pyarrow: pip install "meanfield[sweep]"') from None
     except FileNotFoundError:

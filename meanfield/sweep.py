@@ -28,6 +28,7 @@ leading measured rates.  It is rewritten (atomically) after every run, so a kill
 from __future__ import annotations
 
 import contextlib
+from io import BytesIO
 import itertools
 import math
 import os
@@ -284,13 +285,19 @@ def _first_line(exc) -> str:
 # ------------------------------------------------------------------------------------ the client
 
 
-def _read_table(path: Path):
+def read_table(path):
+    """A sweep table as a pandas DataFrame, safely while the sweep still runs: the file is read in one open
+    (pyarrow opens a path more than once, and a sweep replaces the table after every run)."""
     import pandas as pd
 
+    return pd.read_parquet(BytesIO(Path(path).read_bytes()))
+
+
+def _read_table(path: Path):
     if not path.exists():
         return None
     try:
-        return pd.read_parquet(path)
+        return read_table(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not a table
         raise ConfigError(f"-o: {str(path)!r} exists and is not a sweep table ({type(exc).__name__}); choose "
                           "another path") from None
@@ -394,4 +401,4 @@ def describe(df) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
-__all__ = ["Sweep", "load_sweep", "plan", "run_sweep", "run_one", "summarise", "describe"]
+__all__ = ["Sweep", "load_sweep", "plan", "run_sweep", "run_one", "summarise", "describe", "read_table"]

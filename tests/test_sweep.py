@@ -14,7 +14,7 @@ pd = pytest.importorskip("pandas")
 from meanfield import io  # noqa: E402
 from meanfield.cli import main  # noqa: E402
 from meanfield.errors import ConfigError  # noqa: E402
-from meanfield.sweep import load_sweep, plan, run_sweep  # noqa: E402
+from meanfield.sweep import load_sweep, plan, read_table, run_sweep  # noqa: E402
 
 BASE = """
 [model]
@@ -49,7 +49,7 @@ def _kill_a_worker_mid_sweep(path, table, cluster, client):
     sweep.start()
     deadline = time.time() + 120
     while time.time() < deadline:
-        if table.exists() and (pd.read_parquet(table)["status"] == "done").any():
+        if table.exists() and (read_table(table)["status"] == "done").any():  # read while the sweep writes
             break
         time.sleep(0.05)
     os.kill(list(client.run(os.getpid).values())[0], signal.SIGKILL)
