@@ -388,8 +388,9 @@ def cmd_validate(args) -> int:
     target = Path(args.output)
     if target.exists() and not target.is_dir() or target.is_symlink():
         raise ConfigError(f"-o: got {args.output!r}, allowed: a directory (or a new path); it is a file or a link")
-    print(f"{len(chosen)} cases on {args.jobs} processes; report in {args.output}/report.md", flush=True)
-    outcomes = validate.run([c.name for c in chosen], args.quick, args.jobs, args.output)
+    where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else f"{args.jobs} processes"
+    print(f"{len(chosen)} cases on {where}; report in {args.output}/report.md", flush=True)
+    outcomes = validate.run([c.name for c in chosen], args.quick, args.jobs, args.output, scheduler=args.scheduler)
     bad = validate.failed(outcomes)
     counts = {v: sum(o.verdict == v for o in outcomes.values()) for v in ("pass", "fail", "not run", "error")}
     print(", ".join(f"{n} {v}" for v, n in counts.items()) + f"; report in {args.output}/report.md")
@@ -509,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--list", action="store_true", help="list the cases and exit")
     v.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
     v.add_argument("-o", "--output", default="validation-report", help="report directory (default: %(default)s)")
+    v.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the cases on this Dask scheduler's workers (they must see the report directory)")
     v.set_defaults(func=cmd_validate)
 
     w = sub.add_parser("sweep", help="every combination of a sweep file's axes, on a Dask cluster; a table")

@@ -141,8 +141,9 @@ def selected(names=None, quick: bool = False) -> list[Case]:
 
 
 def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "validation-report",
-        progress=print) -> dict[str, Outcome]:
-    """Run the chosen cases (``jobs`` worker processes), write the report into ``out``, return the outcomes."""
+        progress=print, scheduler: str | None = None) -> dict[str, Outcome]:
+    """Run the chosen cases (``jobs`` worker processes, or the workers of the Dask scheduler at ``scheduler``,
+    which must see ``out``: a shared filesystem), write the report into ``out``, return the outcomes."""
     out = Path(out)
     chosen = selected(names, quick)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,19 @@ def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "valid
         progress(f"{o.verdict.upper():<8} {c.name}: measured {_fmt(o.measured)}, predicted {_fmt(o.predicted)} "
                  f"({o.tolerance}; {o.seconds:.0f} s)")
 
-    if jobs == 1:  # in this process
+    if scheduler:  # a Dask cluster (meanfield sweep's): one task per case
+        from dask.distributed import Client
+
+        with Client(scheduler, timeout="30s") as client:
+            futures = {c.name: client.submit(_execute, c.name, quick, str(out.resolve()), pure=False,
+                                             key=f"meanfield-validate-{c.name}") for c in chosen}
+            for c in chosen:
+                try:
+                    o = futures[c.name].result()
+                except Exception as exc:  # noqa: BLE001 - the worker died, or the task could not run: a finding
+                    o = Outcome("-", "-", "-", ERROR, body=f"the Dask task running this case failed: {exc!r}")
+                report(c, o)
+    elif jobs == 1:  # in this process
         for c in chosen:
             report(c, _execute(c.name, quick, str(out)))
     else:

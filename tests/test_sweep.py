@@ -174,3 +174,15 @@ def test_bad_outputs_are_refused_before_anything_runs(tmp_path, capsys, make, pa
     err = capsys.readouterr().err.strip().splitlines()
     assert pattern in err[-1]
     assert not list(tmp_path.glob("*.h5"))
+
+
+def test_validate_runs_its_cases_on_a_dask_cluster(tmp_path):
+    from dask.distributed import LocalCluster
+
+    from meanfield import validate
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = validate.run(["theory-quadrature", "linear-circle-all-modes"], quick=True, out=tmp_path / "rep",
+                           scheduler=cluster.scheduler_address, progress=lambda line: None)
+    assert {n: o.verdict for n, o in out.items()} == {"theory-quadrature": "pass", "linear-circle-all-modes": "pass"}
+    assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "linear-circle-all-modes.png").is_file()
