@@ -1,7 +1,7 @@
 """Movies of a run (``meanfield plot OUT.h5 --movie -o run.gif|run.mp4``).
 
-Circle: rho(theta) / rho_bar (tokens as stems once the run holds them) beside the kymograph, with a cursor
-at the frame's time.  Sphere: an orthographic view that turns once about the axis through the poles over
+Circle (and zonal densities on S^{d-1}, over the colatitude): rho / rho_bar (tokens as stems once the run
+holds them) beside the kymograph, with a cursor at the frame's time.  Sphere: an orthographic view that turns once about the axis through the poles over
 the movie.  Tokens (a particles run, or the token phase of a hand-off run): their positions.  Frames are
 snapshots, evenly spaced in snapshot number, so a log-spaced long run plays over log-time.  GIF through
 Pillow; MP4 through ffmpeg (a system ffmpeg, or the imageio-ffmpeg wheel when installed).
@@ -80,21 +80,22 @@ def _circle(h, fig, idx, rho_bar):
     from .plot import _log_time, parameters
 
     t = h["time"]
-    has_rho = "rho" in h and h["rho"] is not None
-    theta = h["theta"] if "theta" in h else np.linspace(0, 2 * math.pi, 256, endpoint=False)
-    rho = grid_density(h) / rho_bar if has_rho else np.full((t.size, theta.size), np.nan)
+    zonal = "theta" not in h and "colatitude" in h  # a zonal density on S^{d-1}: over the colatitude
+    theta = h["colatitude"] if zonal else h["theta"]
+    rho = grid_density(h) / rho_bar
     ax, kx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
     finite = rho[np.isfinite(rho)]
     top = float(finite.max()) * 1.05 if finite.size else 2.0
     (line,) = ax.plot(theta, rho[idx[0]], lw=1.2)
     stems = ax.vlines([], 0, [], color="C3", lw=1.5)
-    ax.set(xlim=(0, 2 * math.pi), ylim=(0, max(top, 1.1)), xlabel=r"$\theta$", ylabel=r"$\rho/\bar\rho$")
+    xlabel = "colatitude" if zonal else r"$\theta$"
+    ax.set(xlim=(0, math.pi if zonal else 2 * math.pi), ylim=(0, max(top, 1.1)), xlabel=xlabel, ylabel=r"$\rho/\bar\rho$")
     title = ax.set_title("", fontsize=9)
     log = _log_time(h) and t[0] == 0 and t.size > 2
     tt = np.where(t > 0, t, t[1] / 2 if t.size > 1 else 1.0) if log else t
     kx.pcolormesh(theta, tt, rho, shading="auto", cmap="magma", vmin=0, vmax=top)
     cursor = kx.axhline(tt[idx[0]], color="c", lw=1)
-    kx.set(xlabel=r"$\theta$", ylabel="t", yscale="log" if log else "linear")
+    kx.set(xlabel=xlabel, ylabel="t", yscale="log" if log else "linear")
     fig.suptitle(parameters(h), fontsize=9)
 
     def update(i):

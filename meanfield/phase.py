@@ -32,11 +32,15 @@ def _run(path: str):
     """(time, n_clusters, config) of one history, read without its densities."""
     import h5py
 
-    with h5py.File(path, "r") as f:
-        t = np.asarray(f["time"][:], dtype=float)
-        nc = np.asarray(f["diagnostics/n_clusters"][:], dtype=float)
-        cfg = _config.loads(f.attrs["config"] if isinstance(f.attrs["config"], str) else f.attrs["config"].decode())
-    return t, nc, cfg
+    try:
+        with h5py.File(path, "r") as f:
+            t = np.asarray(f["time"][:], dtype=float)
+            nc = np.asarray(f["diagnostics/n_clusters"][:], dtype=float)
+            text = f.attrs["config"]
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"TABLE: the history {path!r} of a finished run cannot be read ({exc}); rerun the sweep "
+                          "(it reruns runs whose history is gone) or drop its row") from None
+    return t, nc, _config.loads(text if isinstance(text, str) else text.decode())
 
 
 def _perturbation(cfg) -> float:

@@ -94,3 +94,22 @@ def test_token_sweeps_draw_the_same_diagram_and_movie(tmp_path):
     assert main(["plot", rows[0]["path"], "--movie", "-o", str(tmp_path / "t.gif"), "--frames", "5"]) == 0
     with Image.open(tmp_path / "t.gif") as im:
         assert im.n_frames == 5
+
+
+def test_zonal_movie_and_a_table_whose_history_is_gone(runs, tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from PIL import Image
+
+    z = tmp_path / "z.h5"
+    meanfield.run(dict(model=dict(geometry="zonal", dim=8, beta=20.0), grid=dict(modes=32),
+                       initial=dict(kind="random", amplitude=1e-6), time=dict(t_end=2.0, dt=0.02),
+                       output=dict(interval=0.2)), z, progress=False)
+    assert main(["plot", str(z), "--movie", "-o", str(tmp_path / "z.gif"), "--frames", "4"]) == 0
+    with Image.open(tmp_path / "z.gif") as im:
+        assert im.n_frames == 4
+    df = pd.DataFrame([{"model.beta": 2.0, "status": "done", "path": str(tmp_path / "gone.h5")}])
+    df.to_parquet(tmp_path / "t.parquet")
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gone.h5" in err[0] and not (tmp_path / "p.png").exists()
