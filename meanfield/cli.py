@@ -133,10 +133,8 @@ def cmd_rates(args) -> int:
     h = io.read_history(args.history)
     if h["attrs"].get("method") == "particles":
         raise ConfigError(f"history: {args.history!r} is a particles run; rates are measured on spectral runs")
-    if "n_tokens" in h["diagnostics"]:  # a hand-off run: the density snapshots only
-        keep = int(np.argmax(h["diagnostics"]["n_tokens"] > 0)) if np.any(h["diagnostics"]["n_tokens"] > 0) \
-            else h["time"].size
-        h["time"], h["rho_hat"] = h["time"][:keep], h["rho_hat"][:keep]
+    keep = io.density_snapshots(h)  # a hand-off run: the density snapshots only
+    h["time"], h["rho_hat"] = h["time"][:keep], h["rho_hat"][:keep]
     if h["time"].size < 3:
         raise ConfigError(f"history: {args.history!r} holds {h['time'].size} snapshots, allowed: >= 3 to fit a rate")
     model = io.model_of(h)

@@ -88,15 +88,30 @@ def measure_growth_rates(time: np.ndarray, rho_hat: np.ndarray, model, tol: floa
 
 
 # -------------------------------------------------------------------------------------------
+def circle_values(ck: np.ndarray, points: int, midpoints: bool = False) -> np.ndarray:
+    """sum_{k >= 1} 2 Re(c_k e^{ik theta_j}), the departure of a real circle function from its mean, at the
+    ``points`` angles theta_j = 2 pi j / points (``midpoints``: 2 pi (j + 1/2) / points).  ``ck`` holds
+    c_1 .. c_K on its last axis (any leading axes: one series each); one real FFT per series, K < points / 2."""
+    ck = np.asarray(ck)
+    K = ck.shape[-1]
+    if 2 * K >= points:
+        raise ValueError(f"circle_values: {K} modes need more than {2 * K} points, got {points}")
+    if midpoints:  # evaluate at theta + pi / points: a phase per mode
+        ck = ck * np.exp(1j * np.pi * np.arange(1, K + 1) / points)
+    spec = np.zeros((*ck.shape[:-1], points // 2 + 1), dtype=complex)
+    spec[..., 1:K + 1] = ck
+    return np.fft.irfft(spec, points, axis=-1) * points
+
+
+# -------------------------------------------------------------------------------------------
 # distances between a token measure and a density (particles vs PDE)
 def wasserstein1_circle(geometry, c: np.ndarray, x: np.ndarray, w: np.ndarray, nquad: int = 8192) -> float:
     """W1 between sum_i w_i delta_{x_i} (x: unit vectors in R^2) and the density with Fourier
     coefficients c on the circle: min_a int |F - G - a| dtheta over the CDFs F, G (the optimal
     shift a is the median of F - G).  G is integrated exactly from c; midpoint rule in theta."""
     th = 2 * np.pi * (np.arange(nquad) + 0.5) / nquad
-    k = geometry.k[1:]
-    prim = c[1:] / (1j * k)  # antiderivative of e^{ik theta} is e^{ik theta} / (ik)
-    G = c[0].real * th + 2 * np.real(np.exp(1j * np.outer(th, k)) @ prim) - 2 * np.real(np.sum(prim))
+    prim = c[1:] / (1j * geometry.k[1:])  # antiderivative of e^{ik theta} is e^{ik theta} / (ik)
+    G = c[0].real * th + circle_values(prim, nquad, midpoints=True) - 2 * np.real(np.sum(prim))
     ang = np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * np.pi)
     order = np.argsort(ang)
     F = np.concatenate([[0.0], np.cumsum(w[order])])[np.searchsorted(ang[order], th)]
@@ -108,9 +123,7 @@ def wasserstein1_densities_circle(c1: np.ndarray, c2: np.ndarray, nquad: int = 8
     """W1 between two densities on the circle given by their Fourier coefficients (k = 0..K, the same K):
     min_a int |F_1 - F_2 - a| dtheta, the CDF difference integrated exactly from c1 - c2."""
     d = np.asarray(c1)[1:] - np.asarray(c2)[1:]
-    k = np.arange(1, d.size + 1)
-    th = 2 * np.pi * (np.arange(nquad) + 0.5) / nquad
-    D = 2 * np.real(np.exp(1j * np.outer(th, k)) @ (d / (1j * k)))
+    D = circle_values(d / (1j * np.arange(1, d.size + 1)), nquad, midpoints=True)
     return float(np.mean(np.abs(D - np.median(D))) * 2 * np.pi)
 
 

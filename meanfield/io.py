@@ -776,6 +776,19 @@ def geometry_of(h: dict):
     return make_geometry(_text(a["geometry"]), int(a["modes"]), float(a["dealias"]), "auto", int(a.get("dim", 0)))
 
 
+def density_snapshots(h: dict) -> int:
+    """How many leading snapshots of history ``h`` hold the density: all, unless the run handed off to tokens."""
+    tokens = h["diagnostics"].get("n_tokens")
+    if tokens is not None and np.any(tokens > 0):
+        return int(np.argmax(tokens > 0))
+    return int(h["time"].size)
+
+
+def snapshot_before(time: np.ndarray, when) -> np.ndarray | int:
+    """Index of the last snapshot at or before ``when`` (scalar or array; relative tolerance 1e-12), -1 if none."""
+    return np.searchsorted(time, np.asarray(when) * (1 + 1e-12), side="right") - 1
+
+
 def grid_density(h: dict, rows=slice(None)) -> np.ndarray:
     """rho on the grid at the snapshots ``rows``: /rho, or the coefficients transformed when the
     history was written with output.grid = false."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .io import grid_density
+from .plot import _tokens as _live_tokens  # (positions, weights) of a snapshot's live tokens
 
 FORMATS = ("gif", "mp4")
 
@@ -68,14 +69,6 @@ def frames_of(h, frames: int) -> np.ndarray:
     return np.arange(n) if n <= frames else np.unique(np.linspace(0, n - 1, frames).round().astype(int))
 
 
-def _live(h, i):
-    if "positions" not in h:
-        return None
-    w = h["token_weights"][i] if h["token_weights"].ndim == 2 else h["token_weights"]
-    live = np.isfinite(w) & (w > 0) & np.all(np.isfinite(h["positions"][i]), axis=1)
-    return (h["positions"][i][live], w[live]) if live.any() else None
-
-
 def _circle(h, fig, idx, rho_bar):
     from .plot import _log_time, parameters
 
@@ -100,7 +93,7 @@ def _circle(h, fig, idx, rho_bar):
 
     def update(i):
         line.set_ydata(rho[i])
-        tok = _live(h, i)
+        tok = _live_tokens(h, i)
         if tok is not None and not np.any(np.isfinite(rho[i])):
             ang = np.mod(np.arctan2(tok[0][:, 1], tok[0][:, 0]), 2 * math.pi)
             stems.set_segments([[(a, 0), (a, min(top, w * tok[1].size))] for a, w in zip(ang, tok[1])])
@@ -144,7 +137,7 @@ def _sphere(h, fig, idx, rho_bar, size: int = 220):
         lon = np.mod(np.arctan2(u, x0) + turn, 2 * math.pi)
         img = rho[i][i_th, np.clip((lon / (2 * math.pi) * nphi).astype(int), 0, nphi - 1)]
         im.set_data(np.where(inside, img, np.nan))
-        tok = _live(h, i)
+        tok = _live_tokens(h, i)
         if tok is not None:
             p = tok[0]
             c, s = math.cos(-turn), math.sin(-turn)
@@ -172,7 +165,7 @@ def _tokens(h, fig, idx):
     fig.suptitle(parameters(h) + ("" if d == 2 else " (first two coordinates)"), fontsize=9)
 
     def update(i):
-        tok = _live(h, i)
+        tok = _live_tokens(h, i)
         if tok is not None:
             dots.set_offsets(tok[0][:, :2])
             dots.set_sizes(8 * tok[1] * tok[1].size)

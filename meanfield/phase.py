@@ -18,6 +18,7 @@ from matplotlib.ticker import NullLocator
 from . import config as _config
 from . import theory
 from .errors import ConfigError
+from .io import snapshot_before
 
 
 def _beta_column(df) -> str:
@@ -69,7 +70,7 @@ def phase_data(df, points: int = 240) -> dict:
     per_beta: dict[int, list] = {i: [] for i in range(betas.size)}
     for beta, t, nc, cfg in runs:
         i = int(np.searchsorted(betas, beta))
-        k = np.clip(np.searchsorted(t, times * (1 + 1e-12), side="right") - 1, 0, t.size - 1)  # last snapshot <= t
+        k = np.clip(snapshot_before(t, times), 0, t.size - 1)
         grid[i] += nc[k]
         count[i] += 1
         per_beta[i].append((t, nc, cfg))
@@ -86,7 +87,7 @@ def phase_data(df, points: int = 240) -> dict:
             pass
         if math.isfinite(t_lin[i]):  # the first plateau: half a linear phase after its end, or the last snapshot
             at = min(1.5 * t_lin[i], t_end)
-            vals = [nc[max(0, int(np.searchsorted(t, at * (1 + 1e-12), side="right")) - 1)] for t, nc, _ in per_beta[i]]
+            vals = [nc[max(0, int(snapshot_before(t, at)))] for t, nc, _ in per_beta[i]]
             plateau[i], plateau_sd[i] = float(np.mean(vals)), float(np.std(vals))
     return dict(betas=betas, times=times, clusters=grid, runs=count, t_lin=t_lin, k_star=k_star, plateau=plateau,
                 plateau_sd=plateau_sd, log_time=log, dim=runs[0][3].dim, method=runs[0][3].model.method)

@@ -232,14 +232,12 @@ def summarise(path, cluster_times=(), rates: int = 3) -> dict:
     nc = np.asarray(diag.get("n_clusters", np.full(t.size, -1)))
     row["n_clusters_final"] = int(nc[-1]) if t.size else -1
     for tc in cluster_times:
-        k = int(np.searchsorted(t, tc * (1 + 1e-12), side="right")) - 1  # the last snapshot at or before tc
+        k = int(io.snapshot_before(t, tc))
         row[f"clusters_t{tc:g}"] = int(nc[k]) if k >= 0 and t[-1] >= tc * (1 - 1e-12) else -1
     if rates:
         found = []
-        if h["attrs"].get("method") != "particles" and t.size >= 3:
-            keep = t.size
-            if "n_tokens" in diag and np.any(diag["n_tokens"] > 0):  # a hand-off run: the density part only
-                keep = int(np.argmax(diag["n_tokens"] > 0))
+        if h["attrs"].get("method") != "particles":
+            keep = io.density_snapshots(h)  # a hand-off run: the density part only
             if keep >= 3:
                 fits = measure_growth_rates(t[:keep], h["rho_hat"][:keep], io.model_of(h))
                 found = sorted((f for f in fits if f.status == "ok"), key=lambda f: -f.measured)
@@ -262,12 +260,15 @@ def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
         try:
             cfg = _config.loads(cfg_toml)
             out = Path(path)
+            resume = out.exists()
             try:
-                run(cfg, out, resume=out.exists(), progress=False)
-            except ConfigError as exc:
-                if not out.exists() or "resum" not in str(exc):
+                run(cfg, out, resume=resume, progress=False)
+            except ConfigError:
+                if not resume:
                     raise
-                run(cfg, out, overwrite=True, progress=False)  # a history too damaged to resume: the sweep owns it
+                # the history is this run's (same config hash) but cannot be continued (killed before its first
+                # checkpoint, or damaged): the sweep owns it, start it again
+                run(cfg, out, overwrite=True, progress=False)
             row.update(summarise(out, cluster_times, rates))
         except (ConfigError, NumericalError, OutputError, OSError, ValueError) as exc:
             row.update(status="failed", error=f"{type(exc).__name__}: {_first_line(exc)}")
@@ -310,9 +311,12 @@ def _write_table(rows: dict, keys: list[str], path: Path) -> None:
     df = pd.DataFrame(list(rows.values()))
     first = [c for c in (*FIXED, *keys) if c in df.columns]
     df = df[first + [c for c in df.columns if c not in first]]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    tmp = files.temporary(path)
+    try:
+        df.to_parquet(tmp, index=False)
+        files.replace(tmp, path, "-o")
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -320,11 +324,8 @@ def _client(scheduler: str | None, workers: int | None):
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
-        try:
+        with Client(scheduler, timeout="30s") as client:
             yield client
-        finally:
-            client.close()
         return
     n = workers or os.cpu_count() or 1
     # one thread per worker; BLAS and OpenMP pinned to one thread in the worker processes
@@ -355,7 +356,7 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
     keys = sweep.keys
     planned = plan(sweep)
     with files.OutputLock(table, "-o"):
-        for stale in table.parent.glob(f".{table.name}.*.tmp"):
+        for stale in files.stale_temporaries(table):  # left by a killed sweep: we own the table now
             stale.unlink(missing_ok=True)
         old = _read_table(table)
         rows = {}

@@ -70,3 +70,25 @@ def test_plateau_deviation_of_a_single_cosine():
     c = c0.copy()
     c[5] = 0.3 / (2 * math.pi) / 2  # rho = rho_bar (1 + 0.3 cos 5 theta)
     assert _deviation(c, c0) == pytest.approx(0.3, rel=1e-12)
+
+
+@pytest.mark.parametrize("midpoints", [False, True])
+def test_circle_values_equal_the_direct_sum(midpoints):
+    from meanfield.diagnostics import circle_values
+
+    rng = np.random.default_rng(2)
+    ck = rng.standard_normal((3, 50)) + 1j * rng.standard_normal((3, 50))
+    th = 2 * np.pi * (np.arange(128) + (0.5 if midpoints else 0.0)) / 128
+    direct = 2 * np.real(ck @ np.exp(1j * np.outer(np.arange(1, 51), th)))
+    assert np.max(np.abs(circle_values(ck, 128, midpoints) - direct)) < 1e-11
+    with pytest.raises(ValueError, match="more than 100 points"):
+        circle_values(ck, 100)
+
+
+def test_density_snapshots_and_snapshot_before():
+    from meanfield import io
+
+    h = {"time": np.array([0.0, 1.0, 2.0, 3.0]), "diagnostics": {"n_tokens": np.array([0, 0, 40, 40])}}
+    assert io.density_snapshots(h) == 2
+    assert io.density_snapshots({"time": h["time"], "diagnostics": {}}) == 4
+    assert list(io.snapshot_before(h["time"], [-1.0, 0.0, 1.5, 2.0 * (1 - 1e-14), 9.0])) == [-1, 0, 1, 2, 3]

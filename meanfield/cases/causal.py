@@ -52,16 +52,20 @@ def causal_volterra(ctx) -> Outcome:
                    numbers={"orders": orders})
 
 
+def profile_weights(modes, M: float = 4.0) -> np.ndarray:
+    """e^{-pi^2 n^2 / (2 M^2)}: the weights of the modes n in the retrieval profile (a Gaussian window of width
+    pi / M in angle)."""
+    n = np.asarray(modes, dtype=float)
+    return np.exp(-math.pi**2 * n * n / (2 * M * M))
+
+
 def retrieval_profile(t: float, s0, beta: float, alibi: float, M: float = 4.0, modes: int = 40) -> np.ndarray:
     """sum_n e^{-pi^2 n^2 / (2 M^2)} G_n(t, 1; s0): how much the last token retrieves of position s0 (USA circle,
     G_n = theory.retrieval_kernel with the mode-n rate n^2 I_n(beta) / beta)."""
-    from scipy.special import ive
-
-    total = 0.0
-    for n in range(1, modes + 1):
-        a = n * n * float(ive(n, beta)) * math.exp(beta) / beta
-        total = total + math.exp(-math.pi**2 * n * n / (2 * M * M)) * theory.retrieval_kernel(t, s0, a, alibi)
-    return np.asarray(total)
+    n = np.arange(1, modes + 1)
+    rates = theory.growth_rates(n, beta, "usa")
+    return np.asarray(sum(w * theory.retrieval_kernel(t, s0, float(a), alibi)
+                          for w, a in zip(profile_weights(n, M), rates)))
 
 
 def _is_u_shaped(p: np.ndarray) -> bool:
@@ -78,7 +82,7 @@ def lost_in_the_middle(ctx) -> Outcome:
     from scipy.integrate import quad
 
     beta, alibi = 1.0, 1.0
-    amax = max(float(theory.growth_rates([n], beta, "usa")[0]) for n in range(1, 40))  # n^2 I_n / beta
+    amax = float(np.max(theory.growth_rates(np.arange(1, 40), beta, "usa")))  # n^2 I_n / beta
     bound = min(3 - math.sqrt(3), 2 * (1 - math.exp(-alibi)))
     s0 = np.linspace(1e-4, 1.0 - 1e-4, 4000)
     fracs = [0.25, 0.5, 0.75, 1.0]
@@ -153,20 +157,16 @@ def _prompt_flow(xp, theta0, W, beta: float, t: float, h: float):
     """Angles of many prompts (rows) after time t of causal USA tokens on the circle, classical RK4 with steps
     <= h: d theta_i / dt = sum_j W_ij e^{beta cos(theta_j - theta_i)} sin(theta_j - theta_i).  ``xp``: numpy, or
     torch with tensors (on a GPU when there is one)."""
-    def rhs(th):
-        return _prompt_velocity(xp, th, W, beta)
-
     steps = max(1, math.ceil(t / h))
     h = t / steps
     th = theta0
     for _ in range(steps):
-        k1 = rhs(th)
-        k2 = rhs(th + h / 2 * k1)
-        k3 = rhs(th + h / 2 * k2)
-        k4 = rhs(th + h * k3)
+        k1 = _prompt_velocity(xp, th, W, beta)
+        k2 = _prompt_velocity(xp, th + h / 2 * k1, W, beta)
+        k3 = _prompt_velocity(xp, th + h / 2 * k2, W, beta)
+        k4 = _prompt_velocity(xp, th + h * k3, W, beta)
         th = th + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     return th
-
 
 
 def prompt_correlations(n: int, prompts: int, beta: float, alibi: float, t: float, modes, seed: int = 0,
@@ -196,7 +196,7 @@ def prompt_correlations(n: int, prompts: int, beta: float, alibi: float, t: floa
     Wt = None if dev is None else torch.as_tensor(W, device=dev)
     rng = np.random.default_rng(seed)
     sums = np.zeros((5, modes.size, n))  # X, X^2, Y, Y^2, X Y
-    parts = []  # per chunk: its size and its sums of X and Y
+    parts = []  # per chunk: its size and its own sums of X and Y
     for c0 in range(0, prompts, chunk):
         th0 = rng.uniform(0, 2 * np.pi, (min(chunk, prompts - c0), n))
         if dev is None:
@@ -206,22 +206,21 @@ def prompt_correlations(n: int, prompts: int, beta: float, alibi: float, t: floa
         d0 = th0[:, -1:] - th0
         push = np.exp(beta * np.cos(d0)) * np.sin(-d0) * W[-1]
         F = push.sum(axis=1, keepdims=True) - push
+        part = np.zeros_like(sums)
         for a, k in enumerate(modes):
             X = np.cos(k * (th[:, -1:] - th0)) - np.cos(k * d0)
             Y = F * np.sin(k * d0)
             for i, v in enumerate((X, X * X, Y, Y * Y, X * Y)):
-                sums[i, a] += v.sum(axis=0)
-        parts.append((th0.shape[0], sums[0].copy(), sums[2].copy()))
+                part[i, a] = v.sum(axis=0)
+        sums += part
+        parts.append((th0.shape[0], part[0], part[2]))
     mx, mxx, my, myy, mxy = sums / prompts
     cov, vy = mxy - mx * my, np.maximum(myy - my * my, 1e-300)
     b = cov / vy
     mean = mx - b * my
     var = np.maximum(mxx - mx * mx - b * cov, 0.0)
-    batches, prev = [], (0.0, 0.0)
-    for size, sx, sy in parts:  # the running sums, differenced
-        batches.append(n * ((sx - prev[0]) - b * (sy - prev[1])) / size)
-        prev = (sx, sy)
-    return n * mean, n * np.sqrt(var / prompts), np.array(batches)
+    batches = np.array([n * (sx - b * sy) / size for size, sx, sy in parts])
+    return n * mean, n * np.sqrt(var / prompts), batches
 
 
 @case("lost-in-the-middle-tokens", "Monte Carlo over token prompts: the last token's correlation with the token at "
@@ -233,11 +232,11 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
 
     beta, alibi = 1.0, 1.0
     prompts = {16: 40960, 32: 40960, 64: 40960, 128: 16384}  # the standard error ~ sqrt(n / prompts)
-    amax = max(float(theory.growth_rates([k], beta, "usa")[0]) for k in range(1, 40))
+    amax = float(np.max(theory.growth_rates(np.arange(1, 40), beta, "usa")))
     t = 0.5 * min(3 - math.sqrt(3), 2 * (1 - math.exp(-alibi))) / amax
     modes = np.arange(1, 5)  # e^{-pi^2 k^2 / 32} < 1e-3 beyond
-    omega = np.exp(-math.pi**2 * modes**2 / (2 * 4.0**2))
-    rates = np.array([float(theory.growth_rates([k], beta, "usa")[0]) for k in modes])
+    omega = profile_weights(modes)
+    rates = theory.growth_rates(modes, beta, "usa")
     # the batched integrator against the package's token solver on two prompts
     n0, gap = 16, 0.0
     W0 = _prompt_weights(n0, alibi)
@@ -260,7 +259,7 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
         P, Pse = omega @ mean, np.sqrt(omega**2 @ se**2)
         W = _prompt_weights(n, alibi)
         linear = sum(w * n * expm(t * a * (W - np.diag(np.diag(W))))[-1] for w, a in zip(omega, rates))
-        closed = sum(w * theory.retrieval_kernel(t, s, a, alibi) for w, a in zip(omega, rates))
+        closed = retrieval_profile(t, s, beta, alibi, modes=modes.size)
         src = slice(0, n - 1)  # the sources: every token but the last
         bias[n] = float(np.sum(P[src] - closed[src]) / np.sum(closed[src]))
         per_batch = np.einsum("k,bkj->bj", omega, batches)[:, src].sum(axis=1) / np.sum(closed[src])
@@ -278,8 +277,7 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
                     f"{lin_gap[n]:+.4f} | {bias[n]:+.4f} +- {bias_se[n]:.4f} |")
         ax[0].errorbar(s[src], P[src], yerr=Pse[src], fmt="o", ms=3, label=f"Monte Carlo, n = {n}")
     sf = np.linspace(1e-3, 1 - 1e-3, 400)
-    ax[0].plot(sf, sum(w * theory.retrieval_kernel(t, sf, a, alibi) for w, a in zip(omega, rates)), "k-",
-               label="closed form")
+    ax[0].plot(sf, retrieval_profile(t, sf, beta, alibi, modes=modes.size), "k-", label="closed form")
     ax[0].set(xlabel="source position s0", ylabel="n x correlation with the last token", ylim=(0, None),
               title=f"USA, beta = {beta:g}, ALiBi {alibi:g}")
     ax[0].legend(fontsize=7)

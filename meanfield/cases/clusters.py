@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .. import theory
+from ..diagnostics import circle_values
 from ..validate import Outcome, case, verdict
 
 SOURCE = ("Bruno–Pasqualotto–Agazzi, 'Emergence of meta-stable clustering in mean-field transformer models' (2025): "
@@ -17,11 +18,7 @@ SOURCE = ("Bruno–Pasqualotto–Agazzi, 'Emergence of meta-stable clustering in
 def upcrossings(c, n=4096):
     """How many times rho = sum_k c_k e^{ik theta} crosses its mean upwards on the circle (the clusters being born);
     c of shape (..., K + 1): one count per leading index."""
-    c = np.asarray(c)
-    th = 2 * np.pi * np.arange(n) / n
-    k = np.arange(1, c.shape[-1])
-    f = 2 * np.real(c[..., 1:] @ np.exp(1j * np.outer(k, th)))  # rho - rho_bar
-    s = f > 0
+    s = circle_values(np.asarray(c)[..., 1:], n) > 0  # rho - rho_bar > 0
     return np.sum(s & ~np.roll(s, 1, axis=-1), axis=-1)
 
 
@@ -46,10 +43,7 @@ def _run(ctx, beta, eps, seed, level, label, modes=None):
                      longtime=dict(handoff="tokens")), label)  # the clusters outgrow any grid: tokens carry on
     density = h["time"] <= float(h["attrs"].get("handoff_time", np.inf))
     c = h["rho_hat"][density]
-    rho_bar = c[:, 0].real
-    th = 2 * np.pi * np.arange(1024) / 1024
-    k = np.arange(1, c.shape[1])
-    dev = np.max(np.abs(2 * np.real(c[:, 1:] @ np.exp(1j * np.outer(k, th)))), axis=1) / rho_bar
+    dev = np.max(np.abs(circle_values(c[:, 1:], 1024)), axis=1) / c[:, 0].real
     hit = np.flatnonzero(dev >= level)
     if hit.size == 0 or hit[0] == 0:
         return None

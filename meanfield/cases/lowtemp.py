@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..diagnostics import wasserstein1_densities_circle
+from ..diagnostics import circle_values, wasserstein1_densities_circle
 from ..validate import Outcome, case, verdict
 
 INITIAL = dict(kind="von_mises", centers=[0.5, 2.5], concentrations=[3.0, 5.0], weights=[0.6, 0.4])
@@ -31,9 +31,7 @@ def low_temperature(ctx) -> Outcome:
     ratio = d / bound
     # as beta -> oo: rho_t = -(1/beta) rho'' + O(beta^-2), so rho_beta - rho_{4 beta} = -(3 t / (4 beta)) rho_0'' and
     # beta W1 -> (3 t / 4) int |rho_0' - median(rho_0')|
-    k = np.arange(1, c0.size)
-    th = 2 * np.pi * (np.arange(8192) + 0.5) / 8192
-    slope0 = 2 * np.real(np.exp(1j * np.outer(th, k)) @ (1j * k * c0[1:]))
+    slope0 = circle_values(1j * np.arange(1, c0.size) * c0[1:], 8192, midpoints=True)
     limit = 0.75 * t * float(np.mean(np.abs(slope0 - np.median(slope0))) * 2 * np.pi)
     err = abs(betas[-1] * d[-1] / limit - 1)
     monotone = bool(np.all(np.diff(ratio) < 0))
@@ -61,9 +59,7 @@ def low_temperature(ctx) -> Outcome:
 
 def _deviation(c: np.ndarray, c0: np.ndarray, points: int = 4096) -> float:
     """max over the circle of |rho - rho_0| / rho_bar, from the coefficients c_k (k >= 0) of the two densities."""
-    d = np.zeros(points, dtype=complex)
-    d[1:c.size] = (c - c0)[1:]
-    return float(np.max(np.abs(2 * np.real(np.fft.ifft(d) * points))) * 2 * math.pi)
+    return float(np.max(np.abs(circle_values((c - c0)[1:], points))) * 2 * math.pi)
 
 
 @case("low-temperature-plateau", "At low temperature a density with a kink stays put for a time of order log beta: "
