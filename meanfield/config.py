@@ -298,13 +298,21 @@ def _freeze(v):
 
 def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
     """Validate a nested dict (as parsed from TOML) into a Config."""
-    sections = {}
     for name, value in raw.items():
         if name not in SECTIONS:
             raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}")
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: got {_shown(value)}, allowed: a [{name}] table")
+    moved = [k for k in MOVED_TO_ATTENTION if k in raw.get("particles", {})]
     raw = _move_attention_keys(raw)
+    try:
+        return _build(raw, base_dir)
+    except ConfigError as e:  # name the key where the user wrote it
+        raise _old_name(e, moved) from None
+
+
+def _build(raw: dict, base_dir: Path | None) -> Config:
+    sections = {}
     for name, cls in SECTIONS.items():
         given = raw.get(name, {})
         defaults = cls()
@@ -322,6 +330,16 @@ def from_dict(raw: dict, base_dir: Path | None = None) -> Config:
             cfg = dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, path=str(base_dir / p)))
     validate(cfg)
     return cfg
+
+
+def _old_name(error: ConfigError, moved: list[str]) -> ConfigError:
+    """``error`` with ``attention.KEY`` named ``particles.KEY`` where the config gave it under its old name."""
+    msg = str(error)
+    for key in moved:
+        head = f"attention.{key}"
+        if msg.startswith(head) and not msg[len(head):len(head) + 1].isalnum():
+            return ConfigError(f"particles.{key} (read as {head}){msg[len(head):]}")
+    return error
 
 
 def _move_attention_keys(raw: dict) -> dict:

@@ -88,6 +88,15 @@ def measure_growth_rates(time: np.ndarray, rho_hat: np.ndarray, model, tol: floa
 
 
 # -------------------------------------------------------------------------------------------
+def mean_overlap(x: np.ndarray, w: np.ndarray | None = None) -> float:
+    """The mean pairwise overlap sum_{i != j} w_i w_j <x_i, x_j> / sum_{i != j} w_i w_j of tokens ``x`` (n x d,
+    unit rows) with weights ``w`` (default: equal); 1 when they have synchronised."""
+    w = np.full(len(x), 1.0 / len(x)) if w is None else np.asarray(w, float)
+    m = w @ x
+    pairs = w.sum() ** 2 - np.sum(w * w)
+    return float((m @ m - np.sum(w * w * np.einsum("ij,ij->i", x, x))) / pairs)
+
+
 def circle_values(ck: np.ndarray, points: int, midpoints: bool = False) -> np.ndarray:
     """sum_{k >= 1} 2 Re(c_k e^{ik theta_j}), the departure of a real circle function from its mean, at the
     ``points`` angles theta_j = 2 pi j / points (``midpoints``: 2 pi (j + 1/2) / points).  ``ck`` holds

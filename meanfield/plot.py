@@ -3,8 +3,9 @@
 Kinds: ``kymograph`` (rho against angle and t: circle, zonal), ``sphere`` (a snapshot on S^2,
 orthographic and Mollweide), ``energy``, ``clusters`` (the cluster count and the energy staircase of
 a long run), ``spectrum`` (|rho_k| or the degree power against t), ``rates`` (measured growth rates
-over the theory).  ``auto``: sphere on S^2, else kymograph.  Runs with log-spaced snapshots are
-drawn over log-time; a hand-off to tokens is marked.
+over the theory), ``positions`` (a causal density over prompt positions), ``overlap`` (the tokens' mean
+pairwise overlap).  ``auto``: positions for causal runs, overlap for random heads per layer, sphere on
+S^2, else kymograph.  Runs with log-spaced snapshots are drawn over log-time; a hand-off to tokens is marked.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import os
 
 import numpy as np
 
+from . import diagnostics, theory
 from .io import _text, grid_density
 
-KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates")
+KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates", "positions", "overlap")
 
 
 def _figure(size=(7, 4.5)):
@@ -340,9 +342,14 @@ def rates(h, fig, model, time=None):
 
 
 def resolve_kind(h, kind: str) -> str:
-    """``auto`` -> the natural view of the run: ``sphere`` on S^2, else ``kymograph``."""
+    """``auto`` -> the natural view of the run: ``positions`` for a causal run, ``overlap`` for random heads per
+    layer, ``sphere`` on S^2, else ``kymograph``."""
     if kind == "auto":
-        return "positions" if "position" in h else "sphere" if "longitude" in h else "kymograph"
+        if "position" in h:
+            return "positions"
+        if h["attrs"].get("stepper") == "layers":  # random heads per layer: no density to speak of
+            return "overlap"
+        return "sphere" if "longitude" in h else "kymograph"
     return kind
 
 
@@ -390,6 +397,11 @@ def save(h, kind, path, model=None, time=None, fmt=None) -> str:
         allowed = "positions, energy" if "position" in h else "kymograph, sphere, energy, spectrum, rates, clusters"
         raise ConfigError(f"--kind: got {kind!r} for a {'causal' if 'position' in h else 'non-causal'} run, "
                           f"allowed: {allowed}")
+    if kind == "overlap" and "positions" not in h:
+        from .errors import ConfigError
+
+        raise ConfigError("--kind: got 'overlap' for a density run without tokens, allowed: kymograph, sphere, energy, "
+                          "spectrum, rates, clusters (overlap: token runs)")
     if kind == "kymograph" and "longitude" in h:
         from .errors import ConfigError
 
@@ -409,7 +421,7 @@ def draw(h, kind, fig, model=None, time=None):
         rates(h, fig, model)
     else:
         {"kymograph": kymograph, "sphere": sphere, "energy": energy, "clusters": clusters,
-         "spectrum": spectrum, "positions": positions}[kind](h, fig, time)
+         "spectrum": spectrum, "positions": positions, "overlap": overlap}[kind](h, fig, time)
 
 
 def positions(h, fig, time=None):
@@ -421,6 +433,7 @@ def positions(h, fig, time=None):
     rel = rho / _uniform(h)
     amp = np.max(np.abs(rel - 1).reshape(rel.shape[0], rel.shape[1], -1), axis=2)
     circle = "theta" in h
+    fig.subplots_adjust(wspace=0.35)  # room for the first colour bar's label between the panels
     ax = fig.add_subplot(1, 2 if circle else 1, 1)
     im = ax.pcolormesh(s, t, np.maximum(amp, 1e-300), shading="nearest", cmap="viridis",
                        norm=mcolors.LogNorm(vmin=max(float(amp.max()) * 1e-8, float(amp.min()) or 1e-300),
@@ -434,3 +447,26 @@ def positions(h, fig, time=None):
         im = ax.pcolormesh(h["theta"], s, rel[i], shading="nearest", cmap="magma")
         fig.colorbar(im, ax=ax, pad=0.01, label=r"$\rho/\bar\rho$")
         ax.set(xlabel=r"$\theta$", ylabel="position $s$", title=f"t = {t[i]:.4g}")
+
+
+def overlap(h, fig, time=None):
+    """Tokens: their mean pairwise overlap against t (1 = synchronised); for random heads per layer at
+    beta <= 0.01 with equal weights, beside the beta -> 0 law of docs/general.md from the same start."""
+    t, a = h["time"], h["attrs"]
+    rows = [(t[i], diagnostics.mean_overlap(*tok)) for i in range(t.size) if (tok := _tokens(h, i)) is not None]
+    tt, rho = np.array(rows).T
+    ax = fig.add_subplot()
+    w = h["token_weights"][0]
+    law = a.get("stepper") == "layers" and float(a["beta"]) <= 0.01 and np.ptp(w) <= 1e-12 * np.max(w) and tt[0] == 0
+    ax.plot(tt, rho, "o-", ms=3, label="tokens" + (" (one run: the law is that of the mean over seeds)" if law else ""))
+    if law:
+        law = theory.mean_overlap_ode(tt, float(rho[0]), int(a["n_tokens"]), int(a["dim"]))
+        ax.plot(tt, law, "k--", label=r"$\beta\to 0$ law: $\rho' = (\frac{1}{n} + (1 - \frac{1}{n})\rho)(1 - \rho)"
+                r"(1 - \frac{2 + \rho}{d})$")
+    if _log_time(h):
+        ax.set_xscale("log")
+    ax.set(xlabel="$t$" + (" (= layers x dt)" if a.get("stepper") == "layers" else ""),
+           ylabel=r"mean overlap $\langle x_i, x_j\rangle$, $i \neq j$")
+    ax.legend(fontsize=8)
+    _title(ax, h, "mean pairwise overlap of the tokens" + (" (random heads per layer)" if a.get("stepper") == "layers"
+                                                          else ""))

@@ -191,6 +191,16 @@ def causal_linear_mode(t: float, s: float, a: float, alibi: float, profile) -> f
     return profile(s) + quad(green, 0, s, limit=200, epsabs=1e-13, epsrel=1e-12)[0]
 
 
+def mean_overlap_ode(t, rho0: float, n: int, d: int) -> np.ndarray:
+    """The mean pairwise overlap at times ``t`` (t[0] = 0) of n equal-weight tokens on S^{d-1} under random heads
+    drawn afresh every layer, beta -> 0: rho' = (1/n + (1 - 1/n) rho)(1 - rho)(1 - (2 + rho)/d), rho(0) = rho0,
+    t = layers x dt (derived in docs/general.md; the logistic law rho' = rho (1 - rho) as n, d -> infinity)."""
+    from scipy.integrate import solve_ivp
+
+    f = lambda _, r: (1 / n + (1 - 1 / n) * r) * (1 - r) * (1 - (2 + r) / d)
+    return solve_ivp(f, (0, t[-1]), [rho0], t_eval=t, rtol=1e-11, atol=1e-13).y[0]
+
+
 def two_dirac_gap_rate(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5) -> float:
     """dD/dt for two Dirac masses m1, m2 on the circle at angular gap D (SA, Q = K = V = I, viscosity 0):
 

@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import meanfield  # noqa: E402
-from meanfield import io, plot, theory  # noqa: E402
+from meanfield import diagnostics, io, plot, theory  # noqa: E402
 from meanfield.io import model_of  # noqa: E402
 from meanfield.errors import ConfigError  # noqa: E402
 
@@ -114,3 +114,48 @@ def test_energy_and_spectrum_and_clusters_show_their_quantities(linear):
     assert "log_{10}" in fig.axes[1].get_ylabel() and "wavenumber" in fig.axes[0].get_xlabel()
     fig = draw(linear, "clusters")
     assert np.array_equal(fig.axes[0].lines[0].get_ydata(), linear["diagnostics"]["n_clusters"])
+
+
+def test_mean_overlap_is_the_weighted_mean_over_distinct_pairs():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(7, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    w = rng.random(7)
+    pairs = [(i, j) for i in range(7) for j in range(7) if i != j]
+    brute = sum(w[i] * w[j] * x[i] @ x[j] for i, j in pairs) / sum(w[i] * w[j] for i, j in pairs)
+    assert diagnostics.mean_overlap(x, w) == pytest.approx(brute, rel=1e-13)
+    assert diagnostics.mean_overlap(np.tile(x[:1], (4, 1))) == pytest.approx(1.0, abs=1e-15)  # synchronised
+
+
+def test_random_heads_plot_is_the_mean_overlap_beside_the_law(tmp_path):
+    h = history(tmp_path, "layers", model=dict(method="particles", geometry="zonal", beta=1e-6), grid=dict(modes=4),
+                particles=dict(n=12, dim=16), initial=dict(kind="random", amplitude=0.0, seed=2),
+                attention=dict(heads=2, Q="random", K="random", V="random", resample=True, seed=2),
+                time=dict(t_end=0.5, dt=0.01), output=dict(interval=0.1))
+    assert plot.resolve_kind(h, "auto") == "overlap"
+    ax = draw(h, "overlap").axes[0]
+    tokens, law = ax.lines
+    x = h["positions"]
+    gram = np.einsum("tid,tjd->tij", x, x)
+    assert np.allclose(tokens.get_ydata(), (gram.sum((1, 2)) - 12) / (12 * 11), atol=1e-14)
+    assert law.get_ydata()[0] == tokens.get_ydata()[0]
+    # the law solved independently: rho' = (1/n + (1 - 1/n) rho)(1 - rho)(1 - (2 + rho)/d), small steps of RK4
+    r, t, dt = tokens.get_ydata()[0], 0.0, 1e-4
+    f = lambda r: (1 / 12 + 11 / 12 * r) * (1 - r) * (1 - (2 + r) / 16)
+    while t < 0.5 - 1e-12:
+        k1 = f(r); k2 = f(r + dt / 2 * k1); k3 = f(r + dt / 2 * k2); k4 = f(r + dt * k3)  # noqa: E702
+        r, t = r + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), t + dt
+    assert law.get_ydata()[-1] == pytest.approx(r, rel=1e-8)
+    assert "random heads" in titles(ax.figure)
+
+
+def test_overlap_needs_tokens_and_causal_runs_take_positions(tmp_path, linear):
+    with pytest.raises(ConfigError, match=r"^--kind: got 'overlap' for a density run without tokens"):
+        plot.save(linear, "overlap", tmp_path / "x.png")
+    h = history(tmp_path, "causal", model=dict(beta=3.0), grid=dict(modes=8, positions=5),
+                attention=dict(causal=True), initial=dict(amplitude=1e-3, seed=1), time=dict(t_end=0.5, dt=0.05),
+                output=dict(interval=0.25))
+    assert plot.save(h, "auto", tmp_path / "c.png") == "positions" and (tmp_path / "c.png").stat().st_size > 0
+    fig = draw(h, "positions")
+    bar, right = fig.axes[1].get_position(), fig.axes[2].get_position()
+    assert right.x0 - bar.x1 > 0.1  # the first colour bar's label fits between the panels (0.07 overlapped)

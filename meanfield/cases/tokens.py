@@ -7,6 +7,7 @@ import math
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .. import diagnostics, theory
 from ..validate import Outcome, case, verdict
 
 
@@ -65,13 +66,6 @@ def equiangular_overlap(ctx) -> Outcome:
                    body=body, numbers={"max_difference": worst, "max_spread": spread})
 
 
-def mean_overlap_ode(t, rho0: float, n: int, d: int) -> np.ndarray:
-    """rho' = (1/n + (1 - 1/n) rho)(1 - rho)(1 - (2 + rho)/d): the mean overlap of n tokens under random heads
-    resampled every layer, beta -> 0 (derived in docs/general.md)."""
-    f = lambda _, r: (1 / n + (1 - 1 / n) * r) * (1 - r) * (1 - (2 + r) / d)
-    return solve_ivp(f, (0, t[-1]), [rho0], t_eval=t, rtol=1e-11, atol=1e-13).y[0]
-
-
 @case("random-heads-logistic", "Random heads drawn afresh every layer, beta -> 0: the tokens' mean overlap follows a "
       "logistic law", "Koubbi–Geshkovski–Rigollet, 'homogenized transformers' (2026); the finite-n, finite-d ODE and "
       "the time map derived in docs/general.md", quick=True)
@@ -85,11 +79,11 @@ def random_heads_logistic(ctx) -> Outcome:
                          attention=dict(heads=heads, Q="random", K="random", V="random", resample=True, seed=seed),
                          initial=dict(kind="random", amplitude=0.0, seed=seed),
                          time=dict(t_end=t_end, dt=dt), output=dict(interval=t_end / 12)), f"seed{seed}")
-        curves.append([(np.sum(x @ x.T) - n) / (n * (n - 1)) for x in h["positions"]])
+        curves.append([diagnostics.mean_overlap(x) for x in h["positions"]])
     t = h["time"]
     c = np.array(curves)
     mean, se = c.mean(0), c.std(0, ddof=1) / math.sqrt(seeds)
-    ode = mean_overlap_ode(t, float(mean[0]), n, d)
+    ode = theory.mean_overlap_ode(t, float(mean[0]), n, d)
     z = float(np.max(np.abs(mean - ode) / np.maximum(se, 1e-3)))
     ax = ctx.figure().add_subplot()
     ax.errorbar(t, mean, 2 * se, fmt="o", mfc="none", label=f"tokens, mean over {seeds} seeds (2 SE)")

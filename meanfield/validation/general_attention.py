@@ -19,9 +19,8 @@ Five measurements (docs/general.md derives what each is compared with):
 import numpy as np
 
 from ._common import figure, report_dir, save
-from meanfield import config, theory
+from meanfield import config, diagnostics, theory
 from meanfield.cases.selection import INITIAL as INITIAL_CIRCLE, V as V_CIRCLE  # the catalogue's setting
-from meanfield.cases.tokens import mean_overlap_ode
 from meanfield.general import quadrature_dealias
 from meanfield.simulation import Simulation
 from meanfield.trackers import BlowUpGuard, Recorder
@@ -110,10 +109,10 @@ def random_heads(n=16, d=64, heads=4, dt=0.0025, t_end=3.0, seeds=32):
                                 attention=dict(heads=heads, Q="random", K="random", V="random", resample=True, seed=seed),
                                 initial=dict(kind="random", amplitude=0.0, seed=seed),
                                 time=dict(t_end=t_end, dt=dt), output=dict(interval=t_end / 12)))
-        curves.append([(np.sum(x @ x.T) - n) / (n * (n - 1)) for x in rec.states])
+        curves.append([diagnostics.mean_overlap(x) for x in rec.states])
     c = np.array(curves)
     mean, se = c.mean(0), c.std(0, ddof=1) / np.sqrt(len(c))
-    return t, mean, se, mean_overlap_ode(t, float(mean[0]), n, d)
+    return t, mean, se, theory.mean_overlap_ode(t, float(mean[0]), n, d)
 
 
 if __name__ == "__main__":
