@@ -292,6 +292,16 @@ def test_random_heads_mean_overlap_follows_the_ode():
     assert np.max(np.abs(mean - ode) / np.maximum(se, 1e-3)) < 4.0
 
 
+@pytest.mark.slow
+def test_tokens_converge_to_the_density_under_two_random_heads():
+    """The weak limit for general attention: tokens drawn from a density and the density itself (grid
+    quadrature), two heads of random Q, K, V on S^1, t = 1: W1 falls like n^{-1/2}."""
+    from meanfield.validation import cross_check
+
+    ns = [10, 100, 1000, 10000]
+    errs = cross_check.distances(2, ns, [4, 4, 4, 2], cross_check.HEADS)  # 0.56, 0.14, 0.043, 0.017: -0.506
+    slope = cross_check.slope(ns, errs)
+    assert -0.6 <= slope <= -0.4, (errs, slope)
 
 
 def test_spectral_selection_mass_at_each_pole_against_the_first_order_theory():
