@@ -90,10 +90,12 @@ def measure_growth_rates(time: np.ndarray, rho_hat: np.ndarray, model, tol: floa
 # -------------------------------------------------------------------------------------------
 def mean_overlap(x: np.ndarray, w: np.ndarray | None = None) -> float:
     """The mean pairwise overlap sum_{i != j} w_i w_j <x_i, x_j> / sum_{i != j} w_i w_j of tokens ``x`` (n x d,
-    unit rows) with weights ``w`` (default: equal); 1 when they have synchronised."""
-    w = np.full(len(x), 1.0 / len(x)) if w is None else np.asarray(w, float)
+    unit rows) with weights ``w`` (default: equal); 1 when they have synchronised, nan for fewer than two."""
+    w = np.full(len(x), 1.0 / max(len(x), 1)) if w is None else np.asarray(w, float)
     m = w @ x
     pairs = w.sum() ** 2 - np.sum(w * w)
+    if len(x) < 2 or pairs <= 0:
+        return math.nan
     return float((m @ m - np.sum(w * w * np.einsum("ij,ij->i", x, x))) / pairs)
 
 

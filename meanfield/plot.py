@@ -453,20 +453,27 @@ def overlap(h, fig, time=None):
     """Tokens: their mean pairwise overlap against t (1 = synchronised); for random heads per layer at
     beta <= 0.01 with equal weights, beside the beta -> 0 law of docs/general.md from the same start."""
     t, a = h["time"], h["attrs"]
-    rows = [(t[i], diagnostics.mean_overlap(*tok)) for i in range(t.size) if (tok := _tokens(h, i)) is not None]
-    tt, rho = np.array(rows).T
+    live = [(i, tok) for i in range(t.size) if (tok := _tokens(h, i)) is not None and len(tok[0]) > 1]
+    if not live:
+        from .errors import ConfigError
+
+        raise ConfigError("--kind: got 'overlap' for a run with fewer than two live tokens in every snapshot, "
+                          "allowed: kymograph, energy, spectrum")
+    tt = t[[i for i, _ in live]]
+    rho = np.array([diagnostics.mean_overlap(*tok) for _, tok in live])
+    w = live[0][1][1]
+    layers = a.get("stepper") == "layers"
+    with_law = layers and float(a["beta"]) <= 0.01 and np.ptp(w) <= 1e-12 * np.max(w) and tt[0] == 0
     ax = fig.add_subplot()
-    w = h["token_weights"][0]
-    law = a.get("stepper") == "layers" and float(a["beta"]) <= 0.01 and np.ptp(w) <= 1e-12 * np.max(w) and tt[0] == 0
-    ax.plot(tt, rho, "o-", ms=3, label="tokens" + (" (one run: the law is that of the mean over seeds)" if law else ""))
-    if law:
-        law = theory.mean_overlap_ode(tt, float(rho[0]), int(a["n_tokens"]), int(a["dim"]))
-        ax.plot(tt, law, "k--", label=r"$\beta\to 0$ law: $\rho' = (\frac{1}{n} + (1 - \frac{1}{n})\rho)(1 - \rho)"
+    ax.plot(tt, rho, "o-", ms=3, label="tokens" + (" (one run: the law is that of the mean over seeds)" if with_law
+                                                   else ""))
+    if with_law:
+        curve = theory.mean_overlap_ode(tt, float(rho[0]), len(w), int(a["dim"]))
+        ax.plot(tt, curve, "k--", label=r"$\beta\to 0$ law: $\rho' = (\frac{1}{n} + (1 - \frac{1}{n})\rho)(1 - \rho)"
                 r"(1 - \frac{2 + \rho}{d})$")
     if _log_time(h):
         ax.set_xscale("log")
-    ax.set(xlabel="$t$" + (" (= layers x dt)" if a.get("stepper") == "layers" else ""),
+    ax.set(xlabel="$t$" + (" (= layers x dt)" if layers else ""),
            ylabel=r"mean overlap $\langle x_i, x_j\rangle$, $i \neq j$")
     ax.legend(fontsize=8)
-    _title(ax, h, "mean pairwise overlap of the tokens" + (" (random heads per layer)" if a.get("stepper") == "layers"
-                                                          else ""))
+    _title(ax, h, "mean pairwise overlap of the tokens" + (" (random heads per layer)" if layers else ""))

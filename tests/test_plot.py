@@ -152,6 +152,10 @@ def test_random_heads_plot_is_the_mean_overlap_beside_the_law(tmp_path):
 def test_overlap_needs_tokens_and_causal_runs_take_positions(tmp_path, linear):
     with pytest.raises(ConfigError, match=r"^--kind: got 'overlap' for a density run without tokens"):
         plot.save(linear, "overlap", tmp_path / "x.png")
+    no_tokens = dict(time=np.zeros(1), attrs={}, positions=np.full((1, 3, 2), np.nan), token_weights=np.zeros((1, 3)))
+    with pytest.raises(ConfigError, match=r"^--kind: got 'overlap' for a run with fewer than two live tokens"):
+        draw(no_tokens, "overlap")
+    assert np.isnan(diagnostics.mean_overlap(np.ones((1, 2))))
     h = history(tmp_path, "causal", model=dict(beta=3.0), grid=dict(modes=8, positions=5),
                 attention=dict(causal=True), initial=dict(amplitude=1e-3, seed=1), time=dict(t_end=0.5, dt=0.05),
                 output=dict(interval=0.25))
