@@ -203,42 +203,54 @@ def _plain(v):
 # reading
 def load(path: str | Path, overrides: list[str] | tuple = ()) -> Config:
     """Read, override (``section.key=value`` strings) and validate a TOML config file."""
-    path = Path(path)
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):  # /dev/zero, /dev/urandom or a FIFO would never end or block
-            raise ConfigError(f"config: {str(path)!r} is not a regular file, allowed: a TOML file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config: {str(path)!r} is {st.st_size / 1e6:.3g} MB, allowed: at most "
-                              f"{MAX_CONFIG_BYTES / 1e6:g} MB (tokens in bulk belong in an initial.path file)")
-        with open(path, "rb") as f:
-            text = f.read(MAX_CONFIG_BYTES + 1).decode()
-    except FileNotFoundError:
-        raise ConfigError(f"config: file {str(path)!r} not found") from None
-    except ConfigError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"config: cannot read {str(path)!r}: {exc}") from None
-    return loads(text, overrides, base_dir=path.parent)
+    return loads(_read(Path(path), "config"), overrides, base_dir=Path(path).parent)
 
 
 def loads(text: str, overrides: list[str] | tuple = (), base_dir: Path | None = None) -> Config:
     """Parse and validate TOML text (see ``load``)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # e.g. a damaged history's stored config, read with surrogate escapes
-        raise ConfigError("config: not valid UTF-8 text") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config: invalid TOML: {exc}") from None
-    except ValueError:  # Python refuses to convert integers of more than 4300 digits
-        raise ConfigError("config: an integer with more than 4300 digits, allowed: numbers in float range") from None
-    except RecursionError:
-        raise ConfigError("config: arrays or tables nested too deeply, allowed: a flat TOML config") from None
+    raw = _parse(text, "config")
     for item in overrides:
         apply_override(raw, item)
     return from_dict(raw, base_dir=base_dir)
+
+
+def read_toml(path: str | Path, where: str = "config") -> dict:
+    """The tables of a TOML file, unvalidated (a sweep's base config, the sweep file itself): the checks of
+    ``load``, its errors named ``where``."""
+    return _parse(_read(Path(path), where), where)
+
+
+def _read(path: Path, where: str) -> str:
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero, /dev/urandom or a FIFO would never end or block
+            raise ConfigError(f"{where}: {str(path)!r} is not a regular file, allowed: a TOML file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{where}: {str(path)!r} is {st.st_size / 1e6:.3g} MB, allowed: at most "
+                              f"{MAX_CONFIG_BYTES / 1e6:g} MB (tokens in bulk belong in an initial.path file)")
+        with open(path, "rb") as f:
+            return f.read(MAX_CONFIG_BYTES + 1).decode()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file {str(path)!r} not found") from None
+    except ConfigError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot read {str(path)!r}: {exc}") from None
+
+
+def _parse(text: str, where: str) -> dict:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a damaged history's stored config, read with surrogate escapes
+        raise ConfigError(f"{where}: not valid UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        raise ConfigError(f"{where}: an integer with more than 4300 digits, allowed: numbers in float range") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: arrays or tables nested too deeply, allowed: a flat TOML config") from None
 
 
 def apply_override(raw: dict, item: str) -> None:

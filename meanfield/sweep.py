@@ -33,7 +33,6 @@ import itertools
 import math
 import os
 import time as _time
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ class Sweep:
     summaries to compute."""
 
     base: dict
+    base_dir: Path | None  # relative paths in the base config (initial.path) are relative to it
     runs_dir: Path | None
     axes: dict = field(default_factory=dict)  # key -> values (crossed)
     zips: list = field(default_factory=list)  # [{key: values}] each zipped, crossed with the rest
@@ -118,14 +118,7 @@ def _values(key: str, spec) -> list:
 def load_sweep(path) -> Sweep:
     """Parse and check a sweep file (ConfigError naming the key on bad input)."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep: {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"sweep: cannot read {str(path)!r} ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep: {str(path)!r} is not valid TOML ({exc})") from None
+    raw = _config.read_toml(path, "sweep")
     extra = set(raw) - {"base", "runs", "axes", "zip", "summary"}
     if extra:
         raise ConfigError(f"sweep: unknown keys {sorted(extra)}, allowed: base, runs, axes, zip, summary")
@@ -138,12 +131,7 @@ def load_sweep(path) -> Sweep:
         base_path = example(raw["base"][len("example:"):])
     else:
         base_path = path.parent / raw["base"]
-    try:
-        base = tomllib.loads(base_path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sweep.base: {str(base_path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"sweep.base: cannot read {str(base_path)!r} ({exc})") from None
+    base = _config.read_toml(base_path, "sweep.base")
     runs = raw.get("runs")
     if runs is not None and not isinstance(runs, str):
         raise ConfigError(f"sweep.runs: got {runs!r}, allowed: a directory path (string)")
@@ -151,7 +139,8 @@ def load_sweep(path) -> Sweep:
     zips = raw.get("zip", [])
     if not isinstance(axes, dict) or not isinstance(zips, list) or not all(isinstance(z, dict) for z in zips):
         raise ConfigError("sweep: [axes] must be a table and [[zip]] an array of tables")
-    sweep = Sweep(base=base, runs_dir=None if runs is None else path.parent / runs, source=path,
+    sweep = Sweep(base=base, base_dir=base_path.parent, runs_dir=None if runs is None else path.parent / runs,
+                  source=path,
                   axes={k: _values(k, v) for k, v in axes.items()})
     for i, z in enumerate(zips):
         group = {k: _values(k, v) for k, v in z.items()}
@@ -206,7 +195,7 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
         raw.setdefault("time", {})["threads"] = 1
         raw.setdefault("output", {})["path"] = "sweep.h5"  # replaced by the run's own path
         try:
-            cfg = _config.from_dict(raw)
+            cfg = _config.from_dict(raw, base_dir=sweep.base_dir)
         except ConfigError as exc:
             shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
             raise ConfigError(f"sweep: the combination {shown}: {exc}") from None

@@ -87,6 +87,31 @@ def test_bad_sweeps_name_the_key(tmp_path, axes, pattern):
         plan(load_sweep(path))
 
 
+def test_a_base_config_reads_its_initial_file_beside_it_from_any_directory(tmp_path, monkeypatch):
+    import meanfield
+
+    meanfield.run(dict(grid=dict(modes=32), time=dict(t_end=0.1, dt=0.05)), tmp_path / "start.h5", progress=False)
+    (tmp_path / "run.toml").write_text(BASE.format(t_end=1.0).replace('kind = "random"\namplitude = 1e-7',
+                                                                     'kind = "file"\npath = "start.h5"'))
+    (tmp_path / "sweep.toml").write_text('base = "run.toml"\n[axes]\n"model.beta" = [2.0, 4.0]\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    runs = plan(load_sweep(tmp_path / "sweep.toml"))
+    assert [cfg.initial.path for _, cfg, _ in runs] == [str(tmp_path / "start.h5")] * 2
+
+
+def test_unreadable_sweep_and_base_files_are_one_line_naming_them(tmp_path):
+    with pytest.raises(ConfigError, match=r"^sweep: file .* not found"):
+        load_sweep(tmp_path / "none.toml")
+    (tmp_path / "sweep.toml").write_text('base = "none.toml"\n[axes]\n"model.beta" = [2.0]\n')
+    with pytest.raises(ConfigError, match=r"^sweep\.base: file .*none\.toml' not found"):
+        load_sweep(tmp_path / "sweep.toml")
+    (tmp_path / "bad.toml").write_text("[model\n")
+    with pytest.raises(ConfigError, match=r"^sweep: invalid TOML"):
+        load_sweep(tmp_path / "bad.toml")
+
+
 def test_cli_bad_sweep_is_one_line_exit_2(tmp_path, capsys):
     path = _write(tmp_path, '"model.beta" = {start = 1, stop = 5, num = 0}')
     assert main(["sweep", path, "--quiet"]) == 2
