@@ -152,12 +152,14 @@ def _sphere(h, fig, idx, rho_bar, size: int = 220):
 
 
 def _tokens(h, fig, idx):
+    from matplotlib.patches import Circle
+
     from .plot import parameters
 
     t, d = h["time"], h["positions"].shape[-1]
     ax = fig.add_subplot()
     ax.set_aspect("equal")
-    ax.add_patch(__import__("matplotlib").patches.Circle((0, 0), 1, fill=False, lw=0.6, color="0.6"))
+    ax.add_patch(Circle((0, 0), 1, fill=False, lw=0.6, color="0.6"))
     ax.set(xlim=(-1.1, 1.1), ylim=(-1.1, 1.1))
     ax.set_axis_off()
     dots = ax.scatter([], [], s=8, lw=0)

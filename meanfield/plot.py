@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from . import diagnostics, theory
+from .errors import ConfigError
 from .io import _text, grid_density
 
 KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates", "positions", "overlap")
@@ -170,6 +171,8 @@ def _pad_poles(th, rho):
 def sphere(h, fig, time=None):
     """One snapshot on S^2: orthographic view centred on the density's maximum (with a 30 degree
     graticule) and a Mollweide map, tokens drawn where the run has them."""
+    from matplotlib.patches import Circle
+
     i = _snapshot(h, time)
     th, rho = _pad_poles(h["colatitude"], grid_density(h, i) / _uniform(h))
     ph = h["longitude"]
@@ -201,7 +204,7 @@ def sphere(h, fig, time=None):
     if tok is not None:
         x = tok[0][tok[0] @ v > 0]
         ax.scatter(x @ e1, x @ e2, s=2, c="cyan", lw=0, alpha=0.8, label=f"tokens ({len(tok[0])})")
-    ax.add_patch(__import__("matplotlib").patches.Circle((0, 0), 1, fill=False, lw=0.8))
+    ax.add_patch(Circle((0, 0), 1, fill=False, lw=0.8))
     ax.set_aspect("equal")
     ax.set_axis_off()
     ax.set_title(f"orthographic, $t = {h['time'][i]:.4g}$", fontsize=9)
@@ -250,8 +253,6 @@ def clusters(h, fig, time=None):
     the sum of their squared masses (drawn as dots from the cluster diagnostics)."""
     d = h["diagnostics"]
     if "n_clusters" not in d:
-        from .errors import ConfigError
-
         raise ConfigError("--kind: got 'clusters' for a history without cluster diagnostics (written by an older "
                           "meanfield), allowed: kymograph, energy, spectrum, rates")
     t = h["time"]
@@ -306,9 +307,7 @@ def spectrum(h, fig, time=None):
 def rates(h, fig, model, time=None):
     """Measured growth rates (fits in each mode's linear window) over the theory, and their relative
     error in a panel below.  ConfigError when no mode has a linear window."""
-    from . import theory
     from .diagnostics import measure_growth_rates
-    from .errors import ConfigError
 
     fits = [f for f in measure_growth_rates(h["time"], h["rho_hat"], model) if f.status == "ok"]
     if not fits:
@@ -366,7 +365,6 @@ def figure_path(path) -> tuple["Path", str]:
     gets .png (as matplotlib would add it); ConfigError for an extension matplotlib cannot write."""
     from pathlib import Path
 
-    from .errors import ConfigError
 
     path = Path(path)
     formats = figure_formats()
@@ -387,24 +385,16 @@ def save(h, kind, path, model=None, time=None, fmt=None) -> str:
     returns the kind drawn ("auto" resolved)."""
     kind = resolve_kind(h, kind)
     if kind == "sphere" and "longitude" not in h:
-        from .errors import ConfigError
-
         raise ConfigError(f"--kind: got 'sphere' for a {h['attrs'].get('geometry')} run, allowed: kymograph, "
                           "energy, spectrum, rates")
     if ("position" in h and kind not in ("positions", "energy")) or ("position" not in h and kind == "positions"):
-        from .errors import ConfigError
-
         allowed = "positions, energy" if "position" in h else "kymograph, sphere, energy, spectrum, rates, clusters"
         raise ConfigError(f"--kind: got {kind!r} for a {'causal' if 'position' in h else 'non-causal'} run, "
                           f"allowed: {allowed}")
     if kind == "overlap" and "positions" not in h:
-        from .errors import ConfigError
-
         raise ConfigError("--kind: got 'overlap' for a density run without tokens, allowed: kymograph, sphere, energy, "
                           "spectrum, rates, clusters (overlap: token runs)")
     if kind == "kymograph" and "longitude" in h:
-        from .errors import ConfigError
-
         raise ConfigError("--kind: got 'kymograph' for a sphere run, allowed: sphere, energy, spectrum, rates")
     plt, fig = _figure({"sphere": (10, 4.8), "clusters": (7, 6), "rates": (7, 5.5), "positions": (11, 4.5)}.get(kind, (7, 4.5)))
     try:
@@ -455,8 +445,6 @@ def overlap(h, fig, time=None):
     t, a = h["time"], h["attrs"]
     live = [(i, tok) for i in range(t.size) if (tok := _tokens(h, i)) is not None and len(tok[0]) > 1]
     if not live:
-        from .errors import ConfigError
-
         raise ConfigError("--kind: got 'overlap' for a run with fewer than two live tokens in every snapshot, "
                           "allowed: kymograph, energy, spectrum")
     tt = t[[i for i, _ in live]]
