@@ -17,12 +17,12 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
 import h5py
 import numpy as np
+from _proc import paused, resume, wait_stopped
 
 ENV = dict(os.environ)
 
@@ -42,10 +42,11 @@ interval = 0.05
 """
 
 
-def mf(*args, cwd=None, timeout=120, preexec=None, env=None):
-    """Run ``python -m meanfield.cli ARGS``; returns the CompletedProcess."""
+def mf(*args, cwd=None, timeout=600, preexec=None, env=None):
+    """Run ``python -m meanfield.cli ARGS`` in its own process group; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "meanfield.cli", *map(str, args)], capture_output=True, text=True,
-                          errors="replace", cwd=cwd, timeout=timeout, preexec_fn=preexec, env=env or ENV)
+                          errors="replace", cwd=cwd, timeout=timeout, preexec_fn=preexec, env=env or ENV,
+                          process_group=0)
 
 
 def verdict(r, allowed=(0, 1, 2)) -> str | None:
@@ -146,23 +147,17 @@ def _stopped_run(d: Path, t_end=6.0):
                    .replace("interval = 0.05", "interval = 0.01").replace("dt = 0.01", "dt = 0.001")
                    .replace("beta = 9.0", "beta = 9.0\nviscosity = 0.05"))
     out = d / "run.h5"
-    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
-                         stderr=subprocess.PIPE, text=True, env=ENV)
+    p = paused(["run", cfg, "-o", out, "--quiet"], env=ENV, snapshot=30)
+    _stop(p, signal.SIGTERM)
     ckpt = Path(str(out) + ".ckpt")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.exists() and ckpt.exists() and _count(out) >= 30):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=60)
     return cfg, out, ckpt
 
 
-def _wait(condition, seconds=60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the run did not get there in time")
-        time.sleep(0.02)
+def _stop(p, sig) -> str:
+    """Send ``sig`` to the paused run ``p``, let it go on, reap it; returns its stderr."""
+    p.send_signal(sig)
+    resume(p)
+    return p.communicate(timeout=600)[1]
 
 
 def _count(path) -> int:
@@ -179,14 +174,12 @@ def resume_from_backup(d: Path) -> str | None:
     cfg.write_text(CFG.replace("t_end = 0.4", "t_end = 40.0").replace("dt = 0.01", "dt = 0.001")
                    .replace("interval = 0.05", "interval = 0.01") + "checkpoint_every = 1\n")
     out = d / "run.h5"
-    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
-                         stderr=subprocess.PIPE, text=True, env=ENV)
-    _wait(lambda: _count(out) >= 5)
+    p = paused(["run", cfg, "-o", out, "--quiet"], env=ENV, snapshot=[5, 40])
     backup = d / "backup.h5"
     backup.write_bytes(out.read_bytes())  # a backup taken mid-run
-    _wait(lambda: _count(out) >= 40)
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=60)
+    resume(p)
+    wait_stopped(p)
+    _stop(p, signal.SIGTERM)
     os.replace(backup, out)  # the history restored from the backup; the checkpoint is newer
     before = snapshot(d)
     r = mf("run", cfg, "--resume", out, "--quiet")
@@ -225,11 +218,11 @@ def info_spliced(d: Path) -> str | None:
 def _kill_resume_at(d: Path, when: int, sig="SIGKILL") -> str | None:
     """Resume a stopped run under strace, killed at its ``when``-th write-type system call; then the
     history must be readable and a further --resume must complete it."""
-    cfg, out, ckpt = d / "c.toml", d / "run.h5", d / "run.h5.ckpt"
+    cfg, out = d / "c.toml", d / "run.h5"
     r = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e",
                         f"inject=pwrite64,write,rename,renameat,renameat2,ftruncate,unlink:signal={sig}:when={when}",
                         sys.executable, "-m", "meanfield.cli", "run", str(cfg), "--resume", str(out), "--quiet"],
-                       capture_output=True, text=True, env=ENV, timeout=120)
+                       capture_output=True, text=True, env=ENV, timeout=600, process_group=0)
     if r.returncode == 0:
         return "done"  # the resume finished before the kill point
     return first(readable(out), _resume_completes(cfg, out))
@@ -270,30 +263,31 @@ def strace_works() -> bool:
         return False
 
 
-def _killed(args, delay: float, sig) -> str | None:
-    """Start ``meanfield ARGS``, send ``sig`` after ``delay`` seconds; a traceback, or None."""
-    p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", *map(str, args)], stderr=subprocess.PIPE, text=True,
-                         env=ENV)
-    time.sleep(delay)
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+def _killed(args, step: int, sig) -> str | None:
+    """Start ``meanfield ARGS``, send ``sig`` once it has taken ``step`` steps; a traceback, or None."""
+    p = paused(args, env=ENV, step=step)
+    if sig == signal.SIGKILL:
+        p.kill()
+        p.wait()
+        return None
+    err = _stop(p, sig)
     return "traceback: " + err.strip().splitlines()[-1] if "Traceback" in err else None
 
 
-def kill_early_in_resume(d: Path, delay: float, sig=signal.SIGTERM) -> str | None:
+def kill_early_in_resume(d: Path, step: int, sig=signal.SIGTERM) -> str | None:
     cfg, out, ckpt = _stopped_run(d)
-    return first(_killed(["run", cfg, "--resume", out, "--quiet"], delay, sig), readable(out),
+    return first(_killed(["run", cfg, "--resume", out, "--quiet"], step, sig), readable(out),
                  _resume_completes(cfg, out))
 
 
-def kill_fresh_run(d: Path, delay: float, sig=signal.SIGKILL) -> str | None:
-    """A new run killed ``delay`` seconds in: what it leaves reads, and resumes to the end (or, with
-    no checkpoint yet, --resume says so in one line and a new run on the same output works)."""
+def kill_fresh_run(d: Path, step: int, sig=signal.SIGKILL) -> str | None:
+    """A new run killed after ``step`` steps: what it leaves reads, and resumes to the end (or, with no
+    checkpoint yet, --resume says so in one line and a new run on the same output works)."""
     cfg = d / "c.toml"
     cfg.write_text(CFG.replace("t_end = 0.4", "t_end = 3.0").replace("modes = 16", "modes = 64")
                    .replace("dt = 0.01", "dt = 0.002"))
     out, ckpt = d / "run.h5", d / "run.h5.ckpt"
-    bad = _killed(["run", cfg, "-o", out, "--quiet"], delay, sig)
+    bad = _killed(["run", cfg, "-o", out, "--quiet"], step, sig)
     if bad:
         return bad
     if ckpt.exists():
@@ -431,17 +425,27 @@ def immutable_output(d: Path) -> str | None:
 
 # ------------------------------------------------------------------------------------------
 # concurrent runs on one output
-def concurrent(d: Path, delay: float) -> str | None:
+def concurrent(d: Path, how: str) -> str | None:
+    """Two runs on one output: started together ("together"), or the second while the first is stopped at its
+    first step and holds the output ("while-running"): exactly one writes it, the other says why in one line."""
     cfg = d / "c.toml"
     cfg.write_text(CFG.replace("t_end = 0.4", "t_end = 3.0").replace("modes = 16", "modes = 64"))
     out = d / "OUT.h5"
     cmd = [sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out)]
-    a = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(delay)
-    b = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=ENV)
-    results = []
-    for p in (a, b):
-        _, err = p.communicate(timeout=120)
+    if how == "together":
+        a = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=ENV, process_group=0)
+        b = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=ENV, process_group=0)
+        procs = (a, b)
+    else:
+        a = paused(["run", cfg, "-o", out], env=ENV, step=1)
+        b = subprocess.run(cmd, capture_output=True, text=True, env=ENV, process_group=0, timeout=600)
+        if b.returncode != 2 or "in use by another meanfield process" not in b.stderr:
+            return f"a second run while the first holds the output: exit {b.returncode}: {b.stderr.strip()[-200:]}"
+        resume(a)
+        procs = (a,)
+    results = [] if how == "together" else [b]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
         results.append(subprocess.CompletedProcess(p.args, p.returncode, "", err))
     for r in results:
         bad = verdict(r)
@@ -506,11 +510,7 @@ def disk_fills_mid_run(d: Path) -> str | None:
                        .replace("t_end = 0.4", "t_end = 60.0").replace("dt = 0.01", "dt = 0.002")
                        .replace("interval = 0.05", "interval = 0.5\ncheckpoint_every = 4"))
         out, fill = disk / "OUT.h5", disk / "fill"
-        p = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "run", str(cfg), "-o", str(out), "--quiet"],
-                             stderr=subprocess.PIPE, text=True, env=ENV)
-        deadline = time.monotonic() + 60
-        while not Path(str(out) + ".ckpt").exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        p = paused(["run", cfg, "-o", out, "--quiet"], env=ENV, snapshot=4)  # its first checkpoint is written
         try:  # take every free block; the open itself fails when the run has filled the disk already
             with open(fill, "wb") as f:
                 while True:
@@ -518,7 +518,8 @@ def disk_fills_mid_run(d: Path) -> str | None:
                     f.flush()
         except OSError:
             pass
-        err = p.communicate(timeout=120)[1]
+        resume(p)
+        err = p.communicate(timeout=600)[1]
         r = subprocess.CompletedProcess(p.args, p.returncode, "", err)
         fill.unlink(missing_ok=True)
         if r.returncode == 0:
@@ -547,7 +548,7 @@ def config_special(d: Path, path: str) -> str | None:
         os.mkfifo(path)
     before = snapshot(d)
     try:
-        r = mf("run", path, "-o", d / "OUT.h5", "--quiet", timeout=20)
+        r = mf("run", path, "-o", d / "OUT.h5", "--quiet", timeout=120)
     except subprocess.TimeoutExpired:
         return "hangs"
     return first(verdict(r, (2,)), changed(before, snapshot(d)))
@@ -740,13 +741,13 @@ def cases():
     yield "resume", "checkpoint-newer-than-history", resume_from_backup
     yield "resume", "checkpoint-of-another-run", resume_checkpoint_of_other_run
     yield "resume", "info-on-spliced-history", info_spliced
-    for delay in (0.05, 0.15, 0.3, 0.6):
-        yield "kill", f"sigterm-{delay}s-into-resume", lambda d, x=delay: kill_early_in_resume(d, x)
-        yield "kill", f"sigkill-{delay}s-into-resume", lambda d, x=delay: kill_early_in_resume(d, x, signal.SIGKILL)
+    for step in (1, 2, 10, 60):
+        yield "kill", f"sigterm-at-step-{step}-of-resume", lambda d, x=step: kill_early_in_resume(d, x)
+        yield "kill", f"sigkill-at-step-{step}-of-resume", lambda d, x=step: kill_early_in_resume(d, x, signal.SIGKILL)
     yield "kill", "sigkill-at-writes-1-40", lambda d: kill_at_writes(d, range(1, 41, 3))
-    for delay in (0.6, 1.2, 2.0):
-        yield "kill", f"sigkill-{delay}s-into-a-new-run", lambda d, x=delay: kill_fresh_run(d, x)
-    yield "kill", "sigterm-1.2s-into-a-new-run", lambda d: kill_fresh_run(d, 1.2, signal.SIGTERM)
+    for step in (1, 300, 1000):
+        yield "kill", f"sigkill-at-step-{step}-of-a-new-run", lambda d, x=step: kill_fresh_run(d, x)
+    yield "kill", "sigterm-at-step-600-of-a-new-run", lambda d: kill_fresh_run(d, 600, signal.SIGTERM)
     yield "kill", "killed-plot-leaves-nothing", killed_plot_leftovers
     for name in (".OUT.h5.partial", "OUT.h5.ckpt.partial"):
         yield "clobber", f"stale-link-{name}", lambda d, n=name: stale_link_at_temporary(d, n)
@@ -760,8 +761,8 @@ def cases():
     yield "clobber", "plot-without-extension", plot_without_extension
     yield "clobber", "late-refusal-keeps-checkpoint", late_refusal_keeps_checkpoint
     yield "clobber", "immutable-output", immutable_output
-    for delay in (0.0, 0.02, 0.08):
-        yield "concurrent", f"two-runs-{delay}s-apart", lambda d, x=delay: concurrent(d, x)
+    for how in ("together", "while-running"):
+        yield "concurrent", f"two-runs-{how}", lambda d, h=how: concurrent(d, h)
     for limit in (20_000, 200_000, 1_500_000):
         yield "disk", f"file-size-limit-{limit}", lambda d, x=limit: disk_full(d, x)
     yield "disk", "disk-fills-mid-run", disk_fills_mid_run

@@ -22,7 +22,7 @@ from meanfield import theory  # noqa: E402
 
 #: The default suite runs these (the quick ones and a sample of each kind); -m slow runs the rest.
 DEFAULT = {"numerics/usa-beta30-sbdf2-dt0.01", "numerics/usa-beta100-sbdf1-dt0.01", "resume/info-on-spliced-history",
-           "kill/sigkill-0.15s-into-resume", "concurrent/two-runs-0.02s-apart", "dimension/zonal-d1000",
+           "kill/sigkill-at-step-2-of-resume", "concurrent/two-runs-while-running", "dimension/zonal-d1000",
            "corrupt/flip-info", "corrupt/missing-rates", "corrupt/dtype-plot", "corrupt/hole-info",
            "corrupt/decreasing-rates", "corrupt/nan_rows-initial", "integrity/one-bit-in-data-rates",
            "integrity/one-bit-in-checkpoint", "disk/file-size-limit-200000"}

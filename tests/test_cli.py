@@ -19,7 +19,8 @@ EXE = shutil.which("meanfield")
 
 def mf(*args, cwd=None):
     cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
-    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900,
+                          process_group=0)
 
 
 def one_error_line(r, status=2):

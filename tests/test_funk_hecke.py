@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meanfield.errors import ConfigError
-from meanfield.funk_hecke import FunkHeckeField, degree, kernel_weights
+from meanfield.funk_hecke import degree, kernel_weights
 from meanfield.particles import TokenModel, pick_field
 
 

@@ -17,7 +17,6 @@ from meanfield.general import GeneralModel, kernel_degree, required_degree, exac
 from meanfield.model import AttentionModel
 from meanfield.particles import TokenModel, attention_matrices
 from meanfield.simulation import Simulation
-from meanfield.trackers import Recorder
 
 
 def state(geometry, size=0.05, seed=0):

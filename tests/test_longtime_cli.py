@@ -1,15 +1,14 @@
 """Long runs through the real command: the examples, info, plots, xarray, --resume extending a finished
 run, token snapshots as initial data, and the guard."""
 
-import shutil
-import subprocess
-import sys
+import signal
 import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _proc import mf, paused, resume
 
 from meanfield import config, io
 from meanfield.simulation import Simulation
@@ -17,12 +16,6 @@ from meanfield.trackers import ResolutionMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "meanfield" / "examples"
-EXE = shutil.which("meanfield")
-
-
-def mf(*args, cwd=None):
-    cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
-    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=1200)
 
 
 @pytest.fixture(scope="module")
@@ -209,25 +202,14 @@ def test_long_examples_run_to_the_end(tmp_path, name, clusters_at_end):
 
 def test_resume_of_a_stopped_run_with_a_larger_t_end(tmp_path):
     """SIGTERM in the token phase, then --resume with t_end raised: the run completes to the new end."""
-    import signal
-    import time
-
     out = tmp_path / "stopped.h5"
     args = ["--quiet", "--set", "grid.modes=128", "--set", "longtime.rtol=1e-13"]
-    cmd = [EXE] if EXE else [sys.executable, "-m", "meanfield.cli"]
-    proc = subprocess.Popen([*cmd, "run", str(EXAMPLES / "longtime_circle.toml"), "-o", str(out), *args,
-                             "--set", "time.t_end=1e8"], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            point = io.read_checkpoint(io.checkpoint_path(out))
-            if point["phase"] == "tokens":
-                break
-        except Exception:  # noqa: BLE001 - not there yet, or being replaced
-            pass
-        time.sleep(0.1)
+    proc = paused(["run", EXAMPLES / "longtime_circle.toml", "-o", out, *args, "--set", "time.t_end=1e8"],
+                  phase="tokens")
     proc.send_signal(signal.SIGTERM)
+    resume(proc)
     assert proc.wait() == 143, proc.stderr.read()
+    assert io.read_checkpoint(io.checkpoint_path(out))["phase"] == "tokens"
     r = mf("run", EXAMPLES / "longtime_circle.toml", "--resume", out, *args, "--set", "time.t_end=1e12")
     assert r.returncode == 0, r.stderr
     h = io.read_history(out)

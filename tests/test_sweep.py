@@ -14,7 +14,7 @@ pd = pytest.importorskip("pandas")
 from meanfield import io  # noqa: E402
 from meanfield.cli import main  # noqa: E402
 from meanfield.errors import ConfigError  # noqa: E402
-from meanfield.sweep import load_sweep, plan, read_table, run_sweep  # noqa: E402
+from meanfield.sweep import load_sweep, plan, run_sweep  # noqa: E402
 
 BASE = """
 [model]
@@ -41,19 +41,54 @@ def _write(tmp_path, axes: str, t_end: float = 6.0, extra: str = "") -> str:
     return str(tmp_path / "sweep.toml")
 
 
-def _kill_a_worker_mid_sweep(path, table, cluster, client):
-    """Run the sweep in a thread on ``cluster``; once a run is done, SIGKILL a worker; return the sweep's table."""
+def _pause_at_first_step_of_run(number: int):
+    """Installed in one worker process (``client.run``): the ``number``-th run it starts stops the process
+    (SIGSTOP) after its first step, so the test kills a worker that is in the middle of a run, whatever the
+    machine's speed."""
+    import os
+    import signal
+
+    from meanfield.simulation import Simulation
+
+    state = {"runs": 0}
+    run = Simulation.run
+
+    class Pause:
+        def __init__(self):
+            state["runs"] += 1
+            self.armed = state["runs"] == number
+
+        def step(self, sim):
+            if self.armed:
+                self.armed = False
+                os.kill(os.getpid(), signal.SIGSTOP)
+
+    def paused(self, trackers=()):
+        return run(self, [*trackers, Pause()])
+
+    Simulation.run = paused
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] == "T"
+
+
+def _kill_a_worker_mid_sweep(path, table, cluster, client, run_number):
+    """Run the sweep in a thread on ``cluster``; one worker stops itself in the middle of the ``run_number``-th run
+    it starts, and is SIGKILLed there; return the sweep's table."""
+    address, pid = next(iter(client.run(os.getpid).items()))
+    client.run(_pause_at_first_step_of_run, run_number, workers=[address])
     result = {}
     sweep = threading.Thread(target=lambda: result.update(df=run_sweep(path, table, scheduler=cluster.scheduler_address,
                                                                        progress=False)))
     sweep.start()
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if table.exists() and (read_table(table)["status"] == "done").any():  # read while the sweep writes
-            break
+    deadline = time.monotonic() + 900  # a wait for the pause, not a verdict: it is reached on any machine
+    while not _stopped(pid):
+        assert sweep.is_alive() and time.monotonic() < deadline, "the worker never reached its pause"
         time.sleep(0.05)
-    os.kill(list(client.run(os.getpid).values())[0], signal.SIGKILL)
-    sweep.join(timeout=300)
+    os.kill(pid, signal.SIGKILL)
+    sweep.join(timeout=900)
     assert not sweep.is_alive()
     return result["df"]
 
@@ -129,7 +164,7 @@ def test_killed_worker_and_restart_leave_every_row_once(tmp_path):
     planned = {rid for _, _, rid in plan(load_sweep(path))}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        df = _kill_a_worker_mid_sweep(path, table, cluster, client)
+        df = _kill_a_worker_mid_sweep(path, table, cluster, client, run_number=2)  # its first run is done
     assert sorted(df["run_id"]) == sorted(planned)  # every run once
     assert (df["status"] == "done").all(), df[["status", "error"]]
     for p in df["path"]:  # each history complete (a run the killed worker held was resumed or rerun)
@@ -178,8 +213,8 @@ def test_a_run_whose_worker_dies_is_recorded_killed_then_rerun(tmp_path):
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        df = _kill_a_worker_mid_sweep(path, table, cluster, client)
-    assert len(df) == 4 and set(df["status"]) <= {"done", "killed"} and (df["status"] == "killed").sum() >= 1
+        df = _kill_a_worker_mid_sweep(path, table, cluster, client, run_number=1)
+    assert len(df) == 4 and set(df["status"]) <= {"done", "killed"} and (df["status"] == "killed").sum() >= 1  # with the tasks queued on it
     assert df.loc[df["status"] == "killed", "error"].str.startswith("KilledWorker").all()
     again = run_sweep(path, table, workers=2, progress=False)  # the killed run resumes from its checkpoint
     assert len(again) == 4 and (again["status"] == "done").all()
