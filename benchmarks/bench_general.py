@@ -15,8 +15,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from meanfield.domains import make_geometry
-from meanfield.general import GeneralModel
-from meanfield.model import AttentionModel
+from meanfield.physics.general import GeneralModel
+from meanfield.physics.model import AttentionModel
 
 
 def best(fn, repeat=5):

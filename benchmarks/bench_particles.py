@@ -13,7 +13,7 @@ import timeit
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from meanfield.particles import INTEGRATORS, TokenModel
+from meanfield.tokens import INTEGRATORS, TokenModel
 
 
 def best(fn, number=1, repeat=3):

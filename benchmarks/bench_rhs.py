@@ -14,7 +14,7 @@ import timeit
 import numpy as np
 
 from meanfield.domains import Circle
-from meanfield.model import AttentionModel
+from meanfield.physics.model import AttentionModel
 from meanfield.stepping import make_scheme
 
 

@@ -14,7 +14,7 @@ import timeit
 import numpy as np
 
 from meanfield.domains import Sphere
-from meanfield.model import AttentionModel
+from meanfield.physics.model import AttentionModel
 
 
 def best(fn, number):

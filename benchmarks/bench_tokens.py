@@ -18,7 +18,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from meanfield.particles import RingModel, TokenModel
+from meanfield.tokens import RingModel, TokenModel
 
 
 def best(fn, repeat=5, number=10):

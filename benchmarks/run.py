@@ -57,8 +57,8 @@ def cpu(fn, repeat=3):
 
 # -- 1. work-precision ---------------------------------------------------------------------------------
 def problem(K, nu):
-    from meanfield.runner import load_config
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.runner import load_config
+    from meanfield.simulation.simulation import Simulation
 
     base = {"model": {"beta": 25.0, "viscosity": nu}, "grid": {"modes": K},
             "initial": {"amplitude": 1e-4, "seed": 1}, "output": {"interval": 12.0, "checkpoint_every": 0}}
@@ -138,7 +138,7 @@ def first_within(pts, target=1e-6):
 
 def count_rhs(solve, param):
     """Right-hand sides one solve evaluates (scipy's methods call the same ``AttentionModel.rhs``)."""
-    from meanfield.model import AttentionModel
+    from meanfield.physics.model import AttentionModel
 
     calls, orig = [0], AttentionModel.rhs
 
@@ -176,7 +176,7 @@ def circle_rhs(Ks):
     import scipy.fft
 
     from meanfield.domains import Circle
-    from meanfield.model import AttentionModel
+    from meanfield.physics.model import AttentionModel
 
     rows = []
     for K in Ks:
@@ -204,7 +204,7 @@ def circle_rhs(Ks):
 def sphere_rhs(Ls):
     from meanfield.domains import Sphere
     from meanfield.domains.sphere import installed_backends
-    from meanfield.model import AttentionModel
+    from meanfield.physics.model import AttentionModel
 
     rows = []
     for L in Ls:
@@ -232,7 +232,7 @@ def _wall(fn):
 
 # -- 3. tokens -------------------------------------------------------------------------------------------
 def tokens(ns_direct, ns_fast):
-    from meanfield.particles import TokenModel
+    from meanfield.tokens import TokenModel
 
     rows = []
     rng = np.random.default_rng(0)
@@ -281,7 +281,7 @@ def previous_direct_field(model, x):
 def general_tokens(n):
     """Random Q, K, V, two heads, SA, beta 5: (previous CPU s, CPU s on one thread, wall s on two
     threads, max difference / max field)."""
-    from meanfield.particles import TokenModel, attention_matrices
+    from meanfield.tokens import TokenModel, attention_matrices
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, 3))

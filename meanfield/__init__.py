@@ -16,7 +16,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = ["__version__", "Result", "example", "load_config", "open_history", "run"]
 
-_LAZY = {"Result": "runner", "load_config": "runner", "run": "runner", "open_history": "history",
+_LAZY = {"Result": "simulation.runner", "load_config": "simulation.runner", "run": "simulation.runner",
+         "open_history": "io.dataset",
          "example": "examples"}
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config, files, theory
+from . import __version__, config
+from .io import ownership as files
+from .physics import theory
 from .errors import ConfigError, NumericalError, OutputError
 
 
@@ -55,8 +57,8 @@ def _keep_freed_memory() -> None:
 def cmd_run(args) -> int:
     """`meanfield run`: validate, solve (or --resume), write the history (``runner.run``); 0, 1 on a
     numerical failure, 130 / 143 when stopped by SIGINT / SIGTERM (after a checkpoint)."""
-    from .runner import run
-    from .trackers import Interrupted
+    from .simulation.runner import run
+    from .simulation.trackers import Interrupted
 
     _keep_freed_memory()
     if args.resume is not None and args.output is not None:
@@ -128,7 +130,7 @@ def cmd_theory(args) -> int:
 def cmd_rates(args) -> int:
     """`meanfield rates`: fit every mode's rate in its linear window and print it beside theory."""
     from . import io
-    from .diagnostics import measure_growth_rates
+    from .analysis.diagnostics import measure_growth_rates
 
     h = io.read_history(args.history)
     if h["attrs"].get("method") == "particles":
@@ -201,7 +203,8 @@ def _write_whole(out: Path, read: tuple[str, str], overwrite: bool, write):
 
 def cmd_plot(args) -> int:
     """`meanfield plot`: draw one figure from a history, a movie of it, or a sweep table's phase diagram."""
-    from . import io, plot
+    from . import io
+    from .viz import plot
 
     if Path(args.history).suffix == ".parquet":
         return _plot_table(args)
@@ -224,7 +227,7 @@ def cmd_plot(args) -> int:
 
 def _movie(args, h) -> int:
     """`meanfield plot OUT.h5 --movie -o run.gif|run.mp4`."""
-    from . import movie
+    from .viz import movie
 
     if args.kind != "auto":
         raise ConfigError(f"--kind: got {args.kind!r} with --movie, allowed: auto (the movie picks its view)")
@@ -240,7 +243,7 @@ def _movie(args, h) -> int:
 
 def _plot_table(args) -> int:
     """`meanfield plot TABLE.parquet --kind phase`: the (t, beta) phase diagram of a sweep."""
-    from . import phase, plot
+    from .viz import phase, plot
 
     if args.kind not in ("auto", "phase"):
         raise ConfigError(f"--kind: got {args.kind!r} for a sweep table, allowed: phase")
@@ -345,7 +348,7 @@ def cmd_info(args) -> int:
         merges = h.get("merges", {}).get("time", np.zeros(0))
         print(f"tokens          {int(d['n_tokens'][-1])} at the end; {merges.size} merges")
     if "n_clusters" in d and t.size:
-        from .diagnostics import cluster_mergers
+        from .analysis.diagnostics import cluster_mergers
 
         mergers = cluster_mergers(h)
         line = f"clusters        {int(d['n_clusters'][-1])} at the end (at most {int(np.max(d['n_clusters']))})"
@@ -463,7 +466,7 @@ def cmd_example(args) -> int:
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `meanfield` command."""
-    from . import plot
+    from .viz import plot
 
     p = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"meanfield {__version__}")

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config as _config
-from . import files
+from .io import ownership as files
 from .errors import ConfigError, NumericalError, OutputError
 
 #: columns every table has, before the axes and the summaries
@@ -212,7 +212,7 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
 def summarise(path, cluster_times=(), rates: int = 3) -> dict:
     """The table's summary columns of one finished history."""
     from . import io
-    from .diagnostics import measure_growth_rates
+    from .analysis.diagnostics import measure_growth_rates
 
     h = io.read_history(path)
     t, diag = np.asarray(h["time"]), h["diagnostics"]
@@ -240,7 +240,7 @@ def summarise(path, cluster_times=(), rates: int = 3) -> dict:
 def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
     """Run one combination into ``path`` (resuming a run a killed worker left there) and summarise it.
     Never raises for the run's own failures: they come back as status "failed" with the error's first line."""
-    from .runner import run
+    from .simulation.runner import run
 
     t0 = _time.time()
     row = {"status": "done", "error": "", "warning": "", "path": path}

@@ -111,7 +111,7 @@ class _Pause:
 
 def _main(argv) -> int:
     from meanfield import cli
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.simulation import Simulation
 
     pause = _Pause(json.loads(argv[0]))
     run = Simulation.run

@@ -1,8 +1,8 @@
 """Helpers shared by the whole-solve tests: run a config in memory and keep every snapshot."""
 
 from meanfield import config
-from meanfield.simulation import Simulation
-from meanfield.trackers import BlowUpGuard, Recorder
+from meanfield.simulation.simulation import Simulation
+from meanfield.simulation.trackers import BlowUpGuard, Recorder
 
 
 def solve(c0=None, **sections):

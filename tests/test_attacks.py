@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 import attacks  # noqa: E402
 
-from meanfield import theory  # noqa: E402
+from meanfield.physics import theory  # noqa: E402
 
 #: The default suite runs these (the quick ones and a sample of each kind); -m slow runs the rest.
 DEFAULT = {"numerics/usa-beta30-sbdf2-dt0.01", "numerics/usa-beta100-sbdf1-dt0.01", "resume/info-on-spliced-history",

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from meanfield import theory
-from meanfield.cases.causal import _prompt_velocity, _prompt_weights, prompt_correlations
-from meanfield.cases.metastability import _arcs, _cap_gap
-from meanfield.particles import TokenModel
+from meanfield.physics import theory
+from meanfield.validate.cases.causal import _prompt_velocity, _prompt_weights, prompt_correlations
+from meanfield.validate.cases.metastability import _arcs, _cap_gap
+from meanfield.tokens import TokenModel
 
 
 @pytest.mark.parametrize("alibi", [0.0, 1.5])
@@ -63,7 +63,7 @@ def test_prompt_correlations_batches_average_to_the_estimate():
 
 
 def test_plateau_deviation_of_a_single_cosine():
-    from meanfield.cases.lowtemp import _deviation
+    from meanfield.validate.cases.lowtemp import _deviation
 
     c0 = np.zeros(33, dtype=complex)
     c0[0] = 1 / (2 * math.pi)
@@ -74,7 +74,7 @@ def test_plateau_deviation_of_a_single_cosine():
 
 @pytest.mark.parametrize("midpoints", [False, True])
 def test_circle_values_equal_the_direct_sum(midpoints):
-    from meanfield.diagnostics import circle_values
+    from meanfield.analysis.diagnostics import circle_values
 
     rng = np.random.default_rng(2)
     ck = rng.standard_normal((3, 50)) + 1j * rng.standard_normal((3, 50))

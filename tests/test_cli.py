@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from meanfield import io, theory
+from meanfield import io
+from meanfield.physics import theory
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "meanfield" / "examples"
@@ -139,8 +140,8 @@ def test_plot_every_kind(linear, tmp_path):
 def test_progress_bar(tmp_path):
     """A terminal gets a bar with t, dt and ETA; --quiet and pipes get none."""
     from meanfield import config
-    from meanfield.simulation import Simulation
-    from meanfield.trackers import ProgressBar
+    from meanfield.simulation.simulation import Simulation
+    from meanfield.simulation.trackers import ProgressBar
 
     import io as _io
     import contextlib

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from meanfield.errors import ConfigError
-from meanfield.funk_hecke import degree, kernel_weights
-from meanfield.particles import TokenModel, pick_field
+from meanfield.tokens.funk_hecke import degree, kernel_weights
+from meanfield.tokens import TokenModel, pick_field
 
 
 def tokens(kind, n, d, rng):
@@ -71,7 +71,7 @@ def test_auto_picks_funk_hecke_only_where_it_applies():
 
 
 def test_the_config_refuses_funk_hecke_where_it_does_not_apply():
-    from meanfield.runner import load_config
+    from meanfield.simulation.runner import load_config
 
     base = {"model": {"method": "particles", "geometry": "sphere"}, "particles": {"n": 100, "field": "funk_hecke"}}
     assert load_config(base).particles.field == "funk_hecke"
@@ -81,8 +81,8 @@ def test_the_config_refuses_funk_hecke_where_it_does_not_apply():
 
 def test_a_token_run_on_the_fast_path_matches_the_direct_path():
     """Whole runs (RK4 to t = 2, 2000 tokens on S^2): the paths agree to the field's accuracy."""
-    from meanfield.runner import load_config
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.runner import load_config
+    from meanfield.simulation.simulation import Simulation
 
     out = []
     for field in ("direct", "funk_hecke"):

@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from meanfield import config, theory
-from meanfield.cases.selection import INITIAL as VM, V as V_SEL  # the catalogue's selection setting
-from meanfield.causal import alibi_kernel, causal_weights
+from meanfield import config
+from meanfield.physics import theory
+from meanfield.validate.cases.selection import INITIAL as VM, V as V_SEL  # the catalogue's selection setting
+from meanfield.physics.causal import alibi_kernel, causal_weights
 from meanfield.domains import make_geometry
 from meanfield.domains.positions import position_nodes
 from meanfield.errors import ConfigError
-from meanfield.general import GeneralModel, kernel_degree, required_degree, exact_degree
-from meanfield.model import AttentionModel
-from meanfield.particles import TokenModel, attention_matrices
-from meanfield.simulation import Simulation
+from meanfield.physics.general import GeneralModel, kernel_degree, required_degree, exact_degree
+from meanfield.physics.model import AttentionModel
+from meanfield.tokens import TokenModel, attention_matrices
+from meanfield.simulation.simulation import Simulation
 
 
 def state(geometry, size=0.05, seed=0):
@@ -159,7 +160,7 @@ def test_linear_causal_density_solves_the_volterra_equation(variant, alibi):
     """Mode 1 with amplitude s^2 in position: the run against the closed-form Volterra solution
     (docs/causal.md), the error falling at second order in the number of positions."""
     beta, t_end, amp = 2.0, 3.0, 1e-7
-    from meanfield import theory
+    from meanfield.physics import theory
 
     a = float(theory.growth_rates([1], beta, variant)[0])
     errs = []
@@ -181,7 +182,7 @@ def test_linear_causal_density_solves_the_volterra_equation(variant, alibi):
 def test_causal_density_eigenfunction_s_power():
     """lambda = 0: K s^p = s^p / (p + 1), so amplitude s^p grows at a / (p + 1); p = 1 is exact for the
     product trapezoid rule (piecewise-linear interpolation of a linear profile)."""
-    from meanfield import theory
+    from meanfield.physics import theory
 
     a = float(theory.growth_rates([2], 3.0, "sa")[0])
     cfg = config.from_dict(base(model=dict(beta=3.0), grid=dict(modes=8, positions=9), attention=dict(causal=True),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import meanfield
-from meanfield.simulation import Simulation
+from meanfield.simulation.simulation import Simulation
 
 
 def _initial(geometry, modes, **initial):

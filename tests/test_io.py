@@ -12,8 +12,8 @@ from _proc import killed_at_write, mf, paused, strace_works
 from meanfield import config
 from meanfield.domains import Circle
 from meanfield.errors import ConfigError
-from meanfield.initial import initial_coefficients
-from meanfield.files import check_target
+from meanfield.physics.initial import initial_coefficients
+from meanfield.io.ownership import check_target
 from meanfield.io import read_history, read_snapshot
 
 CFG = """

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from meanfield import config
-from meanfield.clusters import ClusterFinder, default_radius
+from meanfield.physics.clusters import ClusterFinder, default_radius
 from meanfield.domains import make_geometry
-from meanfield.longtime import density_to_tokens
-from meanfield.particles import RingModel, TokenModel, TokenSolver, merge_groups
-from meanfield.simulation import Simulation, output_times
+from meanfield.simulation.handoff import density_to_tokens
+from meanfield.tokens import RingModel, TokenModel, TokenSolver, merge_groups
+from meanfield.simulation.simulation import Simulation, output_times
 from meanfield.stepping import DormandPrince
-from meanfield.trackers import BlowUpGuard, Recorder
+from meanfield.simulation.trackers import BlowUpGuard, Recorder
 
 
 def unit(n, d, seed=0):
@@ -260,7 +260,7 @@ def test_handoff_tokens_reproduce_every_coefficient_and_the_field(name, modes, d
         assert abs(np.sum(w) - 1) < 1e-14
         assert np.max(np.abs(g.measure_coefficients(x, w) - c)) < 1e-12 * abs(c[0])
     if name == "circle":  # the tokens' field at the nodes is the density's field there
-        from meanfield.model import AttentionModel
+        from meanfield.physics.model import AttentionModel
 
         model = AttentionModel(g, "sa", 9.0)
         x, w, _, _ = density_to_tokens(g, c, 1)

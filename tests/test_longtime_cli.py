@@ -11,8 +11,8 @@ import pytest
 from _proc import mf, paused, resume
 
 from meanfield import config, io
-from meanfield.simulation import Simulation
-from meanfield.trackers import ResolutionMonitor
+from meanfield.simulation.simulation import Simulation
+from meanfield.simulation.trackers import ResolutionMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "meanfield" / "examples"

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from meanfield import theory
+from meanfield.physics import theory
 from meanfield.domains import Circle
-from meanfield.model import AttentionModel
+from meanfield.physics.model import AttentionModel
 
 
 def density(g, rng, kappa=3.0):

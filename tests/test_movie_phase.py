@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import meanfield
-from meanfield import io, theory
+from meanfield import io
+from meanfield.physics import theory
 from meanfield.cli import main
 
 RUN = dict(model=dict(geometry="circle", beta=4.0), grid=dict(modes=32),
@@ -38,7 +39,7 @@ def test_movie_is_a_gif_with_the_asked_frames(runs, tmp_path):
 
 
 def test_mp4_without_ffmpeg_is_one_line(runs, tmp_path, monkeypatch, capsys):
-    from meanfield import movie
+    from meanfield.viz import movie
 
     monkeypatch.setattr(movie, "_ffmpeg", lambda: None)
     assert main(["plot", runs[1][0][2], "--movie", "-o", str(tmp_path / "m.mp4")]) == 2
@@ -50,7 +51,7 @@ def test_mp4_without_ffmpeg_is_one_line(runs, tmp_path, monkeypatch, capsys):
 def test_phase_diagram_averages_the_runs_cluster_counts(runs, tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    from meanfield.phase import phase_data
+    from meanfield.viz.phase import phase_data
 
     _, rows = runs
     df = pd.DataFrame([{"model.beta": b, "initial.seed": s, "status": "done", "path": p} for b, s, p in rows])
@@ -75,7 +76,7 @@ def test_token_sweeps_draw_the_same_diagram_and_movie(tmp_path):
     pd = pytest.importorskip("pandas")
     from PIL import Image
 
-    from meanfield.phase import phase_data
+    from meanfield.viz.phase import phase_data
 
     rows = []
     for beta in (3.0, 12.0):

@@ -8,10 +8,9 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from meanfield import config
-from meanfield.diagnostics import kernel_distance, wasserstein1_circle
-from meanfield.particles import (INTEGRATORS, TokenModel, attention_matrices, sample_tokens,
-                                 smoothed_density)
-from meanfield.simulation import Simulation
+from meanfield.analysis.diagnostics import kernel_distance, wasserstein1_circle
+from meanfield.tokens import INTEGRATORS, TokenModel, attention_matrices, sample_tokens, smoothed_density
+from meanfield.simulation.simulation import Simulation
 from meanfield.stepping import State
 
 
@@ -71,7 +70,7 @@ def stable_field(x, w, beta, variant, Qs, Ks, Vs, causal):
 def test_field_at_large_beta_needs_the_exact_row_maxima(variant, beta, causal):
     """beta |Q| |K| so large that the cheap bound b_i would underflow whole rows (2 b_i >> 745): the
     rows are shifted by their exact maxima and the field matches the log-space brute force."""
-    from meanfield.particles import SAFE_EXPONENT
+    from meanfield.tokens import SAFE_EXPONENT
 
     n, d = 200, 3
     x = unit(n, d, 5)
@@ -170,7 +169,7 @@ def test_sampled_tokens_follow_the_initial_density(dim):
     cfg = particles_cfg(dim, 20000)
     sim = Simulation(cfg)
     c_emp = sim.geometry.measure_coefficients(sim.x, sim.weights)
-    from meanfield.initial import initial_coefficients
+    from meanfield.physics.initial import initial_coefficients
 
     c = initial_coefficients(cfg, sim.geometry)
     low = sim.geometry.degrees() <= 3

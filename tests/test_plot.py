@@ -8,7 +8,10 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import meanfield  # noqa: E402
-from meanfield import diagnostics, io, plot, theory  # noqa: E402
+from meanfield.analysis import diagnostics
+from meanfield import io
+from meanfield.viz import plot
+from meanfield.physics import theory  # noqa: E402
 from meanfield.io import model_of  # noqa: E402
 from meanfield.errors import ConfigError  # noqa: E402
 

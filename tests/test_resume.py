@@ -10,8 +10,8 @@ import pytest
 from _proc import mf, paused, resume
 
 from meanfield import config, io
-from meanfield.simulation import Simulation
-from meanfield.trackers import Checkpointer, HistoryTracker
+from meanfield.simulation.simulation import Simulation
+from meanfield.simulation.trackers import Checkpointer, HistoryTracker
 
 # adaptive SBDF2: the richest state (solution, previous solution and N, previous step, dt)
 LONG = """

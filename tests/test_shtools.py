@@ -7,7 +7,7 @@ import meanfield
 from meanfield import io
 
 pysh = pytest.importorskip("pyshtools")
-from meanfield.shtools import from_shcoeffs, to_shcoeffs  # noqa: E402
+from meanfield.io.shtools import from_shcoeffs, to_shcoeffs  # noqa: E402
 
 
 @pytest.fixture(scope="module")

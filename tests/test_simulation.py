@@ -8,11 +8,12 @@ import pytest
 from scipy.signal import find_peaks
 
 from _runs import solve
-from meanfield import config, theory
-from meanfield.diagnostics import measure_growth_rates
+from meanfield import config
+from meanfield.physics import theory
+from meanfield.analysis.diagnostics import measure_growth_rates
 from meanfield.errors import NumericalError
-from meanfield.simulation import Simulation
-from meanfield.trackers import ResolutionMonitor
+from meanfield.simulation.simulation import Simulation
+from meanfield.simulation.trackers import ResolutionMonitor
 
 
 def cfg(variant, beta, nu, K, amplitude=1e-7, t_end=10.0, dt=0.01, stepper="etdrk4", interval=0.1,

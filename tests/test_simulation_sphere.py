@@ -8,8 +8,8 @@ import pytest
 from scipy.special import sph_harm_y
 
 from _runs import solve
-from meanfield import theory
-from meanfield.diagnostics import measure_growth_rates
+from meanfield.physics import theory
+from meanfield.analysis.diagnostics import measure_growth_rates
 from meanfield.domains import Sphere
 from meanfield.domains.zonal import gegenbauer_table
 

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from meanfield.domains import Circle
 from meanfield.errors import NumericalError
-from meanfield.model import AttentionModel
+from meanfield.physics.model import AttentionModel
 from meanfield.stepping import SCHEMES, AdaptiveStep, FixedStep, make_scheme, phi_functions
 
 
@@ -178,8 +178,8 @@ def test_ark43_tables_satisfy_the_order_conditions():
 def test_adaptive_global_error_tracks_rtol(name):
     """With the error budgeted per unit time over the run, the error at t_end stays within a decade of
     rtol (it was 10-100x above with per-step control)."""
-    from meanfield.runner import load_config
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.runner import load_config
+    from meanfield.simulation.simulation import Simulation
 
     base = {"model": {"beta": 9.0, "viscosity": 0.005 if name == "ark43" else 0.0}, "grid": {"modes": 48},
             "initial": {"amplitude": 1e-3, "seed": 3}, "output": {"interval": 6.0, "checkpoint_every": 0}}
@@ -196,8 +196,8 @@ def test_adaptive_global_error_tracks_rtol(name):
 
 
 def test_auto_stepper_picks_by_stiffness():
-    from meanfield.runner import load_config
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.runner import load_config
+    from meanfield.simulation.simulation import Simulation
 
     def picked(nu, modes, adaptive):
         cfg = load_config({"model": {"beta": 25.0, "viscosity": nu}, "grid": {"modes": modes},
@@ -217,8 +217,8 @@ def test_auto_stepper_picks_by_stiffness():
 def test_embedded_schemes_resume_bit_for_bit_from_a_checkpoint(name, tmp_path):
     """The scheme state (dopri5 carries F at the new point) and the controller's dt survive a checkpoint."""
     from meanfield import io
-    from meanfield.runner import load_config
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.runner import load_config
+    from meanfield.simulation.simulation import Simulation
 
     cfg = load_config({"model": {"beta": 9.0, "viscosity": 0.005}, "grid": {"modes": 32},
                        "initial": {"amplitude": 1e-3, "seed": 2},

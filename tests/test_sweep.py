@@ -48,7 +48,7 @@ def _pause_at_first_step_of_run(number: int):
     import os
     import signal
 
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.simulation import Simulation
 
     state = {"runs": 0}
     run = Simulation.run

@@ -15,7 +15,7 @@ import pytest
 from scipy.integrate import quad
 from scipy.special import eval_gegenbauer, eval_legendre, gamma
 
-from meanfield import theory
+from meanfield.physics import theory
 from meanfield.errors import ConfigError
 
 
@@ -135,7 +135,7 @@ def test_time_scales():
 def test_rate_fit_at_extreme_time_scales():
     """USA at beta = 400 grows at ~1e170 over t ~ 1e-171: the fit works in units of the time span
     (t^2 underflowed before: a zero standard error denominator and a slope of ~1e-171)."""
-    from meanfield.diagnostics import fit_rate
+    from meanfield.analysis.diagnostics import fit_rate
 
     for rate in (0.3, 2.6e169):
         t = np.linspace(0.0, 3.0 / rate, 40)
@@ -212,7 +212,7 @@ def test_stationary_state_has_zero_flux():
 
 
 def test_wasserstein1_between_densities_on_the_circle():
-    from meanfield.diagnostics import wasserstein1_densities_circle
+    from meanfield.analysis.diagnostics import wasserstein1_densities_circle
 
     uniform = np.zeros(9, complex)
     uniform[0] = 1 / (2 * np.pi)
@@ -225,7 +225,7 @@ def test_wasserstein1_between_densities_on_the_circle():
 def test_retrieval_kernel_is_the_volterra_resolvent():
     from scipy.integrate import quad
 
-    from meanfield.causal import alibi_kernel
+    from meanfield.physics.causal import alibi_kernel
 
     # g(t, s) = g0(s) + int_0^s G(t, s; s') g0(s') ds' must solve g_t = a int_0^s k_lambda(s, s') g(t, s') ds':
     # the time derivative by central differences against the right-hand side by quadrature

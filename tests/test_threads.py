@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from meanfield.domains import Circle, Sphere
-from meanfield.model import AttentionModel
-from meanfield.simulation import blas_threads, token_threads, transform_threads
+from meanfield.physics.model import AttentionModel
+from meanfield.simulation.simulation import blas_threads, token_threads, transform_threads
 
 
 @pytest.mark.parametrize("make", [lambda t: Circle(300, threads=t), lambda t: Sphere(40, backend="ducc0", threads=t)])
@@ -20,7 +20,7 @@ def test_rhs_is_bitwise_independent_of_the_thread_count(make):
 
 
 def test_threads_zero_uses_cores_only_where_they_gain():
-    from meanfield.runner import load_config
+    from meanfield.simulation.runner import load_config
 
     assert transform_threads(0, "circle", 8192) == 1  # 1-D transforms: no gain measured
     assert transform_threads(0, "sphere", 63) == 1

@@ -8,7 +8,7 @@ import pytest
 
 from meanfield import config
 from meanfield.errors import ConfigError
-from meanfield.particles import TokenModel, attention_matrices
+from meanfield.tokens import TokenModel, attention_matrices
 
 torch = pytest.importorskip("torch")
 
@@ -50,7 +50,7 @@ def test_torch_run_matches_numpy_run():
     base = {"model": {"method": "particles", "geometry": "sphere", "beta": 4.0},
             "particles": {"n": 300, "dim": 3, "heads": 2, "Q": "random", "K": "random", "V": "random"},
             "time": {"t_end": 0.5, "dt": 0.05}, "output": {"interval": 0.5, "checkpoint_every": 0}}
-    from meanfield.simulation import Simulation
+    from meanfield.simulation.simulation import Simulation
 
     runs = []
     for backend in ("numpy", "torch"):

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 
-from meanfield import config
-from meanfield.simulation import Simulation
-from meanfield.trackers import Recorder
+from .. import config
+from ..simulation.simulation import Simulation
+from ..simulation.trackers import Recorder
 
 
 def run_tokens(sections: dict):

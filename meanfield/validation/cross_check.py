@@ -13,9 +13,9 @@ general attention: two heads of random Q, K, V (``HEADS``), the density by the g
 import numpy as np
 
 from ._common import figure, report_dir, save
-from meanfield import config
-from meanfield.diagnostics import kernel_distance, wasserstein1_circle
-from meanfield.simulation import Simulation
+from .. import config
+from ..analysis.diagnostics import kernel_distance, wasserstein1_circle
+from ..simulation.simulation import Simulation
 
 
 #: Two heads of random Q, K, V (N(0, 1/2) entries, drawn with attention.seed = 3): general attention.

@@ -19,11 +19,13 @@ Five measurements (docs/general.md derives what each is compared with):
 import numpy as np
 
 from ._common import figure, report_dir, save
-from meanfield import config, diagnostics, theory
-from meanfield.cases.selection import INITIAL as INITIAL_CIRCLE, V as V_CIRCLE  # the catalogue's setting
-from meanfield.general import quadrature_dealias
-from meanfield.simulation import Simulation
-from meanfield.trackers import BlowUpGuard, Recorder
+from .. import config
+from ..analysis import diagnostics
+from ..physics import theory
+from ..validate.cases.selection import INITIAL as INITIAL_CIRCLE, V as V_CIRCLE  # the catalogue's setting
+from ..physics.general import quadrature_dealias
+from ..simulation.simulation import Simulation
+from ..simulation.trackers import BlowUpGuard, Recorder
 
 V_SELECT = [[1.0, 0.3, 0.0], [0.3, 0.6, 0.0], [0.0, 0.0, 0.2]]
 

@@ -12,7 +12,7 @@ merge, so the spread drops to 0 once they are all one token.)
 import numpy as np
 
 from ._common import figure, report_dir, run_tokens, save
-from meanfield.particles import max_distance_to_mean
+from ..tokens import max_distance_to_mean
 
 
 def measure(n=64, beta=1.0, t_end=40.0, seed=0):

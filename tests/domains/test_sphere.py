@@ -9,7 +9,7 @@ from scipy.special import sph_harm_y
 from meanfield.domains import Sphere
 from meanfield.domains.sphere import installed_backends
 from meanfield.errors import ConfigError
-from meanfield.model import AttentionModel
+from meanfield.physics.model import AttentionModel
 
 BACKENDS = installed_backends()
 

@@ -8,7 +8,7 @@ from scipy.special import eval_gegenbauer, gamma
 
 from meanfield.domains import Circle, Sphere, Zonal
 from meanfield.domains.zonal import gegenbauer_table, sphere_area
-from meanfield.model import AttentionModel
+from meanfield.physics.model import AttentionModel
 
 
 @pytest.mark.parametrize("d", [3, 4, 8, 16])

@@ -1,0 +1,279 @@
+"""Output files that are never clobbered, shared, half-written or written through a link.
+
+* ``check_target``: refuse, before anything is written, an output that is not a plain file path
+  we may replace: a directory, a device or FIFO, a symbolic link, the config or an input being
+  read, an existing file without ``overwrite``, an immutable or read-only file, a name too long.
+* ``OutputLock``: a run owns its output for its whole life: an advisory lock (``flock``) on a
+  hidden lock file next to it.  The kernel drops the lock when the process dies, so a killed run
+  never leaves a stale lock; a second run on the same output is refused with the holder's pid.
+* ``temporary``: a new file next to the target, created with O_EXCL | O_NOFOLLOW under a unique
+  name, so no two runs share one and no stale link is followed; ``replace`` renames it over the
+  target only when the target is absent or a regular file.
+* ``sparse_copy``: copy a file keeping its holes (histories preallocate their unwritten rows
+  sparsely; a plain copy would write them out as zeros).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError
+
+#: Suffix of every temporary file (``.NAME.XXXXXXXX.partial``): counted in the name length check.
+TEMP_SUFFIX = ".partial"
+_TEMP_EXTRA = 1 + 1 + 8 + len(TEMP_SUFFIX)  # leading dot, dot, random part, suffix
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def check_name(path, key: str) -> Path:
+    """A usable path: not empty, no control characters, its directory exists, and its name (plus
+    the temporary suffixes) fits the file system's NAME_MAX."""
+    text = os.fspath(path)
+    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty file path without control characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8: the history stores its path in its config (UTF-8)
+        raise ConfigError(f"{key}: got {text!r}, allowed: a path that is valid UTF-8") from None
+    path = Path(text)
+    if not path.name.strip() or text.endswith(os.sep):
+        raise ConfigError(f"{key}: got {text!r}, allowed: a path ending in a file name (not blank, not a directory)")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}: directory {str(parent)!r} does not exist")
+    limit = _name_max(parent)
+    if len(os.fsencode(path.name)) + _TEMP_EXTRA + len(".ckpt") > limit:
+        raise ConfigError(f"{key}: the file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes, "
+                          f"allowed: at most {limit - _TEMP_EXTRA - len('.ckpt')} (NAME_MAX {limit} with the "
+                          "temporary and checkpoint suffixes)")
+    return path
+
+
+def _same_file(a: Path, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_target(path, key: str, overwrite: bool = False, inputs=()) -> Path:
+    """Refuse (ConfigError, one line naming ``key``) a target we must not create or replace.
+
+    ``inputs``: (description, path) pairs being read by this command; the target may not be one of
+    them (not even with ``overwrite``).
+    """
+    path = check_name(path, key)
+    for what, other in inputs:
+        if other and _same_file(path, other):
+            raise ConfigError(f"{key}: {str(path)!r} is {what}, which this command reads; choose another path")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot inspect {str(path)!r} ({exc.strerror})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: directory {str(path.parent)!r} is not writable")
+    if st is None:
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"{key}: {str(path)!r} is a symbolic link (to {os.readlink(path)!r}), allowed: a regular "
+                          "file path; give the path it points to, or another path")
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{key}: {str(path)!r} is a directory, allowed: a file path")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{key}: {str(path)!r} is not a regular file (a device, FIFO or socket), allowed: a "
+                          "regular file path")
+    if not overwrite:
+        raise ConfigError(f"{key}: {str(path)!r} exists; pass --overwrite or choose another path")
+    _check_replaceable(path, key)
+    return path
+
+
+def _check_replaceable(path: Path, key: str) -> None:
+    """An existing regular file we may replace: not immutable or append-only, not read-only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"{key}: {str(path)!r} cannot be replaced ({exc.strerror}: read-only or immutable)") \
+            from None
+
+
+class OutputLock:
+    """Exclusive ownership of an output for the life of a run (a context manager).
+
+    The lock is ``flock`` on ``.NAME.lock`` in the output's directory, holding the owner's pid.  It
+    is removed on release; the kernel releases it when the process dies however it dies.
+    """
+
+    def __init__(self, path, key: str = "output.path"):
+        self.path = Path(path)
+        self.key = key
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self.fd = None
+
+    def acquire(self) -> "OutputLock":
+        """Take the lock or raise ConfigError naming the pid that holds it."""
+        for _ in range(100):  # the file may be unlinked by its releasing owner between open and flock
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"{self.key}: cannot create the lock file {str(self.lock_path)!r} "
+                                  f"({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise ConfigError(f"{self.key}: {str(self.path)!r} is in use by another meanfield process "
+                                      f"(pid {holder}); wait for it to finish or choose another path") from None
+                raise
+            try:
+                st = os.fstat(fd)
+                same = st.st_ino == os.stat(self.lock_path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                same = False
+            if same and (not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or st.st_size > 64
+                         or not os.pread(fd, 64, 0).strip().isdigit() and st.st_size):
+                os.close(fd)  # a hard link to, or a file of, someone else's: never truncate it
+                raise ConfigError(f"{self.key}: {str(self.lock_path)!r} exists and is not a meanfield lock file "
+                                  "(a pid); remove or rename it")
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self.fd = fd
+                return self
+            os.close(fd)  # we locked a file its owner had just removed: try again
+        raise ConfigError(f"{self.key}: could not lock {str(self.path)!r}")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (safe to call twice)."""
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.lock_path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def writer_of(path) -> int | None:
+    """The pid of the live meanfield process that holds ``path``'s OutputLock (a run writing it),
+    else None.  Reads the lock file's pid without taking the lock (that would make a run starting
+    at the same instant fail)."""
+    lock = Path(path).with_name(f".{Path(path).name}.lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    if not text.isdigit():
+        return None
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return None  # a stale lock file: its process is gone
+    except PermissionError:
+        pass  # alive, another user's
+    return int(text)
+
+
+def temporary(path) -> Path:
+    """A new, empty temporary file next to ``path`` (``.NAME.XXXXXXXX.partial``), created with
+    O_EXCL | O_NOFOLLOW: unique to this call, never an existing file or link."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent or ".")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the output gets the mode a plain open would
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def stale_temporaries(path) -> list[Path]:
+    """Temporary files of ``path`` left by killed processes (call while holding its lock)."""
+    path = Path(path)
+    out = []
+    for stem in (path.name, path.name + ".ckpt"):
+        for p in path.parent.glob(f".{_glob_escape(stem)}.*{TEMP_SUFFIX}"):
+            if len(p.name) == len(stem) + _TEMP_EXTRA and os.path.isfile(p) and not os.path.islink(p):
+                out.append(p)
+    return out
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def replace(tmp, path, key: str = "output.path") -> None:
+    """Rename ``tmp`` over ``path`` if ``path`` is absent, a regular file or a link (the link itself
+    is replaced, never its target); else remove ``tmp`` and raise ConfigError."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"{key}: {str(path)!r} became a directory or special file during the run; "
+                          "nothing replaced")
+    os.replace(tmp, path)
+
+
+def sparse_copy(src, dst) -> None:
+    """Copy ``src`` onto the existing file ``dst`` (opened without following links), keeping holes
+    and the permission bits."""
+    with open(src, "rb") as fi:
+        fd = os.open(dst, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        with open(fd, "wb") as fo:
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fi.fileno()).st_mode))
+            size = os.fstat(fi.fileno()).st_size
+            pos = 0
+            while pos < size:
+                try:
+                    start = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
+                except OSError:  # ENXIO: only a hole is left
+                    break
+                end = os.lseek(fi.fileno(), start, os.SEEK_HOLE)
+                os.lseek(fi.fileno(), start, os.SEEK_SET)
+                fo.seek(start)
+                left = end - start
+                while left:
+                    chunk = fi.read(min(left, 1 << 22))
+                    if not chunk:
+                        break
+                    fo.write(chunk)
+                    left -= len(chunk)
+                pos = end
+            fo.truncate(size)
+            fo.flush()
+            os.fsync(fo.fileno())

@@ -1,0 +1,104 @@
+"""The attention physics in spectral space, written once for every geometry.
+
+    d_t rho = -div(rho X[rho]) + nu Lap rho,    psi = G_beta rho,
+    USA: X = (1/beta) grad psi,    SA: X = (1/beta) grad log psi = (1/beta) grad psi / psi.
+
+The right-hand side is split for semi-implicit steppers as  F(c) = L c + N(c):
+L is diagonal, the linearisation about the uniform state plus viscosity (its entries
+are the linear growth rates (docs/theory.md), built here from the geometry's own
+multipliers), and N(c) = F(c) - L c is O(|c - c_bar|^2).
+
+G_beta is applied with multipliers scaled by e^{-beta} (psi_s = e^{-beta} psi): SA is
+invariant under that scaling and USA takes the factor e^beta / beta once, as a scalar.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ConfigError
+from .theory import check_parameters
+
+
+class AttentionModel:
+    """SA or USA attention flow with viscosity on a geometry (Q = K = V = I)."""
+
+    def __init__(self, geometry, variant: str, beta: float, viscosity: float = 0.0):
+        check_parameters(beta, variant, viscosity, geometry.dim)
+        self.geometry = geometry
+        self.variant = variant
+        self.beta = float(beta)
+        self.viscosity = float(viscosity)
+        self.kernel = geometry.funk_hecke(self.beta)  # scaled by e^{-beta}
+        self.lap = geometry.laplacian()
+        rho_bar = 1.0 / geometry.measure
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked just below
+            if variant == "usa":
+                # X = scale * grad psi_s, scale = e^beta / beta
+                self.scale = math.exp(self.beta) / self.beta
+                attention = rho_bar * self.scale * self.kernel
+            else:
+                # X = (1/beta) grad psi_s / psi_s; psi_s_bar = kernel_0 * rho_bar
+                self.scale = 1.0 / self.beta
+                attention = self.kernel / (self.beta * self.kernel.flat[0])
+            # -div(rho_bar grad(a u)) = -a rho_bar Lap u  ->  L = -Lap * attention + nu Lap
+            self.L = (-self.lap * attention + self.viscosity * self.lap).astype(float)
+        if not (np.all(np.isfinite(self.L)) and math.isfinite(self.scale)):  # e.g. beta 1e-320, viscosity 1e308
+            raise ConfigError(f"model.beta, model.viscosity: got beta = {self.beta:g}, viscosity = {self.viscosity:g}: "
+                              f"the linear rates overflow float64 at {geometry.modes} modes; allowed: values whose "
+                              "rates (about viscosity * modes^2 and 1 / beta) stay below 1e300")
+
+    def velocity(self, c: np.ndarray) -> np.ndarray:
+        """The attention field X[rho] on the grid (a grid vector)."""
+        return self.geometry.gradient_field(self.kernel * c, self.variant == "sa", self.scale)
+
+    def psi_range(self, c: np.ndarray) -> float:
+        """min psi / max psi on the grid.  SA divides by psi, whose spectral evaluation is
+        accurate to ~1e-16 max psi: the field loses digits where this ratio is small."""
+        psi = self.geometry.to_grid(self.kernel * c)
+        return float(np.min(psi) / np.max(psi))
+
+    def transport(self, mu: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """-div(f X[mu]) in spectral space: the density f carried by the field of the measure mu
+        (mu = f but for the causal density, where a position attends to the positions before it)."""
+        return self.geometry.flux_divergence(self.kernel * mu, f, self.variant == "sa", -self.scale)
+
+    def rhs(self, c: np.ndarray) -> np.ndarray:
+        """The full right-hand side F(c) = -div(rho X) + nu Lap rho, in spectral space."""
+        out = self.transport(c, c)
+        if self.viscosity:
+            out += self.viscosity * self.lap * c
+        return out
+
+    def nonlinear(self, c: np.ndarray) -> np.ndarray:
+        """N(c) = F(c) - L c: the part an IMEX / exponential stepper treats explicitly."""
+        out = self.rhs(c) - self.L * c
+        out.flat[0] = 0.0  # mass: the divergence has no mean, exactly
+        return out
+
+    def max_speed(self, c: np.ndarray) -> float:
+        """max |X| on the grid (for the CFL condition)."""
+        v = self.velocity(c)
+        return float(np.sqrt(np.max(np.sum(np.abs(v) ** 2, axis=0))))
+
+    def energy_scaled(self, c: np.ndarray) -> float:
+        """e^{-beta} E, with E = (1/(2 beta)) int psi rho (docs/theory.md); scaled so it never overflows."""
+        return self.geometry.inner(self.kernel * c, c) / (2 * self.beta)
+
+    def entropy_integral(self, c: np.ndarray) -> float:
+        """int rho log rho on the grid.  Values within round-off of 0 (> -1e-8 max rho) count as 0;
+        nan if rho is genuinely negative somewhere (under-resolved)."""
+        rho = self.geometry.to_grid(c)
+        if np.min(rho) < -1e-8 * np.max(rho):
+            return math.nan
+        pos = np.where(rho > 0, rho, 1.0)  # log(1) = 0 where rho <= 0
+        return self.geometry.integrate(np.where(rho > 0, rho * np.log(pos), 0.0))
+
+    def free_energy_scaled(self, c: np.ndarray) -> float:
+        """e^{-beta} F for USA, F = E - nu int rho log rho (non-decreasing in time)."""
+        e = self.energy_scaled(c)
+        if not self.viscosity:
+            return e
+        return e - self.viscosity * math.exp(-self.beta) * self.entropy_integral(c)

@@ -1,0 +1,295 @@
+"""The Python entry point of a run: config in, HDF5 history out (``meanfield run`` calls this).
+
+    import meanfield
+    result = meanfield.run("clustering.toml", "clusters.h5")
+    result = meanfield.run(cfg, "clusters.h5", resume=True)     # continue, or extend to a larger t_end
+
+The history is written as the run goes (``io.HistoryWriter``), checkpoints next to it
+(``OUT.h5.ckpt``), SIGINT / SIGTERM stop after the current step with a final snapshot and a
+checkpoint (``trackers.Interrupted``), and a numerical failure leaves the last good state as the
+checkpoint (``errors.NumericalError``).  A completed run keeps its final solver state in the
+history (/resume), so ``resume=True`` with a larger ``time.t_end`` extends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+import sys
+import time as _time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import config as _config
+from ..io import ownership as files
+from .. import io
+from ..errors import ConfigError, NumericalError, OutputError
+from .simulation import Simulation, output_times
+from .trackers import BlowUpGuard, Checkpointer, HistoryTracker, ProgressBar, ResolutionMonitor, SignalStop
+
+#: At most this many clusters (the heaviest) are stored per snapshot.
+MAX_CLUSTERS = 256
+
+
+@dataclass
+class Result:
+    """What a run did: where it wrote, how far it went, and what it cost."""
+
+    path: Path
+    t: float
+    steps: int
+    snapshots: int
+    wall: float
+    status: str  # "complete" | "already complete"
+    handoff: object = None  # longtime.HandOff, if the run continued as tokens
+    merges: int = 0  # merged groups of tokens
+    stepper: str = ""  # the scheme that ran, and why (time.stepper = "auto" picks one)
+
+    @property
+    def dataset(self):
+        """The history as an xarray.Dataset (``meanfield.open_history(self.path)``)."""
+        from ..io.dataset import open_history
+
+        return open_history(self.path)
+
+
+def load_config(source, overrides=()) -> _config.Config:
+    """A validated Config from a TOML path, a dict of sections, or a Config (``overrides``:
+    ``section.key=value`` strings, as ``--set``)."""
+    if isinstance(source, _config.Config):
+        if overrides:
+            return _config.from_dict(_apply(source.to_dict(), overrides))
+        return source
+    if isinstance(source, dict):
+        return _config.from_dict(_apply(_plain(source), overrides))
+    return _config.load(source, list(overrides))
+
+
+def _plain(value):
+    """A deep copy with numpy arrays and scalars as lists and numbers (initial.positions = x works)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _apply(raw: dict, overrides) -> dict:
+    for item in overrides:
+        _config.apply_override(raw, item)
+    return raw
+
+
+def diagnostics_of(cfg) -> list[str]:
+    """The /diagnostics a run of ``cfg`` writes."""
+    if cfg.model.method == "particles":
+        return ["mass", "energy", "energy_rate", "spread", "n_clusters", "n_tokens", "dt", "steps"]
+    names = ["mass", "energy", "energy_rate", "tail", "n_clusters", "dt", "steps"]
+    if cfg.model.variant == "usa":
+        names.insert(2, "free_energy")
+    if cfg.longtime.handoff == "tokens":
+        names.insert(-2, "n_tokens")
+    return names
+
+
+def history_attrs(cfg, sim, chash: str) -> dict:
+    """Root attributes of a new history: the config as run, its hash, and the versions that made it."""
+    import h5py
+    import scipy
+
+    attrs = {
+        "config": cfg.to_toml(), "config_hash": chash, "method": cfg.model.method, "variant": cfg.model.variant,
+        "beta": cfg.model.beta, "viscosity": cfg.model.viscosity, "dim": cfg.dim, "modes": cfg.grid.modes,
+        "dealias": cfg.grid.dealias, "stepper": sim.stepper,
+        "energy_scale": "exp(-beta)", "cluster_radius": sim.cluster_finder().radius,
+        "cluster_mass": sim.cluster_finder().min_mass,
+    }
+    if sim.particles:
+        attrs.update(n_tokens=sim.token_rows(), bandwidth=sim.bandwidth)
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scipy": scipy.__version__,
+                "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
+    backend = getattr(sim.geometry, "backend", None)
+    if backend is not None:
+        attrs["backend"] = f"{backend.name} {backend.version}"
+        versions[backend.name] = backend.version
+    attrs["library_versions"] = json.dumps(versions)
+    return attrs
+
+
+def _same_run(cfg, stored_toml: str, stored_hash: str) -> bool:
+    """Whether cfg is the stored run's config, but for a time.t_end at least as large."""
+    if io.config_hash(cfg) == stored_hash:
+        return True
+    try:
+        old = _config.loads(stored_toml).time.t_end
+    except ConfigError:
+        return False
+    same = dataclasses.replace(cfg, time=dataclasses.replace(cfg.time, t_end=old))
+    return cfg.time.t_end >= old and io.config_hash(same) == stored_hash
+
+
+def run(config, output=None, *, overwrite: bool = False, resume: bool = False, progress: bool | None = None,
+        overrides=(), resume_hint: str = "") -> Result:
+    """Run ``config`` (a TOML path, a dict of sections or a Config) and write its history to
+    ``output`` (default: output.path).  ``resume``: continue the run stored in ``output`` from its
+    checkpoint, or extend a completed one whose config differs only by a larger time.t_end.
+    ``progress``: a progress bar (None: when stderr is a terminal).
+
+    The run owns its output while it runs (``files.OutputLock``: a second run on it is refused);
+    the output may not be a directory, device, link, the config or an input (``files.check_target``).
+
+    Raises ConfigError (bad input, nothing written), NumericalError (the last good state is in
+    the checkpoint), OutputError (a write failed: the history keeps what was written before) or
+    trackers.Interrupted (SIGINT / SIGTERM: final snapshot and checkpoint written).
+    """
+    cfg = load_config(config, overrides)
+    if output is not None:
+        cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, path=str(output)))
+    out = files.check_name(cfg.output.path, "output.path")
+    inputs = [("the config file", config)] if isinstance(config, (str, Path)) else []
+    if cfg.initial.kind == "file":
+        inputs.append(("initial.path", cfg.initial.path))
+    with files.OutputLock(out):
+        for stale in files.stale_temporaries(out):  # left by a killed run: we own the output now
+            stale.unlink(missing_ok=True)
+        try:
+            return _run_locked(cfg, out, overwrite, resume, progress, inputs)
+        except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
+            kept = f"{str(out)!r} keeps what it held before that write" if out.is_file() else "nothing was written"
+            raise OutputError(f"writing {str(out)!r} failed ({exc.strerror or _first_line(exc)}); {kept}") from None
+
+
+def _first_line(exc) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _check_resumable(out: Path, ckpt_path: Path) -> None:
+    """The history to resume is a regular file (not a link), and its checkpoint, if any, too."""
+    for key, path in (("--resume", out), ("checkpoint", ckpt_path)):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if path == out:
+                raise ConfigError(f"--resume: file {str(out)!r} not found") from None
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{key}: {str(path)!r} is not a regular file (a link, directory or device), "
+                              "allowed: the history and checkpoint a run wrote")
+
+
+def _resume_point(cfg, out: Path, ckpt_path: Path, times):
+    """The resume point of ``out``: its checkpoint, or the final state of a completed run; None if
+    the run is complete up to cfg's t_end.  Refuses a checkpoint that does not belong to the history."""
+    h = io.read_history(out, key="--resume")  # a damaged history is not continued
+    attrs = h["attrs"]
+    stored = str(attrs.get("config_hash", ""))
+    if not _same_run(cfg, str(attrs.get("config", "")), stored):
+        raise ConfigError(f"--resume: {str(out)!r} was written with another configuration (config hash differs; "
+                          "only time.t_end may grow); resume with the same config file and --set overrides")
+    done = h["time"].size
+    if ckpt_path.is_file():
+        point = io.read_checkpoint(ckpt_path)
+        if not _same_run(cfg, str(attrs.get("config", "")), point["config_hash"]) and point["config_hash"] != stored:
+            raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another configuration")
+        run_id = attrs.get("run_id")
+        if run_id is not None and point.get("run_id") not in (None, str(run_id)):
+            raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another run than {str(out)!r} "
+                              "(run_id differs); remove it, or start again with --overwrite")
+        if int(point["count"]) > done:
+            raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} is ahead of the history: it follows "
+                              f"{int(point['count'])} snapshots, {str(out)!r} holds {done} (was the history "
+                              "replaced or restored from a backup?); start again with --overwrite")
+        return point
+    point = io.read_final_state(out)
+    if point is None:
+        raise ConfigError(f"--resume: {str(out)!r} has no checkpoint and no final state to continue from; "
+                          "start it again with --overwrite")
+    point["count"], point["merge_count"] = done, h["merges"]["time"].size if "merges" in h else 0
+    return point
+
+
+def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs) -> Result:
+    chash = io.config_hash(cfg)
+    ckpt_path = io.checkpoint_path(out)
+    if resume:
+        _check_resumable(out, ckpt_path)
+    else:
+        files.check_target(out, "output.path", overwrite, inputs)
+        files.check_target(ckpt_path, "output.path (its checkpoint)", True, inputs)
+    sim = Simulation(cfg)
+    diagnostics = diagnostics_of(cfg)
+    times = output_times(cfg)
+    wall = _time.monotonic()
+    if resume:
+        point = _resume_point(cfg, out, ckpt_path, times)
+        if not ckpt_path.is_file() and float(point["t"]) >= cfg.time.t_end * (1 - 1e-12):
+            return Result(out, float(point["t"]), int(point["steps"]), int(point["count"]), 0.0, "already complete")
+        if cfg.time.t_end < float(point["t"]):
+            raise ConfigError(f"time.t_end: got {cfg.time.t_end:g}, allowed: >= {float(point['t']):g}, where the "
+                              f"run in {str(out)!r} stands")
+        try:
+            sim.check_point(point)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"--resume: the resume point in {str(ckpt_path if ckpt_path.is_file() else out)!r} "
+                              f"does not fit this run ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
+                              "start again with --overwrite") from None
+        sim.restore(point)
+        count = int(point["count"])
+        if io.config_hash(cfg) != point["config_hash"]:  # extended: continue on the new schedule
+            sim.next_output = int(np.searchsorted(times, sim.t * (1 + 1e-12) + 1e-300, side="right"))
+            sim._t0, sim._j = sim.t, 0
+        planned = count + len(times) - sim.next_output
+        writer = io.reopen_history(out, planned, count, int(point.get("merge_count", 0)),
+                                   {"config": cfg.to_toml(), "config_hash": chash})
+        run_id = str(writer.f.attrs.get("run_id", ""))
+    else:
+        tokens = None
+        if sim.particles or cfg.longtime.handoff == "tokens":
+            tokens = (sim.token_rows(), sim.geometry.dim)
+        clusters = min(int(1 / cfg.longtime.cluster_mass + 1e-9), MAX_CLUSTERS)
+        run_id = uuid.uuid4().hex
+        # an old checkpoint must not be resumed into the new history: removed only once that is complete
+        writer = io.HistoryWriter(out, sim.geometry, {**history_attrs(cfg, sim, chash), "run_id": run_id},
+                                  len(times), diagnostics, tokens=tokens, clusters=clusters,
+                                  merges=tokens[0] if tokens else 0,
+                                  on_replace=lambda: ckpt_path.unlink(missing_ok=True),
+                                  compress=cfg.output.compress, grid=cfg.output.grid)
+    history = HistoryTracker(writer, final_hash=chash)
+    ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every, run_id)
+
+    def on_stop(s):
+        regular = writer.count
+        history.snapshot(s)  # a final snapshot at the interrupt time (dropped again on --resume)
+        ckpt.write(s.resume_point(), regular)
+
+    guards = [BlowUpGuard()] + ([] if sim.particles else [ResolutionMonitor()])
+    try:
+        sim.run([*guards, history, ckpt, SignalStop(on_stop), ProgressBar(progress)])
+    except NumericalError as exc:
+        if sim.last_good is not None:
+            ckpt.write(sim.last_good, writer.count)
+        raise NumericalError(f"{exc} (history up to the last snapshot kept in {out}; last good state, "
+                             f"t = {sim.last_good['t'] if sim.last_good else 0:.6g}, in {ckpt_path})") from None
+    except OSError as exc:  # disk full, file size limit, I/O error: say what is kept
+        try:
+            writer.f.close() if writer.f.id.valid else None
+        except (OSError, RuntimeError):
+            pass  # HDF5 cannot close after a failed write; the rows it flushed before are on disk
+        # from the writer, not the file: HDF5 refuses to reopen a file it failed to close
+        held = writer.count
+        last = f"t <= {writer.last_time:.6g}" if held else "none"
+        resumable = f"resume from {ckpt_path} with --resume" if ckpt_path.is_file() else "no checkpoint was written"
+        raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or _first_line(exc)}); the history "
+                          f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
+    ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
+    return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
+                  len(sim.merge_log), f"{sim.stepper} ({sim.stepper_reason})")
