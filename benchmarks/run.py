@@ -281,7 +281,8 @@ def previous_direct_field(model, x):
 def general_tokens(n):
     """Random Q, K, V, two heads, SA, beta 5: (previous CPU s, CPU s on one thread, wall s on two
     threads, max difference / max field)."""
-    from meanfield.tokens import TokenModel, attention_matrices
+    from meanfield.tokens import TokenModel
+    from meanfield.physics.heads import attention_matrices
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, 3))

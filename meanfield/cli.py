@@ -13,8 +13,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__, config
 from .io import ownership as files
 from .physics import theory
@@ -40,27 +38,12 @@ def _warning_line(message, category, filename, lineno, line=None):
 
 
 # --------------------------------------------------------------------------------------
-def _keep_freed_memory() -> None:
-    """glibc gives freed blocks over 128 KB back to the system, so each n x n temporary of the token
-    and ring fields page-faults in again at the next evaluation (measured: a zonal long run 29 s ->
-    20 s without that).  This process keeps blocks up to 32 MB instead (Linux / glibc; else nothing)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 2**20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 def cmd_run(args) -> int:
     """`meanfield run`: validate, solve (or --resume), write the history (``runner.run``); 0, 1 on a
     numerical failure, 130 / 143 when stopped by SIGINT / SIGTERM (after a checkpoint)."""
     from .simulation.runner import run
     from .simulation.trackers import Interrupted
 
-    _keep_freed_memory()
     if args.resume is not None and args.output is not None:
         raise ConfigError("-o: give either -o OUT.h5 or --resume OUT.h5, not both")
     target = args.resume if args.resume is not None else args.output
@@ -99,28 +82,21 @@ def _toml_str(s: str) -> str:
 
 # --------------------------------------------------------------------------------------
 def cmd_theory(args) -> int:
-    """`meanfield theory`: print the growth-rate table and the most unstable mode."""
+    """`meanfield theory`: print the growth-rate table and the most unstable mode (``theory.rate_table``)."""
     dim = args.dim if args.dim is not None else theory.dim_of(args.geometry)
-    theory.check_parameters(args.beta, args.variant, args.viscosity, dim)
-    kstar = theory.most_unstable_mode(args.beta, args.variant, args.viscosity, dim)
-    kmax = args.modes if args.modes is not None else max(2 * kstar + 4, 8)
-    if not 1 <= kmax <= 100_000:
-        raise ConfigError(f"--modes: got {kmax}, allowed: an integer in [1, 100000]")
-    modes = np.arange(0, kmax + 1)
-    rates = theory.growth_rates(modes, args.beta, args.variant, args.viscosity, dim)
-    lam = rates[kstar] if kstar <= kmax else theory.growth_rates([kstar], args.beta, args.variant, args.viscosity, dim)[0]
+    table = theory.rate_table(args.beta, args.variant, args.viscosity, dim, args.modes)
+    lam = table.lambda_star
     space = {2: "S^1 (circle)", 3: "S^2 (sphere)"}.get(dim, f"S^{dim - 1}")
     name = "k" if dim == 2 else "l"
     print(f"# {space}, d = {dim}, variant {args.variant}, beta = {args.beta:g}, viscosity = {args.viscosity:g}")
-    print(f"# most unstable mode {name}* = {kstar}, lambda* = {lam:.10g}", end="")
+    print(f"# most unstable mode {name}* = {table.kstar}, lambda* = {lam:.10g}", end="")
     if lam > 0:
         print(f", e-folding time {1 / lam:.6g}, linear phase ends near "
               f"t = log(1/eps)/lambda* = {math.log(1 / args.eps) / lam:.6g} for eps = {args.eps:g}")
     else:
         print(" (no mode grows: the uniform state is stable)")
     print(f"{name:>6} {'lambda':>22} {'':>9}")
-    for k, r in zip(modes, rates):
-        tag = "most unstable" if k == kstar else ("grows" if r > 0 else ("neutral" if r == 0 else "decays"))
+    for k, r, tag in zip(table.modes, table.rates, table.tags):
         print(f"{k:>6d} {r:>22.15g}   {tag}")
     return 0
 
@@ -128,38 +104,22 @@ def cmd_theory(args) -> int:
 # --------------------------------------------------------------------------------------
 
 def cmd_rates(args) -> int:
-    """`meanfield rates`: fit every mode's rate in its linear window and print it beside theory."""
-    from . import io
-    from .analysis.diagnostics import measure_growth_rates
+    """`meanfield rates`: every mode's rate fitted in its linear window, beside theory (``meanfield.measured_rates``)."""
+    from .analysis import measured_rates
 
-    h = io.read_history(args.history)
-    if h["attrs"].get("method") == "particles":
-        raise ConfigError(f"history: {args.history!r} is a particles run; rates are measured on spectral runs")
-    keep = io.density_snapshots(h)  # a hand-off run: the density snapshots only
-    h["time"], h["rho_hat"] = h["time"][:keep], h["rho_hat"][:keep]
-    if h["time"].size < 3:
-        raise ConfigError(f"history: {args.history!r} holds {h['time'].size} snapshots, allowed: >= 3 to fit a rate")
-    model = io.model_of(h)
-    dim = model.geometry.dim
-    fits = measure_growth_rates(h["time"], h["rho_hat"], model, tol=args.tol)
-    a = h["attrs"]
+    table = measured_rates(args.history, tol=args.tol)
+    a = table.attrs
     print(f"# {args.history}: {a['geometry']}, variant {a['variant']}, beta = {float(a['beta']):g}, "
           f"viscosity = {float(a['viscosity']):g}; linear window: |N_k| <= {args.tol:g} |lambda_k c_k|")
     print(f"{'mode':>8} {'theory':>20} {'measured':>20} {'rel.err':>10} {'window':>17} {'pts':>5}  status")
-    worst, count = 0.0, 0
-    for fit in fits:
-        if args.all is False and fit.status != "ok":
-            continue
-        lam = float(theory.growth_rates([fit.mode[0]], model.beta, model.variant, model.viscosity, dim)[0])
-        label = ",".join(str(x) for x in fit.mode)
+    for row in table.rows:
+        fit, label = row.fit, ",".join(str(x) for x in row.mode)
         if fit.status == "ok":
-            rel = abs(fit.measured - lam) / abs(lam)
-            worst, count = max(worst, rel), count + 1
-            print(f"{label:>8} {lam:>20.12g} {fit.measured:>20.12g} {rel:>10.2e} "
+            print(f"{label:>8} {row.theory:>20.12g} {fit.measured:>20.12g} {row.rel_error:>10.2e} "
                   f"{fit.t_start:>8.4g}-{fit.t_stop:<8.4g} {fit.points:>5d}  ok")
-        else:
-            print(f"{label:>8} {lam:>20.12g} {'-':>20} {'-':>10} {'-':>17} {fit.points:>5d}  {fit.status}")
-    skipped = sum(f.status != "ok" for f in fits)
+        elif args.all:
+            print(f"{label:>8} {row.theory:>20.12g} {'-':>20} {'-':>10} {'-':>17} {fit.points:>5d}  {fit.status}")
+    count, skipped = len(table.measured), len(table.rows) - len(table.measured)
     note = ""
     if skipped:
         note = (f"; {skipped} modes not measurable (noise: below the round-off floor; nonlinear: no linear window)"
@@ -170,40 +130,19 @@ def cmd_rates(args) -> int:
                          "|lambda_k c_k| at 3 snapshots or more above the round-off floor); rates are measured on "
                          "runs that start from a small perturbation (--all lists why, mode by mode)\n")
         return 1
-    print(f"# {count} modes measured, max relative error {worst:.3g}{note}")
-    stepper = str(a.get("stepper", ""))
-    dts = h["diagnostics"].get("dt")
-    if stepper in ("sbdf1", "sbdf2") and dts is not None and dts.size and count:
-        # the implicit schemes' discrete growth rates: SBDF1 ~ lambda (1 + lambda dt / 2),
-        # SBDF2 ~ lambda (1 + (lambda dt)^2 / 3) for small lambda dt (principal root of the scheme)
-        z = max(abs(f.measured) for f in fits if f.status == "ok") * float(np.max(dts))
-        bias = z / 2 if stepper == "sbdf1" else z * z / 3
-        print(f"# note: {stepper} treats the linear part implicitly; at |lambda| dt up to {z:.3g} its discrete "
-              f"rates differ from lambda by ~{bias:.2g} relative; etdrk4 integrates it exactly")
+    print(f"# {count} modes measured, max relative error {table.worst:.3g}{note}")
+    if table.scheme_bias is not None:
+        z, bias = table.scheme_bias
+        print(f"# note: {a['stepper']} treats the linear part implicitly; at |lambda| dt up to {z:.3g} its discrete "
+              f"rates differ from lambda by {bias:.2g} relative; etdrk4 integrates it exactly")
     return 0
 
 
 # --------------------------------------------------------------------------------------
-def _write_whole(out: Path, read: tuple[str, str], overwrite: bool, write):
-    """Call ``write(tmp)`` on a temporary beside ``out`` and rename it over ``out``: one writer per output
-    (its lock), never half a file, never over an existing one without ``overwrite``, never onto ``read``
-    (the input: its description and path).  Returns what ``write`` returned."""
-    with files.OutputLock(out, "-o"):  # one writer per output, so a killed one's temporaries can go
-        files.check_target(out, "-o", overwrite, [read])
-        for stale in files.stale_temporaries(out):
-            stale.unlink(missing_ok=True)
-        tmp = files.temporary(out)
-        try:
-            got = write(tmp)
-            files.replace(tmp, out, "-o")
-        finally:
-            tmp.unlink(missing_ok=True)
-    return got
-
-
 def cmd_plot(args) -> int:
     """`meanfield plot`: draw one figure from a history, a movie of it, or a sweep table's phase diagram."""
     from . import io
+    from .analysis import model_of
     from .viz import plot
 
     if Path(args.history).suffix == ".parquet":
@@ -219,8 +158,8 @@ def cmd_plot(args) -> int:
         files.check_name(args.output, "-o")
     out, fmt = plot.figure_path(args.output if args.output is not None else Path(args.history).with_suffix(f".{kind}.png"))
     files.check_name(out, "-o")
-    fig_kind = _write_whole(out, ("the history", args.history), args.overwrite, lambda tmp: plot.save(
-        h, kind, tmp, io.model_of(h) if kind == "rates" else None, args.time, fmt))
+    fig_kind = files.write_whole(out, ("the history", args.history), args.overwrite, lambda tmp: plot.save(
+        h, kind, tmp, model_of(h) if kind == "rates" else None, args.time, fmt))
     print(f"wrote {fig_kind} plot to {out}", file=sys.stderr)
     return 0
 
@@ -235,7 +174,7 @@ def _movie(args, h) -> int:
         raise ConfigError(f"--frames / --fps: got {args.frames} / {args.fps}, allowed: 1..10000 frames, 1..120 fps")
     out = files.check_name(args.output if args.output is not None else Path(args.history).with_suffix(".gif"), "-o")
     fmt = movie.check_format(out)
-    n = _write_whole(out, ("the history", args.history), args.overwrite,
+    n = files.write_whole(out, ("the history", args.history), args.overwrite,
                      lambda tmp: movie.save_movie(h, tmp, fmt, args.frames, args.fps, progress=os.isatty(2)))
     print(f"wrote a {n}-frame movie to {out}", file=sys.stderr)
     return 0
@@ -268,107 +207,23 @@ def _plot_table(args) -> int:
         finally:
             plt.close(fig)
 
-    _write_whole(out, ("the table", args.history), args.overwrite, draw)
+    files.write_whole(out, ("the table", args.history), args.overwrite, draw)
     print(f"wrote phase plot to {out}", file=sys.stderr)
     return 0
 
 
 # --------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
-    """`meanfield info`: provenance of a history and integrity checks; 0 if every check passes, else 1."""
-    import json
+    """`meanfield info`: provenance of a history and integrity checks (``meanfield.check``); 0 if every check
+    passes, else 1."""
+    from .io import check
 
-    from . import io
-
-    writer = files.writer_of(args.history)
-    if writer is not None and not os.path.lexists(args.history):
-        raise ConfigError(f"history: {args.history!r} is being created by a running meanfield (pid {writer}); "
-                          "its first snapshots appear in a moment")
-    h = io.read_history(args.history, check=False)
-    a = h["attrs"]
-    print(f"file            {args.history}")
-    print(f"meanfield       {a.get('meanfield_version', '?')}")
-    print(f"method          {a.get('method', 'spectral')}, geometry {a.get('geometry')}, dim {a.get('dim', '?')}, "
-          f"variant {a.get('variant')}, beta {a.get('beta')}, viscosity {a.get('viscosity')}")
-    print(f"resolution      modes {a.get('modes')}, dealias {a.get('dealias')}, stepper {a.get('stepper')}"
-          + (f", backend {a['backend']}" if "backend" in a else ""))
-    try:
-        versions = json.loads(a.get("library_versions", "{}"))
-    except ValueError:  # damaged text: show it as it is
-        versions = {"(unparsed)": a.get("library_versions")}
-    for name, version in (versions.items() if isinstance(versions, dict) else [("(unparsed)", versions)]):
-        print(f"  {name:<13} {version}")
-    t = h["time"]
-    if writer is not None:
-        print(f"status          being written by a running meanfield (pid {writer}): the snapshots so far")
-    print(f"snapshots       {t.size}" + (f", t = {t[0]:.6g} .. {t[-1]:.6g}" if t.size else ""))
-    ckpt = io.checkpoint_path(args.history)
-    print(f"checkpoint      {ckpt if ckpt.is_file() else 'none'}")
-    own = (io.TIMES_NOT_INCREASING, io.NON_FINITE, io.CHECKSUMS)  # info prints these checks itself, below
-    checks = [(problem, False) for problem in io.history_problems(h) if not problem.startswith(own)]
-    if "static_checksum" in a:  # layout 3 on
-        bad = [i for i in h["checksum_mismatch"] if i != "static"]
-        checks.append((f"checksums match ({len(bad)} of {t.size} snapshots differ"
-                       + ("; the grid, the mode datasets or the stored config differ" if "static" in h["checksum_mismatch"] else "") + ")",
-                       not h["checksum_mismatch"]))
-    if ckpt.is_file() and writer is None:  # a running run writes its checkpoint after the snapshots info read
-        try:
-            ahead = int(io.read_checkpoint(ckpt)["count"]) > t.size
-        except ConfigError:
-            ahead = None
-        checks.append(("the checkpoint is readable and not ahead of the history" if ahead is not None else
-                       f"the checkpoint {ckpt} is readable", ahead is False))
-    stored = a.get("config_hash")
-    if stored is not None:
-        try:
-            ok = io.config_hash(config.loads(str(a["config"]))) == str(stored)
-        except ConfigError:
-            ok = False  # e.g. an initial file that no longer exists: the hash cannot be recomputed
-        checks.append((f"config hash {str(stored)[:16]}... matches the stored config", ok))
-    checks.append(("times increase", bool(np.all(np.diff(t) > 0))))
-    arrays = [h["rho_hat"]] + [h[k] for k in ("rho",) if k in h]
-    if "positions" in h:  # rows without a live token are NaN by design
-        live = np.nan_to_num(h["token_weights"], nan=0.0) > 0
-        arrays.append(h["positions"][live])
-    checks.append(("data finite", all(bool(np.all(np.isfinite(x))) for x in arrays)))
-    if "weights" in h and t.size:
-        mass = np.tensordot(io.grid_density(h), h["weights"], axes=h["weights"].ndim)
-        err = float(np.max(np.abs(mass - 1)))
-        checks.append((f"mass within 1e-10 of 1 (max error {err:.2g})", err <= 1e-10))
-    d = h["diagnostics"]
-    if "handoff_time" in a:
-        try:
-            print(f"hand-off        t = {float(a['handoff_time']):.6g} ({a.get('handoff_reason')}): "
-                  f"{a.get('handoff_nodes')} nodes -> {a.get('handoff_tokens')} tokens, {a.get('handoff_dropped')} "
-                  f"dropped (negative mass {float(a.get('handoff_negative_mass', 0)):.3g}), energy jump "
-                  f"{float(a.get('handoff_energy_jump', 0)):.3g}")
-        except (TypeError, ValueError):
-            checks.append(("hand-off attributes are numbers", False))
-    if "n_tokens" in d and t.size:
-        merges = h.get("merges", {}).get("time", np.zeros(0))
-        print(f"tokens          {int(d['n_tokens'][-1])} at the end; {merges.size} merges")
-    if "n_clusters" in d and t.size:
-        from .analysis.diagnostics import cluster_mergers
-
-        mergers = cluster_mergers(h)
-        line = f"clusters        {int(d['n_clusters'][-1])} at the end (at most {int(np.max(d['n_clusters']))})"
-        if mergers:
-            line += "; mergers at t = " + ", ".join(f"{m['time']:.4g}" for m in mergers)
-        print(line)
-    if "token_weights" in h and t.size:
-        live = np.isfinite(h["token_weights"]).all(axis=1)
-        if live.any():
-            err = float(np.max(np.abs(np.sum(h["token_weights"][live], axis=1) - 1)))
-            checks.append((f"token weights sum to 1 (max error {err:.2g})", err <= 1e-12))
-    identity = all(f'{k} = "identity"' in str(a.get("config", "")) for k in "QKV")
-    if "energy" in d and t.size > 1 and float(a.get("viscosity", 1)) == 0 and identity:
-        e = d["energy"]
-        drop = float(np.max(np.maximum(-np.diff(e), 0) / np.abs(e[1:]))) if t.size > 1 else 0.0
-        checks.append((f"energy non-decreasing (viscosity 0; largest relative decrease {drop:.2g} <= 1e-10)",
-                       drop <= 1e-10))
-    for text, ok in checks:
-        print(f"{'ok    ' if ok else 'FAILED'}  {text}")
-    return 0 if all(ok for _, ok in checks) else 1
+    report = check(args.history)
+    for label, text in report.lines:
+        print(f"{label:<15} {text}")
+    for c in report.checks:
+        print(f"{'ok    ' if c.ok else 'FAILED'}  {c.text}")
+    return 0 if report.ok else 1
 
 
 # --------------------------------------------------------------------------------------

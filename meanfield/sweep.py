@@ -186,6 +186,7 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
     """(values, Config, run id) of every combination, each validated (ConfigError names the combination).
     Every run uses one thread (time.threads = 1): the cluster has a worker per core."""
     from .io import config_hash
+    from .simulation import load_config
 
     out, seen = [], set()
     for values in sweep.combinations():
@@ -195,7 +196,7 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
         raw.setdefault("time", {})["threads"] = 1
         raw.setdefault("output", {})["path"] = "sweep.h5"  # replaced by the run's own path
         try:
-            cfg = _config.from_dict(raw, base_dir=sweep.base_dir)
+            cfg = load_config(raw, base_dir=sweep.base_dir)
         except ConfigError as exc:
             shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
             raise ConfigError(f"sweep: the combination {shown}: {exc}") from None
@@ -212,6 +213,7 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
 def summarise(path, cluster_times=(), rates: int = 3) -> dict:
     """The table's summary columns of one finished history."""
     from . import io
+    from .analysis import model_of
     from .analysis.diagnostics import measure_growth_rates
 
     h = io.read_history(path)
@@ -228,7 +230,7 @@ def summarise(path, cluster_times=(), rates: int = 3) -> dict:
         if h["attrs"].get("method") != "particles":
             keep = io.density_snapshots(h)  # a hand-off run: the density part only
             if keep >= 3:
-                fits = measure_growth_rates(t[:keep], h["rho_hat"][:keep], io.model_of(h))
+                fits = measure_growth_rates(t[:keep], h["rho_hat"][:keep], model_of(h))
                 found = sorted((f for f in fits if f.status == "ok"), key=lambda f: -f.measured)
         for i in range(rates):
             f = found[i] if i < len(found) else None

@@ -6,8 +6,8 @@ point it names instead of after a sleep (a verdict never depends on how fast the
     proc.kill()                                                   # SIGKILL at exactly that point
     proc.wait()
 
-``python tests/_proc.py SPEC ARGS...`` is what ``paused`` starts: ``meanfield ARGS`` with a tracker that sends
-its own process SIGSTOP at SPEC (JSON: {"step": N} after the N-th step this process takes, {"snapshot": N} after
+``python tests/_proc.py POINT ARGS...`` is what ``paused`` starts: ``meanfield ARGS`` with a tracker that sends
+its own process SIGSTOP at POINT (JSON: {"step": N} after the N-th step this process takes, {"snapshot": N} after
 the N-th snapshot it writes, {"phase": "tokens"} after its first step in that phase; a list of counts stops at
 each); SIGCONT lets it go on, ``wait_stopped`` waits for the next stop.
 """

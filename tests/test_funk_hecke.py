@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meanfield.errors import ConfigError
-from meanfield.tokens.funk_hecke import degree, kernel_weights
+from meanfield.physics.kernels import degree, kernel_weights
 from meanfield.tokens import TokenModel, pick_field
 
 

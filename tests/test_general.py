@@ -10,13 +10,17 @@ from scipy.integrate import quad
 from meanfield import config
 from meanfield.physics import theory
 from meanfield.validate.cases.selection import INITIAL as VM, V as V_SEL  # the catalogue's selection setting
-from meanfield.physics.causal import alibi_kernel, causal_weights
+from meanfield.physics.kernels import alibi_kernel
+from meanfield.physics.causal import causal_weights
 from meanfield.domains import make_geometry
 from meanfield.domains.positions import position_nodes
 from meanfield.errors import ConfigError
-from meanfield.physics.general import GeneralModel, kernel_degree, required_degree, exact_degree
+from meanfield.physics.general import GeneralModel, required_degree
+from meanfield.physics.kernels import kernel_degree
+from meanfield.domains import exact_degree
 from meanfield.physics.model import AttentionModel
-from meanfield.tokens import TokenModel, attention_matrices
+from meanfield.tokens import TokenModel
+from meanfield.physics.heads import attention_matrices
 from meanfield.simulation.simulation import Simulation
 
 
@@ -120,7 +124,7 @@ def base(**sections):
 ])
 def test_bad_attention_configs_name_the_key(sections, pattern):
     with pytest.raises(ConfigError, match=pattern):
-        config.from_dict(base(**sections))
+        config.from_dict(base(**sections), feasible=True)
 
 
 def test_particles_keys_moved_to_attention():
@@ -133,9 +137,13 @@ def test_particles_keys_moved_to_attention():
 
 
 def test_kernel_memory_is_refused_before_allocating(monkeypatch):
-    monkeypatch.setattr(config, "available_memory", lambda: 2.0**30)
+    from meanfield.simulation import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 2.0**30)
+    cfg = config.from_dict(base(model=dict(geometry="sphere"), grid=dict(modes=64), attention=dict(Q="random")),
+                           feasible=True)  # valid: memory is the run's business, not the config's
     with pytest.raises(ConfigError, match=r"^grid\.modes: got 64, which needs about .* GiB"):
-        config.from_dict(base(model=dict(geometry="sphere"), grid=dict(modes=64), attention=dict(Q="random")))
+        Simulation(cfg)
 
 
 # --- the causal density ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from meanfield.errors import ConfigError
 from meanfield.physics.initial import initial_coefficients
 from meanfield.io.ownership import check_target
 from meanfield.io import read_history, read_snapshot
+from meanfield.simulation import Simulation
 
 CFG = """
 [model]
@@ -108,8 +109,9 @@ def test_initial_condition_from_file(history, tmp_path):
         read_snapshot(history, 0.3)
     # a finer grid: modes are zero-padded
     cfg = config.loads(f'[initial]\nkind = "file"\npath = "{history}"\ntime = 0.5\n[grid]\nmodes = 48')
-    c48 = initial_coefficients(cfg, Circle(48))
+    c48 = initial_coefficients(cfg, Circle(48), snap)
     assert np.array_equal(c48[:33], c) and np.all(c48[33:] == 0)
+    assert np.array_equal(Simulation(cfg).c, c48)  # what a run starts from: the file read by the run itself
     with pytest.raises(ConfigError, match="not a meanfield output"):
         bad = tmp_path / "bad.h5"
         h5py.File(bad, "w").close()

@@ -9,7 +9,8 @@ from scipy.integrate import solve_ivp
 
 from meanfield import config
 from meanfield.analysis.diagnostics import kernel_distance, wasserstein1_circle
-from meanfield.tokens import INTEGRATORS, TokenModel, attention_matrices, sample_tokens, smoothed_density
+from meanfield.tokens import INTEGRATORS, TokenModel, sample_tokens, smoothed_density
+from meanfield.physics.heads import attention_matrices
 from meanfield.simulation.simulation import Simulation
 from meanfield.stepping import State
 
@@ -70,7 +71,7 @@ def stable_field(x, w, beta, variant, Qs, Ks, Vs, causal):
 def test_field_at_large_beta_needs_the_exact_row_maxima(variant, beta, causal):
     """beta |Q| |K| so large that the cheap bound b_i would underflow whole rows (2 b_i >> 745): the
     rows are shifted by their exact maxima and the field matches the log-space brute force."""
-    from meanfield.tokens import SAFE_EXPONENT
+    from meanfield.tokens.field import SAFE_EXPONENT
 
     n, d = 200, 3
     x = unit(n, d, 5)

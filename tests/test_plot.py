@@ -12,7 +12,7 @@ from meanfield.analysis import diagnostics
 from meanfield import io
 from meanfield.viz import plot
 from meanfield.physics import theory  # noqa: E402
-from meanfield.io import model_of  # noqa: E402
+from meanfield.analysis import model_of  # noqa: E402
 from meanfield.errors import ConfigError  # noqa: E402
 
 

@@ -225,7 +225,7 @@ def test_wasserstein1_between_densities_on_the_circle():
 def test_retrieval_kernel_is_the_volterra_resolvent():
     from scipy.integrate import quad
 
-    from meanfield.physics.causal import alibi_kernel
+    from meanfield.physics.kernels import alibi_kernel
 
     # g(t, s) = g0(s) + int_0^s G(t, s; s') g0(s') ds' must solve g_t = a int_0^s k_lambda(s, s') g(t, s') ds':
     # the time derivative by central differences against the right-hand side by quadrature

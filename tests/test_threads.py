@@ -5,7 +5,7 @@ import pytest
 
 from meanfield.domains import Circle, Sphere
 from meanfield.physics.model import AttentionModel
-from meanfield.simulation.simulation import blas_threads, token_threads, transform_threads
+from meanfield.simulation.setup import blas_threads, token_threads, transform_threads
 
 
 @pytest.mark.parametrize("make", [lambda t: Circle(300, threads=t), lambda t: Sphere(40, backend="ducc0", threads=t)])

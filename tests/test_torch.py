@@ -8,7 +8,8 @@ import pytest
 
 from meanfield import config
 from meanfield.errors import ConfigError
-from meanfield.tokens import TokenModel, attention_matrices
+from meanfield.tokens import TokenModel
+from meanfield.physics.heads import attention_matrices
 
 torch = pytest.importorskip("torch")
 
@@ -64,17 +65,17 @@ def test_torch_run_matches_numpy_run():
 def test_backend_errors_name_the_key(monkeypatch):
     base = {"model": {"method": "particles", "geometry": "sphere"}, "particles": {"n": 10}}
     with pytest.raises(ConfigError, match=r"^particles\.backend: got 'jax', allowed: 'numpy' \| 'torch'"):
-        config.from_dict({**base, "particles": {"n": 10, "backend": "jax"}})
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "jax"}})
     with pytest.raises(ConfigError, match=r"^particles\.device: got 'cuda', allowed: 'cpu' with particles\.backend"):
-        config.from_dict({**base, "particles": {"n": 10, "device": "cuda"}})
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "device": "cuda"}})
     with pytest.raises(ConfigError, match=r"^particles\.backend: got 'torch', allowed: 'numpy' with particles\.field"):
-        config.from_dict({**base, "particles": {"n": 10, "backend": "torch", "field": "funk_hecke"}})
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch", "field": "funk_hecke"}})
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"^particles\.device: got 'cuda', but torch finds no CUDA device"):
-            config.from_dict({**base, "particles": {"n": 10, "backend": "torch", "device": "cuda"}})
+            config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch", "device": "cuda"}})
     monkeypatch.setitem(sys.modules, "torch", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"^particles\.backend: got 'torch', but torch is not installed"):
-        config.from_dict({**base, "particles": {"n": 10, "backend": "torch"}})
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch"}})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -156,31 +156,3 @@ def kernel_distance(geometry, c: np.ndarray, x: np.ndarray, w: np.ndarray, kappa
 
 # -------------------------------------------------------------------------------------------
 # long runs: when clusters merge
-def cluster_mergers(h: dict) -> list[dict]:
-    """Mergers of clusters in a history with cluster diagnostics and merge records (``io.read_history``).
-
-    A merger is a drop of the cluster count (``/diagnostics/n_clusters``) from snapshot i to i + 1;
-    its time is that of the first merge record after t_i whose two heaviest parts each carry at
-    least half the lightest cluster counted at t_i (tokens joining their own cluster carry less;
-    two clusters may already count as one, closer than the cluster radius, a little before their
-    tokens merge).  Each: time, the two masses (nan if no record qualifies: then the time is
-    t_{i+1}), and the counts before and after."""
-    d = h["diagnostics"]
-    if "n_clusters" not in d or h["time"].size < 2:
-        return []
-    t, count = h["time"], d["n_clusters"]
-    masses = h.get("cluster_mass")
-    merges = h.get("merges") or {"time": np.zeros(0), "weights": np.zeros((0, 2))}
-    out, used = [], set()
-    for i in np.flatnonzero(np.diff(count) < 0):
-        lightest = float(np.nanmin(masses[i])) if masses is not None and np.isfinite(masses[i]).any() else 0.0
-        found = [k for k in np.flatnonzero(merges["time"] > t[i])
-                 if merges["weights"][k, 1] >= 0.5 * lightest and k not in used][:1]
-        if found:
-            k = found[0]
-            used.add(k)
-            time, pair = float(merges["time"][k]), tuple(float(w) for w in merges["weights"][k])
-        else:
-            time, pair = float(t[i + 1]), (math.nan, math.nan)
-        out.append({"time": time, "masses": pair, "clusters_before": int(count[i]), "clusters_after": int(count[i + 1])})
-    return out

@@ -7,8 +7,9 @@ inner(a, b), tail(c), coefficient_ratio(c), and the initial data uniform(),
 random_perturbation(rng), mode_function(spec), von_mises(center, kappa).
 """
 
-from .circle import DEFAULT_DEALIAS, Circle
-from .sphere import Sphere
+from ..config import DEFAULT_DEALIAS
+from .circle import Circle
+from .sphere import Sphere, grid_size
 from .zonal import Zonal
 
 GEOMETRIES = {"circle": Circle, "sphere": Sphere, "zonal": Zonal}
@@ -28,4 +29,23 @@ def make_geometry(name: str, modes: int, dealias: float = DEFAULT_DEALIAS, backe
     return GEOMETRIES[name](modes, dealias=dealias, threads=threads)
 
 
-__all__ = ["Circle", "DEFAULT_DEALIAS", "GEOMETRIES", "Sphere", "Zonal", "make_geometry"]
+def exact_degree(name: str, modes: int, dealias: float) -> int:
+    """The largest degree the grid's quadrature integrates exactly (circle: M - 1 for M points;
+    sphere: Gauss–Legendre rings 2 n_theta - 1, trapezoid longitudes n_phi - 1)."""
+    if name == "circle":
+        return Circle(modes, dealias).npoints - 1
+    ntheta, nphi = grid_size(modes, dealias)
+    return min(2 * ntheta - 1, nphi - 1)
+
+
+def grid_points(name: str, modes: int, dealias: float) -> int:
+    """Number of grid nodes of geometry ``name`` (the tokens of a hand-off at oversample 1), without building it."""
+    if name == "circle":
+        return int(dealias * (2 * modes + 1)) + 2
+    if name == "sphere":
+        return int(dealias * (modes + 1) + 32) * int(dealias * (2 * modes + 1) + 2)
+    return int(dealias * (modes + 1)) + 2
+
+
+__all__ = ["Circle", "DEFAULT_DEALIAS", "GEOMETRIES", "Sphere", "Zonal", "exact_degree", "grid_points", "grid_size",
+           "make_geometry"]

@@ -16,10 +16,9 @@ import numpy as np
 import scipy.fft
 from scipy.special import ive
 
+from ..config import DEFAULT_DEALIAS
 from .base import LineGeometry
 
-#: Default padding factor of the grid (see docs/numerics.md for the measurements behind it).
-DEFAULT_DEALIAS = 2.0
 
 
 class Circle(LineGeometry):

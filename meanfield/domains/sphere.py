@@ -24,7 +24,7 @@ from scipy.special import ive, sph_harm_y
 
 from ..errors import ConfigError
 from .base import Geometry
-from .circle import DEFAULT_DEALIAS
+from ..config import DEFAULT_DEALIAS
 
 BACKENDS = ("auto", "ducc0", "shtns")
 

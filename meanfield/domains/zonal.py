@@ -20,8 +20,8 @@ import math
 import numpy as np
 from scipy.special import gammaln, ive, roots_chebyt, roots_gegenbauer
 
+from ..config import DEFAULT_DEALIAS, is_int, need, register
 from .base import LineGeometry
-from .circle import DEFAULT_DEALIAS
 
 
 def sphere_area(d: int) -> float:
@@ -50,6 +50,25 @@ def max_dimension(L: int) -> int:
     while d < 100_000 and -log_norm(d + 1, L) < LOG_FLOAT_ROOM and -log_norm(d + 1, 0) < LOG_FLOAT_ROOM:
         d += 1
     return d
+
+
+@register
+def check_dimension(cfg) -> None:
+    """A zonal density of degree L = grid.modes on S^{d-1} (model.dim, or particles.dim >= 4 for the tokens'
+    density estimate) must be representable in float64: it is stored with respect to the surface measure,
+    which underflows as d grows (|S^{399}| ~ 1e-273)."""
+    if cfg.model.method == "particles":
+        where, d = "particles.dim", cfg.particles.dim
+    elif cfg.model.geometry == "zonal":
+        where, d = "model.dim", cfg.model.dim
+    else:
+        return
+    L = cfg.grid.modes
+    if is_int(L) and 1 <= L <= 100_000 and d > 3:
+        top = max_dimension(L)
+        need(d <= top, where, d, f"<= {top} with grid.modes = {L} (a density with respect to the surface measure "
+             f"of S^{{d-1}} and its degree-{L} normalisation leave the float64 range beyond; fewer modes allow a "
+             "little more)")
 
 
 def gegenbauer_table(L: int, alpha: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

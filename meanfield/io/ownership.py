@@ -9,6 +9,8 @@
 * ``temporary``: a new file next to the target, created with O_EXCL | O_NOFOLLOW under a unique
   name, so no two runs share one and no stale link is followed; ``replace`` renames it over the
   target only when the target is absent or a regular file.
+* ``write_whole``: a command's output (a figure, a movie) written through all of the above: the lock, the
+  refusals, a temporary renamed over the target.
 * ``sparse_copy``: copy a file keeping its holes (histories preallocate their unwritten rows
   sparsely; a plain copy would write them out as zeros).
 """
@@ -277,3 +279,21 @@ def sparse_copy(src, dst) -> None:
             fo.truncate(size)
             fo.flush()
             os.fsync(fo.fileno())
+
+
+def write_whole(out, read: tuple[str, str], overwrite: bool, write, key: str = "-o"):
+    """Call ``write(tmp)`` on a temporary beside ``out`` and rename it over ``out``: one writer per output (its
+    lock), never half a file, never over an existing one without ``overwrite``, never onto ``read`` (the input:
+    its description and path).  Returns what ``write`` returned."""
+    out = Path(out)
+    with OutputLock(out, key):  # one writer per output, so a killed one's temporaries can go
+        check_target(out, key, overwrite, [read])
+        for stale in stale_temporaries(out):
+            stale.unlink(missing_ok=True)
+        tmp = temporary(out)
+        try:
+            got = write(tmp)
+            replace(tmp, out, key)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return got

@@ -18,21 +18,13 @@ one matrix product W c over the position axis.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .kernels import alibi_kernel
 from .model import AttentionModel
 
 #: Gauss–Legendre points per cell for the kernel's integrals against the hat functions
 CELL_POINTS = 16
-
-
-def alibi_kernel(s: float, sp: np.ndarray, alibi: float) -> np.ndarray:
-    """k_lambda(s, s') for s' in [0, s] (lambda = 0: 1 / s)."""
-    if alibi == 0:
-        return np.full_like(np.asarray(sp, dtype=float), 1.0 / s)
-    return alibi * np.exp(-alibi * (s - np.asarray(sp))) / -math.expm1(-alibi * s)
 
 
 def causal_weights(s: np.ndarray, alibi: float = 0.0) -> np.ndarray:

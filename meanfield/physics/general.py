@@ -18,64 +18,15 @@ The flux divergence stays spectral (the geometry's ``div``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ..config import plain_attention
+from ..domains import exact_degree
 from ..errors import ConfigError
-from ..tokens.funk_hecke import kernel_weights
+from .causal import CausalModel
+from .heads import attention_heads, funk_hecke_heads, scalar_head
+from .kernels import kernel_degree, kernel_radius
 from .model import AttentionModel
-
-#: the quadrature must leave the kernel's coefficients beyond its exact degree below this (relative)
-QUADRATURE_TOL = 1e-15
-INTEGRALS = ("auto", "funk_hecke", "quadrature")
-
-
-def scalar_head(Q: np.ndarray, K: np.ndarray, V: np.ndarray) -> tuple[float, float] | None:
-    """(c, v) when Q^T K = c I and V = v I (to round-off), else None."""
-    d = Q.shape[0]
-    M = Q.T @ K
-    c, v = float(np.trace(M)) / d, float(np.trace(V)) / d
-    eye = np.eye(d)
-    scale = max(1.0, float(np.max(np.abs(M))))
-    if np.max(np.abs(M - c * eye)) > 1e-14 * scale or np.max(np.abs(V - v * eye)) > 1e-14 * max(1.0, abs(v)):
-        return None
-    return c, v
-
-
-def funk_hecke_heads(heads) -> bool:
-    """Whether every head is a Funk–Hecke multiplier: Q^T K = c I with c > 0 and V = v I."""
-    return all(sc is not None and sc[0] > 0 for sc in (scalar_head(*h) for h in heads))
-
-
-def kernel_radius(beta: float, Q: np.ndarray, K: np.ndarray) -> float:
-    """max_x beta |K^T Q x| = beta ||K^T Q||_2: the largest |a| of e^{<a, y>}, a = beta K^T Q x."""
-    return beta * float(np.linalg.norm(K.T @ Q, 2))
-
-
-def kernel_degree(a: float, dim: int, tol: float = QUADRATURE_TOL) -> int:
-    """The least degree l such that the coefficients of e^{a (<x, y> - 1)} above l weigh at most ``tol``
-    (relative: the weights sum to 1).  0 for a = 0 (a constant)."""
-    if a <= 0:
-        return 0
-    top = int(4 * a + 40 * math.sqrt(a) + 64)
-    w = kernel_weights(a, 2 if dim == 2 else 3, top)
-    tails = np.cumsum(w[::-1])[::-1]  # tails[l] = sum_{l' >= l}
-    ok = np.nonzero(tails <= tol)[0]
-    return max(int(ok[0]) - 1, 0) if ok.size else top
-
-
-def exact_degree(name: str, modes: int, dealias: float) -> int:
-    """The largest degree the grid's quadrature integrates exactly (circle: M - 1 for M points;
-    sphere: Gauss–Legendre rings 2 n_theta - 1, trapezoid longitudes n_phi - 1)."""
-    if name == "circle":
-        from ..domains import Circle
-
-        return Circle(modes, dealias).npoints - 1
-    from ..domains.sphere import grid_size
-
-    ntheta, nphi = grid_size(modes, dealias)
-    return min(2 * ntheta - 1, nphi - 1)
 
 
 def required_degree(modes: int, beta: float, heads, dim: int) -> int:
@@ -234,27 +185,10 @@ class GeneralModel(AttentionModel):
         return out
 
 
-def attention_heads(cfg, dim: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """[(Q_h, K_h, V_h)] of the config's [attention] section (random matrices drawn with attention.seed)."""
-    from ..tokens import attention_matrices
-
-    a = cfg.attention
-    rng = np.random.default_rng(a.seed)
-    mats = [attention_matrices(getattr(a, name), dim, a.heads, rng, name) for name in ("Q", "K", "V")]
-    return list(zip(*mats))
-
-
-def is_plain(cfg) -> bool:
-    """Q = K = V = I, one head, not causal: the Funk–Hecke model of model.py, unchanged."""
-    a = cfg.attention
-    return (a.heads == 1 and not a.causal and a.integrals != "quadrature"
-            and all(getattr(a, k) == "identity" for k in "QKV"))
-
-
 def build_model(cfg, geometry):
     """The spectral model of a config on ``geometry`` (a ``Positions`` geometry when causal)."""
     m, a = cfg.model, cfg.attention
-    if is_plain(cfg):
+    if plain_attention(cfg):
         return AttentionModel(geometry, m.variant, m.beta, m.viscosity)
     base_geometry = geometry.base if a.causal else geometry
     heads = attention_heads(cfg, base_geometry.dim)
@@ -262,8 +196,4 @@ def build_model(cfg, geometry):
         base = AttentionModel(base_geometry, m.variant, m.beta, m.viscosity)
     else:
         base = GeneralModel(base_geometry, m.variant, m.beta, m.viscosity, heads, a.integrals)
-    if not a.causal:
-        return base
-    from .causal import CausalModel
-
-    return CausalModel(geometry, base, a.alibi)
+    return CausalModel(geometry, base, a.alibi) if a.causal else base

@@ -1,15 +1,18 @@
-"""Initial states from the [initial] config section: spectral coefficients of a density, or tokens."""
+"""Initial states from the [initial] config section: spectral coefficients of a density, or tokens.
+
+A ``file`` snapshot is read by the caller (the simulation layer, through io's verified reader) and given
+here as ``snapshot``: the physics set-up reads no file.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import io
 from ..errors import ConfigError
-from ..simulation.handoff import NEGATIVE_STOP, NEGATIVE_TOL
+from .model import NEGATIVE_STOP, NEGATIVE_TOL
 
 
-def initial_coefficients(cfg, geometry) -> np.ndarray:
+def initial_coefficients(cfg, geometry, snapshot: dict | None = None) -> np.ndarray:
     """The initial coefficients for ``cfg.initial`` on ``geometry``.
 
     random:    rho = rho_bar (1 + amplitude * eta), eta with i.i.d. N(0, 1) coefficients on every mode up
@@ -17,8 +20,8 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
                coefficients at every grid.modes
     modes:     rho = rho_bar (1 + sum amplitude_k cos(k theta))
     von_mises: mixture sum w_i vM(center_i, concentration_i), weights normalised to sum 1
-    file:      a density snapshot of an earlier output (the new run starts at t = 0); modes are
-               truncated or zero-padded
+    file:      ``snapshot``, a density snapshot of an earlier output (the new run starts at t = 0); modes
+               are truncated or zero-padded
     Causal density (a position axis): random draws are independent at every position; the others
     are the same at every position, their departure from uniform scaled by s^initial.position_power.
     The density must be non-negative on the grid up to round-off (min rho >= -1e-10 max rho), else
@@ -39,7 +42,7 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
         w = w / w.sum()
         c = sum(wi * geometry.von_mises(ci, ki) for wi, ci, ki in zip(w, ini.centers, ini.concentrations))
     elif ini.kind == "file":
-        snap = _snapshot(cfg, geometry)
+        snap = check_snapshot(cfg, geometry, snapshot)
         if snap["positions"] is not None:
             raise ConfigError(f"initial.path: {ini.path!r} holds tokens at t = {snap['time']:g}, allowed for a "
                               "density: a snapshot before a hand-off, or a spectral run (tokens start runs with "
@@ -68,7 +71,7 @@ def initial_coefficients(cfg, geometry) -> np.ndarray:
     return c
 
 
-def initial_tokens(cfg, geometry):
+def initial_tokens(cfg, geometry, snapshot: dict | None = None):
     """(positions, weights) when the run starts from tokens: ``initial.kind = "tokens"``, or a
     ``file`` snapshot that holds tokens (a particles run, or after a hand-off).  None otherwise.
     Positions are normalised; weights default to equal and are normalised to sum 1."""
@@ -77,7 +80,7 @@ def initial_tokens(cfg, geometry):
         x = np.asarray(ini.positions, dtype=float)
         w = np.asarray(ini.weights, dtype=float) if ini.weights else np.full(x.shape[0], 1.0)
     elif ini.kind == "file":
-        snap = _snapshot(cfg, geometry)
+        snap = check_snapshot(cfg, geometry, snapshot)
         if snap["positions"] is None:
             return None
         x, w = snap["positions"], snap["weights"]
@@ -91,10 +94,11 @@ def initial_tokens(cfg, geometry):
     return x / np.linalg.norm(x, axis=1, keepdims=True), w / np.sum(w)
 
 
-def _snapshot(cfg, geometry) -> dict:
-    """The [initial] file snapshot, checked against this run's geometry."""
+def check_snapshot(cfg, geometry, snap: dict | None) -> dict:
+    """The [initial] file snapshot (``io.read_snapshot``'s dict), checked against this run's geometry."""
     ini = cfg.initial
-    snap = io.read_snapshot(ini.path, ini.time)
+    if snap is None:
+        raise ValueError("initial.kind = 'file': pass the snapshot read from initial.path")
     attrs = snap["attrs"]
     if attrs.get("geometry") != geometry.name:
         raise ConfigError(f"initial.path: {ini.path!r} is a {attrs.get('geometry')!r} run, "

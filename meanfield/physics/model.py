@@ -21,6 +21,12 @@ import numpy as np
 from ..errors import ConfigError
 from .theory import check_parameters
 
+#: A density more negative than this (relative to max rho) is beyond round-off: resolved only to that
+#: level (a warning; with longtime.handoff = "tokens" the run continues as tokens).
+NEGATIVE_TOL = 1e-10
+#: ... and beyond this it is not a density any more: the run stops (the blow-up guard).
+NEGATIVE_STOP = 1e-6
+
 
 class AttentionModel:
     """SA or USA attention flow with viscosity on a geometry (Q = K = V = I)."""

@@ -13,22 +13,14 @@ USA rates carry a factor e^beta; they are refused above ``USA_MAX_BETA``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln, ive
 
+from ..config.schema import GEOMETRY_DIM, MAX_BETA, USA_MAX_BETA, VARIANTS
 from ..errors import ConfigError
-
-VARIANTS = ("sa", "usa")
-GEOMETRY_DIM = {"circle": 2, "sphere": 3}
-
-#: Largest beta accepted for USA.  Its velocity field scales like e^beta / beta;
-#: e^beta overflows float64 at beta ~ 709, and products with the density on the
-#: grid need head-room, so we stop well before.
-USA_MAX_BETA = 500.0
-#: Largest beta accepted at all: the most unstable mode is ~sqrt(2 beta) = 14,142 there, already
-#: beyond what the sphere grid resolves, and the exact argmax still scans a modest range.
-MAX_BETA = 1e8
+from .kernels import alibi_kernel
 
 
 def dim_of(geometry: str) -> int:
@@ -113,6 +105,43 @@ def most_unstable_mode(beta: float, variant: str = "sa", viscosity: float = 0.0,
         max_mode = int(8 * math.sqrt(2 * beta + 1)) + 16
     l = np.arange(1, max_mode + 1)
     return int(l[np.argmax(growth_rates(l, beta, variant, viscosity, dim))])
+
+
+@dataclass(frozen=True)
+class RateTable:
+    """The linear rates of modes 0..``modes[-1]`` on S^{dim-1} (``meanfield theory``): the most unstable mode
+    ``kstar`` and its rate ``lambda_star``; ``tags`` say of each mode "most unstable", "grows", "neutral" or
+    "decays"."""
+
+    dim: int
+    variant: str
+    beta: float
+    viscosity: float
+    kstar: int
+    lambda_star: float
+    modes: np.ndarray
+    rates: np.ndarray
+
+    @property
+    def tags(self) -> list[str]:
+        """What each mode does."""
+        return ["most unstable" if k == self.kstar else ("grows" if r > 0 else ("neutral" if r == 0 else "decays"))
+                for k, r in zip(self.modes, self.rates)]
+
+
+def rate_table(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2,
+               modes: int | None = None) -> RateTable:
+    """The growth rate of every mode 0..``modes`` (default max(2 k* + 4, 8)) and the most unstable mode.
+    ConfigError (naming the parameter) for parameters out of range, or ``modes`` outside [1, 100000]."""
+    check_parameters(beta, variant, viscosity, dim)
+    kstar = most_unstable_mode(beta, variant, viscosity, dim)
+    kmax = modes if modes is not None else max(2 * kstar + 4, 8)
+    if not 1 <= kmax <= 100_000:
+        raise ConfigError(f"--modes: got {kmax}, allowed: an integer in [1, 100000]")
+    ks = np.arange(0, kmax + 1)
+    rates = growth_rates(ks, beta, variant, viscosity, dim)
+    lam = rates[kstar] if kstar <= kmax else growth_rates([kstar], beta, variant, viscosity, dim)[0]
+    return RateTable(dim, variant, float(beta), float(viscosity), int(kstar), float(lam), ks, rates)
 
 
 def efolding_time(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> float:
@@ -354,8 +383,6 @@ def retrieval_kernel(t: float, s0, a: float, alibi: float, s: float = 1.0):
         G(t, s; s0) = k_lambda(s, s0) sqrt(a t / Y) I_1(2 sqrt(a t Y)),  Y = log((e^{lambda s} - 1) / (e^{lambda s0} - 1))
 
     (lambda = 0: Y = log(s / s0)).  Duerinckx–Geshkovski–Rossi's 'lost in the middle' correlation in our time."""
-    from .causal import alibi_kernel
-
     s0 = np.asarray(s0, dtype=float)
     Y = np.log(s / s0) if alibi == 0 else np.log(np.expm1(alibi * s) / np.expm1(alibi * s0))
     z = 2 * np.sqrt(a * t * Y)

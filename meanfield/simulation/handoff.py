@@ -21,13 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-#: A density more negative than this (relative to max rho) is beyond round-off: resolved only to that
-#: level (a warning; with longtime.handoff = "tokens" the run continues as tokens).
-NEGATIVE_TOL = 1e-10
-#: ... and beyond this it is not a density any more: the run stops (trackers.BlowUpGuard).
-NEGATIVE_STOP = 1e-6
-
-
 @dataclass
 class HandOff:
     """What the hand-off did: when, why, how many tokens, and every bit of mass it touched."""

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import config as _config
-from ..io import ownership as files
 from .. import io
 from ..errors import ConfigError, NumericalError, OutputError
-from .simulation import Simulation, output_times
-from .trackers import BlowUpGuard, Checkpointer, HistoryTracker, ProgressBar, ResolutionMonitor, SignalStop
-
-#: At most this many clusters (the heaviest) are stored per snapshot.
-MAX_CLUSTERS = 256
+from ..io import ownership as files
+from .memory import keep_freed_memory
+from .schedules import output_times
+from .simulation import Simulation
+from .trackers import (MAX_CLUSTERS, BlowUpGuard, Checkpointer, HistoryTracker, ProgressBar, ResolutionMonitor,
+                       SignalStop)
 
 
 @dataclass
@@ -53,21 +53,22 @@ class Result:
     @property
     def dataset(self):
         """The history as an xarray.Dataset (``meanfield.open_history(self.path)``)."""
-        from ..io.dataset import open_history
-
-        return open_history(self.path)
+        return io.open_history(self.path)
 
 
-def load_config(source, overrides=()) -> _config.Config:
+def load_config(source, overrides=(), base_dir=None) -> _config.Config:
     """A validated Config from a TOML path, a dict of sections, or a Config (``overrides``:
-    ``section.key=value`` strings, as ``--set``)."""
+    ``section.key=value`` strings, as ``--set``): every key's type and range, and every check the solvers
+    registered (a grid fine enough for the kernel, a scheme's name, torch on this machine).  Memory and
+    disk are checked when the run allocates, not here.  ``base_dir``: where a dict's relative initial.path
+    is found (a file's own directory for a path)."""
     if isinstance(source, _config.Config):
         if overrides:
-            return _config.from_dict(_apply(source.to_dict(), overrides))
-        return source
+            return _config.from_dict(_apply(source.to_dict(), overrides), feasible=True)
+        return _config.check(source)
     if isinstance(source, dict):
-        return _config.from_dict(_apply(_plain(source), overrides))
-    return _config.load(source, list(overrides))
+        return _config.from_dict(_apply(_plain(source), overrides), base_dir=base_dir, feasible=True)
+    return _config.load(source, list(overrides), feasible=True)
 
 
 def _plain(value):
@@ -138,11 +139,12 @@ def _same_run(cfg, stored_toml: str, stored_hash: str) -> bool:
 
 
 def run(config, output=None, *, overwrite: bool = False, resume: bool = False, progress: bool | None = None,
-        overrides=(), resume_hint: str = "") -> Result:
+        overrides=(), trackers=()) -> Result:
     """Run ``config`` (a TOML path, a dict of sections or a Config) and write its history to
     ``output`` (default: output.path).  ``resume``: continue the run stored in ``output`` from its
     checkpoint, or extend a completed one whose config differs only by a larger time.t_end.
-    ``progress``: a progress bar (None: when stderr is a terminal).
+    ``progress``: a progress bar (None: when stderr is a terminal); ``trackers``: more trackers (``Tracker``
+    with a schedule, or any object with start / step / snapshot / finish), called after the run's own.
 
     The run owns its output while it runs (``files.OutputLock``: a second run on it is refused);
     the output may not be a directory, device, link, the config or an input (``files.check_target``).
@@ -151,6 +153,7 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
     the checkpoint), OutputError (a write failed: the history keeps what was written before) or
     trackers.Interrupted (SIGINT / SIGTERM: final snapshot and checkpoint written).
     """
+    keep_freed_memory()
     cfg = load_config(config, overrides)
     if output is not None:
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, path=str(output)))
@@ -162,7 +165,7 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
         for stale in files.stale_temporaries(out):  # left by a killed run: we own the output now
             stale.unlink(missing_ok=True)
         try:
-            return _run_locked(cfg, out, overwrite, resume, progress, inputs)
+            return _run_locked(cfg, out, overwrite, resume, progress, inputs, list(trackers))
         except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
             kept = f"{str(out)!r} keeps what it held before that write" if out.is_file() else "nothing was written"
             raise OutputError(f"writing {str(out)!r} failed ({exc.strerror or _first_line(exc)}); {kept}") from None
@@ -217,7 +220,7 @@ def _resume_point(cfg, out: Path, ckpt_path: Path, times):
     return point
 
 
-def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs) -> Result:
+def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs, extra: list) -> Result:
     chash = io.config_hash(cfg)
     ckpt_path = io.checkpoint_path(out)
     if resume:
@@ -245,8 +248,7 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
         sim.restore(point)
         count = int(point["count"])
         if io.config_hash(cfg) != point["config_hash"]:  # extended: continue on the new schedule
-            sim.next_output = int(np.searchsorted(times, sim.t * (1 + 1e-12) + 1e-300, side="right"))
-            sim._t0, sim._j = sim.t, 0
+            sim.clock.reschedule(times)
         planned = count + len(times) - sim.next_output
         writer = io.reopen_history(out, planned, count, int(point.get("merge_count", 0)),
                                    {"config": cfg.to_toml(), "config_hash": chash})
@@ -273,7 +275,7 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs)
 
     guards = [BlowUpGuard()] + ([] if sim.particles else [ResolutionMonitor()])
     try:
-        sim.run([*guards, history, ckpt, SignalStop(on_stop), ProgressBar(progress)])
+        sim.run([*guards, history, ckpt, SignalStop(on_stop), ProgressBar(progress), *extra])
     except NumericalError as exc:
         if sim.last_good is not None:
             ckpt.write(sim.last_good, writer.count)

@@ -28,28 +28,10 @@ import math
 import numpy as np
 from scipy.special import ive
 
+from ..physics.kernels import degree
+
 #: ducc0's non-uniform transforms accept no tighter accuracy than this in double precision
 EPSILON_FLOOR = 3e-13
-
-
-def kernel_weights(beta: float, dim: int, top: int) -> np.ndarray:
-    """a_0..a_top: e^{beta (t - 1)} = sum_l a_l P_l(t) on S^{dim - 1} (dim = 2: Chebyshev, 3: Legendre)."""
-    l = np.arange(top + 1, dtype=float)
-    if dim == 2:
-        a = 2 * ive(l, beta)
-        a[0] = ive(0, beta)
-        return a
-    return (2 * l + 1) * math.sqrt(math.pi / (2 * beta)) * ive(l + 0.5, beta)
-
-
-def degree(beta: float, dim: int, tol: float) -> int:
-    """The least L with tail(L) <= tol (module docstring); tol is relative to e^{-beta} psi."""
-    top = int(4 * beta + 40 * math.sqrt(beta) + 64)  # far past the Gaussian decay of a_l ~ e^{-l^2 / (2 beta)}
-    l = np.arange(top + 1, dtype=float)
-    terms = kernel_weights(beta, dim, top) * (1 + l * (l + 1) / beta)
-    tails = np.cumsum(terms[::-1])[::-1]  # tails[L] = sum_{l >= L}
-    ok = np.nonzero(tails <= tol)[0]
-    return max(int(ok[0]) - 1, 1) if ok.size else top
 
 
 class FunkHeckeField:

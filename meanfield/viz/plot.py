@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 
 from ..analysis import diagnostics
-from ..physics import theory
+from ..analysis.rates import model_of
 from ..errors import ConfigError
-from ..io import _text, grid_density
+from ..io import grid_density
+from ..io import text as _text
+from ..physics import theory
 
 KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates", "positions", "overlap")
 
@@ -307,10 +310,10 @@ def spectrum(h, fig, time=None):
 
 def rates(h, fig, model, time=None):
     """Measured growth rates (fits in each mode's linear window) over the theory, and their relative
-    error in a panel below.  ConfigError when no mode has a linear window."""
-    from ..analysis.diagnostics import measure_growth_rates
-
-    fits = [f for f in measure_growth_rates(h["time"], h["rho_hat"], model) if f.status == "ok"]
+    error in a panel below (``model``: the run's, by default rebuilt from its attributes).  ConfigError when
+    no mode has a linear window."""
+    model = model_of(h) if model is None else model
+    fits = [f for f in diagnostics.measure_growth_rates(h["time"], h["rho_hat"], model) if f.status == "ok"]
     if not fits:
         raise ConfigError("--kind: got 'rates' for a run in which no mode has a linear window (each mode's "
                           "nonlinear part was never below 1e-5 of its linear part); allowed: a run that starts "
@@ -361,12 +364,9 @@ def figure_formats() -> set[str]:
     return set(FigureCanvasAgg(Figure()).get_supported_filetypes())
 
 
-def figure_path(path) -> tuple["Path", str]:
+def figure_path(path) -> tuple[Path, str]:
     """The file a figure named ``path`` is written to and its format: a path without an extension
     gets .png (as matplotlib would add it); ConfigError for an extension matplotlib cannot write."""
-    from pathlib import Path
-
-
     path = Path(path)
     formats = figure_formats()
     fmt = path.suffix[1:].lower()

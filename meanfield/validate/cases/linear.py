@@ -8,7 +8,7 @@ import numpy as np
 
 from ...physics import theory
 from ...analysis.diagnostics import measure_growth_rates, wasserstein1_circle
-from ...io import model_of
+from ...analysis import model_of
 from .. import Outcome, case, verdict
 
 LINEAR = ("Geshkovski–Letrouit–Polyanskiy–Rigollet, 'A mathematical perspective on Transformers' (2023), §6 "

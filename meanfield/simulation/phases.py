@@ -1,0 +1,340 @@
+"""The two representations of a run's measure, behind one interface.
+
+* ``DensityPhase``: the density on the grid, spectral coefficients advanced by an IMEX / exponential
+  scheme (``model.method = "spectral"``);
+* ``TokenPhase``: weighted tokens advanced by a projected Runge–Kutta scheme and merged when they meet (a
+  particles run, or a spectral run after its hand-off, ``longtime.handoff = "tokens"``).
+
+Both offer ``step(h) -> (taken, proposed)``, ``state``, ``resume_point()`` / ``restore(point)``, the
+coefficients of the density (for tokens: of their smoothed estimate), the diagnostics a snapshot records,
+the guard against blow-up and the resolution warnings.  A density phase of a hand-off run ends (``ended``) when the grid
+stops resolving it, and its ``successor`` is the token phase.  The simulation never asks which phase it holds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import NumericalError
+from ..physics.model import NEGATIVE_STOP, NEGATIVE_TOL
+from ..stepping import State
+from ..tokens import max_distance_to_mean, smoothed_density
+from .handoff import HandOff, density_to_tokens
+
+#: A density phase of a hand-off run longer than this many steps (the density stays resolved) stops
+#: with a message instead of running for ever.
+MAX_STEPS = 1_000_000_000
+#: Spectral tail (top third of modes, relative to rho_0) above which a resolution warning is given,
+#: on top of twice the initial data's own tail (random data put amplitude on every mode).
+TAIL_WARN = 1e-4
+#: SA divides by psi; below this min/max ratio of psi the field has lost more than ~6 digits.
+PSI_RANGE_WARN = 1e-10
+#: A non-negative density bounds every coefficient (circle: |rho_k| <= rho_0); beyond this
+#: multiple of the bound (geometry.coefficient_ratio) the run is garbage and stops.
+POSITIVITY_BOUND = 2.0
+
+
+def as_state(stored) -> State:
+    """A solver state from a resume point (a State, or a checkpoint's StoredState)."""
+    return stored if isinstance(stored, State) else State(stored.u, tuple(stored.history))
+
+
+class DensityPhase:
+    """The density: its coefficients advanced by ``scheme`` under ``controller`` (``setup.density_phase``)."""
+
+    name = "density"
+    handoff = None  # a density phase was not made by a hand-off
+    solver = None  # nor does it hold tokens
+
+    def __init__(self, cfg, geometry, model, scheme, controller, c0: np.ndarray, handoff_to=None):
+        self.cfg, self.geometry, self.model = cfg, geometry, model
+        self.scheme, self.controller = scheme, controller
+        self.state = scheme.start(np.asarray(c0, dtype=complex))
+        self.tail0 = geometry.tail(self.state.u)
+        self.handoff_to = handoff_to  # builds the token phase of a hand-off (None: the run stays a density)
+        self._before = None
+        self._cache = {}
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the controller picks the steps."""
+        return self.controller.adaptive
+
+    def step(self, h: float) -> tuple[float, float]:
+        """One accepted step of size <= h: (taken, proposed next)."""
+        self._before = self.state
+        self.state, taken, proposed = self.controller.advance(self.scheme, self.state, h)
+        return taken, proposed
+
+    def take_merges(self) -> list:
+        """A density merges nothing: []."""
+        return []
+
+    def ended(self, sim) -> bool:
+        """Whether the step just taken left the grid's resolution in a hand-off run (the run then continues as
+        tokens from the state before that step: ``successor``)."""
+        if self.handoff_to is None:
+            return False
+        self._reason = self._unresolved()
+        if self._reason is None and sim.steps > MAX_STEPS:
+            raise NumericalError(f"t = {sim.t:.6g}: the density stayed resolved for {MAX_STEPS:g} steps; "
+                                 "use time.adaptive = true, or a shorter time.t_end")
+        return self._reason is not None
+
+    def successor(self, sim) -> TokenPhase:
+        """The token phase that continues the run from the state before the last step (the caller's clock is back
+        there), with the hand-off's report."""
+        self.state = self._before
+        self._cache.clear()
+        c = self.state.u
+        tail, ratio = self.resolution()
+        energy = self.model.energy_scaled(c)
+        x, w, rows, info = density_to_tokens(self.geometry, c, self.cfg.longtime.oversample)
+        tokens = self.handoff_to(x, w, rows, info["nodes"], sim.dt)
+        tokens.handoff = HandOff(sim.t, self._reason, tail=tail, min_density_ratio=ratio, energy_density=energy,
+                                 energy_tokens=tokens.solver.model.energy_scaled(tokens.solver.x), **info)
+        return tokens
+
+    # --- the measure ------------------------------------------------------------------------------------
+    def coefficients(self) -> np.ndarray:
+        """The density's coefficients."""
+        return self.state.u
+
+    def resolution(self) -> tuple[float, float]:
+        """(spectral tail, min rho / max rho on the grid), cached per state."""
+        hit = self._cache.get("resolution")
+        if hit is None or hit[0] is not self.state:
+            c = self.state.u
+            rho = self.geometry.to_grid(c)
+            top = float(np.max(np.abs(rho)))
+            hit = self._cache["resolution"] = (self.state, (self.geometry.tail(c),
+                                                            float(np.min(rho)) / top if top > 0 else 0.0))
+        return hit[1]
+
+    def _unresolved(self) -> str | None:
+        """Why the density is no longer resolved ("tail" | "negative"), or None."""
+        tail, ratio = self.resolution()
+        if not math.isfinite(tail) or tail > self.cfg.longtime.tail_tol + 2 * self.tail0:
+            return "tail"
+        if ratio < -NEGATIVE_TOL:
+            return "negative"
+        return None
+
+    def energy(self) -> float:
+        """e^{-beta} E, the interaction energy (docs/theory.md)."""
+        return self.model.energy_scaled(self.state.u)
+
+    def energy_rate(self) -> float:
+        """e^{-beta} dE/dt = (1/beta) int psi d_t rho."""
+        c = self.state.u
+        return self.geometry.inner(self.model.kernel * c, self.model.rhs(c)) / self.model.beta
+
+    def diagnostics(self, rho: np.ndarray) -> dict:
+        """The values a snapshot records (rho: the density on the grid)."""
+        c = self.state.u
+        return {"mass": self.geometry.integrate(rho), "energy": self.energy(), "energy_rate": self.energy_rate(),
+                "tail": self.geometry.tail(c), "n_tokens": 0,
+                "free_energy": self.model.free_energy_scaled(c) if self.model.variant == "usa" else math.nan}
+
+    def cluster_measure(self):
+        """(points, masses) of the measure the cluster finder reads: the grid's nodes and weights times rho
+        (causal density: the last position, s = 1)."""
+        g, c = self.geometry, self.state.u
+        if hasattr(g, "base"):
+            g, c = g.base, c[-1]
+        return g.points(), np.ravel(g.weights * g.to_grid(c))
+
+    def token_rows(self):
+        """No tokens: None."""
+        return None
+
+    # --- guards -------------------------------------------------------------------------------------------
+    def guard(self, sim) -> None:
+        """NumericalError on non-finite coefficients, a coefficient past the positivity bound, or a density more
+        negative than NEGATIVE_STOP of its maximum, naming the time, the quantity and a remedy."""
+        c = self.state.u
+        if not np.all(np.isfinite(c)):
+            raise NumericalError(f"blow-up at t = {sim.t:.6g}: the density coefficients are not finite (step "
+                                 f"{sim.steps}, dt = {sim.dt:.3g}); reduce time.dt, use time.adaptive = true, raise "
+                                 "grid.modes or add model.viscosity")
+        ratio = self.geometry.coefficient_ratio(c)
+        if ratio > POSITIVITY_BOUND:
+            raise NumericalError(f"blow-up at t = {sim.t:.6g}: a coefficient is {ratio:.3g} times the largest any "
+                                 f"positive density allows (> {POSITIVITY_BOUND:g}), impossible for a positive density "
+                                 "(under-resolved or unstable); reduce time.dt, raise grid.modes or add model.viscosity")
+        tail, low = self.resolution()
+        if low < -NEGATIVE_STOP:
+            hint = ("; with viscosity 0 set longtime.handoff = \"tokens\" to continue as tokens"
+                    if self.model.viscosity == 0 else "")
+            raise NumericalError(f"blow-up at t = {sim.t:.6g}: the density went negative (min rho / max rho = "
+                                 f"{low:.3g}, beyond {-NEGATIVE_STOP:g}; spectral tail {tail:.2g}): under-resolved or "
+                                 f"unstable; raise grid.modes, reduce time.dt or add model.viscosity{hint}")
+
+    def warnings(self, sim) -> list[tuple[str, str]]:
+        """(key, message) of what is resolved only approximately: a spectral tail above TAIL_WARN (plus twice the
+        initial data's own), a negative density beyond round-off, an SA denominator spanning > 1 / PSI_RANGE_WARN."""
+        out = []
+        tail, low = self.resolution()
+        if tail > TAIL_WARN + 2 * self.tail0:
+            out.append(("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
+                        "under-resolved (clusters sharper than the grid); raise grid.modes, add model.viscosity "
+                        "or set longtime.handoff = \"tokens\""))
+        if low < -NEGATIVE_TOL:
+            out.append(("negative", f"t = {sim.t:.6g}: the density is negative somewhere (min / max {low:.3g}, "
+                        f"beyond round-off {NEGATIVE_TOL:g}): resolved only to that level; raise grid.modes, add "
+                        "model.viscosity or set longtime.handoff = \"tokens\""))
+        if self.model.variant == "sa":
+            r = self.model.psi_range(self.state.u)
+            if r < PSI_RANGE_WARN:
+                out.append(("psi", f"t = {sim.t:.6g}: min psi / max psi = {r:.2g}: the SA field grad(psi)/psi "
+                            "is inaccurate where psi is small (under-resolved, or few clusters at large beta); "
+                            "raise grid.modes or add model.viscosity"))
+        return out
+
+    # --- checkpoints ----------------------------------------------------------------------------------------
+    def resume_point(self) -> dict:
+        """The phase's part of a resume point."""
+        return {"phase": self.name, "state": self.state, "tail0": self.tail0}
+
+    def check(self, point: dict) -> list:
+        """The arrays of a resume point of this phase (ValueError if they do not fit this run's shapes)."""
+        shape = self.state.u.shape
+        u = point["state"].u
+        if u.shape != shape:
+            raise ValueError(f"state of shape {u.shape}, this run's is {shape}")
+        if any(np.ndim(a) and np.shape(a) != shape for a in point["state"].history):
+            raise ValueError(f"scheme history of shapes {[np.shape(a) for a in point['state'].history]}")
+        return [u, *point["state"].history]
+
+    def restore(self, point: dict) -> None:
+        """Continue from a resume point."""
+        self.state = as_state(point["state"])
+        self.tail0 = float(point.get("tail0", self.tail0))
+        self._cache.clear()
+
+
+class TokenPhase:
+    """Weighted tokens (or zonal rings): a ``TokenSolver`` and the grid their density estimate lives on
+    (``bandwidth``: of the heat kernel that smooths them).  ``handoff``: the report of the hand-off that made
+    it (None for a particles run)."""
+
+    name = "tokens"
+
+    def __init__(self, geometry, solver, bandwidth: float, handoff=None):
+        self.geometry, self.solver, self.bandwidth = geometry, solver, float(bandwidth)
+        self.handoff = handoff
+        self._cache = None
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the controller picks the steps."""
+        return self.solver.controller.adaptive
+
+    @property
+    def state(self):
+        """The solver state (positions in ``state.u``)."""
+        return self.solver.state
+
+    def step(self, h: float) -> tuple[float, float]:
+        """One accepted step of size <= h, then merging: (taken, proposed next)."""
+        return self.solver.advance(h)
+
+    def take_merges(self) -> list:
+        """The merge records of the last step (the run stamps their time), emptied."""
+        merges, self.solver.merges = self.solver.merges, []
+        return merges
+
+    def ended(self, sim) -> bool:
+        """Tokens stay tokens: False."""
+        return False
+
+    # --- the measure ------------------------------------------------------------------------------------
+    @property
+    def x(self) -> np.ndarray:
+        """Positions of the live tokens (zonal rings: (sin theta, cos theta) of the meridian plane)."""
+        return self.solver.x
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Weights of the live tokens (sum 1)."""
+        return self.solver.w
+
+    def coefficients(self) -> np.ndarray:
+        """The coefficients of the tokens' smoothed density estimate (cached per state)."""
+        if self._cache is None or self._cache[0] is not self.solver.state:
+            self._cache = (self.solver.state, smoothed_density(self.geometry, self.solver.x, self.solver.w,
+                                                               self.bandwidth))
+        return self._cache[1]
+
+    def positions(self) -> np.ndarray:
+        """Positions on every output row (rows, d): NaN for rows without a live token; zonal rings as the point
+        (sin theta, 0, ..., 0, cos theta) of R^d."""
+        p = self.solver.full_positions()
+        if p.shape[1] == self.geometry.dim:
+            return p
+        out = np.zeros((p.shape[0], self.geometry.dim))
+        out[:, 0], out[:, -1] = p[:, 0], p[:, 1]
+        return out
+
+    def energy(self) -> float:
+        """e^{-beta} E of the tokens, exactly."""
+        return self.solver.model.energy_scaled(self.solver.x)
+
+    def energy_rate(self) -> float:
+        """e^{-beta} dE/dt = sum_i w_i <dx_i/dt, ...>."""
+        state = self.solver.state
+        v = state.history[0] if state.history else None  # dopri5 carries the field at x (first-same-as-last)
+        return self.solver.model.energy_rate_scaled(state.u, v)
+
+    def diagnostics(self, rho: np.ndarray) -> dict:
+        """The values a snapshot records."""
+        energy = self.energy()
+        return {"mass": float(np.sum(self.solver.w)), "energy": energy, "energy_rate": self.energy_rate(),
+                "tail": math.nan, "n_tokens": self.solver.model.n, "free_energy": energy,
+                "spread": max_distance_to_mean(self.solver.x, self.solver.w)}
+
+    def cluster_measure(self):
+        """(points, masses): the tokens and their weights."""
+        return self.solver.x, self.solver.w
+
+    def token_rows(self):
+        """(positions, weights) on every output row."""
+        return self.positions(), self.solver.full_weights()
+
+    # --- guards -------------------------------------------------------------------------------------------
+    def guard(self, sim) -> None:
+        """NumericalError on token positions that are not finite."""
+        if not np.all(np.isfinite(self.solver.x)):
+            raise NumericalError(f"blow-up at t = {sim.t:.6g}: token positions are not finite (step {sim.steps}, "
+                                 f"dt = {sim.dt:.3g}); reduce time.dt or model.beta")
+
+    def warnings(self, sim) -> list:
+        """Tokens are exact: nothing to warn about."""
+        return []
+
+    # --- checkpoints ----------------------------------------------------------------------------------------
+    def resume_point(self) -> dict:
+        """The phase's part of a resume point (with the random generator of a scheme that draws)."""
+        rng = getattr(self.solver.scheme, "rng", None)
+        return {"phase": self.name, "state": self.solver.state, "tokens": self.solver.resume_point(),
+                "n_rows": self.solver.n_rows, "rng": None if rng is None else rng.bit_generator.state}
+
+    @staticmethod
+    def check(point: dict) -> list:
+        """The arrays of a token resume point (ValueError if their shapes do not fit together)."""
+        tok = point["tokens"]
+        x, w, ids = tok["state"].u, np.asarray(tok["w"]), np.asarray(tok["ids"])
+        if x.ndim != 2 or w.shape != x.shape[:1] or ids.shape != x.shape[:1] or x.shape[0] > int(point["n_rows"]):
+            raise ValueError(f"token arrays of shapes {x.shape}, {w.shape}, {ids.shape}")
+        return [x, w, *tok["state"].history]
+
+    def restore(self, point: dict) -> None:
+        """Continue from a resume point."""
+        tok = dict(point["tokens"])
+        tok["state"] = as_state(tok["state"])
+        self.solver.restore(tok)
+        if point.get("rng") is not None:
+            self.solver.scheme.rng.bit_generator.state = point["rng"]
+        self._cache = None
