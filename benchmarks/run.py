@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -58,7 +57,7 @@ def cpu(fn, repeat=3):
 # -- 1. work-precision ---------------------------------------------------------------------------------
 def problem(K, nu):
     from meanfield.simulation.runner import load_config
-    from meanfield.simulation.simulation import Simulation
+    from meanfield.simulation import Simulation
 
     base = {"model": {"beta": 25.0, "viscosity": nu}, "grid": {"modes": K},
             "initial": {"amplitude": 1e-4, "seed": 1}, "output": {"interval": 12.0, "checkpoint_every": 0}}
@@ -67,7 +66,7 @@ def problem(K, nu):
         cfg = load_config({**base, "time": {"t_end": 12.0, "dt": 0.01, "threads": 1, **time_kw}})
         sim = Simulation(cfg)
         sim.run([])
-        return sim.state.u
+        return sim.state.u, sim.nfev
 
     sim = Simulation(load_config({**base, "time": {"t_end": 12.0}}))
     return sim.model, sim.state.u, run
@@ -89,12 +88,12 @@ def scipy_solve(model, c0, method, rtol):
     kw = {"jac": diags(np.concatenate([model.L, model.L]))} if method == "BDF" else {}
     sol = solve_ivp(f, (0.0, 12.0), np.concatenate([c0.real, c0.imag]), method=method, rtol=rtol,
                     atol=1e-16 if method in ("DOP853", "RK45") and rtol < 1e-10 else 1e-14, **kw)
-    return sol.y[:n, -1] + 1j * sol.y[n:, -1]
+    return sol.y[:n, -1] + 1j * sol.y[n:, -1], sol.nfev
 
 
 def work_precision(K, nu, quick):
     model, c0, run = problem(K, nu)
-    ref = scipy_solve(model, c0, "DOP853", 1e-13)
+    ref = scipy_solve(model, c0, "DOP853", 1e-13)[0]
     rel = lambda u: float(np.linalg.norm((u - ref)[1:]) / np.linalg.norm(ref[1:]))
     rtols = [1e-5, 1e-6, 1e-7] if quick else [1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
     dts = [0.1, 0.05, 0.02, 0.01] if quick else [0.2, 0.1, 0.05, 0.02, 0.01, 0.005]
@@ -109,49 +108,29 @@ def work_precision(K, nu, quick):
     # K = 2048 that is 4098 right-hand sides per Jacobian, minutes per point)
     for m in ("DOP853", "RK45", "BDF") + (() if quick or K > 512 else ("LSODA",)):
         plan.append((f"scipy {m}", lambda r, m=m: scipy_solve(model, c0, m, r), rtols))
-    solvers = {}
     for name, solve, params in plan:
-        solvers[name] = solve
         pts = []
         for p in params:
             with np.errstate(all="ignore"):
                 try:
-                    t, u = cpu(lambda: solve(p), repeat=1 if quick else 2)
+                    t, (u, nfev) = cpu(lambda: solve(p), repeat=1 if quick else 2)
                 except Exception as exc:  # a fixed dt beyond stability: the guard stops it
                     print(f"  {name} {p:g}: {type(exc).__name__}", file=sys.stderr)
                     continue
             e = rel(u)
             print(f"  K={K} nu={nu:g} {name} {p:g}: error {e:.2e}, {t:.3f} s", file=sys.stderr, flush=True)
             if math.isfinite(e):
-                pts.append((p, e, t))
+                pts.append((p, e, t, nfev))
             if t > (20 if quick else 60):
                 break  # LSODA on stiff runs: minutes per point
         curves[name] = pts
-    return curves, solvers
+    return curves
 
 
 def first_within(pts, target=1e-6):
-    """(parameter, error, CPU s) of the cheapest point with error <= target (None if none)."""
+    """(parameter, error, CPU s, right-hand sides) of the cheapest point with error <= target (None if none)."""
     good = [p for p in pts if p[1] <= target]
     return min(good, key=lambda p: p[2]) if good else None
-
-
-def count_rhs(solve, param):
-    """Right-hand sides one solve evaluates (scipy's methods call the same ``AttentionModel.rhs``)."""
-    from meanfield.physics.model import AttentionModel
-
-    calls, orig = [0], AttentionModel.rhs
-
-    def counted(self, c):
-        calls[0] += 1
-        return orig(self, c)
-
-    AttentionModel.rhs = counted
-    try:
-        solve(param)
-    finally:
-        AttentionModel.rhs = orig
-    return calls[0]
 
 
 def bare_rhs(model, c0):
@@ -162,7 +141,7 @@ def bare_rhs(model, c0):
 
 def cost_at(pts, target=1e-6):
     """CPU time to reach relative error `target`, interpolated in log-log between the points around it."""
-    pts = sorted(((e, t) for _, e, t in pts), key=lambda q: -q[0])
+    pts = sorted(((e, t) for _, e, t, _ in pts), key=lambda q: -q[0])
     for (e1, t1), (e2, t2) in zip(pts, pts[1:]):
         if e1 >= target >= e2 and e1 > e2:
             s = math.log(target / e1) / math.log(e2 / e1)
@@ -307,9 +286,7 @@ def general_tokens(n):
 
 PEAK = """
 import resource, time, numpy as np
-from meanfield.particles import TokenModel
-from meanfield.stepping import FixedStep
-from meanfield.particles import ProjectedRK4 as RK4
+from meanfield.tokens import ProjectedRK4 as RK4, TokenModel
 n = 1_000_000
 rng = np.random.default_rng(0)
 x = rng.standard_normal((n, 3)); x /= np.linalg.norm(x, axis=1)[:, None]
@@ -342,7 +319,7 @@ def plot_wp(curves, title, path):
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for name, pts in curves.items():
         if pts:
-            e, t = zip(*[(e, t) for _, e, t in pts])
+            e, t = zip(*[(e, t) for _, e, t, _ in pts])
             ax.loglog(e, t, ("o-" if name.startswith("meanfield") else "s--"), label=name, ms=4)
     ax.axvline(1e-6, color="0.7", lw=0.8)
     ax.set_xlabel("relative error at t = 12")
@@ -371,7 +348,7 @@ def main(argv=None) -> int:
                   "|---|---|---|---|---|---|---|"]
         detail, profiles, targets = [], [], []
         for K, nu in cases:
-            curves, solvers = work_precision(K, nu, args.quick)
+            curves = work_precision(K, nu, args.quick)
             costs = {name: cost_at(pts) for name, pts in curves.items()}
             mf = min((c, n) for n, c in costs.items() if n.startswith("meanfield"))
             sp = min((c, n) for n, c in costs.items() if n.startswith("scipy"))
@@ -383,7 +360,7 @@ def main(argv=None) -> int:
                 for name in (mf[1], sp[1]):
                     pt = first_within(curves[name])
                     if pt is not None:
-                        n_rhs = count_rhs(solvers[name], pt[0])
+                        n_rhs = pt[3]  # the solver's own count (nfev)
                         counted[name] = pt[2] / n_rhs  # CPU per right-hand side, all the method's work included
                         profiles.append(f"| {K} | {nu:g} | {name} | {pt[0]:g} | {pt[1]:.2e} | {pt[2]:.3f} | {n_rhs} | "
                                         f"{1e6 * pt[2] / n_rhs:.0f} | {1e6 * bare:.0f} |")
@@ -403,10 +380,10 @@ def main(argv=None) -> int:
                 plot_wp(curves, f"circle SA beta 25, K = {K}, viscosity {nu:g}", out / png)
             detail += [f"### K = {K}, viscosity {nu:g}", ""] + ([f"![work-precision]({png})", ""] if not args.quick else [])
             detail += ["| method | parameter (dt or rtol) | error | CPU s |", "|---|---|---|---|"]
-            detail += [f"| {n} | {q:g} | {e:.2e} | {t:.3f} |" for n, pts in curves.items() for q, e, t in pts]
+            detail += [f"| {n} | {q:g} | {e:.2e} | {t:.3f} |" for n, pts in curves.items() for q, e, t, _ in pts]
             detail.append("")
             if K == 512 and nu == 0:
-                e6 = [e for q, e, _ in curves["meanfield dop853 adaptive"] if q == 1e-6]
+                e6 = [e for q, e, _, _ in curves["meanfield dop853 adaptive"] if q == 1e-6]
                 checks["adaptive dop853 nu=0 K=512: rtol / error at rtol 1e-6 (>= 0.1: error within 10 rtol)"] = (
                     1e-6 / e6[0] if e6 else 0.0)
         if profiles:

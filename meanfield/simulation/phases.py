@@ -62,6 +62,11 @@ class DensityPhase:
         """Whether the controller picks the steps."""
         return self.controller.adaptive
 
+    @property
+    def nfev(self) -> int:
+        """Right-hand sides evaluated so far (the scheme's count)."""
+        return self.scheme.nfev
+
     def step(self, h: float) -> tuple[float, float]:
         """One accepted step of size <= h: (taken, proposed next)."""
         self._before = self.state
@@ -231,6 +236,11 @@ class TokenPhase:
     def adaptive(self) -> bool:
         """Whether the controller picks the steps."""
         return self.solver.controller.adaptive
+
+    @property
+    def nfev(self) -> int:
+        """Fields evaluated so far (the integrator's count)."""
+        return self.solver.scheme.nfev
 
     @property
     def state(self):

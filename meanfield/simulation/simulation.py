@@ -64,6 +64,7 @@ class Simulation:
         # the nodes a hand-off puts tokens on (``token_rows``)
         self._start_rows = self._phase.solver.n_rows if isinstance(self._phase, TokenPhase) else None
         self._finder = None
+        self._nfev_before = 0  # right-hand sides of the phases before the current one
 
     # --- the clock (read-only: only the clock writes its numbers) ---------------------------------------------
     @property
@@ -85,6 +86,11 @@ class Simulation:
     def next_output(self) -> int:
         """Index of the next output time."""
         return self.clock.next_output
+
+    @property
+    def nfev(self) -> int:
+        """Right-hand sides (density) and fields (tokens) evaluated so far, every phase (scipy's name)."""
+        return self._nfev_before + self._phase.nfev
 
     # --- the phase ----------------------------------------------------------------------------------------
     @property
@@ -251,6 +257,7 @@ class Simulation:
         self.merge_log.extend((self.t, *m) for m in self._phase.take_merges())
         if self._phase.ended(self):  # a hand-off: the tokens start from the state before this step
             self.clock.load(before)
+            self._nfev_before += self._phase.nfev
             self._phase = self._phase.successor(self)
             self.handoff = self._phase.handoff
 
