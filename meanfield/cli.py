@@ -286,6 +286,7 @@ def cmd_sweep(args) -> int:
 def cmd_example(args) -> int:
     """`meanfield example`: list the shipped configs and validation scripts, or copy configs to -o."""
     from . import examples
+    from .validation import SCRIPTS
 
     if args.name is None:
         width = max(map(len, examples.names()))
@@ -296,7 +297,7 @@ def cmd_example(args) -> int:
         for name in examples.sweep_names():
             print(f"  {name:<{width}}  {examples.summary(name)}")
         print("validation scripts (python -m meanfield.validation.NAME [-o DIR]):")
-        for name, what in examples.SCRIPTS.items():
+        for name, (what, _) in SCRIPTS.items():
             print(f"  {name:<{width}}  {what}")
         return 0
     names = examples.names() + examples.sweep_names() if args.name == "all" else [examples.example(args.name).stem]

@@ -176,3 +176,24 @@ def test_nothing_points_outside_the_repository():
                 bad.append(name)
     assert not bad
     assert not any("SPEC" in text for text in io.DIAGNOSTICS.values())
+
+
+def test_what_the_commands_print_is_an_api_call(tmp_path):
+    """theory, rates and info print what meanfield's API returns: the CLI holds no logic of its own."""
+    from meanfield.physics import theory
+
+    table = theory.rate_table(9.0, "sa", 0.02, 2)
+    assert table.kstar == 3 and table.modes[-1] == 10 and table.tags[3] == "most unstable"
+    assert table.rates[3] == pytest.approx(table.lambda_star) and table.tags[0] == "neutral"
+    with pytest.raises(ConfigError, match="^--modes: got 0"):
+        theory.rate_table(9.0, modes=0)
+    out = tmp_path / "l.h5"
+    meanfield.run(small(initial=dict(amplitude=1e-7), time=dict(t_end=6.0)), out, progress=False)
+    rates = meanfield.measured_rates(out)
+    assert len(rates.measured) >= 5 and rates.worst < 1e-4 and rates.scheme_bias is None
+    cli_rates = mf("rates", out)
+    assert f"max relative error {rates.worst:.3g}" in cli_rates.stdout
+    report = meanfield.check(out)
+    assert report.ok and ("snapshots", f"{io.snapshot_count(out)}, t = 0 .. 6") in report.lines
+    info = mf("info", out).stdout.splitlines()
+    assert [ln for ln in info if ln.startswith(("ok", "FAILED"))] == [f"ok      {c.text}" for c in report.checks]

@@ -269,7 +269,7 @@ def test_validate_refuses_an_unknown_case_and_reports_a_failure(tmp_path):
 
     @validate.case("always-off-by-one", "2 + 2 = 5", "a test")  # a failing case is reported, and exits 1
     def _off(ctx):
-        return validate.Outcome(4.0, 5.0, "exact", validate.verdict(2 + 2 == 5))
+        return validate.Outcome(2.0 + 2.0, 5.0, validate.Exactly())
 
     try:
         outcomes = validate.run(["always-off-by-one"], out=tmp_path / "r", progress=lambda s: None)

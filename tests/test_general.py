@@ -273,52 +273,48 @@ def test_random_layers_are_seeded_and_resume_bitwise(tmp_path):
     assert np.array_equal(meanfield.open_history(tmp_path / "h.h5")["positions"].values[-1], b.x)
 
 
-# --- the validation script's measurements, at test size -------------------------------------
-def _va():
-    from meanfield.validation import general_attention
+# --- the catalogue's general-attention cases, at test size (in memory) ------------------------------
+def _measure(name, quick=True):
+    from meanfield import validate
 
-    return general_attention
+    outcome = validate.measure(name, quick)
+    assert outcome.verdict == validate.PASS, (outcome.measured, outcome.predicted, outcome.criterion(),
+                                              outcome.failed_conditions)
+    return outcome
 
 
 def test_density_synchronises_for_V_identity_and_positive_definite_QK():
-    t, m = _va().synchronisation(t_end=20.0)
-    assert m[0] < 0.9 and 1 - m[-1] < 0.01  # one viscous bump (its width is set by the viscosity 0.01)
+    out = _measure("synchronisation-general-heads")  # one viscous bump: 1 - |m| < 0.01 from |m| < 0.9
+    assert out.numbers["first_moment_start"] < 0.9 and 1 - out.numbers["first_moment_final"] < 0.01
 
 
 def test_causal_density_first_positions_lead():
-    from scipy.stats import spearmanr
-
-    s, times = _va().causal_lead(positions=17)
-    assert np.all(np.isfinite(times)) and times[0] < times[-1] and spearmanr(s, times)[0] > 0.9
+    out = _measure("causal-density-lead")  # 17 positions: Spearman > 0.9, the first before the last
+    assert out.measured > 0.9 and np.all(np.isfinite(out.numbers["times"]))
 
 
 def test_random_heads_mean_overlap_follows_the_ode():
     """beta -> 0, fresh Gaussian heads every layer: the mean overlap over seeds against the ODE of
-    docs/general.md (no fitted constant: its time is layers x dt)."""
-    t, mean, se, ode = _va().random_heads(n=16, d=32, heads=4, dt=0.0025, t_end=1.5, seeds=24)
-    assert mean[-1] > mean[0] + 0.1  # the tokens do gather
-    assert np.max(np.abs(mean - ode) / np.maximum(se, 1e-3)) < 4.0
+    docs/general.md (no fitted constant: its time is layers x dt); n = 16, d = 32, 4 heads, 24 seeds."""
+    out = _measure("random-heads-logistic")
+    assert out.measured < 4.0  # max over times of |mean - ODE| / standard error
 
 
 @pytest.mark.slow
 def test_tokens_converge_to_the_density_under_two_random_heads():
     """The weak limit for general attention: tokens drawn from a density and the density itself (grid
     quadrature), two heads of random Q, K, V on S^1, t = 1: W1 falls like n^{-1/2}."""
-    from meanfield.validation import cross_check
-
-    ns = [10, 100, 1000, 10000]
-    errs = cross_check.distances(2, ns, [4, 4, 4, 2], cross_check.HEADS)  # 0.56, 0.14, 0.043, 0.017: -0.506
-    slope = cross_check.slope(ns, errs)
-    assert -0.6 <= slope <= -0.4, (errs, slope)
+    out = _measure("tokens-vs-pde-heads", quick=False)  # W1 0.56, 0.14, 0.043, 0.017 at n = 10 .. 10^4: -0.506
+    assert -0.6 <= out.measured <= -0.4
 
 
 def test_spectral_selection_mass_at_each_pole_against_the_first_order_theory():
     """Q^T K = V symmetric positive definite, inviscid density on S^1, beta = 1024: the mass that gathers
     at +v_1 is the initial mass of the half-circle <x, v_1> > 0 plus the O(1/beta) correction of
-    docs/general.md (its next term is O(1/beta^2): 0.5 % of the correction measured at this beta)."""
-    h0, h, dh, t, hist = _va().selection_circle(1024.0, modes=256, dt=0.002, t_end=1.5)
-    assert abs(hist[-1] - hist[-3]) < 1e-3 * abs(dh)  # the flux through the ends has died out
-    assert abs((h - h0) / dh - 1) < 0.02
+    docs/general.md (its next term is O(1/beta^2): 0.5 % of the correction measured at this beta), once the flux
+    through the half-circle's ends has died out."""
+    out = _measure("selection-mass-split")
+    assert abs(out.measured / out.predicted - 1) < 0.02
 
 
 def test_general_attention_hands_off_to_tokens_with_the_same_heads():

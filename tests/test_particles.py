@@ -263,36 +263,31 @@ def test_state_is_exactly_on_the_sphere_after_a_run():
     assert isinstance(sim.state, State)
 
 
-# -- the theorems of the validation scripts, measured on the same runs -----------------------------
-def _validation(name):
-    import importlib
+# -- the theorems of the validation scripts: their catalogue cases, at test size (in memory) ---------------
+def _measure(name):
+    from meanfield import validate
 
-    return importlib.import_module(f"meanfield.validation.{name}")
+    outcome = validate.measure(name, quick=True)
+    assert outcome.verdict == validate.PASS, (outcome.measured, outcome.criterion(), outcome.failed_conditions)
+    return outcome
 
 
 def test_synchronisation_at_rate_one():
     """V = I: all tokens meet (Geshkovski et al.), the spread decaying like e^{-t} at the end (Chen et al.)."""
-    t, spread, rate = _validation("synchronization").measure(n=48, t_end=35.0)
-    assert spread[-1] < 1e-9
-    assert rate == pytest.approx(1.0, abs=1e-3)
+    out = _measure("synchronisation-from-uniform")  # 48 tokens to t = 35
+    assert out.numbers["final_spread"] < 1e-9 and out.measured == pytest.approx(1.0, abs=1e-3)
 
 
 def test_spectral_selection():
     """A symmetric V with a simple positive top eigenvalue: every token ends on +-v_1."""
-    t, align, plus, v1 = _validation("spectral_selection").measure(n=100, t_end=40.0)
-    assert align[0] < 0.5 and align[-1] > 1 - 1e-4  # from scattered to every token on the axis
-    assert np.all(np.diff(align[len(align) // 2:]) >= -1e-12)  # and still closing in
+    out = _measure("selection-tokens-symmetric-V")  # 100 tokens to t = 40
+    assert out.measured < 1e-4 and all(out.conditions.values())
 
 
 def test_causal_first_tokens_lead_profile():
     """Causal mask: token 0 stays, the rest collapse onto it, earlier tokens first."""
-    mod = _validation("causal")
-    t, dist, moved = mod.measure(n=32, t_end=30.0)
-    cap = mod.capture_times(t, dist)
-    assert moved == 0.0 and dist[-1].max() < 1e-3
-    from scipy.stats import spearmanr
-
-    assert spearmanr(cap[1:], np.arange(1, 32))[0] > 0.9
+    out = _measure("causal-first-token-leads")  # 32 tokens to t = 30
+    assert out.measured == 0.0 and out.numbers["spearman"] > 0.9
 
 
 def test_runs_are_reproducible_from_their_seeds():

@@ -246,3 +246,55 @@ def test_embedded_schemes_resume_bit_for_bit_from_a_checkpoint(name, tmp_path):
     resumed.restore(point)
     resumed.run([])
     assert resumed.steps == straight.steps and np.array_equal(resumed.state.u, straight.state.u)
+
+
+# -- schemes as coefficient tables, counting their right-hand sides ----------------------------------------
+def test_sbdf_coefficient_tables_give_the_closed_form_growth_factors():
+    from meanfield.stepping import SBDF1, SBDF2
+
+    for z in (1e-3, 0.1, 0.7, 1.2):
+        assert SBDF1.growth_factor(z) == pytest.approx(1 / (1 - z), rel=1e-15)
+        assert SBDF2.growth_factor(z) == pytest.approx((2 + math.sqrt(1 + 2 * z)) / (3 - 2 * z), rel=1e-15)
+    a, c = SBDF2.coefficients(1.0)  # constant steps: the textbook BDF2 / extrapolation
+    assert a == (1.5, -2.0, 0.5) and c == (2.0, -1.0)
+    for w in (0.5, 1.0, 3.0):  # consistency: the a's sum to 0, the c's to 1, for every step ratio
+        a, c = SBDF2.coefficients(w)
+        assert abs(sum(a)) < 1e-15 and sum(c) == pytest.approx(1.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("name,per_step", [("sbdf1", 1), ("sbdf2", 1), ("etdrk4", 4), ("ark43", 6),
+                                           ("dopri5", 6), ("dop853", 12)])
+def test_each_scheme_counts_its_right_hand_sides(name, per_step):
+    from meanfield.domains import Circle
+    from meanfield.physics.model import AttentionModel
+
+    g = Circle(16)
+    model = AttentionModel(g, "sa", 9.0, 0.02)
+    calls = [0]
+
+    def N(u):
+        calls[0] += 1
+        return model.nonlinear(u)
+
+    scheme = make_scheme(name, model.L, N)
+    state = scheme.start(g.uniform() + 1e-3 * g.random_perturbation(np.random.default_rng(0)))
+    for _ in range(5):
+        state = scheme.step(state, 0.01)
+    first = 1 if name in ("dopri5", "dop853") else 0  # the pairs' first stage of the first step (FSAL after)
+    assert scheme.nfev == calls[0] == 5 * per_step + first
+
+
+def test_a_simulation_reports_its_right_hand_sides_across_a_hand_off():
+    import meanfield
+    from meanfield.simulation import Simulation
+
+    sim = Simulation(meanfield.load_config({
+        "model": {"beta": 9.0}, "grid": {"modes": 24},
+        "initial": {"kind": "von_mises", "centers": [0.5, 2.0, 4.0], "concentrations": [1.0, 2.0, 1.5]},
+        "time": {"t_end": 2.0, "dt": 0.01, "stepper": "etdrk4"}, "output": {"interval": 0.5},
+        "longtime": {"handoff": "tokens"}}))
+    sim.run([])
+    assert sim.phase == "tokens" and sim.handoff is not None
+    # ETDRK4's 4 per step until the hand-off, and for the step taken back there, then the tokens' dopri5
+    density_steps = round(sim.handoff.time / 0.01) + 1
+    assert sim.nfev == 4 * density_steps + sim.tokens.scheme.nfev

@@ -11,16 +11,6 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-#: The validation scripts (``python -m meanfield.validation.NAME [-o DIR]``), listed beside the configs.
-SCRIPTS = {
-    "cross_check": "tokens against the PDE: distance ~ n^{-1/2} on S^1 and S^2",
-    "synchronization": "tokens with Q^T K positive definite synchronise to one point",
-    "spectral_selection": "symmetric V: tokens align with its top eigenvector",
-    "causal": "causal attention: the first tokens lead",
-    "general_attention": "density with Q, K, V and heads, the causal density, random heads per layer",
-}
-
-
 def names() -> list[str]:
     """Names of the shipped example configs (without .toml), sorted."""
     return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))

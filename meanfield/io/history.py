@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..errors import ConfigError
 from .layout import DENSITY_UNITS, DIAGNOSTICS, LONG_NAMES, MEASURE_UNITS, MERGE_FIELDS, text, written
 
@@ -60,12 +61,12 @@ class MemoryWriter:
     def __init__(self, geometry, fields, attrs: dict | None = None, tokens=None, clusters: int = 0):
         self.geometry = geometry
         self.fields = list(fields)
-        self.attrs = dict(attrs or {})
+        self.attrs = {**(attrs or {}), "geometry": geometry.name, "meanfield_version": __version__}
         self.diagnostics = [f.partition("/")[2] for f in self.fields if f.startswith("diagnostics/")]
         self.tokens = None if tokens is None else (int(tokens[0]), int(tokens[1]))
         self.clusters = int(clusters)
         self.grid = "rho" in self.fields
-        self.merges = math.inf if "merges" in self.fields else 0
+        self.merges = 2**62 if "merges" in self.fields else 0
         self._t, self._rows, self._merges = [], {f: [] for f in self.fields if f != "merges"}, []
         self.count = self.merge_count = 0
         self.last_time = math.nan

@@ -103,12 +103,15 @@ def history_problems(h: dict) -> list[str]:
             out.append("cluster masses outside [0, 1] or positions off the unit sphere in /clusters")
     a = h["attrs"]
     try:
-        model = tomllib.loads(str(a["config"])).get("model", {})
+        stored = tomllib.loads(str(a["config"]))
     except tomllib.TOMLDecodeError:
         return out + ["the stored config is not valid TOML"]
-    for name, default in (("beta", None), ("variant", "sa"), ("viscosity", 0.0), ("geometry", None)):
-        if name in model or default is not None:
-            want = model.get(name, default)
+    model, grid = stored.get("model", {}), stored.get("grid", {})
+    # the attributes readers rebuild the run from must say what the config says (they are outside the digests)
+    for name, default, section in (("beta", None, model), ("variant", "sa", model), ("viscosity", 0.0, model),
+                                   ("geometry", None, model), ("modes", None, grid), ("dealias", None, grid)):
+        if name in section or default is not None:
+            want = section.get(name, default)
             have = a.get(name)
             have = have.item() if isinstance(have, np.generic) else have
             if isinstance(want, (int, float)) and isinstance(have, (int, float)):

@@ -18,10 +18,11 @@ from ..io import reader as _reader  # noqa: F401
 from ..physics import checks as _physics_checks  # noqa: F401
 from ..stepping import registry as _stepping_registry  # noqa: F401
 from ..tokens import checks as _token_checks  # noqa: F401
-from .runner import Result, load_config, run
+from .runner import Result, load_config, run, solve
 from .simulation import Simulation
 from .trackers import (BlowUpGuard, Checkpointer, HistoryTracker, Interrupted, ProgressBar, Recorder,
                        ResolutionMonitor, SignalStop, Tracker)
 
 __all__ = ["BlowUpGuard", "Checkpointer", "HistoryTracker", "Interrupted", "ProgressBar", "Recorder",
-           "ResolutionMonitor", "Result", "SignalStop", "Simulation", "Tracker", "load_config", "run"]
+           "ResolutionMonitor", "Result", "SignalStop", "Simulation", "Tracker", "load_config", "run",
+           "solve"]

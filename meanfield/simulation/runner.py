@@ -102,6 +102,33 @@ def diagnostics_of(cfg) -> list[str]:
     return names
 
 
+def record_shape(cfg, sim) -> dict:
+    """What a history of ``cfg`` records besides the density: its diagnostics, token rows (rows, d) or None,
+    clusters per snapshot, room for merge records (the same in a file and in memory)."""
+    tokens = (sim.token_rows(), sim.geometry.dim) if sim.particles or cfg.longtime.handoff == "tokens" else None
+    return {"diagnostics": diagnostics_of(cfg), "tokens": tokens,
+            "clusters": min(int(1 / cfg.longtime.cluster_mass + 1e-9), MAX_CLUSTERS),
+            "merges": tokens[0] if tokens else 0}
+
+
+def solve(config, overrides=(), *, trackers=(), progress: bool | None = False) -> io.History:
+    """Run ``config`` (a TOML path, a dict of sections or a Config) in memory and return its History (the keys
+    of ``io.read_history``; ``.to_dataset()`` is the xarray view): what ``run`` writes, without a file, a
+    checkpoint or signal handling.  Raises ConfigError or NumericalError as ``run`` does."""
+    keep_freed_memory()
+    cfg = load_config(config, overrides)
+    sim = Simulation(cfg)
+    shape = record_shape(cfg, sim)
+    fields = (["rho"] if cfg.output.grid else []) + ["rho_hat"] + [f"diagnostics/{d}" for d in shape["diagnostics"]]
+    if shape["tokens"]:
+        fields += ["positions", "token_weights", "merges"]
+    fields += ["clusters/position", "clusters/mass"]
+    writer = io.MemoryWriter(sim.geometry, fields, history_attrs(cfg, sim, io.config_hash(cfg)),
+                             tokens=shape["tokens"], clusters=shape["clusters"])
+    sim.run([BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer), ProgressBar(progress), *trackers])
+    return writer.history()
+
+
 def history_attrs(cfg, sim, chash: str) -> dict:
     """Root attributes of a new history: the config as run, its hash, and the versions that made it."""
     import h5py
@@ -229,7 +256,6 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
         files.check_target(out, "output.path", overwrite, inputs)
         files.check_target(ckpt_path, "output.path (its checkpoint)", True, inputs)
     sim = Simulation(cfg)
-    diagnostics = diagnostics_of(cfg)
     times = output_times(cfg)
     wall = _time.monotonic()
     if resume:
@@ -254,16 +280,12 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
                                    {"config": cfg.to_toml(), "config_hash": chash})
         run_id = str(writer.f.attrs.get("run_id", ""))
     else:
-        tokens = None
-        if sim.particles or cfg.longtime.handoff == "tokens":
-            tokens = (sim.token_rows(), sim.geometry.dim)
-        clusters = min(int(1 / cfg.longtime.cluster_mass + 1e-9), MAX_CLUSTERS)
+        shape = record_shape(cfg, sim)
         run_id = uuid.uuid4().hex
         # an old checkpoint must not be resumed into the new history: removed only once that is complete
         writer = io.HistoryWriter(out, sim.geometry, {**history_attrs(cfg, sim, chash), "run_id": run_id},
-                                  len(times), diagnostics, tokens=tokens, clusters=clusters,
-                                  merges=tokens[0] if tokens else 0,
-                                  on_replace=lambda: ckpt_path.unlink(missing_ok=True),
+                                  len(times), shape["diagnostics"], tokens=shape["tokens"], clusters=shape["clusters"],
+                                  merges=shape["merges"], on_replace=lambda: ckpt_path.unlink(missing_ok=True),
                                   compress=cfg.output.compress, grid=cfg.output.grid)
     history = HistoryTracker(writer, final_hash=chash)
     ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every, run_id)

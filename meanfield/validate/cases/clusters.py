@@ -8,7 +8,7 @@ import numpy as np
 
 from ...physics import theory
 from ...analysis.diagnostics import circle_values
-from .. import Outcome, case, verdict
+from ..harness import AtMost, Exactly, Outcome, Sigmas, Within, case
 
 SOURCE = ("Bruno–Pasqualotto–Agazzi, 'Emergence of meta-stable clustering in mean-field transformer models' (2025): "
           "k*(beta) clusters after the linear phase (their Fig. 4: beta = 5, noise 0.01, 3 clusters), the linear "
@@ -125,9 +125,10 @@ def cluster_count(ctx) -> Outcome:
             "scatter is correlated across rows).\n\n"
             "| beta | k* | Rice | fresh draws | runs | runs = linear evolution | counts |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(rows))
-    ok = unequal <= len(betas) and worst_paired <= 0.1 and worst_z <= 3.0
-    return Outcome(worst_paired, 0.0, "runs = linear evolution (at most one seed off per beta on average, mean "
-                   "difference <= 0.1); fresh draws = Rice (z <= 3)", verdict(ok), body=body,
+    return Outcome(worst_paired, 0.0, AtMost(0.1),
+                   {"runs = linear evolution (at most one seed off per beta on average)": unequal <= len(betas),
+                    "fresh draws = Rice's formula (z <= 3)": worst_z <= 3.0},
+                   body=body,
                    numbers={"counts": {str(k): v for k, v in counts_all.items()}, "rice_z": worst_z, "unequal": unequal})
 
 
@@ -162,7 +163,6 @@ def linear_phase_duration(ctx) -> Outcome:
     ax.plot(x, times[0] + (x - x[0]) / lam, "k:", label="slope 1 / lambda*")
     ax.set(xlabel="log(1 / eps)", ylabel="end of the linear phase", title=f"S^1, SA, beta = {beta:g}, seed 0")
     ax.legend()
-    err = abs(slope / want - 1)
     body = (f"Circle, SA, beta = {beta:g} (k* = {kstar}, lambda* = {lam:.6f}, 1 / lambda* = {1 / lam:.5f}), white noise "
             "of amplitude eps, one seed (the same draw scaled): the time the density first departs by 0.5 from uniform "
             "(log-interpolated between snapshots).\n\n"
@@ -172,8 +172,7 @@ def linear_phase_duration(ctx) -> Outcome:
             "(sum_k e^{2 lambda_k t})^{1/2} ~ e^{lambda* t} t^{-1/4}, so the slope is 1 / lambda_eff(T) with lambda_eff "
             "the spectrum-weighted mean rate, above 1 / lambda* at finite T. Predicted: from the first measured time, "
             "the times at which the RMS has grown by eps_0 / eps more; slope of those against log(1/eps).")
-    return Outcome(slope, want, "relative difference <= 1 %", verdict(err <= 0.01), body=body,
-                   numbers={"eps": epss, "times": times})
+    return Outcome(slope, want, Within(rel=0.01), body=body, numbers={"eps": epss, "times": times})
 
 
 @case("fig4-three-clusters", "BPA's Fig. 4 setting (S^1, beta = 5, white noise 0.01): 3 = k*(5) clusters form",
@@ -206,8 +205,7 @@ def fig4_three_clusters(ctx) -> Outcome:
             f"Distribution over seeds (clusters: seeds): {dist}. White noise of this size over 64 modes is already "
             "about 11 % from uniform (RMS 0.01 sqrt(2 x 64)), so counting the clusters being born (cluster-count) "
             "does not apply here.")
-    return Outcome(float(mode), float(kstar), "the most frequent count is k*", verdict(mode == kstar), body=body,
-                   numbers={"counts": counts})
+    return Outcome(float(mode), float(kstar), Exactly(), body=body, numbers={"counts": counts})
 
 
 def degree_power(h, i) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +262,6 @@ def dominant_degree_sphere(ctx) -> Outcome:
             f". Power-weighted mean degree: {got.mean():.3f} +- {se:.3f} (measured) against {want.mean():.3f} "
             f"(expected spectrum), z = {z:.2f}.\n\n| seed | t | dominant | expected dominant | mean degree | expected |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(rows))
-    ok = z <= 3 and int(values[np.argmax(freq)]) == expected_dom
-    return Outcome(float(got.mean()), float(want.mean()), "z <= 3 and the most frequent dominant degree = expected",
-                   verdict(ok), body=body, numbers={"dominant": dom, "mean_degree": mean_got})
+    return Outcome(float(got.mean()), float(want.mean()), Sigmas(3, se),
+                   {"the most frequent dominant degree is the expected one": int(values[np.argmax(freq)]) == expected_dom},
+                   body=body, numbers={"dominant": dom, "mean_degree": mean_got, "z": z})

@@ -9,7 +9,7 @@ from scipy.special import ive
 
 from ...physics import theory
 from ...analysis.diagnostics import fit_rate
-from .. import Outcome, case, verdict
+from ..harness import AtLeast, AtMost, Outcome, case
 
 SOURCE = ("Mun–Rosenzweig (noisy mean-field attention on the circle: the threshold viscosity, the bifurcation and "
           "its type); the stationary states, the Landau expansion and beta_* derived in docs/validation.md")
@@ -52,7 +52,8 @@ def noise_threshold(ctx) -> Outcome:
             "k^2 I_k / beta (USA), and I_k decreases in k, so the first mode to destabilise is k = 1 and nu_c is its "
             "lambda_1 + nu.\n\n| variant | beta | nu_c | nu / nu_c | measured lambda_1 | predicted | relative error |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    return Outcome(worst, 0.0, "signs as predicted; relative error <= 1e-4", verdict(signs and worst <= 1e-4), body=body)
+    return Outcome(worst, 0.0, AtMost(1e-4), {"mode 1 grows below nu_c and decays above, in every run": bool(signs)},
+                   body=body)
 
 
 @case("landau-amplitude", "Just below nu_c (beta < beta_*) the density settles to a stationary state whose first-mode "
@@ -94,9 +95,8 @@ def landau_amplitude(ctx) -> Outcome:
             "error halve with delta.\n\n"
             "| variant | delta | run | exact stationary | run vs exact | Landau | Landau vs exact | (Landau error) / delta |\n"
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    ok = worst_exact <= 1e-6 and worst_landau <= 1.0
-    return Outcome(worst_landau, 0.0, "run = exact stationary state to 1e-6; Landau error <= delta", verdict(ok), body=body,
-                   numbers={"run_vs_exact": worst_exact, "landau_error_over_delta": worst_landau})
+    return Outcome(worst_landau, 0.0, AtMost(1.0), {"run = exact stationary state to 1e-6": worst_exact <= 1e-6},
+                   body=body, numbers={"run_vs_exact": worst_exact, "landau_error_over_delta": worst_landau})
 
 
 def free_energy(a: np.ndarray, beta: float, nu: float, nodes: int = 1024) -> float:
@@ -160,7 +160,9 @@ def hysteresis(ctx) -> Outcome:
             f"{a_small[0]:.2e} to {a_small[-1]:.2e} (the uniform state is stable); from a von Mises density (a_1 = "
             f"{a_big[0]:.3f}) it settles at {a_big[-1]:.9f}, the branch's {target[0]:.9f} (relative {err:.1e}); the "
             f"run's e^{{-beta}} F = {F_run:.12f}, the branch's {F_branch:.12f}.")
-    ok = beta > beta_star and cross > 1.0 and fold > cross and err <= 1e-6 and a_small[-1] < 1e-2 * a_small[0]
-    return Outcome(cross, "> 1", "crossing above nu_c, clustered state survives at 1.05 nu_c (to 1e-6)", verdict(ok),
+    conditions = {"beta above beta_*": beta > beta_star, "the fold beyond the crossing": fold > cross,
+                  "the clustered state survives at 1.05 nu_c (run = branch to 1e-6)": err <= 1e-6,
+                  "white noise decays at 1.05 nu_c (100-fold)": bool(a_small[-1] < 1e-2 * a_small[0])}
+    return Outcome(cross, 1.0, AtLeast(1.0), conditions,
                    body=body, numbers={"beta_star": beta_star, "fold": fold, "crossing": cross, "a_run": a_big[-1],
                                        "a_branch": target[0]})

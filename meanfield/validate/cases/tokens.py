@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from ...analysis import diagnostics
 from ...physics import theory
-from .. import Outcome, case, verdict
+from ..harness import AtMost, Outcome, case
 
 
 def overlap_rate(rho: float, n: int, beta: float, variant: str) -> float:
@@ -63,7 +63,7 @@ def equiangular_overlap(ctx) -> Outcome:
             "(solve_ivp, rtol 1e-12), and the largest spread of the overlaps:\n\n"
             "| variant | beta | t_end | tokens | ODE | max difference | max spread |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(rows))
-    return Outcome(worst, 0.0, "max |tokens - ODE| <= 1e-9 and spread <= 1e-9", verdict(worst <= 1e-9 and spread <= 1e-9),
+    return Outcome(worst, 0.0, AtMost(1e-9), {"the overlaps stay equal (spread <= 1e-9)": spread <= 1e-9},
                    body=body, numbers={"max_difference": worst, "max_spread": spread})
 
 
@@ -97,7 +97,8 @@ def random_heads_logistic(ctx) -> Outcome:
             "rho' = (1/n + (1 - 1/n) rho)(1 - rho)(1 - (2 + rho)/d) from the same start (the logistic law "
             f"rho' = rho (1 - rho) as n, d -> oo): at t = {t[-1]:g} the tokens give {mean[-1]:.4f} +- {se[-1]:.4f}, the "
             f"ODE {ode[-1]:.4f}. z = max over times of |mean - ODE| / standard error (at least 1e-3).")
-    return Outcome(z, 0.0, "z <= 4", verdict(z <= 4.0), body=body,
+    return Outcome(z, 0.0, AtMost(4.0), {"the tokens gather (the mean overlap rises by more than 0.1)":
+                                         bool(mean[-1] > mean[0] + 0.1)}, body=body,
                    numbers={"t": t.tolist(), "mean": mean.tolist(), "se": se.tolist(), "ode": ode.tolist()})
 
 
@@ -137,8 +138,7 @@ def selection_tokens(ctx) -> Outcome:
             "R^T (a fixed rotation R), adaptive DOP853 (rtol 1e-10), no merging, to t = 120. Spectral selection: every "
             "token ends at +v_1 or -v_1. Largest 1 - |<x_i, v_1>| over tokens and seeds at t = 120: "
             f"{worst:.1e}. Fraction of tokens at +v_1 per seed: " + ", ".join(f"{s:.2f}" for s in split) + ".")
-    return Outcome(worst, 0.0, "1 - |<x_i, v_1>| <= 1e-8 for every token and seed", verdict(worst <= 1e-8), body=body,
-                   numbers={"split": split})
+    return Outcome(worst, 0.0, AtMost(1e-8), body=body, numbers={"split": split})
 
 
 @case("polarisation-tokens", "Tokens with Q^T K = V symmetric negative definite polarise: they split into two "
@@ -171,8 +171,8 @@ def polarisation_tokens(ctx) -> Outcome:
             "any eigenvector are equilibria; for USA, a gradient flow of E = (1 / 2 beta) sum_ij e^{-beta <x_i, A x_j>} "
             "(A = -V), a pair of opposite tokens along the top eigenvector of A contributes the most, so the maximisers "
             "are antipodal groups along it, as balanced as possible; SA ends in the same states here.")
-    return Outcome(worst, 0.0, "1 - |<x_i, u>| <= 1e-8 for every token; both signs in every seed", verdict(worst <= 1e-8
-                   and both), body=body, numbers={"split": splits})
+    return Outcome(worst, 0.0, AtMost(1e-8), {"tokens at both +u and -u in every seed": bool(both)}, body=body,
+                   numbers={"split": splits})
 
 
 def multihead_energy(x: np.ndarray, w: np.ndarray, scores, beta: float) -> float:
@@ -212,7 +212,7 @@ def multihead_energy_case(ctx) -> Outcome:
             "(divided by w_i), so dE/dt = sum_i w_i |x_i'|^2 >= 0. Adaptive DOP853 (rtol 1e-11). Largest relative "
             f"decrease between snapshots (every 0.05): {worst:.1e} (negative: E only rose); E(10) / E(0) = "
             + ", ".join(f"{r:.4f}" for r in rises) + ".")
-    return Outcome(worst, 0.0, "relative decrease <= 1e-10 between snapshots", verdict(worst <= 1e-10), body=body)
+    return Outcome(worst, 0.0, AtMost(1e-10), body=body)
 
 
 def kde_modes(x: np.ndarray, beta: float, grid: int = 2**21) -> int:
@@ -287,6 +287,5 @@ def kde_modes_case(ctx) -> Outcome:
             "circle (SA, e^{beta cos} ~ e^beta e^{-beta (angle gap)^2 / 2}): modes of the estimate of the initial angles "
             "against the run's cluster count at t = 5 / 10 / 15 / 20:\n\n| beta | modes | clusters |\n|---|---|---|\n"
             + "\n".join(heur))
-    return Outcome(spread, 1.0, "max / min of modes / sqrt(beta log beta) <= 1.25 over n^0.8 .. n^1.4",
-                   verdict(spread <= 1.25), body=body,
+    return Outcome(spread, 1.0, AtMost(1.25), body=body,
                    numbers={"beta": betas.tolist(), "modes": mean.tolist(), "spread_refined": spread_refined})
