@@ -279,3 +279,23 @@ def test_history_tracker_and_checkpointer_order_matter_for_count(tmp_path):
     w = io.HistoryWriter(out, sim.geometry, {"config": cfg.to_toml()}, 3)
     sim.run([HistoryTracker(w), Checkpointer(io.checkpoint_path(out), w, "x")])
     assert int(io.read_checkpoint(io.checkpoint_path(out))["count"]) == 3
+
+
+def test_check_point_refuses_a_point_of_another_phase_or_shape():
+    """A resume point that cannot belong to the run: a density point for a particles run (tokens never turn
+    back into a density), a token point with another number of output rows, an unknown phase."""
+    dens = Simulation(config.from_dict(dict(model=dict(beta=3.0), grid=dict(modes=16), time=dict(t_end=0.1))))
+    part = Simulation(config.from_dict(dict(model=dict(method="particles", geometry="sphere", beta=3.0),
+                                            grid=dict(modes=8), initial=dict(kind="random", amplitude=0.0),
+                                            particles=dict(n=16, dim=3), time=dict(t_end=0.1, dt=0.05))))
+    part.check_point(part.resume_point())  # its own point passes
+    dens.check_point(dens.resume_point())
+    with pytest.raises(ValueError, match="phase = 'density'"):
+        part.check_point(dens.resume_point())
+    with pytest.raises(ValueError, match="n_rows = 17"):
+        part.check_point({**part.resume_point(), "n_rows": 17})
+    with pytest.raises(ValueError, match="phase = 'fluid'"):
+        dens.check_point({**dens.resume_point(), "phase": "fluid"})
+    with pytest.raises(ValueError, match="state of shape"):
+        Simulation(config.from_dict(dict(model=dict(beta=3.0), grid=dict(modes=32),
+                                          time=dict(t_end=0.1)))).check_point(dens.resume_point())

@@ -14,6 +14,7 @@ stops resolving it, and its ``successor`` is the token phase.  The simulation ne
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 
@@ -155,6 +156,10 @@ class DensityPhase:
         """No tokens: None."""
         return None
 
+    def output_rows(self) -> int:
+        """Rows of the token output: the nodes a hand-off puts tokens on."""
+        return self.geometry.quadrature_size(self.cfg.longtime.oversample)
+
     # --- guards -------------------------------------------------------------------------------------------
     def guard(self, sim) -> None:
         """NumericalError on non-finite coefficients, a coefficient past the positivity bound, or a density more
@@ -203,9 +208,10 @@ class DensityPhase:
         """The phase's part of a resume point."""
         return {"phase": self.name, "state": self.state, "tail0": self.tail0}
 
-    def check(self, point: dict) -> list:
-        """The arrays of a resume point of this phase (ValueError if they do not fit this run's shapes)."""
-        shape = self.state.u.shape
+    @staticmethod
+    def check(point: dict, geometry) -> list:
+        """The arrays of a density resume point (ValueError if they do not fit the coefficients of ``geometry``)."""
+        shape = geometry.spectral_shape
         u = point["state"].u
         if u.shape != shape:
             raise ValueError(f"state of shape {u.shape}, this run's is {shape}")
@@ -313,6 +319,10 @@ class TokenPhase:
         """(positions, weights) on every output row."""
         return self.positions(), self.solver.full_weights()
 
+    def output_rows(self) -> int:
+        """Rows of the token output: one per token the phase started with (a hand-off's nodes)."""
+        return self.solver.n_rows
+
     # --- guards -------------------------------------------------------------------------------------------
     def guard(self, sim) -> None:
         """NumericalError on token positions that are not finite."""
@@ -326,13 +336,15 @@ class TokenPhase:
 
     # --- checkpoints ----------------------------------------------------------------------------------------
     def resume_point(self) -> dict:
-        """The phase's part of a resume point (with the random generator of a scheme that draws)."""
+        """The phase's part of a resume point (with the random generator of a scheme that draws, and the
+        hand-off's report)."""
         rng = getattr(self.solver.scheme, "rng", None)
         return {"phase": self.name, "state": self.solver.state, "tokens": self.solver.resume_point(),
-                "n_rows": self.solver.n_rows, "rng": None if rng is None else rng.bit_generator.state}
+                "n_rows": self.solver.n_rows, "rng": None if rng is None else rng.bit_generator.state,
+                "handoff": None if self.handoff is None else asdict(self.handoff)}
 
     @staticmethod
-    def check(point: dict) -> list:
+    def check(point: dict, geometry) -> list:
         """The arrays of a token resume point (ValueError if their shapes do not fit together)."""
         tok = point["tokens"]
         x, w, ids = tok["state"].u, np.asarray(tok["w"]), np.asarray(tok["ids"])
@@ -341,10 +353,15 @@ class TokenPhase:
         return [x, w, *tok["state"].history]
 
     def restore(self, point: dict) -> None:
-        """Continue from a resume point."""
+        """Continue from a resume point (its hand-off report too)."""
         tok = dict(point["tokens"])
         tok["state"] = as_state(tok["state"])
         self.solver.restore(tok)
         if point.get("rng") is not None:
             self.solver.scheme.rng.bit_generator.state = point["rng"]
+        self.handoff = HandOff(**point["handoff"]) if point.get("handoff") is not None else None
         self._cache = None
+
+
+#: the phases by the name a resume point gives them
+PHASES = {DensityPhase.name: DensityPhase, TokenPhase.name: TokenPhase}

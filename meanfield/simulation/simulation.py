@@ -11,17 +11,14 @@ and offers each tracker the start, every step, every snapshot and the finish.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 
 from ..config import check
 from ..physics import theory
 from ..physics.clusters import ClusterFinder, default_radius
 from ..stepping import Clock
-from .handoff import HandOff
 from .memory import check_memory
-from .phases import DensityPhase, TokenPhase
+from .phases import PHASES
 from .schedules import output_times
 from .setup import blas_threads, density_phase, geometry, initial_state, token_phase
 
@@ -59,10 +56,6 @@ class Simulation:
             self._phase = density
         if self.particles and cfg.attention.resample:
             self.stepper, self.stepper_reason = "layers", "attention.resample"
-        self.handoff = self._phase.handoff
-        # rows of the token output: the tokens of a particles run (or of a start from tokens); else those of
-        # the nodes a hand-off puts tokens on (``token_rows``)
-        self._start_rows = self._phase.solver.n_rows if isinstance(self._phase, TokenPhase) else None
         self._finder = None
         self._nfev_before = 0  # right-hand sides of the phases before the current one
 
@@ -97,6 +90,12 @@ class Simulation:
     def phase(self) -> str:
         """"density" or "tokens"."""
         return self._phase.name
+
+    @property
+    def handoff(self):
+        """The hand-off's report once the run is tokens (``handoff.HandOff``; a start from tokens reports one
+        at t = 0); None for a density or a particles run."""
+        return self._phase.handoff
 
     @property
     def state(self):
@@ -138,9 +137,7 @@ class Simulation:
 
     def token_rows(self) -> int:
         """Rows of the token output (/positions): the tokens of a particles run, or the hand-off nodes."""
-        if self._start_rows is not None:
-            return self._start_rows
-        return self.geometry.quadrature_size(self.cfg.longtime.oversample)
+        return self._phase.output_rows()
 
     def resolution(self) -> tuple[float, float]:
         """(spectral tail, min rho / max rho on the grid) of the density."""
@@ -198,8 +195,7 @@ class Simulation:
         point = {**self._phase.resume_point(), **self.clock.state(), "merges": len(self.merge_log)}
         point.setdefault("rng", None)
         point.setdefault("tail0", 0.0)
-        if self.handoff is not None:
-            point["handoff"] = asdict(self.handoff)
+        point.setdefault("handoff", None)
         return point
 
     def check_point(self, point: dict) -> None:
@@ -213,26 +209,21 @@ class Simulation:
             raise ValueError(f"next_output = {int(point['next_output'])}, the run has {len(self.output_times())} "
                              "snapshots")
         phase = point.get("phase", "density")
-        if phase == "tokens":
-            arrays = TokenPhase.check(point)
-        elif phase == "density" and isinstance(self._phase, DensityPhase):
-            arrays = self._phase.check(point)
-        else:
+        if phase not in PHASES or (phase == "density" and self.phase != "density"):  # tokens never turn back
             raise ValueError(f"phase = {phase!r}")
+        arrays = PHASES[phase].check(point, self.geometry)
+        if "n_rows" in point and int(point["n_rows"]) != self.token_rows():
+            raise ValueError(f"n_rows = {int(point['n_rows'])}, this run's token output has {self.token_rows()}")
         if not all(np.all(np.isfinite(a)) for a in arrays if np.asarray(a).dtype.kind in "fc"):
             raise ValueError("non-finite values in the state")
 
     def restore(self, point: dict) -> None:
-        """Continue from a resume point (``resume_point()`` or a checkpoint read back)."""
-        if point.get("phase", "density") == "tokens":
+        """Continue from a resume point (``resume_point()`` or a checkpoint read back, passed by ``check_point``)."""
+        if point.get("phase", "density") != self._phase.name:  # a density run continued past its hand-off
             tok = point["tokens"]
-            if not isinstance(self._phase, TokenPhase) or self._phase.solver.n_rows != int(point["n_rows"]):
-                self._phase = token_phase(self.cfg, self.geometry, tok["state"].u, tok["w"], tok["ids"],
-                                          int(point["n_rows"]), dt=float(point["dt"]))
+            self._phase = token_phase(self.cfg, self.geometry, tok["state"].u, tok["w"], tok["ids"],
+                                      int(point["n_rows"]), dt=float(point["dt"]))
         self._phase.restore(point)
-        self.handoff = HandOff(**point["handoff"]) if point.get("handoff") is not None else None
-        if isinstance(self._phase, TokenPhase):
-            self._phase.handoff = self.handoff
         self.clock.load(point)
         del self.merge_log[int(point.get("merges", len(self.merge_log))):]
 
@@ -259,7 +250,6 @@ class Simulation:
             self.clock.load(before)
             self._nfev_before += self._phase.nfev
             self._phase = self._phase.successor(self)
-            self.handoff = self._phase.handoff
 
     def run(self, trackers=()) -> None:
         """Step to t_end, calling trackers at the start, after every step, at snapshots and at the end.
