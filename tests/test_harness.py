@@ -54,6 +54,27 @@ def test_a_tolerance_given_as_text_is_an_error_not_a_pass(tmp_path):
     assert outcomes["text-tolerance"].verdict == validate.ERROR and "Tolerance" in outcomes["text-tolerance"].body
 
 
+def test_a_runs_warning_is_reported_with_its_case(tmp_path):
+    """A run that is resolved only approximately warns; the harness names the case it belongs to (on the progress
+    line and in the report) instead of leaving it on a worker's stderr."""
+    @validate.case("under-resolved", "a case whose run outgrows its grid", "a test")
+    def _coarse(ctx):  # beta = 9, 8 modes, to t = 6: clusters far sharper than the grid
+        h = ctx.run(dict(model=dict(beta=9.0), grid=dict(modes=8), initial=dict(amplitude=1e-3),
+                         time=dict(t_end=6.0, dt=0.01), output=dict(interval=1.0)), "run")
+        return Outcome(float(h["time"][-1]), 6.0, Within(abs=1e-12))
+
+    lines = []
+    try:
+        outcomes = validate.run(["under-resolved"], out=tmp_path / "r", progress=lines.append)
+    finally:
+        del validate.CASES["under-resolved"]
+    o = outcomes["under-resolved"]
+    assert o.verdict == validate.PASS and any("spectral tail" in w for w in o.warnings), o.warnings
+    assert any(line.strip().startswith("under-resolved: warning: RuntimeWarning: t = ") for line in lines), lines
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "**Warnings of its runs.**" in report and "spectral tail" in report
+
+
 def test_every_case_returns_a_judged_tolerance_object():
     """No case states its tolerance as text beside a verdict of its own: the source has no verdict() left."""
     import inspect

@@ -18,6 +18,7 @@ import json
 import math
 import time
 import traceback
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ class Outcome:
     figure: str | None = None
     seconds: float = 0.0
     verdict: str = ""
+    warnings: list = field(default_factory=list)
 
     @property
     def failed_conditions(self) -> list[str]:
@@ -241,11 +243,22 @@ class Context:
         return name
 
 
-def measure(name: str, quick: bool = False) -> Outcome:
-    """Run the case ``name`` in memory (``Context.in_memory``) and judge it: its Outcome, figure not saved."""
-    ctx = Context.in_memory(name, quick)
-    outcome = CASES[name].fn(ctx)
+def _judged(ctx: Context) -> Outcome:
+    """Run the case of ``ctx`` and judge it, with the warnings its runs gave (each message once, in order): a
+    case whose runs warn of under-resolution says so in the report instead of on a worker's stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = CASES[ctx.name].fn(ctx)
     outcome.verdict = judge(outcome)
+    outcome.warnings = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    return outcome
+
+
+def measure(name: str, quick: bool = False) -> Outcome:
+    """Run the case ``name`` in memory (``Context.in_memory``) and judge it: its Outcome (with the warnings its
+    runs gave), figure not saved."""
+    ctx = Context.in_memory(name, quick)
+    outcome = _judged(ctx)
     ctx.save_figure()
     return outcome
 
@@ -258,8 +271,7 @@ def _execute(name: str, quick: bool, out: str) -> Outcome:
     ctx = Context(name, quick, Path(out))
     try:
         with threadpool_limits(1):
-            outcome = CASES[name].fn(ctx)
-        outcome.verdict = judge(outcome)
+            outcome = _judged(ctx)
     except Exception as exc:  # a crash is a finding too: reported, never hidden
         outcome = _error("```\n" + "".join(traceback.format_exception_only(exc)).strip()
                          + "\n```\n\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:]))
@@ -292,6 +304,8 @@ def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "valid
         outcomes[c.name] = o
         progress(f"{o.verdict.upper():<8} {c.name}: measured {_fmt(o.measured)}, predicted {_fmt(o.predicted)} "
                  f"({o.criterion()}; {o.seconds:.0f} s)")
+        for w in o.warnings:
+            progress(f"         {c.name}: warning: {w}")
 
     if scheduler:  # a Dask cluster (meanfield sweep's): one task per case
         from dask.distributed import Client
@@ -360,6 +374,8 @@ def write_report(out: Path, chosen: list[Case], outcomes: dict[str, Outcome], qu
                   + f": **{o.verdict.upper()}** ({o.seconds:.0f} s CPU).", ""]
         if o.body:
             lines += [o.body.strip(), ""]
+        if o.warnings:
+            lines += ["**Warnings of its runs.**", ""] + [f"- {w}" for w in o.warnings] + [""]
         if o.figure:
             lines += [f"![{c.name}]({o.figure})", ""]
     (out / "report.md").write_text("\n".join(lines) + "\n")

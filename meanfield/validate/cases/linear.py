@@ -111,13 +111,14 @@ def _order(ctx, name: str, order: int) -> Outcome:
                         f"errors {e1:.3g}, {e2:.3g}.")
 
 
-@case("order-sbdf2", "SBDF2 converges at second order on a nonlinear run", "stepping.py (Ascher–Ruuth–Wetton 1995)", quick=True)
+@case("order-sbdf2", "SBDF2 converges at second order on a nonlinear run",
+      "Ascher–Ruuth–Wetton 1995; docs/numerics.md", quick=True)
 def order_sbdf2(ctx) -> Outcome:
     return _order(ctx, "sbdf2", 2)
 
 
-@case("order-etdrk4", "ETDRK4 converges at fourth order on a nonlinear run", "stepping.py (Cox–Matthews 2002, "
-      "Kassam–Trefethen 2005)", quick=True)
+@case("order-etdrk4", "ETDRK4 converges at fourth order on a nonlinear run", "Cox–Matthews 2002, "
+      "Kassam–Trefethen 2005; docs/numerics.md", quick=True)
 def order_etdrk4(ctx) -> Outcome:
     return _order(ctx, "etdrk4", 4)
 

@@ -52,7 +52,7 @@ def _rotated(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
       "top eigenvalue simple and positive); docs/particles.md", quick=True)
 def selection_tokens_symmetric_v(ctx) -> Outcome:
     V, v1 = _rotated()
-    n, t_end = (100, 40.0) if ctx.quick else (200, 60.0)
+    n, t_end = (100, 40.0) if ctx.quick else (200, 30.0)
     h = ctx.run(dict(model=dict(method="particles", geometry="sphere", beta=1.0), grid=dict(modes=8),
                      initial=dict(kind="random", amplitude=0.0, seed=0), particles=dict(n=n, dim=3),
                      attention=dict(V=V.tolist()), time=dict(t_end=t_end, dt=0.05), output=dict(interval=0.5)), "run")
