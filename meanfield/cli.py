@@ -182,32 +182,15 @@ def _movie(args, h) -> int:
 
 def _plot_table(args) -> int:
     """`meanfield plot TABLE.parquet --kind phase`: the (t, beta) phase diagram of a sweep."""
+    from .sweep import read_table
     from .viz import phase, plot
 
     if args.kind not in ("auto", "phase"):
         raise ConfigError(f"--kind: got {args.kind!r} for a sweep table, allowed: phase")
-    try:
-        from .sweep import read_table
-
-        df = read_table(args.history)
-    except ImportError:
-        raise ConfigError('a sweep table needs pandas and pyarrow: pip install "meanfield[sweep]"') from None
-    except FileNotFoundError:
-        raise ConfigError(f"TABLE: {args.history!r} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not Parquet
-        raise ConfigError(f"TABLE: {args.history!r} is not a sweep table ({type(exc).__name__})") from None
+    df = read_table(args.history)
     out, fmt = plot.figure_path(args.output if args.output is not None else Path(args.history).with_suffix(".phase.png"))
     files.check_name(out, "-o")
-
-    def draw(tmp):
-        plt, fig = plot._figure((12, 4.8))
-        try:
-            phase.draw(df, fig)
-            fig.savefig(tmp, format=fmt, bbox_inches="tight")
-        finally:
-            plt.close(fig)
-
-    files.write_whole(out, ("the table", args.history), args.overwrite, draw)
+    files.write_whole(out, ("the table", args.history), args.overwrite, lambda tmp: phase.save(df, tmp, fmt))
     print(f"wrote phase plot to {out}", file=sys.stderr)
     return 0
 

@@ -277,22 +277,34 @@ def _first_line(exc) -> str:
 # ------------------------------------------------------------------------------------ the client
 
 
-def read_table(path):
+def read_table(path, what: str = "TABLE"):
     """A sweep table as a pandas DataFrame, safely while the sweep still runs: the file is read in one open
-    (pyarrow opens a path more than once, and a sweep replaces the table after every run)."""
-    import pandas as pd
-
-    return pd.read_parquet(BytesIO(Path(path).read_bytes()))
+    (pyarrow opens a path more than once, and a sweep replaces the table after every run).  ConfigError naming
+    ``what`` for a missing file, a file that is not Parquet, or a missing pandas / pyarrow."""
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401 - pandas' Parquet engine
+    except ImportError:
+        raise ConfigError('a sweep table needs pandas and pyarrow: pip install "meanfield[sweep]"') from None
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: {str(path)!r} cannot be read ({exc.strerror})") from None
+    try:
+        return pd.read_parquet(BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not a table
+        raise ConfigError(f"{what}: {str(path)!r} is not a sweep table ({type(exc).__name__})") from None
 
 
 def _read_table(path: Path):
     if not path.exists():
         return None
     try:
-        return read_table(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not a table
-        raise ConfigError(f"-o: {str(path)!r} exists and is not a sweep table ({type(exc).__name__}); choose "
-                          "another path") from None
+        return read_table(path, "-o")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; choose another path") from None
 
 
 def _write_table(rows: dict, keys: list[str], path: Path) -> None:

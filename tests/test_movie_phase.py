@@ -114,3 +114,18 @@ def test_zonal_movie_and_a_table_whose_history_is_gone(runs, tmp_path, capsys):
     assert main(["plot", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "p.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "gone.h5" in err[0] and not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("make,says", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text("not parquet"), "is not a sweep table"),
+    (lambda p: p.mkdir(), "cannot be read"),
+])
+def test_plot_of_a_bad_table_is_one_line_naming_it(tmp_path, capsys, make, says):
+    pytest.importorskip("pyarrow")
+    table = tmp_path / "t.parquet"
+    make(table)
+    assert main(["plot", str(table)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("meanfield: error: TABLE: ") and says in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if says == "does not exist" else ["t.parquet"])

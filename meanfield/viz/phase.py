@@ -127,6 +127,19 @@ def draw(df, fig) -> None:
     bx.legend(fontsize=7)
 
 
+def save(df, path, fmt: str | None = None) -> None:
+    """Draw the phase diagram of the sweep table ``df`` into ``path`` (format ``fmt``, default: from the
+    extension)."""
+    from .plot import _figure
+
+    plt, fig = _figure((12, 4.8))
+    try:
+        draw(df, fig)
+        fig.savefig(path, format=fmt, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
 def _edges(x: np.ndarray, log: bool) -> np.ndarray:
     """Cell edges around the centres x (geometric midpoints on a log axis)."""
     if x.size == 1:
