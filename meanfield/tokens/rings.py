@@ -31,11 +31,6 @@ class RingModel:
         self.pole_sin = math.sin(min(max(pole_tol, 0.0), math.pi / 2))
         self.set_weights(weights)
 
-    def set_heads(self, Q: list, K: list, V: list) -> None:
-        """Use these heads' matrices from now on (random heads drawn afresh every layer)."""
-        self.Q, self.K, self.V = list(Q), list(K), list(V)
-        self._self_free = [bool(np.array_equal(V_h, np.eye(self.dim))) for V_h in self.V]
-
     def set_weights(self, weights: np.ndarray) -> None:
         """Use these ring weights."""
         self.w = np.asarray(weights, dtype=float)
