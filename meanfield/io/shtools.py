@@ -1,7 +1,7 @@
 """pyshtools interoperability (the ``pyshtools`` extra): sphere histories to ``pyshtools.SHCoeffs``
 and back.
 
-    from meanfield.shtools import to_shcoeffs, from_shcoeffs
+    from meanfield.io.shtools import to_shcoeffs, from_shcoeffs
     clm = to_shcoeffs("sphere.h5", time=50.0)       # complex, orthonormal, Condon-Shortley phase
     clm.spectrum()                                  # pyshtools' power per degree
     grid = clm.expand(grid="GLQ")                   # pyshtools' own Gauss-Legendre grid
@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import io
 from ..errors import ConfigError
+from .layout import text
+from .reader import read_history
 
 
 def _pyshtools():
@@ -39,9 +40,9 @@ def to_shcoeffs(history, time: float | None = None):
     """The density of a sphere history (a path, or ``io.read_history``'s dict) at the snapshot
     nearest ``time`` (None: the last) as ``pyshtools.SHCoeffs`` (complex, ortho, csphase -1, lmax = L)."""
     pysh = _pyshtools()
-    h = history if isinstance(history, dict) else io.read_history(history)
-    if io._text(h["attrs"].get("geometry", "")) != "sphere":
-        raise ConfigError(f"history: a {io._text(h['attrs'].get('geometry'))!r} run, allowed: a sphere run "
+    h = history if isinstance(history, dict) else read_history(history)
+    if text(h["attrs"].get("geometry", "")) != "sphere":
+        raise ConfigError(f"history: a {text(h['attrs'].get('geometry'))!r} run, allowed: a sphere run "
                           "(pyshtools holds spherical harmonics on S^2)")
     t = h["time"]
     if t.size == 0:
