@@ -189,7 +189,7 @@ def staircase(ctx) -> Outcome:
             worst = max(worst, float(np.nanmax(err[judged])))
         rows.append(f"| {beta:g} | {t.size} | " + " | ".join(f"{x:.4g} ({np.log(x) / beta:.4f})" for x in T)
                     + " | " + " | ".join(f"{x:.4g}" for x in pred) + f" | {np.nanmax(err):.1e} |")
-        ok = np.isfinite(h["diagnostics"]["energy"])
+        ok = np.isfinite(h["diagnostics"]["energy"]) & (h["time"] > 0)  # log(t) of the start is -inf
         ax1.plot(np.log(h["time"][ok]) / beta, 2 * beta * h["diagnostics"]["energy"][ok], label=f"beta = {beta:g}")
         ax2.plot([beta] * (n - 1), np.log(T) / beta, "o", mfc="none")
     for y in limit:
