@@ -40,16 +40,16 @@ class Simulation:
         self.cfg = cfg
         self.particles = cfg.model.method == "particles"
         self.geometry = geometry(cfg)
-        self.clock = Clock(cfg.time.dt)
         self.merge_log, self.last_good = [], None
         if c0 is None and tokens is None:
             c0, tokens = initial_state(cfg, self.geometry)
         self.model, self.stepper, self.stepper_reason = None, cfg.particles.integrator, "particles.integrator"
-        if not self.particles:
+        dt = cfg.time.dt
+        if not self.particles:  # the density's first step (adaptive: capped by its fastest rate)
             density, self.stepper, self.stepper_reason, dt = density_phase(
                 cfg, self.geometry, c0 if tokens is None else self.geometry.uniform())
             self.model = density.model
-            self.clock.dt = dt
+        self.clock = Clock(dt, fixed_dt=cfg.time.dt)
         if tokens is not None:
             self._phase = token_phase(cfg, self.geometry, *tokens, dt=self.clock.dt)
         else:
