@@ -87,9 +87,9 @@ def measured_rates(history, tol: float = 1e-5) -> RatesTable:
     model = model_of(h)
     dim = model.geometry.dim
     table = RatesTable(name, h["attrs"], tol)
-    for fit in measure_growth_rates(h["time"], h["rho_hat"], model, tol=tol):
-        lam = float(theory.growth_rates([fit.mode[0]], model.beta, model.variant, model.viscosity, dim)[0])
-        table.rows.append(RateRow(fit, lam))
+    fits = measure_growth_rates(h["time"], h["rho_hat"], model, tol=tol)
+    rates = theory.growth_rates([fit.mode[0] for fit in fits], model.beta, model.variant, model.viscosity, dim)
+    table.rows.extend(RateRow(fit, float(lam)) for fit, lam in zip(fits, rates))
     scheme = SCHEMES.get(str(h["attrs"].get("stepper", "")))
     dts = h["diagnostics"].get("dt")
     if scheme is not None and issubclass(scheme, MultistepIMEX) and dts is not None and dts.size and table.measured:

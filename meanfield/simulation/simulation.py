@@ -45,7 +45,7 @@ class Simulation:
             c0, tokens = initial_state(cfg, self.geometry)
         self.model, self.stepper, self.stepper_reason = None, cfg.particles.integrator, "particles.integrator"
         dt = cfg.time.dt
-        if not self.particles:  # the density's first step (adaptive: capped by its fastest rate)
+        if not self.particles:  # the density's first step (adaptive: at most the growth step cap)
             density, self.stepper, self.stepper_reason, dt = density_phase(
                 cfg, self.geometry, c0 if tokens is None else self.geometry.uniform())
             self.model = density.model
