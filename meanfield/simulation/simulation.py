@@ -183,11 +183,6 @@ class Simulation:
         """(positions, weights) on every output row, or None while the run is a density."""
         return self._phase.token_rows()
 
-    def record(self) -> np.ndarray:
-        """A copy of the state as the Recorder keeps it: coefficients (density runs), or positions
-        on every row (particles runs)."""
-        return self.token_positions() if self.particles else np.array(self.c, copy=True)
-
     # --- checkpoints -----------------------------------------------------------------------------------------
     def resume_point(self) -> dict:
         """Everything a checkpoint needs to continue this run bit for bit (arrays are not copied:

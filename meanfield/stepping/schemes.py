@@ -108,6 +108,7 @@ class Scheme:
             hi *= 2
         return brentq(lambda z: cls.rate_error(z) - tol, hi / 2 if hi > 1e-8 else 0.0, hi * 2, xtol=1e-14)
 
+
 class MultistepIMEX(Scheme):
     """A multistep IMEX scheme given by its coefficients, as Dedalus writes them: with w = h_n / h_{n-1},
 
