@@ -92,3 +92,15 @@ def test_density_snapshots_and_snapshot_before():
     assert io.density_snapshots(h) == 2
     assert io.density_snapshots({"time": h["time"], "diagnostics": {}}) == 4
     assert list(io.snapshot_before(h["time"], [-1.0, 0.0, 1.5, 2.0 * (1 - 1e-14), 9.0])) == [-1, 0, 1, 2, 3]
+
+
+def test_crossing_time_of_an_exponential_is_exact_and_nan_without_a_crossing():
+    """The cases' crossing time (analysis.diagnostics.crossing_time): log-linear interpolation is exact for
+    y = a e^{lambda t} at any snapshot spacing; nan when the level is never reached or reached at once."""
+    from meanfield.analysis.diagnostics import crossing_time
+
+    t = np.linspace(0.0, 3.0, 7)  # snapshots 0.5 apart
+    y = 1e-6 * np.exp(4.2 * t)
+    level = 1e-6 * math.exp(4.2 * 1.2345)
+    assert abs(crossing_time(t, y, level) - 1.2345) < 1e-12
+    assert math.isnan(crossing_time(t, y, 1.0)) and math.isnan(crossing_time(t, y, 1e-7))

@@ -57,6 +57,17 @@ def linear_window(ok: np.ndarray) -> int:
     return int(bad[0]) if bad.size else int(ok.size)
 
 
+def crossing_time(t: np.ndarray, y: np.ndarray, level: float) -> float:
+    """When the positive, exponentially growing series ``y`` (at times ``t``) first reaches ``level``: log(y)
+    interpolated linearly between the two snapshots around the crossing; nan if it never does or already
+    does at the first snapshot (no crossing seen)."""
+    hit = np.flatnonzero(np.asarray(y) >= level)
+    if hit.size == 0 or hit[0] == 0:
+        return math.nan
+    i = int(hit[0])
+    return float(t[i - 1] + (t[i] - t[i - 1]) * math.log(level / y[i - 1]) / math.log(y[i] / y[i - 1]))
+
+
 def measure_growth_rates(time: np.ndarray, rho_hat: np.ndarray, model, tol: float = 1e-5,
                          min_points: int = 3) -> list[RateFit]:
     """Fit the growth rate of every mode k >= 1 of a history over its linear window.

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ...physics import theory
-from ...analysis.diagnostics import circle_values
+from ...analysis.diagnostics import circle_values, crossing_time
 from ..harness import AtMost, Exactly, Outcome, Sigmas, Within, case
 
 SOURCE = ("Bruno–Pasqualotto–Agazzi, 'Emergence of meta-stable clustering in mean-field transformer models' (2025): "
@@ -44,12 +44,11 @@ def _run(ctx, beta, eps, seed, level, label, modes=None):
     density = h["time"] <= float(h["attrs"].get("handoff_time", np.inf))
     c = h["rho_hat"][density]
     dev = np.max(np.abs(circle_values(c[:, 1:], 1024)), axis=1) / c[:, 0].real
-    hit = np.flatnonzero(dev >= level)
-    if hit.size == 0 or hit[0] == 0:
+    t = h["time"][density]
+    t_cross = crossing_time(t, dev, level)  # log(dev) interpolated: it grows exponentially
+    if math.isnan(t_cross):
         return None
-    t, i = h["time"][density], hit[0]
-    # the crossing time, log(dev) interpolated between the snapshots around it (it grows exponentially)
-    t_cross = float(t[i - 1] + (t[i] - t[i - 1]) * math.log(level / dev[i - 1]) / math.log(dev[i] / dev[i - 1]))
+    i = int(np.argmax(dev >= level))
     return t_cross, c[i], modes, float(t[i]), c[0]
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ...analysis.diagnostics import crossing_time
 from ...io import geometry_of
 from ...physics import theory
 from ...physics.general import quadrature_dealias
@@ -76,18 +77,6 @@ def synchronisation_general_heads(ctx) -> Outcome:
                    body=body, numbers={"first_moment_start": float(m[0]), "first_moment_final": float(m[-1])})
 
 
-def leave_times(t: np.ndarray, amp: np.ndarray, level: float) -> np.ndarray:
-    """Per column of ``amp`` (T, S): the time it first exceeds ``level``, log-linear between snapshots (inf where it
-    never does)."""
-    out = np.full(amp.shape[1], np.inf)
-    for j in range(amp.shape[1]):
-        i = int(np.argmax(amp[:, j] > level))
-        if amp[i, j] > level and i > 0:
-            a, b = np.log(amp[i - 1, j]), np.log(amp[i, j])
-            out[j] = t[i - 1] + (math.log(level) - a) / (b - a) * (t[i] - t[i - 1])
-    return out
-
-
 @case("causal-density-lead", "The causal density from independent random data at every position: the early positions "
       "leave the linear phase first", SOURCE + "; Karagodin–Polyanskiy–Rigollet (2024)", quick=True)
 def causal_density_lead(ctx) -> Outcome:
@@ -100,7 +89,7 @@ def causal_density_lead(ctx) -> Outcome:
                          attention=dict(causal=True), initial=dict(kind="random", amplitude=1e-4, seed=seed),
                          time=dict(t_end=11.0, dt=0.02), output=dict(interval=0.1)), f"seed_{seed}")
         amp = np.max(np.abs(h["rho_hat"][:, :, 1:]), axis=2) * 2 * np.pi  # (T, S): the largest mode, relative
-        times.append(leave_times(h["time"], amp, level))
+        times.append([crossing_time(h["time"], a, level) for a in amp.T])
     times, s = np.array(times), h["position"]
     finite = bool(np.all(np.isfinite(times)))
     mean = times.mean(axis=0)

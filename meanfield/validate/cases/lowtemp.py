@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ...analysis.diagnostics import circle_values, wasserstein1_densities_circle
+from ...analysis.diagnostics import circle_values, crossing_time, wasserstein1_densities_circle
 from ..harness import Outcome, Within, case
 
 INITIAL = dict(kind="von_mises", centers=[0.5, 2.5], concentrations=[3.0, 5.0], weights=[0.6, 0.4])
@@ -86,10 +86,7 @@ def low_temperature_plateau(ctx) -> Outcome:
                          output=dict(interval=0.05)), f"beta{beta:g}")
         c = np.asarray(h["rho_hat"])
         dev = np.array([_deviation(ci, c[0]) for ci in c])
-        k = int(np.argmax(dev >= delta))
-        # interpolate log(deviation) between the two snapshots around the crossing
-        t0, t1 = float(h["time"][k - 1]), float(h["time"][k])
-        t_run = t0 + (t1 - t0) * math.log(delta / dev[k - 1]) / math.log(dev[k] / dev[k - 1])
+        t_run = crossing_time(h["time"], dev, delta)  # log(deviation) interpolated between snapshots (nan: none)
         measured.append(t_run)
         linear.append(t_lin)
         lam = float(rates.max())
