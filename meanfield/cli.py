@@ -218,18 +218,11 @@ def cmd_validate(args) -> int:
         for c in validate.selected(args.case, args.quick):
             print(f"{c.name:<28} {'quick ' if c.quick else '      '}{c.claim}")
         return 0
-    try:
-        chosen = validate.selected(args.case, args.quick)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    chosen = validate.selected(args.case, args.quick)
     if args.jobs < 1:
         raise ConfigError(f"-j: got {args.jobs}, allowed: an integer >= 1")
-    target = Path(args.output)
-    if target.exists() and not target.is_dir() or target.is_symlink():
-        raise ConfigError(f"-o: got {args.output!r}, allowed: a directory (or a new path); it is a file or a link")
-    where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else f"{args.jobs} processes"
-    print(f"{len(chosen)} cases on {where}; report in {args.output}/report.md", flush=True)
-    outcomes = validate.run([c.name for c in chosen], args.quick, args.jobs, args.output, scheduler=args.scheduler)
+    outcomes = validate.run([c.name for c in chosen], args.quick, args.jobs, args.output,
+                            progress=lambda line: print(line, flush=True), scheduler=args.scheduler)
     bad = validate.failed(outcomes)
     counts = {v: sum(o.verdict == v for o in outcomes.values()) for v in ("pass", "fail", "not run", "error")}
     print(", ".join(f"{n} {v}" for v, n in counts.items()) + f"; report in {args.output}/report.md")
@@ -250,14 +243,12 @@ def cmd_sweep(args) -> int:
         raise ConfigError(f"meanfield sweep needs dask.distributed, pandas and pyarrow ({exc.name} is missing): "
                           'pip install "meanfield[sweep]"') from None
     spec = sweep.load_sweep(args.sweep)
-    table = Path(args.output) if args.output else Path(args.sweep).with_suffix(".parquet")
+    table = args.output if args.output is not None else Path(args.sweep).with_suffix(".parquet")
     if args.workers is not None and not 1 <= args.workers <= 1024:
         raise ConfigError(f"--workers: got {args.workers}, allowed: an integer in [1, 1024]")
-    n = len(sweep.plan(spec))
-    where = args.scheduler or f"a local cluster of {args.workers or os.cpu_count()} workers"
-    print(f"{n} runs (finished ones skipped) on {where}; table {table}", file=sys.stderr, flush=True)
     df = sweep.run_sweep(spec, table, scheduler=args.scheduler, workers=args.workers,
-                         progress=False if args.quiet else None)
+                         progress=False if args.quiet else None,
+                         announce=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"{sweep.describe(df)}; table {table}", file=sys.stderr)
     bad = df[df["status"] != "done"]
     for _, row in bad.iterrows():
@@ -284,20 +275,19 @@ def cmd_example(args) -> int:
             print(f"  {name:<{width}}  {what}")
         return 0
     names = examples.names() + examples.sweep_names() if args.name == "all" else [examples.example(args.name).stem]
-    out = Path(args.output)
-    if os.path.lexists(out) and not out.is_dir():
-        raise ConfigError(f"-o: {str(out)!r} exists and is not a directory, allowed: a directory (made if missing)")
-    if not out.parent.is_dir():
-        raise ConfigError(f"-o: directory {str(out.parent)!r} does not exist")
-    out.mkdir(exist_ok=True)  # a new directory holds nothing to refuse; an old one is checked first, whole
-    targets = [files.check_target(out / f"{n}.toml", "-o", args.overwrite) for n in names]
-    for name, target in zip(names, targets):
-        tmp = files.temporary(target)  # written whole, then renamed: never half a file, never through a link
+    out = files.check_directory(args.output, "-o")
+    if out.exists():  # an old directory is checked first, whole: nothing is written if one target is refused
+        for n in names:
+            files.check_target(out / f"{n}.toml", "-o", args.overwrite)
+    else:
         try:
-            tmp.write_text(examples.example(name).read_text())
-            files.replace(tmp, target, "-o")
-        finally:
-            tmp.unlink(missing_ok=True)
+            out.mkdir()
+        except OSError as exc:
+            raise ConfigError(f"-o: cannot make the directory {str(out)!r} ({exc.strerror})") from None
+    for name in names:  # each written whole through its own lock: never half a file, never through a link
+        text = examples.example(name).read_text()
+        target = out / f"{name}.toml"
+        files.write_whole(target, (), args.overwrite, lambda tmp: Path(tmp).write_text(text), "-o")
         print(f"wrote {target}", file=sys.stderr)
     return 0
 

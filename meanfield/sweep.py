@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 from io import BytesIO
 import itertools
+import json
 import math
 import os
 import time as _time
@@ -42,9 +43,14 @@ import numpy as np
 from . import config as _config
 from .io import ownership as files
 from .errors import ConfigError, NumericalError, OutputError
+from .processes import check_address, dask_client
 
 #: columns every table has, before the axes and the summaries
 FIXED = ("run_id", "status", "error", "warning", "wall_time", "path")
+#: the most runs one sweep may plan (its axes' product): each is a history on disk and a row of the table
+MAX_RUNS = 100_000
+#: the Parquet schema metadata key that marks a table as a meanfield sweep's, with its base config's hash
+TABLE_KEY = b"meanfield.sweep"
 
 
 @dataclass
@@ -60,6 +66,15 @@ class Sweep:
     cluster_times: tuple = ()
     rates: int = 3
     source: Path | None = None
+
+    @property
+    def base_hash(self) -> str:
+        """SHA-256 of the base config: a table holds the runs of one base."""
+        import hashlib
+
+        import tomli_w
+
+        return hashlib.sha256(tomli_w.dumps(self.base).encode()).hexdigest()
 
     @property
     def keys(self) -> list[str]:
@@ -109,10 +124,13 @@ def _values(key: str, spec) -> list:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop, step)) or step == 0:
         raise ConfigError(f"{where}: got start = {start!r}, stop = {stop!r}, step = {step!r}, allowed: integers "
                           "(step != 0) without num, or num for evenly spaced floats")
-    vals = list(range(start, stop, step))
+    vals = range(start, stop, step)
     if not vals:
         raise ConfigError(f"{where}: range({start}, {stop}, {step}) is empty")
-    return vals
+    if len(vals) > MAX_RUNS:  # counted before anything is built
+        raise ConfigError(f"{where}: range({start}, {stop}, {step}) has {len(vals)} values, allowed: at most "
+                          f"{MAX_RUNS} runs in a sweep")
+    return list(vals)
 
 
 def load_sweep(path) -> Sweep:
@@ -152,6 +170,9 @@ def load_sweep(path) -> Sweep:
     keys = sweep.keys
     if not keys:
         raise ConfigError("sweep: no [axes] and no [[zip]]: nothing to sweep")
+    count = math.prod([len(v) for v in sweep.axes.values()] + [len(next(iter(z.values()))) for z in sweep.zips])
+    if count > MAX_RUNS:
+        raise ConfigError(f"sweep: the axes make {count} combinations, allowed: at most {MAX_RUNS} runs in a sweep")
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
         raise ConfigError(f"sweep: {dup} appear more than once among [axes] and [[zip]], allowed: each key once")
@@ -251,14 +272,16 @@ def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
         try:
             cfg = _config.loads(cfg_toml)
             out = Path(path)
-            resume = out.exists()
+            resume = os.path.lexists(out)
+            if resume:
+                _check_ours(out, cfg)
             try:
                 run(cfg, out, resume=resume, progress=False)
             except ConfigError:
                 if not resume:
                     raise
-                # the history is this run's (same config hash) but cannot be continued (killed before its first
-                # checkpoint, or damaged): the sweep owns it, start it again
+                # the history is this run's (its stored config hash is this run's) but cannot be continued
+                # (killed before its first checkpoint): the sweep owns it, start it again
                 run(cfg, out, overwrite=True, progress=False)
             row.update(summarise(out, cluster_times, rates))
         except (ConfigError, NumericalError, OutputError, OSError, ValueError) as exc:
@@ -267,6 +290,21 @@ def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
         row["warning"] = f"{len(caught)} warnings; first: {_first_line(caught[0].message)}"
     row["wall_time"] = _time.time() - t0
     return row
+
+
+def _check_ours(out: Path, cfg) -> None:
+    """ConfigError unless ``out`` is a history of ``cfg`` (its stored config hash): a sweep replaces or continues
+    only its own runs, never a file someone else put at one of its paths."""
+    from . import io
+
+    try:
+        stored = str(io.read_attrs(out).get("config_hash", ""))
+    except ConfigError as exc:
+        raise ConfigError(f"{str(out)!r} exists and is not a readable history ({_first_line(exc)}); the sweep "
+                          "replaces only its own runs: move it away") from None
+    if stored != io.config_hash(cfg):
+        raise ConfigError(f"{str(out)!r} holds a history of another config (config hash {stored[:16] or '?'}); "
+                          "the sweep replaces only its own runs: move it away")
 
 
 def _first_line(exc) -> str:
@@ -282,8 +320,8 @@ def read_table(path, what: str = "TABLE"):
     (pyarrow opens a path more than once, and a sweep replaces the table after every run).  ConfigError naming
     ``what`` for a missing file, a file that is not Parquet, or a missing pandas / pyarrow."""
     try:
-        import pandas as pd
-        import pyarrow  # noqa: F401 - pandas' Parquet engine
+        import pandas  # noqa: F401 - the table's type
+        import pyarrow  # noqa: F401 - its file format
     except ImportError:
         raise ConfigError('a sweep table needs pandas and pyarrow: pip install "meanfield[sweep]"') from None
     try:
@@ -292,34 +330,75 @@ def read_table(path, what: str = "TABLE"):
         raise ConfigError(f"{what}: {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"{what}: {str(path)!r} cannot be read ({exc.strerror})") from None
+    import pyarrow.parquet as pq
+
     try:
-        return pd.read_parquet(BytesIO(data))
+        arrow = pq.read_table(BytesIO(data))
+        df = arrow.to_pandas()
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not a table
         raise ConfigError(f"{what}: {str(path)!r} is not a sweep table ({type(exc).__name__})") from None
+    meta = (arrow.schema.metadata or {}).get(TABLE_KEY)
+    if meta is None or "row_checksum" not in df.columns or "run_id" not in df.columns:
+        raise ConfigError(f"{what}: {str(path)!r} is not a sweep table (a Parquet file that meanfield sweep did not "
+                          "write)")
+    bad = [i for i, (digest, want) in enumerate(zip(_row_digests(df), df["row_checksum"])) if digest != want]
+    if bad:
+        raise ConfigError(f"{what}: {str(path)!r} is damaged: row {bad[0]} (run {str(df['run_id'].iloc[bad[0]])[:16]}"
+                          f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}) was changed after the sweep wrote "
+                          "it; rerun the sweep into another table")
+    df.attrs["base_hash"] = json.loads(meta).get("base_hash", "")
+    return df.drop(columns="row_checksum")
 
 
-def _read_table(path: Path):
+def _canonical(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value))  # int and float columns alike: pandas turns ints with gaps into floats
+    return "None" if value is None else repr(str(value))
+
+
+def _row_digests(df) -> list[str]:
+    """A checksum per row over every column but row_checksum (names and values)."""
+    import hashlib
+
+    cols = sorted(c for c in df.columns if c != "row_checksum")
+    out = []
+    for values in zip(*(df[c] for c in cols)):
+        text = "\x1f".join(f"{c}={_canonical(v)}" for c, v in zip(cols, values))
+        out.append(hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+    return out
+
+
+def _read_table(path: Path, base_hash: str):
+    """The table at ``path`` if there is one, verified and of this base config; ConfigError else."""
     if not path.exists():
         return None
     try:
-        return read_table(path, "-o")
+        df = read_table(path, "-o")
     except ConfigError as exc:
         raise ConfigError(f"{exc}; choose another path") from None
+    if df.attrs["base_hash"] != base_hash:
+        raise ConfigError(f"-o: {str(path)!r} holds the runs of another base config (base hash "
+                          f"{df.attrs['base_hash'][:16] or '?'}, this sweep's {base_hash[:16]}); choose another table")
+    return df
 
 
-def _write_table(rows: dict, keys: list[str], path: Path) -> None:
-    """Rewrite the table atomically (a temporary beside it, then rename)."""
+def _write_table(rows: dict, keys: list[str], path: Path, base_hash: str) -> None:
+    """Rewrite the table whole (``ownership.write_whole`` under the sweep's lock), each row with its checksum and
+    the base config's hash in the file's metadata."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     df = pd.DataFrame(list(rows.values()))
     first = [c for c in (*FIXED, *keys) if c in df.columns]
     df = df[first + [c for c in df.columns if c not in first]]
-    tmp = files.temporary(path)
-    try:
-        df.to_parquet(tmp, index=False)
-        files.replace(tmp, path, "-o")
-    finally:
-        tmp.unlink(missing_ok=True)
+    df["row_checksum"] = _row_digests(df)
+    arrow = pa.Table.from_pandas(df, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                           TABLE_KEY: json.dumps({"base_hash": base_hash}).encode()})
+    files.write_whole(path, (), True, lambda tmp: pq.write_table(arrow, tmp), "-o", locked=True)
 
 
 @contextlib.contextmanager
@@ -327,45 +406,72 @@ def _client(scheduler: str | None, workers: int | None):
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout="30s") as client:
+        with dask_client(scheduler) as client:
             yield client
         return
     n = workers or os.cpu_count() or 1
-    # one thread per worker; BLAS and OpenMP pinned to one thread in the worker processes
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      env={v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}) as cl, \
-            Client(cl) as client:
+    # one thread per worker; BLAS and OpenMP pinned to one thread in the worker processes.  Ctrl-C while the
+    # cluster starts is held until it stands (Dask cannot take it half-started) and then stops the sweep
+    with _held_sigint() as held:
+        cl = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                          env={v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    with cl, Client(cl) as client:
+        if held:
+            raise KeyboardInterrupt
         yield client
 
 
+@contextlib.contextmanager
+def _held_sigint():
+    """Defer SIGINT for the block (main thread only); the list yielded is non-empty if one came."""
+    import signal
+    import threading
+
+    got: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: got.append(1))
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None = None,
-              progress: bool | None = None):
+              progress: bool | None = None, announce=None):
     """Run every combination of ``sweep`` (a Sweep or a sweep file) not already done in ``table`` (Parquet) on
     a Dask cluster (``scheduler``: its address; default a local cluster of ``workers`` processes, one per core)
-    and return the table as a pandas DataFrame.  Finished rows are skipped; failed and killed ones run again."""
+    and return the table as a pandas DataFrame.  Finished rows are skipped; failed and killed ones run again.
+    The table is verified (each row's checksum) and belongs to one base config: a table of another base, a
+    Parquet file the sweep did not write, a link or a directory is refused before anything runs.  A history at
+    a run's path that is not that run's is never replaced (its row says so).  ``announce``: called with one line
+    once every check has passed."""
     from dask.distributed import as_completed
     from distributed.scheduler import KilledWorker
     from tqdm import tqdm
 
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
-    table = files.check_name(table, "-o")
-    if table.exists() and not table.is_file():
-        raise ConfigError(f"-o: {str(table)!r} is a directory or special file, allowed: a table file (.parquet)")
-    runs_dir = sweep.runs_dir or table.with_name(f"{table.stem}_runs")
-    if runs_dir.exists() and not runs_dir.is_dir():
-        raise ConfigError(f"sweep.runs: {str(runs_dir)!r} exists and is not a directory, allowed: a directory "
-                          "(made if missing)")
+    if scheduler is not None:
+        check_address(scheduler)
+    inputs = [("the sweep file", sweep.source)] if sweep.source else []
+    table = files.check_target(table, "-o", True, inputs)
+    runs_dir = files.check_directory(sweep.runs_dir or table.with_name(f"{table.stem}_runs"), "sweep.runs")
     keys = sweep.keys
     planned = plan(sweep)
+    base_hash = sweep.base_hash
     with files.OutputLock(table, "-o"):
-        for stale in files.stale_temporaries(table):  # left by a killed sweep: we own the table now
-            stale.unlink(missing_ok=True)
-        old = _read_table(table)
+        old = _read_table(table, base_hash)
+        if announce:
+            todo = sum(1 for _, _, rid in planned if old is None or not (old["run_id"] == rid).any()
+                       or (old.loc[old["run_id"] == rid, "status"] != "done").any())
+            where = scheduler or f"a local cluster of {workers or os.cpu_count()} workers"
+            announce(f"{len(planned)} runs ({todo} to do) on {where}; table {table}")
         rows = {}
         if old is not None:
             rows = {r["run_id"]: r for r in old.to_dict("records")}
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        runs_dir.mkdir(exist_ok=True)
         todo = []
         for values, cfg, rid in planned:
             path = runs_dir / f"{rid[:16]}.h5"
@@ -376,9 +482,9 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
                          "path": str(path),
                          **values}
             todo.append((rid, cfg, path))
-        _write_table(rows, keys, table)
+        _write_table(rows, keys, table, base_hash)
         if not todo:
-            return _read_table(table)
+            return _read_table(table, base_hash)
         show = progress if progress is not None else os.isatty(2)
         with _client(scheduler, workers) as client:
             futures = {client.submit(run_one, cfg.to_toml(), str(path), sweep.cluster_times, sweep.rates,
@@ -393,10 +499,10 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
                 except Exception as exc:  # noqa: BLE001 - anything else the run raised: record and go on
                     got = {"status": "failed", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
                 rows[rid].update(got)
-                _write_table(rows, keys, table)
+                _write_table(rows, keys, table, base_hash)
                 bar.update(1)
             bar.close()
-        return _read_table(table)
+        return _read_table(table, base_hash)
 
 
 def describe(df) -> str:

@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("dask.distributed")
-pd = pytest.importorskip("pandas")
+import dask.distributed  # noqa: F401 - a dev dependency: a broken install fails here, it is not skipped
+import pandas as pd
 
-from meanfield import io  # noqa: E402
-from meanfield.cli import main  # noqa: E402
-from meanfield.errors import ConfigError  # noqa: E402
-from meanfield.sweep import load_sweep, plan, run_sweep  # noqa: E402
+from meanfield import io
+from meanfield.cli import main
+from meanfield.errors import ConfigError
+from meanfield.sweep import load_sweep, plan, run_sweep
 
 BASE = """
 [model]
@@ -223,7 +223,7 @@ def test_a_run_whose_worker_dies_is_recorded_killed_then_rerun(tmp_path):
 
 
 @pytest.mark.parametrize("make, pattern", [
-    (lambda d: (d / "sweep.parquet").mkdir(), "directory or special file"),
+    (lambda d: (d / "sweep.parquet").mkdir(), "is a directory"),
     (lambda d: (d / "sweep.parquet").write_text("not parquet"), "not a sweep table"),
     (lambda d: (d / "sweep_runs").write_text("a file"), "not a directory"),
 ])
@@ -246,3 +246,112 @@ def test_validate_runs_its_cases_on_a_dask_cluster(tmp_path):
                            scheduler=cluster.scheduler_address, progress=lambda line: None)
     assert {n: o.verdict for n, o in out.items()} == {"theory-quadrature": "pass", "linear-circle-all-modes": "pass"}
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "linear-circle-all-modes.png").is_file()
+
+
+# ----------------------------------------------------------------- ownership of the table and the histories
+
+
+def _sweep_once(tmp_path, axes='"initial.seed" = [0, 1]', t_end=0.4):
+    path = _write(tmp_path, axes, t_end=t_end)
+    df = run_sweep(path, tmp_path / "t.parquet", workers=1, progress=False)
+    assert (df["status"] == "done").all()
+    return path, df
+
+
+def test_a_history_of_another_config_at_a_run_path_is_never_replaced(tmp_path):
+    path = _write(tmp_path, '"initial.seed" = [0, 1]', t_end=0.4)
+    rid = plan(load_sweep(path))[0][2]
+    runs = tmp_path / "t_runs"
+    runs.mkdir()
+    other = tmp_path / "other.toml"
+    other.write_text(BASE.format(t_end=0.8))
+    assert main(["run", str(other), "-o", str(runs / f"{rid[:16]}.h5"), "--quiet"]) == 0
+    before = (runs / f"{rid[:16]}.h5").read_bytes()
+    df = run_sweep(path, tmp_path / "t.parquet", workers=1, progress=False)
+    row = df[df["run_id"] == rid].iloc[0]
+    assert row["status"] == "failed" and "another config" in row["error"]
+    assert (runs / f"{rid[:16]}.h5").read_bytes() == before  # the user's history, untouched
+    assert (df["status"] == "done").sum() == 1
+
+
+def test_a_changed_base_config_is_refused_instead_of_mixed_into_the_table(tmp_path):
+    path, _ = _sweep_once(tmp_path)
+    before = (tmp_path / "t.parquet").read_bytes()
+    (tmp_path / "run.toml").write_text(BASE.format(t_end=0.4).replace("beta = 4.0", "beta = 5.0"))
+    with pytest.raises(ConfigError, match="another base config"):
+        run_sweep(path, tmp_path / "t.parquet", workers=1, progress=False)
+    assert (tmp_path / "t.parquet").read_bytes() == before
+
+
+def test_a_parquet_file_the_sweep_did_not_write_is_refused_and_kept(tmp_path, capsys):
+    path = _write(tmp_path, '"initial.seed" = [0]', t_end=0.4)
+    for frame in (pd.DataFrame({"run_id": ["u1", "u2"], "mydata": [3.14, 2.71]}), pd.DataFrame({"x": [1.0]})):
+        frame.to_parquet(tmp_path / "t.parquet")
+        before = (tmp_path / "t.parquet").read_bytes()
+        assert main(["sweep", path, "-o", str(tmp_path / "t.parquet"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a sweep table" in err[0], err  # refused before the announcement
+        assert (tmp_path / "t.parquet").read_bytes() == before
+
+
+def test_a_changed_value_in_a_done_row_is_found_by_every_reader(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    path, _ = _sweep_once(tmp_path)
+    table = pq.read_table(tmp_path / "t.parquet")
+    df = table.to_pandas()
+    df.loc[0, "energy_final"] = np.nextafter(df.loc[0, "energy_final"], 1.0)  # one ulp
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   tmp_path / "t.parquet")
+    with pytest.raises(ConfigError, match="row 0 .* was changed"):
+        run_sweep(path, tmp_path / "t.parquet", workers=1, progress=False)
+    assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "phase", "-o", str(tmp_path / "p.png")]) == 2
+    assert "was changed" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_the_phase_plot_refuses_a_damaged_history(tmp_path, capsys):
+    import h5py
+
+    _write(tmp_path, '"model.beta" = [4.0]', t_end=0.4)
+    _, df = _sweep_once(tmp_path, '"model.beta" = [4.0]')
+    with h5py.File(df["path"].iloc[0], "r+") as f:
+        f["diagnostics/n_clusters"][:] = 40
+    assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "phase", "-o", str(tmp_path / "p.png")]) == 2
+    assert "checksums do not match" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("make", ["link", "dangling"])
+def test_a_table_path_that_is_a_link_is_refused_and_left_alone(tmp_path, make):
+    path = _write(tmp_path, '"initial.seed" = [0]', t_end=0.4)
+    target = tmp_path / "real.parquet"
+    if make == "link":
+        target.write_bytes(b"PAR1 not mine")
+    (tmp_path / "t.parquet").symlink_to(target)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        run_sweep(path, tmp_path / "t.parquet", workers=1, progress=False)
+    assert (tmp_path / "t.parquet").is_symlink()
+    assert not target.exists() or target.read_bytes() == b"PAR1 not mine"
+
+
+@pytest.mark.parametrize("axes", ['"initial.seed" = {start = 0, stop = 1000000000000000000}',
+                                  '"model.beta" = {start = 1.0, stop = 9.0, num = 1000}\n'
+                                  '"initial.amplitude" = {start = 1e-3, stop = 0.1, num = 1000}'])
+def test_huge_axes_are_refused_before_anything_is_built(tmp_path, axes):
+    path = _write(tmp_path, axes)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="at most 100000 runs"):
+        load_sweep(path)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("address, pattern", [("not an address", "host and port"), ("", "scheduler address"),
+                                              ("tcp://127.0.0.1:1", "no Dask scheduler answered")])
+def test_a_bad_scheduler_is_one_line(tmp_path, capsys, address, pattern):
+    path = _write(tmp_path, '"initial.seed" = [0]', t_end=0.4)
+    assert main(["sweep", path, "--scheduler", address, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert pattern in err[-1] and err[-1].startswith("meanfield: error: --scheduler")

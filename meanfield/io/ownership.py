@@ -9,14 +9,20 @@
 * ``temporary``: a new file next to the target, created with O_EXCL | O_NOFOLLOW under a unique
   name, so no two runs share one and no stale link is followed; ``replace`` renames it over the
   target only when the target is absent or a regular file.
-* ``write_whole``: a command's output (a figure, a movie) written through all of the above: the lock, the
-  refusals, a temporary renamed over the target.
+* ``write_whole``: a command's output (a figure, a movie, a table, a report file) written through all of the
+  above: the lock, the refusals, a temporary renamed over the target; a failed write is one OutputError line.
+* ``claim_directory``: a directory a command fills with its files (a validation report): new, empty, or
+  marked as made by that command before; never someone else's.
+* A run's *family* is its output ``NAME``, its checkpoint ``NAME.ckpt``, its lock ``.NAME.lock`` and its
+  temporaries ``.NAME.XXXXXXXX.partial``: ``check_name`` refuses an output named like a member of another
+  one's family, so no command can take (or clean up) another run's checkpoint, lock or temporary.
 * ``sparse_copy``: copy a file keeping its holes (histories preallocate their unwritten rows
   sparsely; a plain copy would write them out as zeros).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -24,7 +30,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 
 #: Suffix of every temporary file (``.NAME.XXXXXXXX.partial``): counted in the name length check.
 TEMP_SUFFIX = ".partial"
@@ -38,9 +44,21 @@ def _name_max(directory: Path) -> int:
         return 255
 
 
-def check_name(path, key: str) -> Path:
-    """A usable path: not empty, no control characters, its directory exists, and its name (plus
-    the temporary suffixes) fits the file system's NAME_MAX."""
+def reserved(name: str) -> str | None:
+    """What ``name`` is reserved for in a run's family (a checkpoint, a lock, a temporary), or None."""
+    if name.endswith(".ckpt"):
+        return "a run's checkpoint (NAME.ckpt)"
+    if name.startswith(".") and name.endswith(".lock"):
+        return "a run's lock file (.NAME.lock)"
+    if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+        return "a temporary file (.NAME.XXXXXXXX.partial)"
+    return None
+
+
+def check_name(path, key: str, member: bool = False) -> Path:
+    """A usable path: not empty, no control characters, its directory exists, its name (plus
+    the temporary suffixes) fits the file system's NAME_MAX, and (unless ``member``: a run naming its own
+    checkpoint) it is not a name reserved for a run's family."""
     text = os.fspath(path)
     if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty file path without control characters")
@@ -51,6 +69,9 @@ def check_name(path, key: str) -> Path:
     path = Path(text)
     if not path.name.strip() or text.endswith(os.sep):
         raise ConfigError(f"{key}: got {text!r}, allowed: a path ending in a file name (not blank, not a directory)")
+    what = None if member else reserved(path.name)
+    if what:
+        raise ConfigError(f"{key}: got {text!r}, a name meanfield reserves for {what}; choose another name")
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"{key}: directory {str(parent)!r} does not exist")
@@ -69,13 +90,13 @@ def _same_file(a: Path, b) -> bool:
         return False
 
 
-def check_target(path, key: str, overwrite: bool = False, inputs=()) -> Path:
+def check_target(path, key: str, overwrite: bool = False, inputs=(), member: bool = False) -> Path:
     """Refuse (ConfigError, one line naming ``key``) a target we must not create or replace.
 
     ``inputs``: (description, path) pairs being read by this command; the target may not be one of
-    them (not even with ``overwrite``).
+    them (not even with ``overwrite``).  ``member``: the target is a member of the caller's own family.
     """
-    path = check_name(path, key)
+    path = check_name(path, key, member)
     for what, other in inputs:
         if other and _same_file(path, other):
             raise ConfigError(f"{key}: {str(path)!r} is {what}, which this command reads; choose another path")
@@ -165,8 +186,10 @@ class OutputLock:
         """Remove the lock file and drop the lock (safe to call twice)."""
         if self.fd is None:
             return
-        try:
-            os.unlink(self.lock_path)
+        try:  # only our own lock file: whatever was renamed to its name since is someone else's
+            ours, now = os.fstat(self.fd), os.lstat(self.lock_path)
+            if (ours.st_dev, ours.st_ino) == (now.st_dev, now.st_ino):
+                os.unlink(self.lock_path)
         except FileNotFoundError:
             pass
         os.close(self.fd)
@@ -237,16 +260,17 @@ def _glob_escape(name: str) -> str:
 
 
 def replace(tmp, path, key: str = "output.path") -> None:
-    """Rename ``tmp`` over ``path`` if ``path`` is absent, a regular file or a link (the link itself
-    is replaced, never its target); else remove ``tmp`` and raise ConfigError."""
+    """Rename ``tmp`` over ``path`` if ``path`` is absent or a regular file (never a link, a directory or a
+    special file, which may have appeared since the target was checked); else remove ``tmp`` and raise
+    ConfigError."""
     path = Path(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         st = None
-    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+    if st is not None and not stat.S_ISREG(st.st_mode):
         Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{key}: {str(path)!r} became a directory or special file during the run; "
+        raise ConfigError(f"{key}: {str(path)!r} became a link, directory or special file while this command ran; "
                           "nothing replaced")
     os.replace(tmp, path)
 
@@ -281,19 +305,97 @@ def sparse_copy(src, dst) -> None:
             os.fsync(fo.fileno())
 
 
-def write_whole(out, read: tuple[str, str], overwrite: bool, write, key: str = "-o"):
+def write_whole(out, read, overwrite: bool, write, key: str = "-o", locked: bool = False):
     """Call ``write(tmp)`` on a temporary beside ``out`` and rename it over ``out``: one writer per output (its
-    lock), never half a file, never over an existing one without ``overwrite``, never onto ``read`` (the input:
-    its description and path).  Returns what ``write`` returned."""
+    lock), never half a file, never over an existing one without ``overwrite``, never onto an input (``read``:
+    a (description, path) pair or a list of them).  ``locked``: the caller already holds ``out``'s lock.
+    A failed write (a full or read-only disk) leaves ``out`` as it was and raises OutputError naming it.
+    Returns what ``write`` returned."""
     out = Path(out)
-    with OutputLock(out, key):  # one writer per output, so a killed one's temporaries can go
-        check_target(out, key, overwrite, [read])
+    inputs = [read] if isinstance(read, tuple) and len(read) == 2 and isinstance(read[0], str) else list(read or ())
+    lock = contextlib.nullcontext() if locked else OutputLock(out, key)
+    with lock:  # one writer per output, so a killed one's temporaries can go
+        check_target(out, key, overwrite, inputs)
         for stale in stale_temporaries(out):
             stale.unlink(missing_ok=True)
-        tmp = temporary(out)
+        tmp = None
         try:
+            tmp = temporary(out)
             got = write(tmp)
             replace(tmp, out, key)
+        except OSError as exc:
+            kept = "it keeps what it held before" if out.exists() else "nothing was written"
+            raise OutputError(f"{key}: writing {str(out)!r} failed ({exc.strerror or exc}); {kept}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
     return got
+
+
+#: The file that marks a directory as filled by a meanfield command (its content: the command's name).
+MARKER = ".meanfield"
+
+
+def check_directory(path, key: str) -> Path:
+    """A usable directory path (existing or to be made in an existing parent): not empty, no control characters,
+    not a symbolic link, not an existing file (ConfigError naming ``key``)."""
+    text = os.fspath(path)
+    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty directory path without control characters")
+    path = Path(text)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot inspect {text!r} ({exc.strerror})") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"{key}: {text!r} is a symbolic link, allowed: a directory (made if missing); give the "
+                          "path it points to")
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{key}: {text!r} exists and is not a directory, allowed: a directory (made if missing)")
+    if st is None and not path.absolute().parent.is_dir():
+        raise ConfigError(f"{key}: directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def claim_directory(path, key: str, command: str, legacy=()) -> Path:
+    """Make or take the directory ``path`` for ``command``'s files: a new or empty directory, or one an earlier
+    ``command`` made (its marker file says so, or it holds every name in ``legacy``).  Refused (ConfigError): a link, a file, a directory holding
+    anything else, one marked by another command."""
+    path = check_directory(path, key)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{key}: {str(path)!r} exists and is not a directory, allowed: a directory "
+                          "(made if missing)")
+    marker = path / MARKER
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{key}: {str(path)!r} exists and is not a directory")
+    if st is None:
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot make the directory {str(path)!r} ({exc.strerror})") from None
+    else:
+        try:
+            entries = os.listdir(path)
+            mark = marker.read_text() if entries and marker.is_file() and not marker.is_symlink() else None
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read the directory {str(path)!r} ({exc.strerror})") from None
+        earlier = set(entries) >= set(legacy)  # made before directories were marked
+        if entries and (mark or "").strip() != command and not (legacy and earlier):
+            raise ConfigError(f"{key}: {str(path)!r} holds files that meanfield {command} did not write, allowed: "
+                              "a new or empty directory, or an earlier report's")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}: directory {str(path)!r} is not writable")
+    if not marker.is_file():
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with open(fd, "w") as fh:
+                fh.write(command + "\n")
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot write in {str(path)!r} ({exc.strerror})") from None
+    return path

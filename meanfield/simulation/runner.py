@@ -189,8 +189,6 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
     if cfg.initial.kind == "file":
         inputs.append(("initial.path", cfg.initial.path))
     with files.OutputLock(out):
-        for stale in files.stale_temporaries(out):  # left by a killed run: we own the output now
-            stale.unlink(missing_ok=True)
         try:
             return _run_locked(cfg, out, overwrite, resume, progress, inputs, list(trackers))
         except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
@@ -254,7 +252,9 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
         _check_resumable(out, ckpt_path)
     else:
         files.check_target(out, "output.path", overwrite, inputs)
-        files.check_target(ckpt_path, "output.path (its checkpoint)", True, inputs)
+        files.check_target(ckpt_path, "output.path (its checkpoint)", True, inputs, member=True)
+    for stale in files.stale_temporaries(out):  # left by a killed run of this output: ours, now that we may write
+        stale.unlink(missing_ok=True)
     sim = Simulation(cfg)
     times = output_times(cfg)
     wall = _time.monotonic()

@@ -7,9 +7,9 @@ named conditions); ``cases`` holds the claims, each registered with ``@case``.  
 
 from .harness import (CASES, ERROR, FAIL, NOT_RUN, PASS, AtLeast, AtMost, Between, Case, Conditions, Context,
                       Exactly, Outcome, Sigmas, Tolerance, Within, case, failed, judge, measure, run, selected,
-                      write_report)
+                      write_report, write_text)
 from . import cases  # noqa: F401, E402  (registers every case)  # isort: skip
 
 __all__ = ["AtLeast", "AtMost", "Between", "CASES", "Case", "Conditions", "Context", "ERROR", "Exactly", "FAIL",
            "NOT_RUN", "Outcome", "PASS", "Sigmas", "Tolerance", "Within", "case", "failed", "judge", "measure", "run",
-           "selected", "write_report"]
+           "selected", "write_report", "write_text"]

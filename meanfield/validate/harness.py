@@ -20,9 +20,12 @@ import time
 import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ..errors import ConfigError
 
 #: verdicts; "fail" and "error" make `meanfield validate` exit 1
 PASS, FAIL, NOT_RUN, ERROR = "pass", "fail", "not run", "error"
@@ -235,11 +238,16 @@ class Context:
             return None
         import matplotlib.pyplot as plt
 
+        from ..io import ownership
+
         name = None
-        if self.out is not None:
-            name = f"{self.name}.png"
-            self._figure.savefig(self.out / name, dpi=110)
-        plt.close(self._figure)
+        try:
+            if self.out is not None:
+                name = f"{self.name}.png"  # the report directory's lock is held by the command
+                ownership.write_whole(self.out / name, (), True, lambda tmp: self._figure.savefig(tmp, dpi=110,
+                                      format="png"), "-o", locked=True)
+        finally:
+            plt.close(self._figure)
         return name
 
 
@@ -281,11 +289,11 @@ def _execute(name: str, quick: bool, out: str) -> Outcome:
 
 
 def selected(names=None, quick: bool = False) -> list[Case]:
-    """The cases to run: ``names`` (ValueError naming an unknown one), else every (quick) case."""
+    """The cases to run: ``names`` (ConfigError naming an unknown one), else every (quick) case."""
     if names:
         unknown = [n for n in names if n not in CASES]
         if unknown:
-            raise ValueError(f"--case: got {unknown[0]!r}, allowed: " + " | ".join(CASES))
+            raise ConfigError(f"--case: got {unknown[0]!r}, allowed: " + " | ".join(CASES))
         return [CASES[n] for n in names]
     return [c for c in CASES.values() if c.quick or not quick]
 
@@ -294,9 +302,49 @@ def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "valid
         progress=print, scheduler: str | None = None) -> dict[str, Outcome]:
     """Run the chosen cases (``jobs`` worker processes, or the workers of the Dask scheduler at ``scheduler``,
     which must see ``out``: a shared filesystem), write the report into ``out``, return the outcomes."""
-    out = Path(out)
+    from ..io import ownership
+
     chosen = selected(names, quick)
-    out.mkdir(parents=True, exist_ok=True)
+    if scheduler is not None:
+        from ..processes import check_address
+
+        check_address(scheduler)
+    out = ownership.claim_directory(out, "-o", "validate", legacy=("report.md", "results.json"))
+    with ownership.OutputLock(out, "-o"):  # one validate per report directory; its files are this command's
+        _check_report_targets(out, chosen)
+        where = f"the Dask scheduler at {scheduler}" if scheduler else f"{min(jobs, len(chosen))} processes"
+        progress(f"{len(chosen)} cases on {where}; report in {out}/report.md")
+        outcomes = _run_cases(chosen, quick, jobs, out, progress, scheduler)
+        write_report(out, chosen, outcomes, quick)
+    return outcomes
+
+
+def report_files(chosen) -> list[str]:
+    """The files a report of ``chosen`` writes into its directory."""
+    return ["results.json", "report.md"] + [f"{c.name}.png" for c in chosen]
+
+
+def _check_report_targets(out: Path, chosen) -> None:
+    """Before any case runs: every file the report will write may be replaced (absent or a regular file, never
+    a link, a directory or a special file), and runs/ and runs/<case> are directories, not links."""
+    import os
+    import stat
+
+    from ..io import ownership
+
+    for name in report_files(chosen):
+        ownership.check_target(out / name, "-o", True)
+    for sub in [out / "runs"] + [out / "runs" / c.name for c in chosen]:
+        try:
+            st = os.lstat(sub)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"-o: {str(sub)!r} is a link or a file, allowed: a directory of case histories "
+                              "(made if missing)")
+
+
+def _run_cases(chosen, quick: bool, jobs: int, out: Path, progress, scheduler) -> dict:
     outcomes: dict[str, Outcome] = {}
     jobs = max(1, min(int(jobs), len(chosen) or 1))
 
@@ -308,9 +356,9 @@ def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "valid
             progress(f"         {c.name}: warning: {w}")
 
     if scheduler:  # a Dask cluster (meanfield sweep's): one task per case
-        from dask.distributed import Client
+        from ..processes import dask_client
 
-        with Client(scheduler, timeout="30s") as client:
+        with dask_client(scheduler) as client:
             futures = {c.name: client.submit(_execute, c.name, quick, str(out.resolve()), pure=False,
                                              key=f"meanfield-validate-{c.name}") for c in chosen}
             for c in chosen:
@@ -323,16 +371,33 @@ def run(names=None, quick: bool = False, jobs: int = 1, out: str | Path = "valid
         for c in chosen:
             report(c, _execute(c.name, quick, str(out)))
     else:
-        with ProcessPoolExecutor(jobs) as pool:
-            futures = {c.name: pool.submit(_execute, c.name, quick, str(out)) for c in chosen}
-            for c in chosen:
+        _in_pool(chosen, quick, jobs, out, report)
+    return outcomes
+
+
+def _in_pool(chosen, quick: bool, jobs: int, out: Path, report) -> None:
+    """Run the cases in ``jobs`` worker processes that die with this one.  A dead worker breaks the whole pool:
+    its unfinished cases run again in a fresh one, and a case whose second try also breaks it is an ERROR."""
+    from ..processes import die_with_parent
+
+    pending, broke = list(chosen), set()
+    while pending:
+        again = []
+        with ProcessPoolExecutor(min(jobs, len(pending)), initializer=die_with_parent) as pool:
+            futures = {c.name: pool.submit(_execute, c.name, quick, str(out)) for c in pending}
+            for c in pending:
                 try:
                     o = futures[c.name].result()
-                except Exception as exc:  # the worker itself died (killed, out of memory): a finding too
-                    o = _error(f"the worker process running this case died: {exc!r}")
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): maybe not this case's
+                    if c.name not in broke:
+                        broke.add(c.name)
+                        again.append(c)
+                        continue
+                    o = _error(f"the worker process running this case died twice: {exc!r}")
+                except Exception as exc:  # noqa: BLE001 - the task could not run: a finding too
+                    o = _error(f"the worker process running this case failed: {exc!r}")
                 report(c, o)
-    write_report(out, chosen, outcomes, quick)
-    return outcomes
+        pending = again
 
 
 def _error(body: str) -> Outcome:
@@ -378,10 +443,19 @@ def write_report(out: Path, chosen: list[Case], outcomes: dict[str, Outcome], qu
             lines += ["**Warnings of its runs.**", ""] + [f"- {w}" for w in o.warnings] + [""]
         if o.figure:
             lines += [f"![{c.name}]({o.figure})", ""]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
     data = {c.name: {"claim": c.claim, "source": c.source, **asdict(outcomes[c.name]),
                      "tolerance": str(outcomes[c.name].tolerance)} for c in chosen}
-    (out / "results.json").write_text(json.dumps(data, indent=2, default=_json))
+    # the numbers first: if the text cannot be written they are kept.  The caller holds the directory's lock
+    write_text(out / "results.json", json.dumps(data, indent=2, default=_json) + "\n")
+    write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
+def write_text(path: Path, text: str, locked: bool = True) -> None:
+    """Write a report file whole (a temporary renamed over it: never through a link, never half a file);
+    ``locked``: the caller holds the report directory's lock (else the file's own is taken)."""
+    from ..io import ownership
+
+    ownership.write_whole(path, (), True, lambda tmp: Path(tmp).write_text(text), "-o", locked=locked)
 
 
 def _json(x):

@@ -21,6 +21,6 @@ def main(doc: str, name: str, cases: tuple[str, ...], argv=None) -> int:
     numbers = {c: {"measured": o.measured, "predicted": o.predicted, "verdict": o.verdict, **o.numbers}
                for c, o in outcomes.items()}
     text = json.dumps(numbers, indent=2, default=str)
-    (out / f"{name}.json").write_text(text + "\n")
+    validate.write_text(out / f"{name}.json", text + "\n", locked=False)
     print(text)
     return 1 if validate.failed(outcomes) else 0

@@ -18,7 +18,7 @@ from matplotlib.ticker import NullLocator
 from .. import config as _config
 from ..physics import theory
 from ..errors import ConfigError
-from ..io import snapshot_before
+from ..io import read_history, snapshot_before
 
 
 def _beta_column(df) -> str:
@@ -30,18 +30,15 @@ def _beta_column(df) -> str:
 
 
 def _run(path: str):
-    """(time, n_clusters, config) of one history, read without its densities."""
-    import h5py
-
+    """(time, n_clusters, config) of one history, read and checked by the verified reader."""
     try:
-        with h5py.File(path, "r") as f:
-            t = np.asarray(f["time"][:], dtype=float)
-            nc = np.asarray(f["diagnostics/n_clusters"][:], dtype=float)
-            text = f.attrs["config"]
-    except (OSError, KeyError) as exc:
-        raise ConfigError(f"TABLE: the history {path!r} of a finished run cannot be read ({exc}); rerun the sweep "
-                          "(it reruns runs whose history is gone) or drop its row") from None
-    return t, nc, _config.loads(text if isinstance(text, str) else text.decode())
+        h = read_history(path, key="TABLE")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; rerun the sweep (it reruns runs whose history is gone) or drop its row") from None
+    if "n_clusters" not in h["diagnostics"]:
+        raise ConfigError(f"TABLE: the history {path!r} has no /diagnostics/n_clusters, allowed: a meanfield history")
+    return (np.asarray(h["time"], dtype=float), np.asarray(h["diagnostics"]["n_clusters"], dtype=float),
+            _config.loads(str(h["attrs"]["config"])))
 
 
 def _perturbation(cfg) -> float:

@@ -1,0 +1,54 @@
+"""Worker processes that die with their parent, and connecting to a Dask scheduler with one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+
+from .errors import ConfigError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux; a no-op elsewhere).  A pool's
+    initializer: a validate or sweep killed by SIGTERM or SIGKILL leaves no worker running."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to ask for
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), sig)
+
+
+def check_address(address: str, key: str = "--scheduler") -> None:
+    """ConfigError naming ``key`` unless ``address`` looks like a scheduler's address (host and port)."""
+    text = address.strip()
+    if not text or any(ord(c) < 32 for c in text):
+        raise ConfigError(f"{key}: got {address!r}, allowed: a Dask scheduler address such as tcp://host:8786")
+    rest = text.split("://", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: got {address!r}, allowed: a Dask scheduler address such as tcp://host:8786 "
+                          "(host and port)")
+
+
+@contextlib.contextmanager
+def dask_client(address: str, key: str = "--scheduler", timeout: str = "30s"):
+    """A ``dask.distributed.Client`` of the scheduler at ``address``; a malformed address, one nobody answers at
+    or something that is not a Dask scheduler is a ConfigError naming ``key`` (one line)."""
+    from dask.distributed import Client
+
+    check_address(address, key)
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError, MemoryError) as exc:
+        why = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ConfigError(f"{key}: no Dask scheduler answered at {address!r} ({why}); start one "
+                          "(dask scheduler) or leave --scheduler out for a local cluster") from None
+    with client:
+        yield client
