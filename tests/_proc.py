@@ -26,9 +26,25 @@ HERE = Path(__file__).resolve()
 
 
 def mf(*args, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
-    """``meanfield ARGS`` to completion in its own process group: stdout and stderr captured as text."""
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          process_group=0, **kw)
+    """``meanfield ARGS`` to completion in its own process group: stdout and stderr captured as text.  On the
+    timeout the whole group is killed (workers included: none is left running) and TimeoutExpired raised."""
+    with subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          process_group=0, **kw) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def kill_group(proc) -> None:
+    """SIGKILL the process group of ``proc`` (it and every process it started) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
 
 
 def popen(*args, **kw) -> subprocess.Popen:

@@ -1,0 +1,231 @@
+"""One owner for every file: a run's family is reserved, a refused command deletes nothing, a lock removes only
+its own file, no write goes through a link, a failed write is one line and leaves the target as it was."""
+
+import errno
+import os
+
+import pytest
+
+from _proc import mf, paused
+from meanfield.cli import main
+from meanfield.errors import ConfigError, OutputError
+from meanfield.io import ownership
+
+CFG = """
+[model]
+geometry = "circle"
+beta = 9.0
+viscosity = 0.02
+[grid]
+modes = 32
+[time]
+t_end = {t_end}
+dt = 0.01
+[output]
+interval = 0.1
+"""
+
+
+def _cfg(tmp_path, t_end=0.2, name="a.toml"):
+    (tmp_path / name).write_text(CFG.format(t_end=t_end))
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize("name, what", [("run.h5.ckpt", "checkpoint"), (".run.h5.lock", "lock file"),
+                                        (".run.h5.abcd1234.partial", "temporary")])
+def test_a_name_of_a_runs_family_is_refused_before_anything_is_touched(tmp_path, capsys, name, what):
+    cfg = _cfg(tmp_path)
+    (tmp_path / name).write_bytes(b"another run's")
+    assert main(["run", cfg, "-o", str(tmp_path / name), "--overwrite", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and what in err[0] and "reserves" in err[0]
+    assert (tmp_path / name).read_bytes() == b"another run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.toml", name])
+
+
+def test_a_run_on_a_running_runs_checkpoint_leaves_it_alive(tmp_path):
+    """The attack: run A writing run.h5; B -o run.h5.ckpt took A's checkpoint temporary for its own leftover."""
+    a = _cfg(tmp_path, t_end=4.0)
+    out = tmp_path / "run.h5"
+    proc = paused(["run", a, "-o", out, "--quiet", "--set", "output.checkpoint_every=1"], snapshot=3)
+    try:
+        temps = [tmp_path / ".run.h5.ckpt.zzzzzzzz.partial", tmp_path / ".run.h5.zzzzzzzz.partial"]
+        for t in temps:  # stand-ins for A's temporaries in flight
+            t.write_bytes(b"A's")
+        for args in (["-o", tmp_path / "run.h5.ckpt"], ["-o", tmp_path / "run.h5.ckpt", "--overwrite"],
+                     ["-o", out, "--overwrite"]):
+            got = mf("run", _cfg(tmp_path, name="b.toml"), *args, "--quiet", timeout=300)
+            assert got.returncode == 2, got.stderr
+            assert len(got.stderr.strip().splitlines()) == 1
+        assert all(t.read_bytes() == b"A's" for t in temps)
+    finally:
+        proc.send_signal(__import__("signal").SIGCONT)
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert mf("info", out).returncode == 0
+
+
+def test_a_refused_run_deletes_no_temporary(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert mf("run", cfg, "-o", tmp_path / "run.h5", "--quiet").returncode == 0
+    stale = tmp_path / ".run.h5.abcd1234.partial"
+    stale.write_bytes(b"x")
+    got = mf("run", cfg, "-o", tmp_path / "run.h5", "--quiet")  # exists, no --overwrite: refused
+    assert got.returncode == 2 and "exists" in got.stderr
+    assert stale.exists()
+    assert mf("run", cfg, "-o", tmp_path / "run.h5", "--overwrite", "--quiet").returncode == 0
+    assert not stale.exists()  # a run that may write cleans what a killed run of its output left
+
+
+def test_a_lock_released_removes_only_its_own_file(tmp_path):
+    lock = ownership.OutputLock(tmp_path / "run.h5").acquire()
+    other = tmp_path / "other"
+    other.write_text("someone else's history")
+    os.replace(other, lock.lock_path)  # renamed over the lock's name while held
+    lock.release()
+    assert lock.lock_path.read_text() == "someone else's history"
+
+
+def test_a_failed_write_is_one_output_error_and_leaves_the_target(tmp_path):
+    target = tmp_path / "fig.png"
+    target.write_bytes(b"old")
+
+    def full(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OutputError, match="No space left on device.*keeps what it held"):
+        ownership.write_whole(target, (), True, full)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+
+
+def test_replace_never_renames_over_a_link(tmp_path):
+    (tmp_path / "precious").write_text("mine")
+    (tmp_path / "out").symlink_to(tmp_path / "precious")
+    tmp = ownership.temporary(tmp_path / "out")
+    with pytest.raises(ConfigError, match="became a link"):
+        ownership.replace(tmp, tmp_path / "out")
+    assert (tmp_path / "out").is_symlink() and (tmp_path / "precious").read_text() == "mine"
+    assert not tmp.exists()
+
+
+# ------------------------------------------------------------------------------------------------- validate
+
+
+@pytest.mark.parametrize("name", ["report.md", "results.json", "mass.png"])
+def test_validate_never_writes_through_a_link_in_its_report(tmp_path, capsys, name):
+    rep = tmp_path / "rep"
+    assert main(["validate", "--quick", "--case", "mass", "-o", str(rep)]) == 0
+    (tmp_path / "precious.dat").write_text("my notes")
+    (rep / name).unlink(missing_ok=True)
+    (rep / name).symlink_to(tmp_path / "precious.dat")
+    capsys.readouterr()
+    assert main(["validate", "--quick", "--case", "mass", "-o", str(rep)]) == 2
+    err = capsys.readouterr()
+    assert "symbolic link" in err.err and "cases on" not in err.out  # refused before any case ran
+    assert (tmp_path / "precious.dat").read_text() == "my notes"
+
+
+def test_validate_refuses_a_report_file_that_is_a_directory_before_any_case_runs(tmp_path, capsys):
+    (tmp_path / "rep" / "report.md").mkdir(parents=True)
+    (tmp_path / "rep" / ".meanfield").write_text("validate\n")
+    assert main(["validate", "--quick", "--case", "mass", "-o", str(tmp_path / "rep")]) == 2
+    captured = capsys.readouterr()
+    assert "is a directory" in captured.err and "PASS" not in captured.out
+
+
+@pytest.mark.parametrize("out, pattern", [("", "non-empty"), (" ", "non-empty"), ("a\nb", "control"),
+                                          ("notes", "did not write"), ("file", "not a directory")])
+def test_validate_refuses_odd_or_foreign_report_directories(tmp_path, capsys, out, pattern):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("x")
+    (tmp_path / "file").write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["validate", "--quick", "--case", "mass", "-o", out]) == 2
+    assert pattern in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_validate_list_with_an_unknown_case_is_one_line(capsys):
+    assert main(["validate", "--list", "--case", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--case: got 'nosuch'" in err[0]
+
+
+@pytest.mark.parametrize("out", ["", "a\nb", " "])
+def test_example_refuses_odd_directories(tmp_path, capsys, out):
+    assert main(["example", "linear", "-o", out]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _wait_for(predicate, timeout=120.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+CASES = ("linear-circle-all-modes", "synchronisation-blocked")
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_validate_workers_die_with_it(tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "validate", "--quick", "--case", *CASES, "-j", "2",
+                             "-o", str(tmp_path / "rep")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            process_group=0)
+    try:
+        workers = _wait_for(lambda: [c for c in _children(proc.pid)] if len(_children(proc.pid)) >= 2 else None)
+        os.kill(proc.pid, getattr(signal, sig))  # the main process only, not its group
+        proc.wait(timeout=60)
+        _wait_for(lambda: not any(_alive(w) for w in workers), timeout=30)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if _alive(proc.pid) else None
+
+
+def test_one_dead_worker_costs_no_case(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "validate", "--quick", "--case", *CASES, "-j", "2",
+                             "-o", str(tmp_path / "rep")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            process_group=0)
+    try:
+        workers = _wait_for(lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None)
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if _alive(proc.pid) else None
+    verdicts = {k: v["verdict"] for k, v in json.loads((tmp_path / "rep" / "results.json").read_text()).items()}
+    assert verdicts == {c: "pass" for c in CASES}, (verdicts, err)
+    assert proc.returncode == 0
