@@ -189,7 +189,8 @@ def test_checksums_follow_the_documented_recipe_and_catch_one_changed_value(hist
         for i, t in enumerate(f["time"][:]):
             h = hashlib.blake2b(np.float64(t).tobytes(), digest_size=8)
             for name in names:
-                h.update(np.ascontiguousarray(f[name][i]).tobytes())
+                row = np.ascontiguousarray(f[name][i])
+                h.update(f"{row.dtype.str}{row.shape}".encode() + row.tobytes())  # layout 5: type, shape, values
             assert int.from_bytes(h.digest(), "little") == int(f["row_checksum"][i])
     edited = tmp_path / "edited.h5"
     shutil.copy(history, edited)

@@ -120,7 +120,7 @@ def read_checkpoint(path: str | Path) -> dict:
                 raise ValueError("its checksum does not match: the file was changed after it was written")
         crash = probe(path) if head.startswith(b"\x89HDF") else None  # no digest: HDF5 may crash on damage
         if crash:
-            raise ValueError(f"the HDF5 library crashed reading it ({crash})")
+            raise ValueError(crash)
         with h5py.File(path, "r") as f:
             point = read_tree(f)
         for key in ("t", "dt", "steps", "next_output", "t0", "j", "count", "config_hash", "state"):

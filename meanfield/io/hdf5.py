@@ -3,6 +3,7 @@ damaged files cause, datasets preallocated so that writing a row changes no meta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from contextlib import contextmanager
@@ -43,21 +44,50 @@ def preallocated(group, name: str, shape: tuple, dtype, chunks: tuple, nan_fill:
     return group[name]
 
 
+#: The probe's deadline: this many seconds, plus one per PROBE_RATE bytes of the file.
+PROBE_SECONDS = 30.0
+PROBE_RATE = 50e6
+
+
 def probe(path) -> str | None:
     """Read everything in ``path`` in a forked child first: on some damaged files (a flipped byte in
-    an attribute's heap, say) the HDF5 library does not fail but crashes the process.  Returns how
-    the child died, or None (errors are left to the caller, who reads the file again to report them)."""
+    an attribute's heap, say) the HDF5 library does not fail but crashes the process, and on others it never
+    returns.  Returns how the child died or that it ran past its deadline (it is then killed), or None
+    (errors are left to the caller, who reads the file again to report them).  The child dies with its parent."""
+    import signal
+    import time
+
+    from ..processes import die_with_parent
+
     if not hasattr(os, "fork"):
         return None
+    deadline = PROBE_SECONDS + os.path.getsize(path) / PROBE_RATE
     pid = os.fork()
     if pid == 0:  # the child: read every attribute and dataset, report nothing but survival
         try:
+            die_with_parent()
             _touch_everything(path)
         finally:
             os._exit(0)  # also on errors: no Python or HDF5 clean-up in a forked child
-    _, status = os.waitpid(pid, 0)
+    end, pause = time.monotonic() + deadline, 1e-3
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > end:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return f"reading it did not finish in {deadline:.0f} s"
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
+    except BaseException:  # interrupted: the child goes too
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
     if os.WIFSIGNALED(status):
-        return f"signal {os.WTERMSIG(status)}"
+        return f"the HDF5 library crashed reading it (signal {os.WTERMSIG(status)})"
     return None
 
 

@@ -11,14 +11,39 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError
-from .layout import STATIC, written
+from .layout import LAYOUT_VERSION, STATIC, written
 
-def row_digest(t: float, values) -> int:
-    """The checksum of one snapshot: BLAKE2b (8 bytes) of its time and its rows' bytes."""
+def _native(value) -> np.ndarray:
+    """``value`` as a C-contiguous array in native byte order (the values, whatever order the file stored)."""
+    a = np.asarray(value)
+    return np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="), copy=False))
+
+
+def _update(h, value, version: int) -> None:
+    """Feed one array to a digest: from layout 5 its native type and shape too, so a changed datatype (a float
+    read as an integer of the same bytes) or shape changes the digest; its values always in native order, so a
+    flipped byte order does."""
+    a = _native(value)
+    if version >= 5:
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+
+
+def row_digest(t: float, values, version: int = LAYOUT_VERSION) -> int:
+    """The checksum of one snapshot: BLAKE2b (8 bytes) of its time and its rows (``version``: the file's layout;
+    from 5 each row's type and shape are hashed with its values)."""
     h = hashlib.blake2b(np.float64(t).tobytes(), digest_size=8)
     for value in values:
-        h.update(np.ascontiguousarray(value).tobytes())
+        _update(h, value, version)
     return int.from_bytes(h.digest(), "little")
+
+
+def layout_version(f) -> int:
+    """The layout version of an open history (1 if it does not say)."""
+    try:
+        return int(f.attrs.get("layout_version", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def tree_digest(group) -> str:
@@ -41,11 +66,14 @@ def tree_digest(group) -> str:
 
 
 def static_digest(f) -> str:
+    """BLAKE2b of the datasets written once (``STATIC``: the grid and the modes) and of the stored config."""
     h = hashlib.blake2b(digest_size=16)
+    version = layout_version(f)
     for name in STATIC:
         if name in f:
-            h.update(name.encode() + np.ascontiguousarray(f[name][()]).tobytes())
-    if int(f.attrs.get("layout_version", 1)) >= 4:  # the config as run (its text; readers trust it)
+            h.update(name.encode())
+            _update(h, f[name][()], version)
+    if version >= 4:  # the config as run (its text; readers trust it)
         h.update(b"config" + str(f.attrs.get("config", "")).encode("utf-8", "backslashreplace"))
     return h.hexdigest()
 
@@ -59,7 +87,7 @@ def reseal(path: str | Path) -> None:
         times = f["time"][:]
         names = json.loads(f.attrs["row_datasets"])
         for i in range(written(times)):
-            f["row_checksum"][i] = row_digest(times[i], [f[name][i] for name in names])
+            f["row_checksum"][i] = row_digest(times[i], [f[name][i] for name in names], layout_version(f))
         f.attrs["static_checksum"] = static_digest(f)
         if "resume" in f:
             f["resume"].attrs["checksum"] = tree_digest(f["resume"])
@@ -101,6 +129,8 @@ def history_problems(h: dict) -> list[str]:
             pos_ok = np.isnan(norm) | (np.abs(norm - 1) <= 1e-6)
         if not (mass_ok.all() and pos_ok.all()):
             out.append("cluster masses outside [0, 1] or positions off the unit sphere in /clusters")
+    if "positions" in h:
+        out += token_problems(h["positions"], h["token_weights"], h["time"])
     a = h["attrs"]
     try:
         stored = tomllib.loads(str(a["config"]))
@@ -122,6 +152,37 @@ def history_problems(h: dict) -> list[str]:
                 continue
             if not same:
                 out.append(f"attribute {name} = {have!r} disagrees with the stored config ({want!r})")
+    return out
+
+
+#: How far from 1 the norm of a stored token position may be (round-off of a normalised float64 vector).
+UNIT_TOL = 1e-12
+
+
+def token_problems(x, w, times) -> list[str]:
+    """What is wrong with stored tokens: on every row either a live token (finite position of unit norm, finite
+    weight > 0) or none (position NaN, weight 0 or NaN); the live weights of a snapshot sum to 1."""
+    out = []
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(x)
+        live, dead = finite.all(axis=-1), np.isnan(x).all(axis=-1)
+        wl = np.where(live, w, 1.0)
+        if np.any(~live & ~dead):
+            out.append("token positions partly NaN or infinite")
+        if np.any(live & ~(np.isfinite(wl) & (wl > 0))):
+            out.append("token weights not positive or not finite at live tokens")
+        if np.any(dead & ~(np.isnan(w) | (w == 0))):
+            out.append("token weights at rows without a token are not 0")
+        norm = np.sqrt(np.sum(np.where(live[..., None], x, 0.0) ** 2, axis=-1))
+        off = live & ~(np.abs(norm - 1) <= UNIT_TOL)
+        if np.any(off):
+            i = int(np.argmax(off.any(axis=-1)))
+            out.append(f"token positions are not unit vectors (|x| = {float(norm[off].flat[0]):.6g} at t = "
+                       f"{float(times[i]):.6g})")
+        has = live.any(axis=-1)
+        total = np.sum(np.where(live, w, 0.0), axis=-1)
+        if np.any(has & ~(np.abs(total - 1) <= 1e-12)):
+            out.append("the token weights of a snapshot do not sum to 1")
     return out
 
 

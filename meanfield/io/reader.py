@@ -18,7 +18,7 @@ from ..config import need, register
 from ..errors import ConfigError
 from .hdf5 import probe, short
 from .history import History
-from .integrity import history_problems, row_digest, static_digest
+from .integrity import history_problems, layout_version, row_digest, static_digest
 from .layout import MERGE_FIELDS, REQUIRED_ATTRS, written
 
 @contextmanager
@@ -37,7 +37,7 @@ def open_file(path: str | Path, key: str = "file"):
         raise ConfigError(f"{what} {str(path)!r} is not a regular file, allowed: an HDF5 history")
     crash = probe(path)
     if crash:
-        raise ConfigError(f"{what} {str(path)!r} is damaged: the HDF5 library crashed reading it ({crash})")
+        raise ConfigError(f"{what} {str(path)!r} is damaged: {crash}")
     try:
         # no HDF5 file lock: a history being written by a run stays readable (rows are only ever
         # filled in, data first and time last)
@@ -92,6 +92,10 @@ def _check_structure(f, path, key: str) -> None:
             bad(f"{getattr(ds, 'name', ds)} has {ds.shape[0] if ds.shape else 0} rows, /time {n}")
         if ds.dtype.kind not in "fciu":
             bad(f"{ds.name} has type {ds.dtype}, expected numbers")
+    if layout_version(f) < 5:  # older digests hash raw bytes: a flipped byte order would pass them
+        for ds in rows + [t, f["mode"]]:
+            if not ds.dtype.isnative:
+                bad(f"{ds.name} has type {ds.dtype.str}, expected native byte order")
     modes_axis = 2 if "position" in f and c.ndim >= 3 else 1  # causal density: (time, position, mode)
     if c.shape[modes_axis] != f["mode"].shape[0]:
         bad(f"/rho_hat has {c.shape[1]} modes, /mode {f['mode'].shape[0]}")
@@ -129,8 +133,9 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> His
         }
         if "row_checksum" in f:
             stored = f["row_checksum"][:n]
-            out["checksum_mismatch"] = [i for i in range(n) if row_digest(times[i], [rows[k][i] for k in names])
-                                        != int(stored[i])]
+            version = layout_version(f)
+            out["checksum_mismatch"] = [i for i in range(n) if row_digest(times[i], [rows[k][i] for k in names],
+                                                                          version) != int(stored[i])]
         if "static_checksum" in f.attrs and str(f.attrs["static_checksum"]) != static_digest(f):
             out["checksum_mismatch"].append("static")
         if "rho" in rows:
@@ -188,9 +193,9 @@ def read_snapshot(path: str | Path, time: float = math.nan) -> dict:
                               f"(between {times[0]:g} and {times[-1]:g}, e.g. {times[i]:g})")
     out = {"time": float(times[i]), "rho_hat": h["rho_hat"][i], "attrs": h["attrs"], "positions": None,
            "weights": None}
-    if "positions" in h:
+    if "positions" in h:  # checked by read_history: every row a live token or none (NaN), never repaired here
         x, w = h["positions"][i], h["token_weights"][i]
-        live = np.all(np.isfinite(x), axis=1) & np.isfinite(w) & (w > 0)
+        live = np.all(np.isfinite(x), axis=1)
         if live.any():
             out["positions"], out["weights"] = x[live], w[live]
     return out

@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from . import ownership
 from .checkpoint import write_tree
 from .hdf5 import preallocated, writing
-from .integrity import row_digest, static_digest, tree_digest
+from .integrity import layout_version, row_digest, static_digest, tree_digest
 from .layout import DIAGNOSTICS, INTEGER_DIAGNOSTICS, LAYOUT_VERSION, MERGE_FIELDS, describe, resizable, text
 from .reader import open_file
 from .repack import edit_copy
@@ -89,6 +89,7 @@ class HistoryWriter:
         self.rows = {name: self.f[name] for name in json.loads(self.f.attrs["row_datasets"])}
         self.fields = list(self.rows)  # the datasets a snapshot fills (the writer interface of io.history)
         self.checksum = self.f["row_checksum"] if "row_checksum" in self.f else None
+        self.version = layout_version(self.f)  # a resumed older file keeps its own digests
         self.merge_data = {k: self.f[f"merges/{k}"] for k in MERGE_FIELDS} if "merges" in self.f else {}
         self.count, self.merge_count = int(count), int(merge_count)
         self.last_time = float(self.time[self.count - 1]) if self.count else math.nan
@@ -190,7 +191,7 @@ class HistoryWriter:
             for ds, value in zip(self.rows.values(), values):
                 ds[i] = value
             if self.checksum is not None:
-                self.checksum[i] = row_digest(t, values)
+                self.checksum[i] = row_digest(t, values, self.version)
             self.f.flush()
             self.time[i] = t
             self.f.flush()
