@@ -42,6 +42,18 @@ def same_history(a, b):
                              "clusters/mass", "merges/time", "merges/row", "merges/weight") if k in f]
         for key in keys:
             assert np.array_equal(f[key][:], g[key][:], equal_nan=True), key
+        assert ("resume" in f) == ("resume" in g)
+        if "resume" in f:  # the stored final state too: every attribute (merges counted across resumes) and array
+            fa, ga = dict(f["resume"].attrs), dict(g["resume"].attrs)
+            assert fa.keys() == ga.keys()
+            for key in fa:
+                if key != "run_id":
+                    assert np.array_equal(np.asarray(fa[key]), np.asarray(ga[key])), f"resume@{key}"
+            names = []
+            f["resume"].visit(names.append)
+            for name in names:
+                if isinstance(f["resume"][name], h5py.Dataset):
+                    assert np.array_equal(f["resume"][name][()], g["resume"][name][()], equal_nan=True), name
 
 
 def kill(proc) -> None:

@@ -316,4 +316,4 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
                           f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
     ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
     return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
-                  len(sim.merge_log), f"{sim.stepper} ({sim.stepper_reason})")
+                  sim.merge_count, f"{sim.stepper} ({sim.stepper_reason})")

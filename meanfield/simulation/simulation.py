@@ -41,6 +41,7 @@ class Simulation:
         self.particles = cfg.model.method == "particles"
         self.geometry = geometry(cfg)
         self.merge_log, self.last_good = [], None
+        self.merge_base = 0  # merges before merge_log's first record (made by the process this run resumed)
         if c0 is None and tokens is None:
             c0, tokens = initial_state(cfg, self.geometry)
         self.model, self.stepper, self.stepper_reason = None, cfg.particles.integrator, "particles.integrator"
@@ -187,7 +188,7 @@ class Simulation:
     def resume_point(self) -> dict:
         """Everything a checkpoint needs to continue this run bit for bit (arrays are not copied:
         states are immutable)."""
-        point = {**self._phase.resume_point(), **self.clock.state(), "merges": len(self.merge_log)}
+        point = {**self._phase.resume_point(), **self.clock.state(), "merges": self.merge_count}
         point.setdefault("rng", None)
         point.setdefault("tail0", 0.0)
         point.setdefault("handoff", None)
@@ -220,7 +221,14 @@ class Simulation:
                                       int(point["n_rows"]), dt=float(point["dt"]))
         self._phase.restore(point)
         self.clock.load(point)
-        del self.merge_log[int(point.get("merges", len(self.merge_log))):]
+        merges = int(point.get("merges", self.merge_count))
+        del self.merge_log[max(0, merges - self.merge_base):]
+        self.merge_base = merges - len(self.merge_log)  # a resumed process counts on from the stored number
+
+    @property
+    def merge_count(self) -> int:
+        """Merged groups since the run began (across resumes)."""
+        return self.merge_base + len(self.merge_log)
 
     # --- stepping ----------------------------------------------------------------------------------------------
     def output_times(self) -> np.ndarray:
