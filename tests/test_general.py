@@ -340,3 +340,25 @@ def test_half_circle_mass_against_quadrature():
     rho = lambda t: float(g.evaluate(c, np.array([[math.cos(t), math.sin(t)]]))[0])
     exact = quad(rho, phi - math.pi / 2, phi + math.pi / 2, epsabs=1e-13)[0]
     assert abs(theory.half_circle_mass(c, [math.cos(phi), math.sin(phi)]) - exact) < 1e-12
+
+
+@pytest.mark.parametrize("stepper, bound", [("dop853", 1e-5), ("ark43", 1e-5), ("sbdf2", 1e-3)])
+def test_adaptive_steps_on_the_causal_density_follow_rtol(stepper, bound):
+    """The error norm knows the means (one per causal position): it measured the means of all positions but the
+    first as perturbation, so rtol 1e-6 controlled the error like rtol ~1e-3 (and dop853 took the same steps for
+    both tolerances).  Against an ETDRK4 reference at dt/4: the error at rtol 1e-6 is small, and 100x tighter
+    tolerance buys at least 10x less error."""
+    import meanfield
+
+    base = dict(model=dict(geometry="circle", beta=5.0), grid=dict(modes=32, positions=9),
+                attention=dict(causal=True), initial=dict(kind="random", amplitude=1e-4, seed=0),
+                output=dict(interval=4.0))
+    ref = meanfield.solve({**base, "time": dict(t_end=4.0, dt=0.0025, stepper="etdrk4")})["rho_hat"][-1]
+    pert = ref.copy()
+    pert[:, 0] = 0.0
+    err = {}
+    for rtol in (1e-4, 1e-6):
+        got = meanfield.solve({**base, "time": dict(t_end=4.0, dt=0.01, stepper=stepper, adaptive=True, rtol=rtol)})
+        err[rtol] = np.linalg.norm(got["rho_hat"][-1] - ref) / np.linalg.norm(pert)
+    assert err[1e-6] <= bound, err
+    assert err[1e-4] / err[1e-6] >= 10, err

@@ -3,6 +3,8 @@ read through io's verified reader), the token solvers, and how many threads each
 
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 import warnings
@@ -123,6 +125,17 @@ def growth_step_cap(cfg, model, scheme, stepper: str) -> float:
     return cap if tc.adaptive else math.inf
 
 
+def mean_entries(geometry) -> np.ndarray:
+    """The boolean mask of a density state's entries that are means (conserved, not perturbation): entry 0, or
+    entry 0 of every position of the causal density."""
+    mask = np.zeros(geometry.spectral_shape, dtype=bool)
+    if isinstance(geometry, Positions):
+        mask.reshape(geometry.count, -1)[:, 0] = True
+    else:
+        mask.flat[0] = True
+    return mask
+
+
 def density_phase(cfg, geometry, c0) -> tuple[DensityPhase, str, str, float]:
     """(the density phase, its scheme's name, why it was picked, the first step) of a spectral run."""
     tc = cfg.time
@@ -131,13 +144,15 @@ def density_phase(cfg, geometry, c0) -> tuple[DensityPhase, str, str, float]:
     scheme = make_scheme(stepper, model.L, model.nonlinear)
     cap = growth_step_cap(cfg, model, scheme, stepper)
     dt = min(tc.dt, cap) if tc.adaptive else tc.dt
+    means = mean_entries(geometry)
     if tc.adaptive and stepper in EMBEDDED_SCHEMES:
         controller = EmbeddedStep(dt, tc.rtol, tc.atol, min(tc.dt_min, cap), min(tc.dt_max, cap),
-                                  norm=perturbation_error, span=error_span(cfg),
+                                  norm=functools.partial(perturbation_error, means=means), span=error_span(cfg),
                                   hint="loosen time.rtol, raise grid.modes or add viscosity")
     elif tc.adaptive:
         controller = AdaptiveStep(dt, tc.rtol, tc.atol, tc.cfl, min(tc.dt_min, cap), min(tc.dt_max, cap),
-                                  spacing=geometry.spacing, max_speed=model.max_speed if tc.cfl > 0 else None)
+                                  spacing=geometry.spacing, max_speed=model.max_speed if tc.cfl > 0 else None,
+                                  means=means)
     else:
         controller = FixedStep(tc.dt)
     handoff = (lambda x, w, rows, n_rows, h: handoff_tokens(cfg, geometry, x, w, rows, n_rows, h)) \

@@ -38,11 +38,22 @@ def row_error(u: np.ndarray, e: np.ndarray, rtol: float, atol: float) -> float:
     return float(np.max(np.linalg.norm(e, axis=1) / scale)) if e.size else 0.0
 
 
-def perturbation_error(u: np.ndarray, e: np.ndarray, rtol: float, atol: float) -> float:
-    """|e|_2 / (atol + rtol |u - u_0|_2): a density's coefficients, the error measured against the
-    perturbation from the uniform state (entry 0, the mean, is conserved and excluded)."""
-    pert = np.linalg.norm(u.ravel()[1:])
-    return float(np.linalg.norm(e.ravel()[1:])) / (atol + rtol * pert)
+def perturbation(u: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
+    """``u`` with its means set to 0: the perturbation from the uniform state.  ``means``: a boolean mask of the
+    entries that are means (one per causal position); None: entry 0 alone."""
+    out = np.array(u, copy=True)
+    if means is None:
+        out.flat[0] = 0.0
+    else:
+        out[means] = 0.0
+    return out
+
+
+def perturbation_error(u: np.ndarray, e: np.ndarray, rtol: float, atol: float, means=None) -> float:
+    """|e|_2 / (atol + rtol |u - means|_2): a density's coefficients, the error measured against the
+    perturbation from the uniform state (the means, conserved, are excluded: ``means`` masks them, one per
+    causal position; None: entry 0)."""
+    return float(np.linalg.norm(perturbation(e, means))) / (atol + rtol * np.linalg.norm(perturbation(u, means)))
 
 
 class EmbeddedStep:
@@ -104,7 +115,9 @@ class AdaptiveStep:
     over (2^p - 1) estimates the local error of the two half steps, measured
     against the size of the perturbation from the mean (mode 0):
 
-        err = |u_half - u_full|_2 / (2^p - 1) / (atol + rtol |u - u_0|_2).
+        err = |u_half - u_full|_2 / (2^p - 1) / (atol + rtol |u - means|_2)
+
+    (``means``: the mask of the entries that are means, one per causal position; None: entry 0).
 
     The step is accepted when err <= 1 (the more accurate half-step result is kept)
     and h is rescaled by 0.9 err^{-1/(p+1)}, clipped to [0.2, 5] and to the CFL
@@ -115,8 +128,9 @@ class AdaptiveStep:
 
     def __init__(self, dt: float, rtol: float = 1e-6, atol: float = 1e-12, cfl: float = 0.5,
                  dt_min: float = 1e-12, dt_max: float = math.inf, spacing: float = 1.0,
-                 max_speed: Callable[[np.ndarray], float] | None = None):
+                 max_speed: Callable[[np.ndarray], float] | None = None, means: np.ndarray | None = None):
         self.dt = float(dt)
+        self.means = means  # the entries that are means (perturbation): one per causal position
         self.rtol, self.atol, self.cfl = rtol, atol, cfl
         self.dt_min, self.dt_max = dt_min, dt_max
         self.spacing = spacing
@@ -138,9 +152,7 @@ class AdaptiveStep:
             full = scheme.step(state, h)
             half = scheme.step(scheme.step(state, h / 2), h / 2)
             diff = half.u - full.u
-            pert = state.u.copy()
-            pert.flat[0] = 0.0
-            scale = self.atol + self.rtol * np.linalg.norm(pert)
+            scale = self.atol + self.rtol * np.linalg.norm(perturbation(state.u, self.means))
             err = np.linalg.norm(diff) / (2**p - 1) / scale
             if not np.isfinite(err):
                 err = math.inf
