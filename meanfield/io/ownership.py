@@ -206,7 +206,10 @@ def writer_of(path) -> int | None:
     """The pid of the live meanfield process that holds ``path``'s OutputLock (a run writing it),
     else None.  Reads the lock file's pid without taking the lock (that would make a run starting
     at the same instant fail)."""
-    lock = Path(path).with_name(f".{Path(path).name}.lock")
+    path = Path(path)
+    if not path.name:  # '.', '/': a directory, which no run writes
+        return None
+    lock = path.with_name(f".{path.name}.lock")
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:

@@ -68,10 +68,11 @@ class HistoryWriter:
         d = geometry.dim
         row_bytes = 8 * (int(np.prod(gshape)) * self.grid + 2 * int(np.prod(sshape)) + len(self.diagnostics) + 1
                          + (self.tokens[0] * (self.tokens[1] + 1) if self.tokens else 0) + self.clusters * (d + 1))
-        # the final state (/resume, about a row) and HDF5's own metadata come on top of the rows
-        check_room(self.path, row_bytes * (self.planned + 1) + 56 * self.merges + 2**16,
-                   f"{self.planned} snapshots of {row_bytes / 1e6:.3g} MB",
-                   "raise output.interval (or lower output.per_decade) or lower grid.modes")
+        # the final state (/resume, about a row) and HDF5's own metadata come on top of the rows; at the end the
+        # history is rewritten to a copy beside it (shrunk, compressed, with its final state): both on disk at once
+        need = row_bytes * (self.planned + 1) + 56 * self.merges + 2**16
+        check_room(self.path, need, f"{self.planned} snapshots of {row_bytes / 1e6:.3g} MB and the end-of-run "
+                   "copy", "raise output.interval (or lower output.per_decade) or lower grid.modes", disk=2 * need)
         partial = ownership.temporary(self.path)
         try:
             with writing(), h5py.File(partial, "w") as f:

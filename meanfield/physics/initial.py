@@ -91,6 +91,9 @@ def initial_tokens(cfg, geometry, snapshot: dict | None = None):
         return None
     keep = w > 0
     x, w = x[keep], w[keep]
+    # scaled first: a squared norm (or a sum of weights) may overflow or underflow where the vector does not
+    x = x / np.max(np.abs(x), axis=1, keepdims=True)
+    w = w / np.max(w)
     return x / np.linalg.norm(x, axis=1, keepdims=True), w / np.sum(w)
 
 

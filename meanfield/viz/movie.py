@@ -177,6 +177,20 @@ def _tokens(h, fig, idx):
     return update
 
 
+def _check_gif_memory(fig, frames: int) -> None:
+    """ConfigError if the GIF's frames, which the GIF writer keeps until the end (RGBA, 4 bytes a pixel), would
+    take more than half the available memory."""
+    from ..simulation.memory import available_memory
+
+    width, height = fig.get_size_inches() * fig.dpi
+    need = frames * 4 * width * height
+    free = available_memory()
+    if need > free / 2:
+        raise ConfigError(f"--frames: got {frames}, a GIF keeps every frame in memory: {need / 1e9:.3g} GB needed, "
+                          f"{free / 1e9:.3g} GB available; allowed: at most {int(free / 2 / (4 * width * height))} "
+                          "frames here, or an .mp4 (streamed to disk)")
+
+
 def save_movie(h, path, fmt: str, frames: int = 150, fps: int = 15, progress: bool = False) -> int:
     """Write the movie of history ``h`` to ``path`` (format ``fmt``: gif | mp4); returns the number of frames."""
     from matplotlib.animation import FuncAnimation
@@ -198,6 +212,8 @@ def save_movie(h, path, fmt: str, frames: int = 150, fps: int = 15, progress: bo
             update, seq = _sphere(h, fig, idx, _uniform(h)), list(range(len(idx)))
         else:
             update, seq = _circle(h, fig, idx, _uniform(h)), list(idx)
+        if fmt == "gif":
+            _check_gif_memory(fig, len(seq))
         anim = FuncAnimation(fig, update, frames=seq, blit=False)
         bar = tqdm(total=len(seq), desc="frames", unit="frame", disable=not progress)
         anim.save(str(path), writer=_writer(fmt, fps), progress_callback=lambda i, n: bar.update(1))

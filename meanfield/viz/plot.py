@@ -361,7 +361,12 @@ def figure_formats() -> set[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return set(FigureCanvasAgg(Figure()).get_supported_filetypes())
+    formats = set(FigureCanvasAgg(Figure()).get_supported_filetypes())
+    import shutil
+
+    if not any(shutil.which(tex) for tex in ("xelatex", "lualatex", "pdflatex")):
+        formats.discard("pgf")  # matplotlib writes .pgf through a LaTeX installation
+    return formats
 
 
 def figure_path(path) -> tuple[Path, str]:
