@@ -24,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # noqa: D401 - argparse API
         """Print one line and exit 2 (argparse would print the usage too)."""
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"meanfield: error: {self.prog.removeprefix('meanfield').strip() or 'arguments'}: "
+                         f"{message}\n")
         sys.exit(2)
 
 

@@ -76,6 +76,11 @@ def measured_rates(history, tol: float = 1e-5) -> RatesTable:
     """Fit every mode's rate in its linear window (``diagnostics.measure_growth_rates``) of the history (a path or
     a History), beside its theoretical rate.  ConfigError for a particles run or fewer than 3 density
     snapshots (a hand-off run: its density snapshots only)."""
+    import math
+
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and 0 < tol <= 1):
+        raise ConfigError(f"--tol: got {tol!r}, allowed: a number in (0, 1] (the linear window: |N_k| <= tol "
+                          "|lambda_k c_k|)")
     name = str(history) if isinstance(history, (str, Path)) else str(getattr(history, "path", "history"))
     h = read_history(history) if isinstance(history, (str, Path)) else history
     if h["attrs"].get("method") == "particles":

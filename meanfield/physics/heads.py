@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..config import MAX_BETA
 from ..errors import ConfigError
 
 
@@ -30,13 +31,22 @@ def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name:
             out.append(np.eye(d))
         elif isinstance(s, str) and s == "random":
             out.append(rng.standard_normal((d, d)) / math.sqrt(d))
-        elif _is_matrix(s) and np.asarray(s, dtype=float).shape == (d, d) and np.all(np.isfinite(np.asarray(s, float))):
-            out.append(np.asarray(s, dtype=float))
+        elif _is_matrix(s) and _as_matrix(s) is not None and _as_matrix(s).shape == (d, d):
+            out.append(_as_matrix(s))
         else:
             shown = spec if s is None else s
             raise ConfigError(f"{where}: got {_short(shown)}, allowed: 'identity' | 'random' | a finite {d} x {d} "
                               "matrix (list of rows)" + (f", or a list of {heads} of those" if heads > 1 else ""))
     return out
+
+
+def _as_matrix(s) -> np.ndarray | None:
+    """The float matrix of a list of rows, or None if an entry is not finite (or an integer beyond float range)."""
+    try:
+        a = np.asarray(s, dtype=float)
+    except (OverflowError, ValueError):
+        return None
+    return a if np.all(np.isfinite(a)) else None
 
 
 def _short(v) -> str:
@@ -78,4 +88,13 @@ def attention_heads(cfg, dim: int) -> list[tuple[np.ndarray, np.ndarray, np.ndar
     a = cfg.attention
     rng = np.random.default_rng(a.seed)
     mats = [attention_matrices(getattr(a, name), dim, a.heads, rng, name) for name in ("Q", "K", "V")]
+    for h, (Q, K, _) in enumerate(zip(*mats[:2], mats[2])):
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = float(np.max(np.abs(Q.T @ K)))  # beta times the inverse temperature's matrix: its scale
+        tokens = cfg.model.method == "particles"  # tokens take any finite scale (a hard-max); a density's kernel
+        if not (math.isfinite(size * cfg.model.beta) and (tokens or size * cfg.model.beta <= MAX_BETA)):
+            raise ConfigError(f"attention.Q, attention.K{f' (head {h})' if a.heads > 1 else ''}: beta * Q^T K has "
+                              f"entries up to {size * cfg.model.beta:.3g}, allowed: finite" + ("" if tokens else
+                              f" and at most {MAX_BETA:g}") + " (the attention's inverse temperature; scale Q or K "
+                              "down)")
     return list(zip(*mats))
