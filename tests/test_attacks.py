@@ -25,12 +25,15 @@ DEFAULT = {"numerics/usa-beta30-sbdf2-dt0.01", "numerics/usa-beta100-sbdf1-dt0.0
            "kill/sigkill-at-step-2-of-resume", "concurrent/two-runs-while-running", "dimension/zonal-d1000",
            "corrupt/flip-info", "corrupt/missing-rates", "corrupt/dtype-plot", "corrupt/hole-info",
            "corrupt/decreasing-rates", "corrupt/nan_rows-initial", "integrity/one-bit-in-data-rates",
-           "integrity/one-bit-in-checkpoint", "disk/file-size-limit-200000"}
+           "integrity/one-bit-in-checkpoint", "disk/file-size-limit-200000", "disk/file-size-limit-mid-run",
+           "initfile/tokens-nan-initial", "initfile/tokens-off-sphere-info", "integrity/byte-order-flip-info",
+           "disk/full-disk-plot", "disk/end-of-run-copy-does-not-fit", "sweep/table-foreign-run-id",
+           "sweep/refused-huge-product", "processes/validate-SIGKILL-leaves-no-worker"}
 
 
 def _param(c):
     cid = f"{c[0]}/{c[1]}"
-    marks = [] if c[0] in ("clobber", "oneline") or cid in DEFAULT else [pytest.mark.slow]
+    marks = [] if c[0] in ("clobber", "oneline", "owner") or cid in DEFAULT else [pytest.mark.slow]
     return pytest.param(c[2], id=cid, marks=marks)
 
 

@@ -73,7 +73,15 @@ def static_digest(f) -> str:
         if name in f:
             h.update(name.encode())
             _update(h, f[name][()], version)
-    if version >= 4:  # the config as run (its text; readers trust it)
+    if version >= 5:  # every root attribute (readers rebuild the run from them): name, type, shape, value
+        for key in sorted(k for k in f.attrs if k != "static_checksum"):
+            value = f.attrs[key]
+            h.update(key.encode())
+            if isinstance(value, (str, bytes)):
+                h.update(b"str" + (value.encode("utf-8", "backslashreplace") if isinstance(value, str) else value))
+            else:
+                _update(h, np.asarray(value), version)
+    elif version >= 4:  # the config as run (its text; readers trust it)
         h.update(b"config" + str(f.attrs.get("config", "")).encode("utf-8", "backslashreplace"))
     return h.hexdigest()
 

@@ -175,9 +175,14 @@ class OutputLock:
                 raise ConfigError(f"{self.key}: {str(self.lock_path)!r} exists and is not a meanfield lock file "
                                   "(a pid); remove or rename it")
             if same:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 self.fd = fd
+                try:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                except OSError as exc:  # a full or failing disk: nothing of ours may stay
+                    self.release()
+                    raise ConfigError(f"{self.key}: cannot write the lock file {str(self.lock_path)!r} "
+                                      f"({exc.strerror}); nothing was written") from None
                 return self
             os.close(fd)  # we locked a file its owner had just removed: try again
         raise ConfigError(f"{self.key}: could not lock {str(self.path)!r}")

@@ -235,6 +235,8 @@ class HistoryWriter:
                 group = f.create_group("resume")
                 write_tree(group, {**final[0], "config_hash": final[1]})
                 group.attrs["checksum"] = tree_digest(group)
+            if "static_checksum" in f.attrs:  # the root attributes just set are in it (layout 5)
+                f.attrs["static_checksum"] = static_digest(f)
 
         edit_copy(self.path, edit, rows=self.count, compress=self.compress)
 
