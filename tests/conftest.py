@@ -4,6 +4,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The fuzzers run the same examples on every machine and every run (a failure is reproducible and then pinned
+# with @example); `pytest --hypothesis-profile explore` draws new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Not ours to police: environments, caches, and what an editable install or a build writes.

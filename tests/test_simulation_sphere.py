@@ -64,7 +64,12 @@ def test_sphere_mass_and_usa_free_energy():
               concentrations=[3.0, 2.0, 4.0], weights=[0.5, 0.3, 0.2])
     sim, t, c = solve(**cfg("sphere", "usa", 3.0, 0.4, 48, 2.0, 0.002, 0.1, **vm))  # nu: clusters stay resolved
     g = sim.geometry
-    mass = np.array([g.integrate(g.to_grid(ci)) for ci in c])
+    # the unnormalised mass with quadrature weights of our own (Gauss-Legendre in cos(colatitude), uniform in
+    # longitude), not the geometry's
+    x, wx = np.polynomial.legendre.leggauss(g.colatitude.size)
+    assert np.allclose(np.sort(np.cos(g.colatitude)), x, atol=1e-14)
+    w = np.outer(wx[np.argsort(np.argsort(np.cos(g.colatitude)))], np.full(g.longitude.size, 2 * math.pi / g.longitude.size))
+    mass = np.array([np.sum(w * g.to_grid(ci)) for ci in c])
     assert np.max(np.abs(mass - 1)) < 1e-12
     F = np.array([sim.model.free_energy_scaled(ci) for ci in c])
     assert np.all(np.isfinite(F)) and F[-1] - F[0] > 1e-3 * abs(F[0])

@@ -176,8 +176,9 @@ def test_ark43_tables_satisfy_the_order_conditions():
 
 @pytest.mark.parametrize("name", ["ark43", "dopri5", "dop853"])
 def test_adaptive_global_error_tracks_rtol(name):
-    """With the error budgeted per unit time over the run, the error at t_end stays within a decade of
-    rtol (it was 10-100x above with per-step control)."""
+    """With the error budgeted per unit time over the run, the error at t_end is below rtol and within two
+    decades of it (measured 0.02-0.4 rtol: ark43, dopri5, dop853 at rtol 1e-5 and 1e-7); it was 10-100x above
+    rtol with per-step control."""
     from meanfield.simulation.runner import load_config
     from meanfield.simulation.simulation import Simulation
 
@@ -192,7 +193,7 @@ def test_adaptive_global_error_tracks_rtol(name):
             ref = reference(sim.model, sim.state.u, 6.0)
         sim.run([])
         err = np.linalg.norm((sim.state.u - ref)[1:]) / np.linalg.norm(ref[1:])
-        assert 0.01 * rtol < err < 10 * rtol, (rtol, err)
+        assert 0.01 * rtol < err < rtol, (rtol, err)
 
 
 def test_auto_stepper_picks_by_stiffness():
