@@ -37,10 +37,12 @@ from threadpoolctl import threadpool_limits
 TARGETS = {(512, 0.0): 1.0, (512, 1e-3): 5.0, (2048, 0.0): 1.0, (2048, 1e-3): 20.0}
 
 #: --quick fails when a measured ratio falls below these (about half of what is measured here)
-QUICK_BOUNDS = {"circle rhs K=512: scipy.fft version / ducc0": 1.4,
+#: Every ratio is against a maintained baseline run in the same process (scipy.fft, numpy/BLAS, our own direct
+#: path for the Funk-Hecke field), never against a copy of our own old code.
+QUICK_BOUNDS = {"circle rhs K=512: transform floor (scipy.fft pair) / rhs": 0.45,
                 # the direct path it is measured against became 2.6x faster (tiles): 48x -> 18x measured
                 "tokens n=5000: direct / funk_hecke": 8.0,
-                "general tokens n=5000: previous / tiled (1 thread)": 1.4,
+                "general tokens n=5000: BLAS baseline / tiled (1 thread)": 1.2,
                 "adaptive dop853 nu=0 K=512: rtol / error at rtol 1e-6 (>= 0.1: error within 10 rtol)": 0.1}
 
 
@@ -164,19 +166,10 @@ def circle_rhs(Ks):
         c = g.uniform() + 0.01 * g.random_perturbation(rng) * np.exp(-5 * g.k / K) / (2 * math.pi)
         m = AttentionModel(g, "sa", 25.0)
         M, n = g.npoints, max(5, 100_000 // K)
-
-        def old():  # the scipy.fft version (before ducc0): three irfft, one rfft, separate calls
-            psi = m.kernel * c
-            v = scipy.fft.irfft(1j * g.k * psi, n=M, norm="forward")
-            v /= scipy.fft.irfft(psi, n=M, norm="forward")
-            v *= scipy.fft.irfft(c, n=M, norm="forward")
-            return -(1j * g.k) * scipy.fft.rfft(v / 25.0, norm="forward")[: K + 1]
-
+        # the floor: one scipy.fft irfft + rfft pair on the same grid (the rhs needs at least that)
         pair = cpu(lambda: [scipy.fft.rfft(scipy.fft.irfft(c, n=M, norm="forward")) for _ in range(n)], 5)[0] / n
         new = cpu(lambda: [m.rhs(c) for _ in range(n)], 5)[0] / n
-        was = cpu(lambda: [old() for _ in range(n)], 5)[0] / n
-        assert np.max(np.abs(m.rhs(c) - old())) <= 1e-12 * np.max(np.abs(old()))
-        rows.append((K, pair * 1e6, new / pair, was / pair, was / new))
+        rows.append((K, pair * 1e6, new / pair))
     return rows
 
 
@@ -233,33 +226,24 @@ def tokens(ns_direct, ns_fast):
     return rows
 
 
-def previous_direct_field(model, x):
-    """The direct field before the tiled rewrite (the baseline): 64 MB row blocks, eight passes over
-    each (product, scale, row max, shift, exp, weights, row sums, product)."""
+def blas_baseline(model, x):
+    """The plain way to a direct field (the baseline, numpy and BLAS only): per head the n x n logits (one BLAS
+    product), their exponential and the weighted sum (one more product), in 2048-row blocks; none of the work
+    that makes it a field (stabilising shift, weights, normalisation, projection)."""
     n = model.n
-    block = max(1, int(64 * 2**20 // (8 * 3 * n)))
-    work = np.empty((min(block, n), n))
     out = np.zeros_like(x)
-    for Q, K, V, self_free in zip(model.Q, model.K, model.V, model._self_free):
+    for Q, K, V in zip(model.Q, model.K, model.V):
         q, k, v = x @ Q.T, x @ K.T, x @ V.T
-        for i0 in range(0, n, block):
-            i1 = min(n, i0 + block)
-            e = work[:i1 - i0]
-            np.matmul(q[i0:i1], k.T, out=e)
-            e *= model.beta
-            e -= e.max(axis=1, keepdims=True)
+        for i0 in range(0, n, 2048):
+            e = q[i0:i0 + 2048] @ k.T
             np.exp(e, out=e)
-            e *= model.w
-            norm = e.sum(axis=1, keepdims=True)
-            if self_free:
-                e[np.arange(i1 - i0), np.arange(i0, i1)] = 0.0
-            out[i0:i1] += (e @ v) / norm
-    return out - np.sum(out * x, axis=1, keepdims=True) * x
+            out[i0:i0 + 2048] += e @ v
+    return out
 
 
 def general_tokens(n):
-    """Random Q, K, V, two heads, SA, beta 5: (previous CPU s, CPU s on one thread, wall s on two
-    threads, max difference / max field)."""
+    """Random Q, K, V, two heads, SA, beta 5: (BLAS baseline CPU s, CPU s on one thread, wall s on two threads,
+    torch wall s or None)."""
     from meanfield.tokens import TokenModel
     from meanfield.physics.heads import attention_matrices
 
@@ -270,8 +254,9 @@ def general_tokens(n):
     w = np.full(n, 1.0 / n)
     one, two = TokenModel(w, 5.0, "sa", 3, *mats), TokenModel(w, 5.0, "sa", 3, *mats, threads=2)
     reps = 1 if n > 10000 else 3
-    before, old = cpu(lambda: previous_direct_field(one, x), reps)
-    now, new = cpu(lambda: one.velocity(x), reps)
+    with threadpool_limits(1):
+        floor = cpu(lambda: blas_baseline(one, x), reps)[0]
+        now = cpu(lambda: one.velocity(x), reps)[0]
     wall = min(_wall(lambda: two.velocity(x)) for _ in range(reps + 1))
     torch_wall = None
     try:
@@ -281,7 +266,7 @@ def general_tokens(n):
         torch_wall = min(_wall(lambda: tm.velocity(x)) for _ in range(reps + 1))
     except ImportError:
         pass
-    return before, now, wall, float(np.max(np.abs(new - old)) / np.max(np.abs(old))), torch_wall
+    return floor, now, wall, torch_wall
 
 
 PEAK = """
@@ -367,7 +352,9 @@ def main(argv=None) -> int:
                 want = TARGETS[(K, nu)]
                 ratio = sp[0] / mf[0]
                 row = f"| work-precision K = {K}, viscosity {nu:g}: scipy / meanfield at 1e-6 | >= {want:g} | {ratio:.2f} | "
-                if ratio >= want:
+                if not math.isfinite(sp[0]):  # no scipy method reached 1e-6 within its 30 s cap: nothing compared
+                    row += "not measured: every scipy method gave up (30 s CPU cap) before 1e-6 |"
+                elif ratio >= want:
                     row += "met |"
                 else:  # what a met target would take, in right-hand sides at the bare cost
                     per = counted.get(mf[1], bare)
@@ -397,10 +384,10 @@ def main(argv=None) -> int:
         lines += [""] + detail
         Ks = [512] if args.quick else [128, 512, 2048, 8192]
         rows = circle_rhs(Ks)
-        lines += ["## 2. Right-hand sides", "", "Circle (SA): cost in units of one scipy irfft + rfft pair on the same grid.", "",
-                  "| K | pair (us) | rhs (ducc0, batched) | rhs (scipy.fft, before) | speed-up |", "|---|---|---|---|---|"]
-        lines += [f"| {K} | {pair:.1f} | {a:.2f} | {b:.2f} | {s:.2f} |" for K, pair, a, b, s in rows]
-        checks["circle rhs K=512: scipy.fft version / ducc0"] = [s for K, *_, s in rows if K == 512][0]
+        lines += ["## 2. Right-hand sides", "", "Circle (SA): cost in units of one scipy irfft + rfft pair on the same grid "
+                  "(the transform floor).", "", "| K | pair (us) | rhs / pair |", "|---|---|---|"]
+        lines += [f"| {K} | {pair:.1f} | {a:.2f} |" for K, pair, a in rows]
+        checks["circle rhs K=512: transform floor (scipy.fft pair) / rhs"] = [1 / a for K, _, a in rows if K == 512][0]
         if not args.quick:
             srows = sphere_rhs([63, 127, 255, 511])
             lines += ["", "Sphere (SA): wall time, in units of one synthesis + analysis on the same grid.", "",
@@ -419,19 +406,15 @@ def main(argv=None) -> int:
                          f"{'' if d is None else f'{d / f:.0f}'} | {r.get('max_diff', ''):{'.1e' if 'max_diff' in r else ''}} |")
         five = [r for r in trows if r["n"] == 5000][0]
         checks["tokens n=5000: direct / funk_hecke"] = five["direct"] / five["funk_hecke"]
-        lines += ["", "Direct path, random Q, K, V, two heads, SA, beta 5, against the previous version (baseline, "
-                  "same process):", "", "| n | previous (CPU s) | tiled, 1 thread (CPU s) | speed-up | tiled, 2 threads "
-                  "(wall s) | speed-up | max difference / max field | torch CPU, 2 threads (wall s) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "Direct path, random Q, K, V, two heads, SA, beta 5, against the BLAS baseline (logits, exp, weighted "
+                  "sum with numpy/BLAS in 2048-row blocks, one thread, same process):", "", "| n | BLAS (CPU s) | tiled, "
+                  "1 thread (CPU s) | BLAS / tiled | tiled, 2 threads (wall s) | BLAS / 2 threads | torch CPU, 2 threads "
+                  "(wall s) |", "|---|---|---|---|---|---|---|"]
         for n in ([5000] if args.quick else [5000, 20000]):
-            b, c1, w2, diff, tw = general_tokens(n)
-            lines.append(f"| {n} | {b:.3f} | {c1:.3f} | {b / c1:.2f} | {w2:.3f} | {b / w2:.2f} | {diff:.1e} | "
+            b, c1, w2, tw = general_tokens(n)
+            lines.append(f"| {n} | {b:.3f} | {c1:.3f} | {b / c1:.2f} | {w2:.3f} | {b / w2:.2f} | "
                          f"{'not installed' if tw is None else f'{tw:.3f}'} |")
-            checks[f"general tokens n={n}: previous / tiled (1 thread)"] = b / c1
-            if n == 20000:
-                targets.append(f"| general tokens (random Q, K, V, 2 heads) n = 20000: previous / now per field | >= 2 | "
-                               f"{b / c1:.2f} (1 thread), {b / w2:.2f} (2 threads, wall) | "
-                               f"{'met' if b / c1 >= 2 else 'missed'} |")
+            checks[f"general tokens n={n}: BLAS baseline / tiled (1 thread)"] = b / c1
         if not args.quick:
             worst = max(r["max_diff"] for r in trows if "max_diff" in r)
             targets.append(f"| tokens Q = K = V = I: Funk-Hecke field against the direct sum | <= 1e-10 | {worst:.1e} | "

@@ -105,7 +105,7 @@ def test_run_and_open_history_with_units_and_coordinates(tmp_path):
                            tmp_path / "s.h5", progress=False).dataset
     assert {"degree", "order"} <= set(sphere.coords) and sphere.degree.dims == ("mode",)
     assert sphere.rho.attrs["units"] == "sr-1"
-    xr = pytest.importorskip("xarray")
+    import xarray as xr
     tree = xr.open_datatree(tmp_path / "s.h5", engine="h5netcdf", phony_dims="sort")
     assert np.array_equal(tree["diagnostics"].to_dataset().time, sphere.time)  # inherited from the root
 

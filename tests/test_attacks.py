@@ -4,7 +4,6 @@ answer).  Every category is a gate.  The kill-at-every-write sweep and the longe
 -m slow."""
 
 import math
-import os
 import re
 import sys
 from pathlib import Path

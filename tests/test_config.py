@@ -203,3 +203,19 @@ def test_fuzz_config_values(changes, particles):
     assert math.isfinite(cfg.model.beta) and cfg.grid.modes >= 1 and cfg.time.dt > 0
     if cfg.model.method == "particles":
         assert cfg.particles.n >= 1 and cfg.particles.dim >= 2
+
+
+def test_backend_errors_name_the_key(monkeypatch):
+    """The torch backend's config errors, checked without torch (test_torch.py is skipped where it is missing)."""
+    import sys
+
+    base = {"model": {"method": "particles", "geometry": "sphere"}, "particles": {"n": 10}}
+    with pytest.raises(ConfigError, match=r"^particles\.backend: got 'jax', allowed: 'numpy' \| 'torch'"):
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "jax"}})
+    with pytest.raises(ConfigError, match=r"^particles\.device: got 'cuda', allowed: 'cpu' with particles\.backend"):
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "device": "cuda"}})
+    with pytest.raises(ConfigError, match=r"^particles\.backend: got 'torch', allowed: 'numpy' with particles\.field"):
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch", "field": "funk_hecke"}})
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"^particles\.backend: got 'torch', but torch is not installed"):
+        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch"}})

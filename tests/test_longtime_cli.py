@@ -66,7 +66,7 @@ def test_long_run_file_info_and_plots(long_run):
         assert mf("plot", out, "--kind", kind, "-o", d / f"{kind}.png").returncode == 0
     rates = mf("rates", out)
     assert rates.returncode == 0 and "modes measured" in rates.stdout  # the density snapshots before the hand-off
-    xr = pytest.importorskip("xarray")
+    import xarray as xr
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert ds["positions"].dims == ("time", "token", "component")
         assert ds["token_weights"].dims == ("time", "token")

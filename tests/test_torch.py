@@ -1,8 +1,6 @@
 """particles.backend = "torch": the direct token field on PyTorch against the numpy path (CPU here;
 the CUDA test runs where a GPU is present)."""
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -62,20 +60,11 @@ def test_torch_run_matches_numpy_run():
     assert np.max(np.abs(runs[0] - runs[1])) < 1e-12
 
 
-def test_backend_errors_name_the_key(monkeypatch):
+def test_backend_errors_with_torch_name_the_key():
     base = {"model": {"method": "particles", "geometry": "sphere"}, "particles": {"n": 10}}
-    with pytest.raises(ConfigError, match=r"^particles\.backend: got 'jax', allowed: 'numpy' \| 'torch'"):
-        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "jax"}})
-    with pytest.raises(ConfigError, match=r"^particles\.device: got 'cuda', allowed: 'cpu' with particles\.backend"):
-        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "device": "cuda"}})
-    with pytest.raises(ConfigError, match=r"^particles\.backend: got 'torch', allowed: 'numpy' with particles\.field"):
-        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch", "field": "funk_hecke"}})
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"^particles\.device: got 'cuda', but torch finds no CUDA device"):
             config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch", "device": "cuda"}})
-    monkeypatch.setitem(sys.modules, "torch", None)  # as if not installed
-    with pytest.raises(ConfigError, match=r"^particles\.backend: got 'torch', but torch is not installed"):
-        config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch"}})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
