@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import ConfigError
-from .layout import DENSITY_UNITS, DIAGNOSTICS, LONG_NAMES, MEASURE_UNITS, MERGE_FIELDS, text, written
+from .layout import DENSITY_UNITS, DIAGNOSTICS, LONG_NAMES, MEASURE_UNITS, MERGE_FIELDS, text
 
 #: Groups of the file and the prefix their variables get in the flat dataset.
 GROUPS = {"diagnostics": "", "clusters": "cluster_", "merges": "merge_", "grid": ""}
@@ -46,9 +45,7 @@ class History(dict):
         """The history as an ``xarray.Dataset`` (``meanfield.open_history`` describes its variables): of the file
         it was read from, or built from memory.  ``grid``: add ``rho`` from the coefficients when only those were
         stored."""
-        if self.path is not None:
-            return file_dataset(self.path, grid)
-        return _memory_dataset(self)
+        return _memory_dataset(self, grid)
 
 
 class MemoryWriter:
@@ -114,53 +111,71 @@ class MemoryWriter:
         return History(out)
 
 
-def _units(name: str, geometry: str) -> str:
-    if name in ("rho", "rho_hat"):
+def _units(path: str, geometry: str) -> str:
+    """The units of the dataset at ``path`` in a history (as ``layout.describe`` writes them)."""
+    if path in ("rho", "rho_hat"):
         return DENSITY_UNITS.get(geometry, "1")
-    if name in ("theta", "colatitude", "longitude", "merge_reach"):
+    if path in ("theta", "colatitude", "longitude", "merges/reach"):
         return "rad"
-    if name == "weights":
+    if path == "grid/weights":
         return MEASURE_UNITS.get(geometry, "1")
     return "1"
 
 
-def _memory_dataset(h: History):
-    """The xarray view of a History held in memory: the variables and dims of ``meanfield.open_history``."""
+def _memory_dataset(h: History, grid: bool = True):
+    """The xarray view of a History: the variables and dims of ``meanfield.open_history``, built from the arrays
+    the verified reader returned (or a run kept in memory), with each dataset's units and long_name as the file
+    stores them.  ``grid``: add ``rho`` from the coefficients when only those were stored."""
     import xarray as xr
 
     geometry = text(h["attrs"].get("geometry", ""))
+    stored = h.get("variable_attrs", {})
     grid_dims = [d for d in ("position", "theta", "colatitude", "longitude") if d in h]
-    coords = {"time": ("time", h["time"], {"long_name": "simulation time"})}
+
+    def meta(path, long_name):
+        return {"units": _units(path, geometry), "long_name": long_name, **stored.get(path, {})}
+
+    coords = {"time": ("time", h["time"], meta("time", "simulation time"))}
     for d in grid_dims:
-        coords[d] = (d, h[d], {"units": _units(d, geometry), "long_name": LONG_NAMES.get(d, d)})
+        coords[d] = (d, h[d], meta(d, LONG_NAMES.get(d, d)))
+    for name, values in h.get("scales", {}).items():
+        coords[name] = (name, values, meta(name, LONG_NAMES.get(name, name)))
     data = {}
 
-    def put(name, dims, values, long_name):
-        data[name] = (dims, values, {"units": _units(name, geometry), "long_name": long_name})
+    def put(name, path, dims, values, long_name):
+        data[name] = (dims, values, meta(path, long_name))
 
     if "rho" in h:
-        put("rho", ("time", *grid_dims), h["rho"], "density")
+        put("rho", "rho", ("time", *grid_dims), h["rho"], "density")
+    elif grid and grid_dims and "position" not in grid_dims and "modes" in h["attrs"] and h["rho_hat"].size:
+        data["rho"] = (("time", *grid_dims), grid_density(h), {"long_name": "density (from the coefficients)",
+                                                               "units": meta("rho_hat", "")["units"]})
     if "rho_hat" in h and h["rho_hat"].size:
         mode_dims = ("time", "position", "mode") if "position" in grid_dims else ("time", "mode")
-        coords["mode"] = ("mode", h["mode"], {"long_name": LONG_NAMES["mode"]})
-        put("rho_hat", mode_dims, h["rho_hat"], "spectral coefficients")
+        coords["mode"] = ("mode", h["mode"], meta("mode", LONG_NAMES["mode"]))
+        put("rho_hat", "rho_hat", mode_dims, h["rho_hat"], "spectral coefficients")
         for name in ("degree", "order"):
             if name in h:
-                coords[name] = ("mode", h[name], {"long_name": LONG_NAMES[name]})
+                coords[name] = ("mode", h[name], meta(name, LONG_NAMES[name]))
     if "weights" in h and grid_dims:
-        put("weights", tuple(grid_dims), h["weights"], LONG_NAMES["grid/weights"])
+        put("weights", "grid/weights", tuple(grid_dims), h["weights"], LONG_NAMES["grid/weights"])
     for name, values in h["diagnostics"].items():
-        put(name, ("time",), values, DIAGNOSTICS.get(name, name))
+        put(name, f"diagnostics/{name}", ("time",), values, DIAGNOSTICS.get(name, name))
     if "positions" in h:
-        put("positions", ("time", "token", "component"), h["positions"], "token positions")
-        put("token_weights", ("time", "token"), h["token_weights"], "token weights")
+        put("positions", "positions", ("time", "token", "component"), h["positions"], "token positions")
+        put("token_weights", "token_weights", ("time", "token"), h["token_weights"], "token weights")
     if "cluster_mass" in h:
-        put("cluster_position", ("time", "cluster", "component"), h["cluster_position"], "cluster positions")
-        put("cluster_mass", ("time", "cluster"), h["cluster_mass"], "cluster masses")
+        put("cluster_position", "clusters/position", ("time", "cluster", "component"), h["cluster_position"],
+            "cluster positions")
+        put("cluster_mass", "clusters/mass", ("time", "cluster"), h["cluster_mass"], "cluster masses")
     if "merges" in h:
         for key in MERGE_FIELDS:
             values = h["merges"][key]
-            put(f"merge_{key}", ("event", "part")[:values.ndim], values, LONG_NAMES[f"merges/{key}"])
+            dims = ("event", "part")[:values.ndim]
+            put(f"merge_{key}", f"merges/{key}", dims, values, LONG_NAMES[f"merges/{key}"])
+    for name in [n for n in coords if n in ("event", "part", "token", "cluster", "component")]:
+        if not any(name in (v[0] if isinstance(v[0], tuple) else (v[0],)) for v in data.values()):
+            del coords[name]  # a scale no variable kept (the merge records of a run without merges)
     return xr.Dataset(data, coords=coords, attrs={k: v for k, v in h["attrs"].items()})
 
 
@@ -226,42 +241,3 @@ def cluster_mergers(h: dict) -> list[dict]:
             time, pair = float(t[i + 1]), (math.nan, math.nan)
         out.append({"time": time, "masses": pair, "clusters_before": int(count[i]), "clusters_after": int(count[i + 1])})
     return out
-
-
-def file_dataset(path, grid: bool = True):
-    """Open the history ``path`` as an xarray.Dataset, read into memory (the file is closed again).
-
-    Root datasets keep their names (``rho``, ``rho_hat``, ``positions``, ``token_weights``); the
-    diagnostics join them on the ``time`` coordinate (``ds.energy``, ``ds.mass``, ...); clusters
-    become ``cluster_position`` / ``cluster_mass``, merge records ``merge_*`` on an ``event`` axis,
-    the quadrature weights ``weights``.  On the sphere ``degree`` and ``order`` are coordinates of
-    the ``mode`` axis.  Only the snapshots written are kept (a run still writing, or killed, has
-    NaN times after them).  ``grid``: add ``rho`` from the coefficients when the run stored none
-    (output.grid = false).  The root attributes (the config as run, versions) are ``ds.attrs``.
-
-    Raises ConfigError (one line) if the file is not a readable meanfield history.
-    """
-    import xarray as xr
-
-    try:
-        # no HDF5 file lock: a history a run is writing stays readable (rows are filled data first, time last)
-        tree = xr.open_datatree(Path(path), engine="h5netcdf", phony_dims="sort", driver_kwds={"locking": False})
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"file {str(path)!r} cannot be opened by xarray ({' '.join(str(exc).split())[:160]})") from None
-    with tree:
-        ds = tree.to_dataset(inherit=True).drop_vars("row_checksum", errors="ignore").load()
-        for group, prefix in GROUPS.items():
-            if group in tree.children:
-                part = tree[group].to_dataset(inherit=False).load()
-                ds = ds.merge(part.rename({k: prefix + k for k in part.data_vars}), compat="override",
-                              combine_attrs="override")
-    ds = ds.isel(time=slice(0, written(ds.time.values)))
-    if "merge_time" in ds:
-        done = np.isfinite(ds.merge_time.values)
-        ds = ds.isel(event=np.flatnonzero(done))
-    if grid and "rho" not in ds and "rho_hat" in ds:
-        h = {"attrs": dict(ds.attrs), "rho_hat": ds.rho_hat.values}
-        dims = ("time", *[d for d in ("theta", "colatitude", "longitude") if d in ds.dims])
-        ds["rho"] = (dims, grid_density(h), {"long_name": "density (from the coefficients)",
-                                                "units": ds.rho_hat.attrs.get("units", "1")})
-    return ds

@@ -155,12 +155,23 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> His
         for name in ("degree", "order"):
             if name in f:
                 out[name] = f[name][:]
+        # what the xarray view shows besides the data: each dataset's units and long_name, the index scales
+        names = []
+        f.visit(names.append)
+        out["variable_attrs"] = {n: {k: _attr_text(f[n].attrs[k]) for k in ("units", "long_name") if k in f[n].attrs}
+                                 for n in names if isinstance(f[n], h5py.Dataset)}
+        out["scales"] = {n: f[n][:] for n in ("cluster", "component", "token", "event", "part")
+                         if n in f and isinstance(f[n], h5py.Dataset) and f[n].ndim == 1}
     if check:
         problems = history_problems(out)
         if problems:
             raise ConfigError(f"{_naming(key)} {str(path)!r} is damaged: {problems[0]} (meanfield info lists every "
                               "check)")
     return History(out, path)
+
+
+def _attr_text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def read_attrs(path: str | Path) -> dict:
