@@ -295,3 +295,23 @@ def test_validate_reports_a_worker_that_died(tmp_path):
         del validate.CASES["dies"]
     assert outcomes["dies"].verdict == validate.ERROR and "died" in outcomes["dies"].body
     assert "## dies" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("raised, status, text", [("KeyboardInterrupt", 130, "interrupted"),
+                                                  ("Terminated", 143, "terminated (SIGTERM) during start-up")])
+def test_signals_during_start_up_are_one_line(monkeypatch, capsys, raised, status, text):
+    """The console script answers Ctrl-C and SIGTERM from its first line: while numpy is imported, or a run is set
+    up before its own handlers take over (they were a traceback and a silent death)."""
+    import signal
+
+    from meanfield import cli, console
+
+    def interrupted(argv=None):
+        assert signal.getsignal(signal.SIGTERM) is console._terminate  # installed before cli is imported
+        raise KeyboardInterrupt if raised == "KeyboardInterrupt" else console.Terminated
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    assert console.main(["info", "x.h5"]) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("meanfield: error: " + text)
+    assert signal.getsignal(signal.SIGTERM) is not console._terminate  # put back
