@@ -115,7 +115,10 @@ def _values(key: str, spec) -> list:
         num = spec["num"]
         if not isinstance(num, int) or isinstance(num, bool) or not 1 <= num <= 100_000:
             raise ConfigError(f"{where}.num: got {num!r}, allowed: an integer in [1, 100000]")
-        if spec.get("log", False):
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise ConfigError(f"{where}.log: got {log!r}, allowed: true or false")
+        if log:
             if not (start > 0 and stop > 0):
                 raise ConfigError(f"{where}: got start = {start!r}, stop = {stop!r} with log = true, allowed: both > 0")
             return [float(v) for v in np.geomspace(start, stop, num)]

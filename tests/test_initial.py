@@ -28,3 +28,31 @@ def test_same_seed_same_density_at_every_resolution(geometry, coarse, fine):
     shared = np.abs(ca) > 0
     assert shared.sum() > 10 and np.allclose(ca[shared], cb[shared], rtol=1e-13, atol=0)
     assert np.count_nonzero(cb) > np.count_nonzero(ca)  # the fine grid's extra modes are perturbed too
+
+
+def test_a_relative_initial_path_resumes_from_any_directory(tmp_path, monkeypatch):
+    """A config with initial.path relative to it, run from its own directory, resumes from the parent: the config
+    as run names the file by its absolute path (the relative text gave another config hash there)."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    work.mkdir()
+    src = work / "src.h5"
+    base = ('[model]\ngeometry = "circle"\nbeta = 4.0\nviscosity = 0.05\n[grid]\nmodes = 16\n[initial]\n{init}\n'
+            '[time]\nt_end = {t}\ndt = 0.01\n[output]\ninterval = 0.1\n')
+    (work / "s.toml").write_text(base.format(init='kind = "random"\namplitude = 1e-3', t=0.2))
+    cli = [sys.executable, "-m", "meanfield.cli"]
+    run = lambda *a, cwd: subprocess.run([*cli, *a, "--quiet"], cwd=cwd, capture_output=True, text=True,  # noqa: E731
+                                         process_group=0, timeout=300)
+    assert run("run", "s.toml", "-o", "src.h5", cwd=work).returncode == 0
+    (work / "c.toml").write_text(base.format(init='kind = "file"\npath = "src.h5"', t=0.4))
+    assert run("run", "c.toml", "-o", "run.h5", cwd=work).returncode == 0
+    (work / "c.toml").write_text(base.format(init='kind = "file"\npath = "src.h5"', t=0.6))  # extend it
+    r = run("run", "work/c.toml", "--resume", "work/run.h5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from meanfield import config, io
+
+    h = io.read_history(work / "run.h5")
+    assert h["time"][-1] == pytest.approx(0.6)
+    assert config.loads(str(h["attrs"]["config"])).initial.path == str(src)

@@ -355,3 +355,9 @@ def test_a_bad_scheduler_is_one_line(tmp_path, capsys, address, pattern):
     assert main(["sweep", path, "--scheduler", address, "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert pattern in err[-1] and err[-1].startswith("meanfield: error: --scheduler")
+
+
+def test_log_must_be_a_boolean(tmp_path):
+    path = _write(tmp_path, '"model.beta" = {start = 1.0, stop = 4.0, num = 3, log = "yes"}')
+    with pytest.raises(ConfigError, match=r"log: got 'yes', allowed: true or false"):
+        load_sweep(path)

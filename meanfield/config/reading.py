@@ -161,9 +161,12 @@ def _build(raw: dict, base_dir: Path | None) -> Config:
         sections[name] = cls(**kwargs)
     cfg = Config(**sections)
     if cfg.initial.kind == "file" and cfg.initial.path and base_dir is not None:
+        # stored absolute: the config as run (and its hash) names one file, from whatever directory it was run or
+        # resumed (a relative path is tried from the current directory, then from the config's)
         p = Path(cfg.initial.path)
-        if not p.is_absolute() and not p.exists() and (base_dir / p).exists():
-            cfg = dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, path=str(base_dir / p)))
+        if not p.is_absolute():
+            p = p if p.exists() or not (base_dir / p).exists() else base_dir / p
+            cfg = dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, path=os.path.abspath(p)))
     validate(cfg)
     return cfg
 
