@@ -14,6 +14,7 @@ history (/resume), so ``resume=True`` with a larger ``time.t_end`` extends it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import stat
@@ -311,9 +312,11 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
         # from the writer, not the file: HDF5 refuses to reopen a file it failed to close
         held = writer.count
         last = f"t <= {writer.last_time:.6g}" if held else "none"
-        resumable = f"resume from {ckpt_path} with --resume" if ckpt_path.is_file() else "no checkpoint was written"
+        room = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # only then is room what is missing
+        resumable = (f"resume from {ckpt_path} with --resume" + (" once there is room" if room else "")
+                     if ckpt_path.is_file() else "no checkpoint was written")
         raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or _first_line(exc)}); the history "
-                          f"keeps {held} snapshots ({last}); {resumable} once there is room") from None
+                          f"keeps {held} snapshots ({last}); {resumable}") from None
     ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
     return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
                   sim.merge_count, f"{sim.stepper} ({sim.stepper_reason})")
