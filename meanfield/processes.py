@@ -38,17 +38,36 @@ def check_address(address: str, key: str = "--scheduler") -> None:
 
 
 @contextlib.contextmanager
-def dask_client(address: str, key: str = "--scheduler", timeout: str = "30s"):
+def dask_client(address: str, key: str = "--scheduler", timeout: float = 10.0):
     """A ``dask.distributed.Client`` of the scheduler at ``address``; a malformed address, one nobody answers at
-    or something that is not a Dask scheduler is a ConfigError naming ``key`` (one line)."""
+    within ``timeout`` seconds, or something that is not a Dask scheduler (a web server that never replies) is a
+    ConfigError naming ``key`` (one line).  The connection is made in a thread with a deadline: Dask's own
+    timeout does not cover a peer that accepts and then stays silent."""
+    import threading
+
     from dask.distributed import Client
 
     check_address(address, key)
-    try:
-        client = Client(address, timeout=timeout)
-    except (OSError, TimeoutError, ValueError, TypeError, MemoryError) as exc:
+    got: dict = {}
+
+    def connect():
+        try:
+            got["client"] = Client(address, timeout=f"{timeout}s")
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            got["error"] = exc
+
+    worker = threading.Thread(target=connect, name="meanfield-dask-connect", daemon=True)
+    worker.start()
+    worker.join(2 * timeout + 5)
+    advice = "start one (dask scheduler) or leave --scheduler out for a local cluster"
+    if worker.is_alive():
+        raise ConfigError(f"{key}: {address!r} did not answer as a Dask scheduler within {2 * timeout + 5:.0f} s; "
+                          f"{advice}")
+    exc = got.get("error")
+    if exc is not None:
+        if not isinstance(exc, (OSError, TimeoutError, ValueError, TypeError, MemoryError)):
+            raise exc
         why = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise ConfigError(f"{key}: no Dask scheduler answered at {address!r} ({why}); start one "
-                          "(dask scheduler) or leave --scheduler out for a local cluster") from None
-    with client:
+        raise ConfigError(f"{key}: no Dask scheduler answered at {address!r} ({why}); {advice}")
+    with got["client"] as client:
         yield client

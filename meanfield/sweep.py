@@ -474,7 +474,6 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
         rows = {}
         if old is not None:
             rows = {r["run_id"]: r for r in old.to_dict("records")}
-        runs_dir.mkdir(exist_ok=True)
         todo = []
         for values, cfg, rid in planned:
             path = runs_dir / f"{rid[:16]}.h5"
@@ -485,11 +484,14 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
                          "path": str(path),
                          **values}
             todo.append((rid, cfg, path))
-        _write_table(rows, keys, table, base_hash)
         if not todo:
+            if old is None or len(old) != len(rows):
+                _write_table(rows, keys, table, base_hash)
             return _read_table(table, base_hash)
         show = progress if progress is not None else os.isatty(2)
-        with _client(scheduler, workers) as client:
+        with _client(scheduler, workers) as client:  # a cluster first: a refused scheduler leaves nothing behind
+            runs_dir.mkdir(exist_ok=True)
+            _write_table(rows, keys, table, base_hash)
             futures = {client.submit(run_one, cfg.to_toml(), str(path), sweep.cluster_times, sweep.rates,
                                      key=f"meanfield-{rid[:16]}", pure=False): rid for rid, cfg, path in todo}
             bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not show)

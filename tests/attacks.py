@@ -1002,6 +1002,29 @@ def sweep_bad(d: Path, how: str) -> str | None:
     return _made(mf("sweep", sweep, *extra, "--workers", "1", "--quiet", timeout=120), d, before)
 
 
+def sweep_silent_scheduler(d: Path) -> str | None:
+    """--scheduler at a server that accepts and never answers (it hung for ever): one line within a minute."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    try:
+        sweep = _sweep_files(d)
+        before = snapshot(d)
+        try:
+            r = mf("sweep", sweep, "--scheduler", f"tcp://127.0.0.1:{server.getsockname()[1]}", "--quiet",
+                   timeout=60)
+        except subprocess.TimeoutExpired:
+            return "hangs"
+        return _made(r, d, before)
+    finally:
+        server.close()
+
+
 def sweep_other_history(d: Path) -> str | None:
     """A history of another config at one of the sweep's run paths: never replaced; its row says why."""
     sweep = _sweep_files(d)
@@ -1167,6 +1190,7 @@ def cases():
     for how in ("huge-range", "huge-product", "scheduler-garbage", "scheduler-empty", "output-empty"):
         yield "sweep", f"refused-{how}", lambda d, h=how: sweep_bad(d, h)
     yield "sweep", "history-of-another-config", sweep_other_history
+    yield "sweep", "scheduler-that-never-answers", sweep_silent_scheduler
     for sig in ("SIGTERM", "SIGKILL"):
         yield "processes", f"validate-{sig}-leaves-no-worker", lambda d, x=sig: validate_killed(d, x)
 
