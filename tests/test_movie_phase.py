@@ -38,6 +38,21 @@ def test_movie_is_a_gif_with_the_asked_frames(runs, tmp_path):
     assert main(["plot", path, "--movie", "-o", str(tmp_path / "m.avi")]) == 2
 
 
+def test_a_gif_that_would_not_fit_in_memory_is_refused_up_front(runs, tmp_path, monkeypatch, capsys):
+    """The GIF writer keeps every frame (RGBA) until the end: 1000 frames took 3.1 GB.  With 100 MB available,
+    12 frames of this figure (2.4 MB each) fit and the 33 snapshots do not: refused before a frame is drawn."""
+    from meanfield.simulation import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 100e6)
+    path = runs[1][0][2]
+    assert main(["plot", path, "--movie", "-o", str(tmp_path / "m.gif"), "--frames", "60"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("meanfield: error: --frames: the movie has 33 frames") \
+        and ".mp4" in err[0], err
+    assert not list(tmp_path.iterdir())
+    assert main(["plot", path, "--movie", "-o", str(tmp_path / "m.gif"), "--frames", "12"]) == 0
+
+
 def test_mp4_without_ffmpeg_is_one_line(runs, tmp_path, monkeypatch, capsys):
     from meanfield.viz import movie
 

@@ -186,7 +186,8 @@ def _check_gif_memory(fig, frames: int) -> None:
     need = frames * 4 * width * height
     free = available_memory()
     if need > free / 2:
-        raise ConfigError(f"--frames: got {frames}, a GIF keeps every frame in memory: {need / 1e9:.3g} GB needed, "
+        raise ConfigError(f"--frames: the movie has {frames} frames, and a GIF keeps every one in memory: "
+                          f"{need / 1e9:.3g} GB needed, "
                           f"{free / 1e9:.3g} GB available; allowed: at most {int(free / 2 / (4 * width * height))} "
                           "frames here, or an .mp4 (streamed to disk)")
 
