@@ -391,17 +391,31 @@ def _write_table(rows: dict, keys: list[str], path: Path, base_hash: str) -> Non
     """Rewrite the table whole (``ownership.write_whole`` under the sweep's lock), each row with its checksum and
     the base config's hash in the file's metadata."""
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     df = pd.DataFrame(list(rows.values()))
     first = [c for c in (*FIXED, *keys) if c in df.columns]
-    df = df[first + [c for c in df.columns if c not in first]]
-    df["row_checksum"] = _row_digests(df)
+    _seal(df[first + [c for c in df.columns if c not in first]], path, base_hash, locked=True)
+
+
+def _seal(df, path, base_hash: str, locked: bool, overwrite: bool = True) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = df.assign(row_checksum=_row_digests(df))
     arrow = pa.Table.from_pandas(df, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
                                            TABLE_KEY: json.dumps({"base_hash": base_hash}).encode()})
-    files.write_whole(path, (), True, lambda tmp: pq.write_table(arrow, tmp), "-o", locked=True)
+    files.write_whole(path, (), overwrite, lambda tmp: pq.write_table(arrow, tmp), "-o", locked=locked)
+
+
+def write_table(df, path, overwrite: bool = False) -> None:
+    """Write the pandas DataFrame ``df`` as a sweep table at ``path``: with the marker and a checksum per row, as
+    ``meanfield sweep`` writes them, so that ``read_table`` and ``meanfield plot TABLE --kind phase`` take it (a
+    table of runs made some other way: columns ``model.beta``, ``status``, ``path``...).  A sweep rerun refuses it
+    (its base config is not recorded)."""
+    if "run_id" not in df.columns:
+        df = df.assign(run_id=[f"row{i}" for i in range(len(df))])
+    _seal(df, path, "", locked=False, overwrite=overwrite)
 
 
 @contextlib.contextmanager
@@ -516,4 +530,5 @@ def describe(df) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
-__all__ = ["Sweep", "load_sweep", "plan", "run_sweep", "run_one", "summarise", "describe", "read_table"]
+__all__ = ["Sweep", "load_sweep", "plan", "run_sweep", "run_one", "summarise", "describe", "read_table",
+           "write_table"]

@@ -81,7 +81,10 @@ def test_phase_diagram_averages_the_runs_cluster_counts(runs, tmp_path):
         assert d["t_lin"][i] == pytest.approx(math.log(1e6) / theory.growth_rates(
             [theory.most_unstable_mode(beta)], beta)[0])
         assert d["k_star"][i] == theory.most_unstable_mode(beta)
-    df.to_parquet(tmp_path / "t.parquet")
+    from meanfield.sweep import read_table, write_table
+
+    write_table(df, tmp_path / "t.parquet")  # a table of runs made by hand, sealed as a sweep's
+    assert read_table(tmp_path / "t.parquet")["path"].tolist() == df["path"].tolist()
     assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "phase", "-o", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 10_000
     assert main(["plot", str(tmp_path / "t.parquet"), "--kind", "energy"]) == 2
@@ -123,8 +126,10 @@ def test_zonal_movie_and_a_table_whose_history_is_gone(runs, tmp_path, capsys):
     assert main(["plot", str(z), "--movie", "-o", str(tmp_path / "z.gif"), "--frames", "4"]) == 0
     with Image.open(tmp_path / "z.gif") as im:
         assert im.n_frames == 4
+    from meanfield.sweep import write_table
+
     df = pd.DataFrame([{"model.beta": 2.0, "status": "done", "path": str(tmp_path / "gone.h5")}])
-    df.to_parquet(tmp_path / "t.parquet")
+    write_table(df, tmp_path / "t.parquet")
     capsys.readouterr()
     assert main(["plot", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "p.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -36,12 +36,16 @@ TYPES = {"f8": bytes.fromhex("11203f000800000000004000340b0034ff030000"),
          "u8": bytes.fromhex("100000000800000000004000"), "i8": bytes.fromhex("100800000800000000004000")}
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    d = tmp_path_factory.mktemp("small")
-    (d / "c.toml").write_text(CFG)
+def _made(tmp_path_factory, name: str, text: str):
+    d = tmp_path_factory.mktemp(name)
+    (d / "c.toml").write_text(text)
     assert main(["run", str(d / "c.toml"), "-o", str(d / "c.h5"), "--quiet"]) == 0
     return d / "c.h5"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return _made(tmp_path_factory, "small", CFG)
 
 
 def _datatype_bits(data: bytes, which):
@@ -164,10 +168,7 @@ interval = 0.1
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tokens")
-    (d / "p.toml").write_text(TOKENS)
-    assert main(["run", str(d / "p.toml"), "-o", str(d / "p.h5"), "--quiet"]) == 0
-    return d / "p.h5"
+    return _made(tmp_path_factory, "tokens", TOKENS)
 
 
 def _edit(src, dst, fn):

@@ -23,7 +23,12 @@ def _update(h, value, version: int) -> None:
     """Feed one array to a digest: from layout 5 its native type and shape too, so a changed datatype (a float
     read as an integer of the same bytes) or shape changes the digest; its values always in native order, so a
     flipped byte order does."""
-    a = _native(value)
+    a = np.asarray(value)
+    if a.dtype.kind == "O":  # variable-length strings: their text, never the objects' addresses
+        h.update(repr([x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else x for x in a.ravel()])
+                 .encode())
+        return
+    a = _native(a)
     if version >= 5:
         h.update(f"{a.dtype.str}{a.shape}".encode())
     h.update(a.tobytes())

@@ -83,6 +83,16 @@ def check_name(path, key: str, member: bool = False) -> Path:
     return path
 
 
+def _lstat(path: Path, key: str):
+    """``os.lstat(path)``, None if nothing is there; ConfigError naming ``key`` if it cannot be looked at."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot inspect {str(path)!r} ({exc.strerror})") from None
+
+
 def _same_file(a: Path, b) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -100,12 +110,7 @@ def check_target(path, key: str, overwrite: bool = False, inputs=(), member: boo
     for what, other in inputs:
         if other and _same_file(path, other):
             raise ConfigError(f"{key}: {str(path)!r} is {what}, which this command reads; choose another path")
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot inspect {str(path)!r} ({exc.strerror})") from None
+    st = _lstat(path, key)
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}: directory {str(path.parent)!r} is not writable")
     if st is None:
@@ -351,12 +356,7 @@ def check_directory(path, key: str) -> Path:
     if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty directory path without control characters")
     path = Path(text)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot inspect {text!r} ({exc.strerror})") from None
+    st = _lstat(path, key)
     if st is not None and stat.S_ISLNK(st.st_mode):
         raise ConfigError(f"{key}: {text!r} is a symbolic link, allowed: a directory (made if missing); give the "
                           "path it points to")
@@ -369,19 +369,11 @@ def check_directory(path, key: str) -> Path:
 
 def claim_directory(path, key: str, command: str, legacy=()) -> Path:
     """Make or take the directory ``path`` for ``command``'s files: a new or empty directory, or one an earlier
-    ``command`` made (its marker file says so, or it holds every name in ``legacy``).  Refused (ConfigError): a link, a file, a directory holding
-    anything else, one marked by another command."""
-    path = check_directory(path, key)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{key}: {str(path)!r} exists and is not a directory, allowed: a directory "
-                          "(made if missing)")
+    ``command`` made (its marker file says so, or it holds every name in ``legacy``).  Refused (ConfigError): a
+    link, a file, a directory holding anything else, one marked by another command."""
+    path = check_directory(path, key)  # absent, or a directory (not a link)
+    st = _lstat(path, key)
     marker = path / MARKER
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{key}: {str(path)!r} exists and is not a directory")
     if st is None:
         try:
             path.mkdir()
