@@ -292,6 +292,7 @@ class TokenPhase:
             return p
         out = np.zeros((p.shape[0], self.geometry.dim))
         out[:, 0], out[:, -1] = p[:, 0], p[:, 1]
+        out[np.isnan(p).any(axis=1)] = np.nan  # a row without a token is NaN throughout, as in every other run
         return out
 
     def energy(self) -> float:
