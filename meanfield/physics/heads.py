@@ -90,7 +90,7 @@ def attention_heads(cfg, dim: int) -> list[tuple[np.ndarray, np.ndarray, np.ndar
     mats = [attention_matrices(getattr(a, name), dim, a.heads, rng, name) for name in ("Q", "K", "V")]
     for h, (Q, K, _) in enumerate(zip(*mats[:2], mats[2])):
         with np.errstate(over="ignore", invalid="ignore"):
-            size = float(np.max(np.abs(Q.T @ K)))  # beta times the inverse temperature's matrix: its scale
+            size = float(np.max(np.abs(Q.T @ K)))  # times beta: the scale of the logits <Q x, K y>
         tokens = cfg.model.method == "particles"  # tokens take any finite scale (a hard-max); a density's kernel
         if not (math.isfinite(size * cfg.model.beta) and (tokens or size * cfg.model.beta <= MAX_BETA)):
             raise ConfigError(f"attention.Q, attention.K{f' (head {h})' if a.heads > 1 else ''}: beta * Q^T K has "

@@ -4,7 +4,6 @@ read through io's verified reader), the token solvers, and how many threads each
 from __future__ import annotations
 
 import functools
-
 import math
 import os
 import warnings
