@@ -108,6 +108,7 @@ def reseal(path: str | Path) -> None:
 TIMES_NOT_INCREASING = "times do not increase"
 NON_FINITE = "non-finite values"
 CHECKSUMS = "checksums do not match"
+WEIGHTS_SUM = "the token weights of a snapshot do not sum to 1"
 
 
 def history_problems(h: dict) -> list[str]:
@@ -195,7 +196,7 @@ def token_problems(x, w, times) -> list[str]:
         has = live.any(axis=-1)
         total = np.sum(np.where(live, w, 0.0), axis=-1)
         if np.any(has & ~(np.abs(total - 1) <= 1e-12)):
-            out.append("the token weights of a snapshot do not sum to 1")
+            out.append(WEIGHTS_SUM)
     return out
 
 

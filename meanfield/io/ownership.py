@@ -44,6 +44,14 @@ def _name_max(directory: Path) -> int:
         return 255
 
 
+def _plain_text(path, key: str, kind: str) -> str:
+    """``path`` as text: ConfigError naming ``key`` if it is blank or holds control characters."""
+    text = os.fspath(path)
+    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty {kind} path without control characters")
+    return text
+
+
 def reserved(name: str) -> str | None:
     """What ``name`` is reserved for in a run's family (a checkpoint, a lock, a temporary), or None."""
     if name.endswith(".ckpt"):
@@ -59,9 +67,7 @@ def check_name(path, key: str, member: bool = False) -> Path:
     """A usable path: not empty, no control characters, its directory exists, its name (plus
     the temporary suffixes) fits the file system's NAME_MAX, and (unless ``member``: a run naming its own
     checkpoint) it is not a name reserved for a run's family."""
-    text = os.fspath(path)
-    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty file path without control characters")
+    text = _plain_text(path, key, "file")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8: the history stores its path in its config (UTF-8)
@@ -352,9 +358,7 @@ MARKER = ".meanfield"
 def check_directory(path, key: str) -> Path:
     """A usable directory path (existing or to be made in an existing parent): not empty, no control characters,
     not a symbolic link, not an existing file (ConfigError naming ``key``)."""
-    text = os.fspath(path)
-    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ConfigError(f"{key}: got {text!r}, allowed: a non-empty directory path without control characters")
+    text = _plain_text(path, key, "directory")
     path = Path(text)
     st = _lstat(path, key)
     if st is not None and stat.S_ISLNK(st.st_mode):

@@ -14,7 +14,7 @@ from .. import config
 from ..errors import ConfigError
 from .checkpoint import checkpoint_path, read_checkpoint
 from .history import History, cluster_mergers, grid_density
-from .integrity import CHECKSUMS, NON_FINITE, TIMES_NOT_INCREASING, config_hash, history_problems
+from .integrity import CHECKSUMS, NON_FINITE, TIMES_NOT_INCREASING, WEIGHTS_SUM, config_hash, history_problems
 from .ownership import writer_of
 from .reader import read_history
 
@@ -84,7 +84,7 @@ def _checks(r: Report) -> None:
     h, a = r.history, r.history["attrs"]
     t, d = h["time"], h["diagnostics"]
     checks = r.checks
-    own = (TIMES_NOT_INCREASING, NON_FINITE, CHECKSUMS)  # checked below, with their numbers
+    own = (TIMES_NOT_INCREASING, NON_FINITE, CHECKSUMS, WEIGHTS_SUM)  # checked below, with their numbers
     checks += [Check(problem, False) for problem in history_problems(h) if not problem.startswith(own)]
     if "static_checksum" in a:  # layout 3 on
         bad = [i for i in h["checksum_mismatch"] if i != "static"]
