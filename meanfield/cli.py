@@ -51,6 +51,8 @@ def cmd_run(args) -> int:
     if target is not None:  # an empty -o '' is a path to refuse, not "no -o"
         files.check_name(target, "--resume" if args.resume is not None else "-o")
     overrides = list(args.set) + ([f"output.path={_toml_str(target)}"] if target is not None else [])
+    if args.check_resolution is not None:
+        overrides.append(f"longtime.check_factor={args.check_resolution!r}")
     cfg = config.load(args.config, overrides)
     out = cfg.output.path
     resume_hint = f"meanfield run {args.config} --resume {out}" + "".join(f" --set {x}" for x in args.set)
@@ -74,7 +76,20 @@ def cmd_run(args) -> int:
                      f"{result.merges} merges")
         print(f"wrote {result.snapshots} snapshots (t = 0 .. {result.t:g}, {result.steps} steps of "
               f"{result.stepper}, {result.wall:.1f} s{extra}) to {out}", file=sys.stderr)
+        if cfg.longtime.check_factor:
+            _print_resolution(out)
     return 0
+
+
+def _print_resolution(out) -> None:
+    """The resolution check's summary, from the history's attributes."""
+    from .io import read_history
+
+    a = read_history(out, key="output.path")["attrs"]
+    print(f"resolution check at grid.modes = {int(a['resolution_modes'])}: merger times moved by <= "
+          f"{float(a['resolution_max_merger_time_error']):.2g} (relative, "
+          f"{len(a['resolution_merger_times'])} mergers), cluster masses by <= {float(a['resolution_mass_error']):.2g}, "
+          f"energies by <= {float(a['resolution_energy_error']):.2g}", file=sys.stderr)
 
 
 def _toml_str(s: str) -> str:
@@ -311,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     r.add_argument("--resume", metavar="OUT.h5",
                    help="continue a stopped or killed run from its checkpoint OUT.h5.ckpt (same config and --set)")
+    r.add_argument("--check-resolution", nargs="?", const=1.5, type=float, metavar="FACTOR",
+                   help="rerun at grid.modes x FACTOR (default 1.5) and store how far merger times, cluster masses "
+                        "and energies moved (sets longtime.check_factor; docs/longtime.md)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("theory", help="linear growth rates and the most unstable mode")

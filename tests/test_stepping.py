@@ -293,7 +293,7 @@ def test_a_simulation_reports_its_right_hand_sides_across_a_hand_off():
         "model": {"beta": 9.0}, "grid": {"modes": 24},
         "initial": {"kind": "von_mises", "centers": [0.5, 2.0, 4.0], "concentrations": [1.0, 2.0, 1.5]},
         "time": {"t_end": 2.0, "dt": 0.01, "stepper": "etdrk4"}, "output": {"interval": 0.5},
-        "longtime": {"handoff": "tokens"}}))
+        "longtime": {"handoff": "tokens", "departure": 0.0}}))
     sim.run([])
     assert sim.phase == "tokens" and sim.handoff is not None
     # ETDRK4's 4 per step until the hand-off, and for the step taken back there, then the tokens' dopri5

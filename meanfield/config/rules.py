@@ -260,6 +260,13 @@ def _longtime(cfg: Config) -> None:
     need(finite(lt.merge_tol) and 0 <= lt.merge_tol <= 0.1, "longtime.merge_tol", lt.merge_tol,
          "a number of radians in [0, 0.1] (0: tokens never merge)")
     need(finite(lt.tail_tol) and 0 < lt.tail_tol < 1, "longtime.tail_tol", lt.tail_tol, "a number in (0, 1)")
+    need(finite(lt.departure) and 0 <= lt.departure <= 1e3, "longtime.departure", lt.departure,
+         "a number in [0, 1000] (max |rho / rho_bar - 1| before the tail can hand off)")
+    need(finite(lt.check_factor) and (lt.check_factor == 0 or 1 < lt.check_factor <= 4), "longtime.check_factor",
+         lt.check_factor, "0 (no resolution check) or a number in (1, 4]")
+    need(finite(lt.check_tol) and 0 < lt.check_tol < 1, "longtime.check_tol", lt.check_tol, "a number in (0, 1)")
+    need(lt.check_factor == 0 or m.method == "spectral", "longtime.check_factor", lt.check_factor,
+         "0 with model.method = 'particles' (the check refines the grid of a spectral run)")
     need(1 <= lt.oversample <= 8, "longtime.oversample", lt.oversample, "an integer in [1, 8]")
     need(finite(lt.rtol) and 0 <= lt.rtol < 1, "longtime.rtol", lt.rtol, "a number in [0, 1)")
     need(finite(lt.atol) and lt.atol >= 0, "longtime.atol", lt.atol, "a finite number >= 0")

@@ -117,12 +117,15 @@ class LongtimeConfig:
 
     handoff: str = "none"  # "none" | "tokens"
     merge_tol: float = 1e-9  # radians; 0 = never merge
-    tail_tol: float = 1e-8  # hand off when the spectral tail exceeds this plus twice its initial value
+    tail_tol: float = 1e-8  # hand off when the spectral tail exceeds this plus twice its initial value ...
+    departure: float = 1.0  # ... once max |rho / rho_bar - 1| has reached this (the linear phase is over)
     oversample: int = 1  # hand-off nodes: the run's grid refined this many times per direction
     rtol: float = 1e-10  # error tolerance of the token phase (Dormand–Prince 5(4))
     atol: float = 1e-12
     cluster_radius: float = 0.0  # radians; 0 = min(0.2, pi / (4 l*))
     cluster_mass: float = 1e-3  # lighter clusters are not counted
+    check_factor: float = 0.0  # > 1: rerun with grid.modes times this and store the differences (0: no check)
+    check_tol: float = 0.01  # warn when merger times differ by more than this (relative) in that check
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from .integrity import CHECKSUMS, NON_FINITE, TIMES_NOT_INCREASING, config_hash,
 from .layout import DIAGNOSTICS, LAYOUT_VERSION, text
 from .reader import read_attrs, read_history, read_snapshot, snapshot_count
 from .report import Check, Report, check
-from .writer import HistoryWriter, check_room, reopen_history
+from .writer import HistoryWriter, add_attributes, check_room, reopen_history
 
 __all__ = ["CHECKSUMS", "Check", "DIAGNOSTICS", "History", "HistoryWriter", "LAYOUT_VERSION", "MemoryWriter",
            "NON_FINITE", "Report", "StoredState", "TIMES_NOT_INCREASING", "check", "check_room", "checkpoint_path",
            "cluster_mergers", "config_hash", "density_snapshots", "geometry_of", "grid_density", "history_problems",
            "open_history", "read_attrs", "read_checkpoint", "read_final_state", "read_history", "read_snapshot",
-           "reopen_history", "reseal", "row_digest", "snapshot_before", "snapshot_count", "text", "write_checkpoint"]
+           "add_attributes", "reopen_history", "reseal", "row_digest", "snapshot_before", "snapshot_count", "text", "write_checkpoint"]

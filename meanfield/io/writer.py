@@ -258,6 +258,18 @@ def check_room(path, need: int, what: str, advice: str, disk: int | None = None)
         raise ConfigError(f"output.path: {what}: {need / 1e6:.3g} MB needed, but this process may not write files "
                           f"larger than {limit / 1e6:.3g} MB (ulimit -f); {advice}, or raise the limit")
 
+def add_attributes(path: str | Path, attrs: dict) -> None:
+    """Store ``attrs`` as root attributes of the finished history ``path`` (resealed: the static checksum covers
+    them), on a copy that then replaces it: a kill leaves the old or the new file."""
+    def edit(f):
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        if "static_checksum" in f.attrs:
+            f.attrs["static_checksum"] = static_digest(f)
+
+    edit_copy(path, edit)
+
+
 def reopen_history(path: str | Path, planned: int, count: int, merge_count: int = 0,
                    attrs: dict | None = None) -> HistoryWriter:
     """Open an existing history to continue it after ``count`` regular snapshots: every row dataset

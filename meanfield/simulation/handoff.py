@@ -63,9 +63,3 @@ def density_to_tokens(geometry, c: np.ndarray, oversample: int = 1):
         "nodes": int(mass.size), "tokens": int(rows.size), "dropped": int(mass.size - rows.size),
         "negative_mass": negative, "renormalised_by": total}
 
-
-def resolution_bandwidth(geometry) -> float:
-    """The heat-kernel bandwidth b at which a token measure's smoothed density is resolved by the
-    grid: exp(-L (L + d - 2) b^2 / 2) = 1e-16 at the top degree L."""
-    L, d = geometry.modes, geometry.dim
-    return math.sqrt(2 * math.log(1e16) / (L * (L + d - 2)))

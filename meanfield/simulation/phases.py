@@ -95,7 +95,7 @@ class DensityPhase:
         self.state = self._before
         self._cache.clear()
         c = self.state.u
-        tail, ratio = self.resolution()
+        tail, ratio, _ = self.resolution()
         energy = self.model.energy_scaled(c)
         x, w, rows, info = density_to_tokens(self.geometry, c, self.cfg.longtime.oversample)
         tokens = self.handoff_to(x, w, rows, info["nodes"], sim.dt)
@@ -108,21 +108,29 @@ class DensityPhase:
         """The density's coefficients."""
         return self.state.u
 
-    def resolution(self) -> tuple[float, float]:
-        """(spectral tail, min rho / max rho on the grid), cached per state."""
+    def resolution(self) -> tuple[float, float, float]:
+        """(spectral tail, min rho / max rho, max |rho / rho_bar - 1|) on the grid, cached per state."""
         hit = self._cache.get("resolution")
         if hit is None or hit[0] is not self.state:
             c = self.state.u
             rho = self.geometry.to_grid(c)
             top = float(np.max(np.abs(rho)))
+            w = np.broadcast_to(self.geometry.weights, rho.shape)
+            mean = float(np.sum(w * rho) / np.sum(w))
             hit = self._cache["resolution"] = (self.state, (self.geometry.tail(c),
-                                                            float(np.min(rho)) / top if top > 0 else 0.0))
+                                                            float(np.min(rho)) / top if top > 0 else 0.0,
+                                                            float(np.max(np.abs(rho - mean))) / mean))
         return hit[1]
 
     def _unresolved(self) -> str | None:
-        """Why the density is no longer resolved ("tail" | "negative"), or None."""
-        tail, ratio = self.resolution()
-        if not math.isfinite(tail) or tail > self.cfg.longtime.tail_tol + 2 * self.tail0:
+        """Why the density is no longer resolved ("tail" | "negative"), or None.  In the linear phase
+        (max |rho / rho_bar - 1| < longtime.departure) a tail above tail_tol is the nonlinear products of resolved
+        modes (amplitude ~ departure^order), far below what tokens on the grid's nodes would lose: it hands off
+        only once it passes TAIL_WARN, where the density itself is under-resolved."""
+        tail, ratio, departure = self.resolution()
+        lt = self.cfg.longtime
+        limit = lt.tail_tol if departure >= lt.departure else max(lt.tail_tol, TAIL_WARN)
+        if not math.isfinite(tail) or tail > limit + 2 * self.tail0:
             return "tail"
         if ratio < -NEGATIVE_TOL:
             return "negative"
@@ -174,7 +182,7 @@ class DensityPhase:
             raise NumericalError(f"blow-up at t = {sim.t:.6g}: a coefficient is {ratio:.3g} times the largest any "
                                  f"positive density allows (> {POSITIVITY_BOUND:g}), impossible for a positive density "
                                  "(under-resolved or unstable); reduce time.dt, raise grid.modes or add model.viscosity")
-        tail, low = self.resolution()
+        tail, low, _ = self.resolution()
         if low < -NEGATIVE_STOP:
             hint = ("; with viscosity 0 set longtime.handoff = \"tokens\" to continue as tokens"
                     if self.model.viscosity == 0 else "")
@@ -186,7 +194,7 @@ class DensityPhase:
         """(key, message) of what is resolved only approximately: a spectral tail above TAIL_WARN (plus twice the
         initial data's own), a negative density beyond round-off, an SA denominator spanning > 1 / PSI_RANGE_WARN."""
         out = []
-        tail, low = self.resolution()
+        tail, low, _ = self.resolution()
         if tail > TAIL_WARN + 2 * self.tail0:
             out.append(("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
                         "under-resolved (clusters sharper than the grid); raise grid.modes, add model.viscosity "

@@ -21,6 +21,7 @@ import stat
 import sys
 import time as _time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from .. import io
 from ..errors import ConfigError, NumericalError, OutputError
 from ..io import ownership as files
 from .memory import keep_freed_memory
+from . import resolution
 from .schedules import output_times
 from .simulation import Simulation
 from .trackers import (MAX_CLUSTERS, BlowUpGuard, Checkpointer, HistoryTracker, ProgressBar, ResolutionMonitor,
@@ -127,7 +129,18 @@ def solve(config, overrides=(), *, trackers=(), progress: bool | None = False) -
     writer = io.MemoryWriter(sim.geometry, fields, history_attrs(cfg, sim, io.config_hash(cfg)),
                              tokens=shape["tokens"], clusters=shape["clusters"])
     sim.run([BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer), ProgressBar(progress), *trackers])
-    return writer.history()
+    h = writer.history()
+    if cfg.longtime.check_factor:
+        h["attrs"].update(_check_resolution(cfg, h, progress))
+    return h
+
+
+def _check_resolution(cfg, h, progress) -> dict:
+    """The resolution check's attributes for history ``h`` of ``cfg`` (its warnings issued)."""
+    attrs, problems = resolution.check(cfg, h, lambda fine: solve(fine, progress=progress))
+    for message in problems:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return attrs
 
 
 def history_attrs(cfg, sim, chash: str) -> dict:
@@ -144,6 +157,8 @@ def history_attrs(cfg, sim, chash: str) -> dict:
     }
     if sim.particles:
         attrs.update(n_tokens=sim.token_rows(), bandwidth=sim.bandwidth)
+    if cfg.longtime.handoff == "tokens":  # after the hand-off /rho_hat holds the tokens' own coefficients
+        attrs["token_coefficients"] = "exact"
     versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scipy": scipy.__version__,
                 "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
     backend = getattr(sim.geometry, "backend", None)
@@ -191,7 +206,10 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
         inputs.append(("initial.path", cfg.initial.path))
     with files.OutputLock(out):
         try:
-            return _run_locked(cfg, out, overwrite, resume, progress, inputs, list(trackers))
+            result = _run_locked(cfg, out, overwrite, resume, progress, inputs, list(trackers))
+            if cfg.longtime.check_factor and result.status == "complete":
+                io.add_attributes(out, _check_resolution(cfg, io.read_history(out, key="output.path"), progress))
+            return result
         except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
             kept = f"{str(out)!r} keeps what it held before that write" if out.is_file() else "nothing was written"
             raise OutputError(f"writing {str(out)!r} failed ({exc.strerror or _first_line(exc)}); {kept}") from None

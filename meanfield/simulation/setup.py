@@ -20,7 +20,7 @@ from ..physics.heads import attention_heads
 from ..physics.initial import initial_coefficients, initial_tokens
 from ..stepping import AUTO, EMBEDDED_SCHEMES, AdaptiveStep, EmbeddedStep, FixedStep, make_scheme, perturbation_error
 from ..tokens import RandomLayers, RingModel, TokenModel, TokenSolver, default_bandwidth, sample_tokens
-from .handoff import HandOff, resolution_bandwidth
+from .handoff import HandOff
 from .phases import MAX_STEPS, DensityPhase, TokenPhase
 
 #: time.stepper = "auto" calls a run stiff when viscosity's fastest rate exceeds this many times the
@@ -197,7 +197,7 @@ def handoff_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) ->
     solver = TokenSolver(model, x, np.arange(x.shape[0]) if rows is None else rows,
                          x.shape[0] if n_rows is None else n_rows, "dopri5", cfg.time.dt if dt is None else dt, True,
                          lt.rtol, lt.atol, merge_tol=lt.merge_tol)
-    return TokenPhase(geometry, solver, resolution_bandwidth(geometry))
+    return TokenPhase(geometry, solver, 0.0)  # the tokens' exact coefficients: as faithful as the tokens
 
 
 def token_phase(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) -> TokenPhase:

@@ -140,8 +140,8 @@ class Simulation:
         """Rows of the token output (/positions): the tokens of a particles run, or the hand-off nodes."""
         return self._phase.output_rows()
 
-    def resolution(self) -> tuple[float, float]:
-        """(spectral tail, min rho / max rho on the grid) of the density."""
+    def resolution(self) -> tuple[float, float, float]:
+        """(spectral tail, min rho / max rho, max |rho / rho_bar - 1|) of the density on the grid."""
         return self._phase.resolution()
 
     def energy(self) -> float:

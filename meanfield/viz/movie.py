@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 
 from ..errors import ConfigError
-from ..io import grid_density
+from .display import display_density
 from .plot import _tokens as _live_tokens  # (positions, weights) of a snapshot's live tokens
 
 FORMATS = ("gif", "mp4")
@@ -75,7 +75,7 @@ def _circle(h, fig, idx, rho_bar):
     t = h["time"]
     zonal = "theta" not in h and "colatitude" in h  # a zonal density on S^{d-1}: over the colatitude
     theta = h["colatitude"] if zonal else h["theta"]
-    rho = grid_density(h) / rho_bar
+    rho = display_density(h) / rho_bar
     ax, kx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
     finite = rho[np.isfinite(rho)]
     top = float(finite.max()) * 1.05 if finite.size else 2.0
@@ -110,7 +110,7 @@ def _sphere(h, fig, idx, rho_bar, size: int = 220):
     from .plot import parameters
 
     t, th, ph = h["time"], h["colatitude"], h["longitude"]
-    rho = grid_density(h) / rho_bar
+    rho = display_density(h) / rho_bar
     u, v = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size))
     inside = u * u + v * v <= 1
     w = np.sqrt(np.clip(1 - u * u - v * v, 0, 1))

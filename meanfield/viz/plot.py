@@ -19,7 +19,7 @@ import numpy as np
 from ..analysis import diagnostics
 from ..analysis.rates import model_of
 from ..errors import ConfigError
-from ..io import grid_density
+from .display import display_density, smoothed_rows
 from ..io import text as _text
 from ..physics import theory
 
@@ -95,7 +95,7 @@ def kymograph(h, fig, time=None):
     import matplotlib.colors as mcolors
 
     angle, label = (h["theta"], r"$\theta$") if "theta" in h else (h["colatitude"], "colatitude")
-    t, rho = h["time"], grid_density(h)
+    t, rho = h["time"], display_density(h)
     rel = rho / _uniform(h)
     amp = np.max(np.abs(rel - 1), axis=1)
     if float(amp.max()) < 0.1 and not _log_time(h):
@@ -131,7 +131,8 @@ def kymograph(h, fig, time=None):
     top = max(float(np.quantile(late, 0.99) if zonal else np.max(late)), 2.0 * float(np.mean(rel[keep])))
     im = ax.pcolormesh(angle, t[keep], np.minimum(rel[keep], top), shading="nearest", cmap="magma",
                        norm=mcolors.PowerNorm(0.5, vmin=0, vmax=top))
-    fig.colorbar(im, ax=ax, label=what + (" (saturated above)" if top < rel.max() else ""))
+    smoothed = " (tokens: smoothed at the grid's resolution)" if smoothed_rows(h).any() else ""
+    fig.colorbar(im, ax=ax, label=what + (" (saturated above)" if top < rel.max() else "") + smoothed)
     start = int(np.argmax(amp > 0.05)) if np.any(amp > 0.05) else 0
     if not log and t[start] > 0.3 * t[-1]:  # a long flat linear phase: show where things happen
         lo = max(0.0, t[start] - 0.25 * (t[-1] - t[start]))
@@ -178,7 +179,7 @@ def sphere(h, fig, time=None):
     from matplotlib.patches import Circle
 
     i = _snapshot(h, time)
-    th, rho = _pad_poles(h["colatitude"], grid_density(h, i) / _uniform(h))
+    th, rho = _pad_poles(h["colatitude"], display_density(h, i) / _uniform(h))
     ph = h["longitude"]
     T, P = np.meshgrid(th, np.append(ph, 2 * math.pi), indexing="ij")
     R = np.concatenate([rho, rho[:, :1]], axis=1)
@@ -425,7 +426,7 @@ def positions(h, fig, time=None):
     and on the circle rho / rho_bar over angle and position at ``time`` (default: the last snapshot)."""
     import matplotlib.colors as mcolors
 
-    t, s, rho = h["time"], h["position"], grid_density(h)
+    t, s, rho = h["time"], h["position"], display_density(h)
     rel = rho / _uniform(h)
     amp = np.max(np.abs(rel - 1).reshape(rel.shape[0], rel.shape[1], -1), axis=2)
     circle = "theta" in h
