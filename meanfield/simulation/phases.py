@@ -129,8 +129,7 @@ class DensityPhase:
         only once it passes TAIL_WARN, where the density itself is under-resolved."""
         tail, ratio, departure = self.resolution()
         lt = self.cfg.longtime
-        limit = lt.tail_tol if departure >= lt.departure else max(lt.tail_tol, TAIL_WARN)
-        if not math.isfinite(tail) or tail > limit + 2 * self.tail0:
+        if not math.isfinite(tail) or (departure >= lt.departure and tail > lt.tail_tol + 2 * self.tail0):
             return "tail"
         if ratio < -NEGATIVE_TOL:
             return "negative"
