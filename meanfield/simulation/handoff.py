@@ -34,6 +34,7 @@ class HandOff:
     renormalised_by: float  # the positive weights were divided by this (1 - negative_mass)
     tail: float  # spectral tail at the hand-off
     min_density_ratio: float  # min rho / max rho on the grid at the hand-off
+    departure: float = math.nan  # max |rho / rho_bar - 1| at the hand-off (>= longtime.departure unless forced)
     energy_density: float = math.nan  # e^{-beta} E of the density just before
     energy_tokens: float = math.nan  # ... and of the tokens just after
 

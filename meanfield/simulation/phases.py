@@ -30,6 +30,8 @@ MAX_STEPS = 1_000_000_000
 #: Spectral tail (top third of modes, relative to rho_0) above which a resolution warning is given,
 #: on top of twice the initial data's own tail (random data put amplitude on every mode).
 TAIL_WARN = 1e-4
+#: In the linear phase of a hand-off run the tail hands off (and warns) only above this.
+LINEAR_TAIL = 1e-3
 #: SA divides by psi; below this min/max ratio of psi the field has lost more than ~6 digits.
 PSI_RANGE_WARN = 1e-10
 #: A non-negative density bounds every coefficient (circle: |rho_k| <= rho_0); beyond this
@@ -95,11 +97,12 @@ class DensityPhase:
         self.state = self._before
         self._cache.clear()
         c = self.state.u
-        tail, ratio, _ = self.resolution()
+        tail, ratio, departure = self.resolution()
         energy = self.model.energy_scaled(c)
         x, w, rows, info = density_to_tokens(self.geometry, c, self.cfg.longtime.oversample)
         tokens = self.handoff_to(x, w, rows, info["nodes"], sim.dt)
-        tokens.handoff = HandOff(sim.t, self._reason, tail=tail, min_density_ratio=ratio, energy_density=energy,
+        tokens.handoff = HandOff(sim.t, self._reason, tail=tail, min_density_ratio=ratio, departure=departure,
+                                 energy_density=energy,
                                  energy_tokens=tokens.solver.model.energy_scaled(tokens.solver.x), **info)
         return tokens
 
@@ -125,11 +128,13 @@ class DensityPhase:
     def _unresolved(self) -> str | None:
         """Why the density is no longer resolved ("tail" | "negative"), or None.  In the linear phase
         (max |rho / rho_bar - 1| < longtime.departure) a tail above tail_tol is the nonlinear products of resolved
-        modes (amplitude ~ departure^order), far below what tokens on the grid's nodes would lose: it hands off
-        only once it passes TAIL_WARN, where the density itself is under-resolved."""
+        modes (amplitude ~ departure^order): handing off there fixes the token quantisation while the density is
+        still near uniform, which costs far more (measured: docs/longtime.md) than the density's truncation, so
+        the tail hands off there only once it passes LINEAR_TAIL."""
         tail, ratio, departure = self.resolution()
         lt = self.cfg.longtime
-        if not math.isfinite(tail) or (departure >= lt.departure and tail > lt.tail_tol + 2 * self.tail0):
+        limit = lt.tail_tol if departure >= lt.departure else max(lt.tail_tol, LINEAR_TAIL)
+        if not math.isfinite(tail) or tail > limit + 2 * self.tail0:
             return "tail"
         if ratio < -NEGATIVE_TOL:
             return "negative"
@@ -189,13 +194,20 @@ class DensityPhase:
                                  f"{low:.3g}, beyond {-NEGATIVE_STOP:g}; spectral tail {tail:.2g}): under-resolved or "
                                  f"unstable; raise grid.modes, reduce time.dt or add model.viscosity{hint}")
 
+    def _tail_warn(self, sim) -> float:
+        """The tail above which the density is reported under-resolved: TAIL_WARN, or in the linear phase of a
+        hand-off run the tail at which it hands off (LINEAR_TAIL)."""
+        if self.handoff_to is not None and self.resolution()[2] < self.cfg.longtime.departure:
+            return max(TAIL_WARN, LINEAR_TAIL)
+        return TAIL_WARN
+
     def warnings(self, sim) -> list[tuple[str, str]]:
         """(key, message) of what is resolved only approximately: a spectral tail above TAIL_WARN (plus twice the
         initial data's own), a negative density beyond round-off, an SA denominator spanning > 1 / PSI_RANGE_WARN."""
         out = []
         tail, low, _ = self.resolution()
-        if tail > TAIL_WARN + 2 * self.tail0:
-            out.append(("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {TAIL_WARN:g}: the density is "
+        if tail > self._tail_warn(sim) + 2 * self.tail0:
+            out.append(("tail", f"t = {sim.t:.6g}: spectral tail {tail:.2g} > {self._tail_warn(sim):g}: the density is "
                         "under-resolved (clusters sharper than the grid); raise grid.modes, add model.viscosity "
                         "or set longtime.handoff = \"tokens\""))
         if low < -NEGATIVE_TOL:
