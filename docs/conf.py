@@ -11,7 +11,7 @@ release = version = meanfield.__version__
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.mathjax", "sphinx.ext.viewcode"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "figures/make_figures.sh"]
+exclude_patterns = ["_build", "figures/make_figures.sh", "generated", "scripts"]  # generated/: included by the pages
 myst_heading_anchors = 3
 myst_enable_extensions = []  # our formulas are plain text: no $...$ math
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
