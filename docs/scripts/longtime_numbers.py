@@ -102,8 +102,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=("study", "runs"))
     p.add_argument("-j", type=int, default=2)
+    p.add_argument("-o", "--out", default=str(OUT), help="folder of the generated tables (default docs/generated)")
     args = p.parse_args(argv)
-    OUT.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
     with ProcessPoolExecutor(args.j, initializer=_pin_threads) as pool:
         if args.only in (None, "study"):
             circle = list(pool.map(_solve, *zip(*[(e, s) for _, e, s in CIRCLE])))
@@ -111,12 +113,12 @@ def main(argv=None) -> int:
             text = ("<!-- written by docs/scripts/longtime_numbers.py: do not edit -->\n\n"
                     + study_table("S^1 (the longtime_circle example to t = 3000)", CIRCLE, circle, 3, 2) + "\n\n"
                     + study_table("S^2 (the longtime_sphere example to t = 400)", SPHERE, sphere, 4, 2) + "\n")
-            (OUT / "longtime_resolution.md").write_text(text)
+            (out / "longtime_resolution.md").write_text(text)
         if args.only in (None, "runs"):
             runs = dict(zip(RUNS, pool.map(_solve, RUNS, [[] for _ in RUNS])))
-            (OUT / "longtime_runs.md").write_text("<!-- written by docs/scripts/longtime_numbers.py: do not edit "
+            (out / "longtime_runs.md").write_text("<!-- written by docs/scripts/longtime_numbers.py: do not edit "
                                                   "-->\n\n" + runs_table(runs) + "\n")
-    print(f"wrote {OUT}")
+    print(f"wrote {out}")
     return 0
 
 
