@@ -61,25 +61,20 @@ def _order(a: float, b: float, c: float) -> float:
 
 
 def study_table(title: str, rows: list, results: list, mergers: int, ref: int) -> str:
-    """The markdown table of one geometry's study: merger times, relative difference to the run ``ref`` (the
-    finest grid)."""
-    ref = results[ref]
-    head = "| grid | tokens | hand-off (t, departure) | " + " | ".join(f"merger {i + 1}: t (vs finest)"
-                                                                 for i in range(mergers)) + " | final masses |"
-    out = [f"**{title}**", "", head, "|" + "---|" * (4 + mergers)]
-    for (label, _, _), r in zip(rows, results):
-        cells = []
-        for i in range(mergers):
-            if i < len(r["mergers"]) and i < len(ref["mergers"]):
-                t, t_ref = r["mergers"][i][0], ref["mergers"][i][0]
-                cells.append(f"{t:.5g} ({(t - t_ref) / t_ref:+.2%})" if r is not ref else f"{t:.5g}")
-            else:
-                cells.append("-")
+    """The markdown table of one geometry's study: the first ``mergers`` cluster mergers every grid has (matched by
+    the cluster count each leaves), their times and relative difference to the run ``ref`` (the finest grid)."""
+    by = [{b: t for t, a, b in r["mergers"]} for r in results]  # the last merger leaving b clusters
+    counts = sorted(set.intersection(*(set(d) for d in by)), reverse=True)[:mergers]
+    head = "| grid | tokens | hand-off (t, departure) | " + " | ".join(f"to {k} clusters: t (vs finest)"
+                                                                 for k in counts) + " | final masses |"
+    out = [f"**{title}**", "", head, "|" + "---|" * (4 + len(counts))]
+    for (label, _, _), r, d in zip(rows, results, by):
+        cells = [f"{d[k]:.5g}" + (f" ({(d[k] - by[ref][k]) / by[ref][k]:+.2%})" if r is not results[ref] else "")
+                 for k in counts]
         out.append(f"| {label} | {r['tokens']} | {r['handoff']:.4g}, {r['departure']:.2f} | " + " | ".join(cells)
                    + " | " + ", ".join(f"{m:.4f}" for m in r["final"][:4]) + " |")
-    three = [r for (label, _, _), r in zip(rows, results) if "oversample" not in label][:3]
-    orders = [_order(*(r["mergers"][i][0] for r in three)) for i in range(mergers)
-              if all(i < len(r["mergers"]) for r in three)]
+    three = [d for (label, _, _), d in zip(rows, by) if "oversample" not in label][:3]
+    orders = [_order(*(d[k] for d in three)) for k in counts]
     out += ["", "Observed order of the merger times from the three grids (log2 of the ratio of successive "
             "differences): " + ", ".join(f"{p:.2f}" for p in orders) + "."]
     return "\n".join(out)

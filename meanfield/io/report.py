@@ -125,6 +125,16 @@ def _checks(r: Report) -> None:
                             f"{float(a.get('handoff_energy_jump', 0)):.3g}"))
         except (TypeError, ValueError):
             checks.append(Check("hand-off attributes are numbers", False))
+    if "resolution_modes" in a:
+        try:
+            ok = "within" if int(a["resolution_ok"]) else "NOT within"
+            r.lines.append(("resolution", f"against grid.modes = {int(a['resolution_modes'])}: merger times moved by <= "
+                            f"{float(a['resolution_max_merger_time_error']):.2g} ({ok} longtime.check_tol = "
+                            f"{float(a['resolution_tol']):g}), cluster masses by <= "
+                            f"{float(a['resolution_mass_error']):.2g}, energies by <= "
+                            f"{float(a['resolution_energy_error']):.2g}"))
+        except (TypeError, ValueError, KeyError):
+            checks.append(Check("resolution attributes are numbers", False))
     if "n_tokens" in d and t.size:
         merges = h.get("merges", {}).get("time", np.zeros(0))
         r.lines.append(("tokens", f"{int(d['n_tokens'][-1])} at the end; {merges.size} merges"))

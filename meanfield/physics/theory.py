@@ -240,14 +240,22 @@ def two_dirac_gap_rate(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5
     return -math.sin(gap) * e * (m2 / (m1 + m2 * e) + m1 / (m2 + m1 * e))
 
 
-def two_dirac_merge_time(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5, until: float = 1e-9) -> float:
+def two_dirac_merge_time(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5, until: float = 1e-9,
+                         variant: str = "sa") -> float:
     """The time two Dirac masses at angular gap ``gap`` (0 < gap < pi) take to come within ``until`` of each
     other: int_until^gap dD / |dD/dt|, by adaptive quadrature in log D (the plateau, ~ e^{beta (1 - cos gap)} /
-    (beta sin^2 gap), is spent near the start; the last approach, ~ log(1 / until), near the end)."""
+    (beta sin^2 gap), is spent near the start; the last approach, ~ log(1 / until), near the end).  ``variant``
+    "usa": dD/dt = -(m1 + m2) e^{beta cos D} sin D (each Dirac pulled by the other's unnormalised weight), so the
+    time is ~ e^{-beta cos gap}, computed scaled by it (beta = 500 gives times of 1e-216)."""
     from scipy.integrate import quad
 
     if not (0 < until < gap < math.pi):
         raise ValueError(f"gap: got {gap!r}, allowed: {until:g} < gap < pi")
+    if variant == "usa":
+        top = beta * math.cos(gap)
+        g = lambda u: math.exp(u - beta * math.cos(math.exp(u)) + top) / ((m1 + m2) * math.sin(math.exp(u)))
+        val = quad(g, math.log(until), math.log(gap), limit=400, epsabs=0.0, epsrel=1e-12)[0]
+        return val * math.exp(-top)
     # integrate exp(u) / |rate(exp(u))| du, scaled by the plateau's size so quad sees O(1) numbers
     scale = beta * (1.0 - math.cos(gap))
     f = lambda u: math.exp(u - scale) / -two_dirac_gap_rate(math.exp(u), beta, m1, m2)
