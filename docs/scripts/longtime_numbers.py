@@ -38,6 +38,7 @@ def _solve(example: str, sets: list[str]) -> dict:
     import meanfield
     from meanfield import io
     from meanfield.simulation import solve
+    from meanfield.simulation.resolution import merger_times
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
@@ -49,6 +50,7 @@ def _solve(example: str, sets: list[str]) -> dict:
     return {"handoff": float(a.get("handoff_time", math.nan)), "reason": str(a.get("handoff_reason", "")),
             "tokens": int(a.get("handoff_tokens", 0)), "departure": float(a.get("handoff_departure", math.nan)),
             "mergers": [(m["time"], m["clusters_before"], m["clusters_after"]) for m in io.cluster_mergers(h)],
+            "merger_times": merger_times(h).tolist(),
             "final": np.sort(last[np.isfinite(last)])[::-1].tolist(), "clusters": int(d["n_clusters"][-1]),
             "accepted": int(a.get("token_steps_accepted", 0)), "rejected": int(a.get("token_steps_rejected", 0)),
             "merges": int(np.sum(np.isfinite(h["merges"]["time"]))) if "merges" in h else 0, "wall": wall,
@@ -61,20 +63,21 @@ def _order(a: float, b: float, c: float) -> float:
 
 
 def study_table(title: str, rows: list, results: list, mergers: int, ref: int) -> str:
-    """The markdown table of one geometry's study: the first ``mergers`` cluster mergers every grid has (matched by
-    the cluster count each leaves), their times and relative difference to the run ``ref`` (the finest grid)."""
-    by = [{b: t for t, a, b in r["mergers"]} for r in results]  # the last merger leaving b clusters
-    counts = sorted(set.intersection(*(set(d) for d in by)), reverse=True)[:mergers]
-    head = "| grid | tokens | hand-off (t, departure) | " + " | ".join(f"to {k} clusters: t (vs finest)"
-                                                                 for k in counts) + " | final masses |"
-    out = [f"**{title}**", "", head, "|" + "---|" * (4 + len(counts))]
-    for (label, _, _), r, d in zip(rows, results, by):
-        cells = [f"{d[k]:.5g}" + (f" ({(d[k] - by[ref][k]) / by[ref][k]:+.2%})" if r is not results[ref] else "")
-                 for k in counts]
+    """The markdown table of one geometry's study: the first ``mergers`` cluster mergers (merge records of two
+    whole clusters, ``resolution.merger_times``, in order), their times and relative difference to the run
+    ``ref`` (the finest grid)."""
+    times = [r["merger_times"][:mergers] for r in results]
+    head = "| grid | tokens | hand-off (t, departure) | " + " | ".join(f"merger {i + 1}: t (vs finest)"
+                                                                 for i in range(mergers)) + " | final masses |"
+    out = [f"**{title}**", "", head, "|" + "---|" * (4 + mergers)]
+    for (label, _, _), r, ts in zip(rows, results, times):
+        cells = [(f"{x:.5g}" + (f" ({(x - times[ref][i]) / times[ref][i]:+.2%})" if r is not results[ref]
+                                and i < len(times[ref]) else "")) if i < len(ts) else "-" for i, x in
+                 enumerate(list(ts) + [math.nan] * (mergers - len(ts)))]
         out.append(f"| {label} | {r['tokens']} | {r['handoff']:.4g}, {r['departure']:.2f} | " + " | ".join(cells)
                    + " | " + ", ".join(f"{m:.4f}" for m in r["final"][:4]) + " |")
-    three = [d for (label, _, _), d in zip(rows, by) if "oversample" not in label][:3]
-    orders = [_order(*(d[k] for d in three)) for k in counts]
+    three = [ts for (label, _, _), ts in zip(rows, times) if "oversample" not in label][:3]
+    orders = [_order(*(ts[i] for ts in three)) for i in range(mergers) if all(i < len(ts) for ts in three)]
     out += ["", "Observed order of the merger times from the three grids (log2 of the ratio of successive "
             "differences): " + ", ".join(f"{p:.2f}" for p in orders) + "."]
     return "\n".join(out)

@@ -2,8 +2,8 @@
 
 ``longtime.check_factor = f`` (``meanfield run --check-resolution``) reruns the configuration in memory with
 ``grid.modes`` multiplied by f (so a hand-off also puts its tokens on a finer quadrature) and compares what a
-long run is read for: the times of the cluster mergers (``io.cluster_mergers``, matched by the cluster count
-each leaves: ``mergers_by_count``), the masses
+long run is read for: the times of the cluster mergers (``merger_times``: merge records of two whole
+clusters, matched in order), the masses
 of the clusters at the last snapshot (heaviest first), and the energy at every snapshot.  The differences are
 root attributes of the history (``resolution_*``); a merger time that moved by more than ``longtime.check_tol``
 (relative), or a different number of mergers, is a warning naming the numbers and what to change.
@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 
-from .. import io
 
 
 def finer(cfg, factor: float | None = None):
@@ -42,12 +41,9 @@ def compare(coarse, fine, modes: int, tol: float) -> tuple[dict, list[str]]:
     """(root attributes, warnings) of the differences between the histories ``coarse`` and ``fine`` (the run at
     ``modes``): merger times (relative), final cluster masses (absolute), energies (relative, at the snapshot
     times both hold)."""
-    bc, bf = mergers_by_count(coarse), mergers_by_count(fine)
-    counts = sorted(set(bc) & set(bf), reverse=True)  # in the order they happen
-    tc = np.array([bc[k] for k in counts], dtype=float)
-    tf = np.array([bf[k] for k in counts], dtype=float)
-    n = tc.size
-    rel = np.abs(tc - tf) / np.abs(tf) if n else np.zeros(0)
+    tc, tf = merger_times(coarse), merger_times(fine)
+    n = min(tc.size, tf.size)
+    rel = np.abs(tc[:n] - tf[:n]) / np.abs(tf[:n]) if n else np.zeros(0)
     pc, pf = _final_masses(coarse), _final_masses(fine)
     k = min(pc.size, pf.size)
     mass = float(np.max(np.abs(pc[:k] - pf[:k]))) if k else 0.0
@@ -57,20 +53,19 @@ def compare(coarse, fine, modes: int, tol: float) -> tuple[dict, list[str]]:
     energy = float(np.max(np.abs(ec - ef) / np.abs(ef))) if common.size else math.nan
     attrs = {
         "resolution_modes": int(modes), "resolution_tol": float(tol),
-        "resolution_merger_counts": np.array(counts, dtype=np.int64),
         "resolution_merger_times": tc, "resolution_merger_times_fine": tf,
         "resolution_merger_time_error": rel, "resolution_max_merger_time_error": float(rel.max()) if n else 0.0,
         "resolution_cluster_masses": pc, "resolution_cluster_masses_fine": pf,
         "resolution_mass_error": mass, "resolution_energy_error": energy,
     }
     warnings = []
-    if set(bc) != set(bf):
-        warnings.append(f"resolution check: mergers down to {sorted(bc, reverse=True)} clusters at grid.modes = "
-                        f"{coarse_modes(coarse)}, to {sorted(bf, reverse=True)} at {modes}: the runs form or merge "
-                        "different clusters; raise grid.modes or longtime.oversample")
+    if tc.size != tf.size:
+        warnings.append(f"resolution check: {tc.size} cluster mergers at grid.modes = {coarse_modes(coarse)}, "
+                        f"{tf.size} at {modes}: the runs merge different clusters; raise grid.modes or "
+                        "longtime.oversample")
     if n and rel.max() > tol:
         i = int(np.argmax(rel))
-        warnings.append(f"resolution check: the merger to {counts[i]} clusters at t = {tc[i]:.6g}, at grid.modes = {modes} t = "
+        warnings.append(f"resolution check: cluster merger {i + 1} at t = {tc[i]:.6g}, at grid.modes = {modes} t = "
                         f"{tf[i]:.6g} ({rel[i]:.2g} relative > longtime.check_tol = {tol:g}); raise grid.modes or "
                         "longtime.oversample")
     if pc.size != pf.size:
@@ -79,11 +74,23 @@ def compare(coarse, fine, modes: int, tol: float) -> tuple[dict, list[str]]:
     return attrs, warnings
 
 
-def mergers_by_count(h) -> dict:
-    """{k: the time of the last merger that left k clusters} of history ``h`` (``io.cluster_mergers``).  Two grids
-    are compared merger by merger through the count each one leaves: while clusters form the count may rise and
-    fall differently on two grids, after that it falls one merger at a time, the same on both."""
-    return {m["clusters_after"]: float(m["time"]) for m in io.cluster_mergers(h)}
+def merger_times(h) -> np.ndarray:
+    """Times of the cluster mergers of history ``h``: the merge records whose two parts each carry at least 0.75 of
+    the lightest cluster counted at the snapshot before (two whole clusters meeting; tokens joining their own
+    cluster while it contracts carry less).  Two grids are compared merger by merger in this order: unlike the
+    cluster count, which may rise and fall while clusters form, these records are the same events on both."""
+    merges = h.get("merges")
+    if not merges or "cluster_mass" not in h:
+        return np.zeros(0)
+    t, masses = np.asarray(h["time"]), np.asarray(h["cluster_mass"])
+    out = []
+    for when, (w0, w1) in zip(np.asarray(merges["time"]), np.asarray(merges["weights"])):
+        i = int(np.searchsorted(t, when)) - 1
+        if not np.isfinite(when) or i < 0 or not np.isfinite(masses[i]).any():
+            continue
+        if min(w0, w1) >= 0.75 * float(np.nanmin(masses[i])):
+            out.append(float(when))
+    return np.array(out)
 
 
 def coarse_modes(h) -> int:
