@@ -54,6 +54,9 @@ def _solve(example: str, sets: list[str]) -> dict:
             "final": np.sort(last[np.isfinite(last)])[::-1].tolist(), "clusters": int(d["n_clusters"][-1]),
             "accepted": int(a.get("token_steps_accepted", 0)), "rejected": int(a.get("token_steps_rejected", 0)),
             "merges": int(np.sum(np.isfinite(h["merges"]["time"]))) if "merges" in h else 0, "wall": wall,
+            "dropped": int(a.get("handoff_dropped", 0)), "jump": float(a.get("handoff_energy_jump", math.nan)),
+            "mass": float(np.max(np.abs(d["mass"] - 1))),
+            "decrease": float(np.max(np.maximum(-np.diff(d["energy"]), 0) / np.abs(d["energy"][1:]))),
             "t_end": float(h["time"][-1])}
 
 
@@ -85,14 +88,16 @@ def study_table(title: str, rows: list, results: list, mergers: int, ref: int) -
 
 def runs_table(results: dict) -> str:
     """The table of the four long-time examples, as `meanfield run` runs them (one thread)."""
-    out = ["| example | hand-off | tokens | cluster mergers: t (count) | at the end | token steps "
-           "accepted / rejected | merges | wall |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| example | hand-off | tokens (nodes dropped) | cluster mergers: t (count) | at the end | token steps "
+           "accepted / rejected | merges | max \\|mass - 1\\| | energy: largest relative decrease, jump at the "
+           "hand-off | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         mergers = ", ".join(f"{t:.3g} ({a}->{b})" if k in (0, len(r["mergers"]) - 1) or len(r["mergers"]) <= 6
                             else f"{t:.3g}" for k, (t, a, b) in enumerate(r["mergers"]))
-        out.append(f"| `{name}` | t = {r['handoff']:.4g} ({r['reason']}) | {r['tokens']} | {mergers or '-'} | "
-                   f"{r['clusters']} cluster{'s' if r['clusters'] != 1 else ''} | "
-                   f"{r['accepted']} / {r['rejected']} | {r['merges']} | {r['wall']:.1f} s |")
+        out.append(f"| `{name}` | t = {r['handoff']:.4g} ({r['reason']}) | {r['tokens']} ({r['dropped']}) | "
+                   f"{mergers or '-'} | {r['clusters']} cluster{'s' if r['clusters'] != 1 else ''} | "
+                   f"{r['accepted']} / {r['rejected']} | {r['merges']} | {r['mass']:.1e} | {r['decrease']:.1e}, "
+                   f"{r['jump']:.1e} | {r['wall']:.1f} s |")
     return "\n".join(out)
 
 
