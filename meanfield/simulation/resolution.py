@@ -2,11 +2,11 @@
 
 ``longtime.check_factor = f`` (``meanfield run --check-resolution``) reruns the configuration in memory with
 ``grid.modes`` multiplied by f (so a hand-off also puts its tokens on a finer quadrature) and compares what a
-long run is read for: the times of the cluster mergers (``merger_times``: merge records of two whole
-clusters, matched in order), the masses
-of the clusters at the last snapshot (heaviest first), and the energy at every snapshot.  The differences are
-root attributes of the history (``resolution_*``); a merger time that moved by more than ``longtime.check_tol``
-(relative), or a different number of mergers, is a warning naming the numbers and what to change.
+long run is read for: the times of the cluster mergers (``merger_times``: merge records of two whole clusters,
+matched in order), the masses of the clusters at the last snapshot (heaviest first), and the energy at every
+snapshot.  The differences are root attributes of the history (``resolution_*``); a merger time that moved by
+more than ``longtime.check_tol`` (relative), or a different number of mergers, is a warning naming the numbers
+and what to change.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import dataclasses
 import math
 
 import numpy as np
-
 
 
 def finer(cfg, factor: float | None = None):

@@ -19,7 +19,7 @@ import numpy as np
 from ..analysis import diagnostics
 from ..analysis.rates import model_of
 from ..errors import ConfigError
-from .display import display_density, smoothed_rows
+from .display import SMOOTHED, display_density, smoothed_rows
 from ..io import text as _text
 from ..physics import theory
 
@@ -131,7 +131,7 @@ def kymograph(h, fig, time=None):
     top = max(float(np.quantile(late, 0.99) if zonal else np.max(late)), 2.0 * float(np.mean(rel[keep])))
     im = ax.pcolormesh(angle, t[keep], np.minimum(rel[keep], top), shading="nearest", cmap="magma",
                        norm=mcolors.PowerNorm(0.5, vmin=0, vmax=top))
-    smoothed = " (tokens: smoothed at the grid's resolution)" if smoothed_rows(h).any() else ""
+    smoothed = f" ({SMOOTHED})" if smoothed_rows(h).any() else ""
     fig.colorbar(im, ax=ax, label=what + (" (saturated above)" if top < rel.max() else "") + smoothed)
     start = int(np.argmax(amp > 0.05)) if np.any(amp > 0.05) else 0
     if not log and t[start] > 0.3 * t[-1]:  # a long flat linear phase: show where things happen
