@@ -60,6 +60,7 @@ def test_the_stored_density_after_the_hand_off_is_the_tokens_own():
     assert h["attrs"]["token_coefficients"] == "exact"
 
 
+@pytest.mark.slow
 def test_circle_merger_times_converge_with_the_grid():
     """The example's setting with band-limited data (the same function at every K): the first three merger times
     at K = 128, 256, 512 (measured 161.46 / 413.31 / 1456.8, 162.50 / 417.27 / 1466.8, 162.57 / 417.02 / 1473.1):
