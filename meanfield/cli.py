@@ -76,16 +76,13 @@ def cmd_run(args) -> int:
                      f"{result.merges} merges")
         print(f"wrote {result.snapshots} snapshots (t = 0 .. {result.t:g}, {result.steps} steps of "
               f"{result.stepper}, {result.wall:.1f} s{extra}) to {out}", file=sys.stderr)
-        if cfg.longtime.check_factor:
-            _print_resolution(out)
+        if result.resolution is not None:
+            _print_resolution(result.resolution)
     return 0
 
 
-def _print_resolution(out) -> None:
-    """The resolution check's summary, from the history's attributes."""
-    from .io import read_history
-
-    a = read_history(out, key="output.path")["attrs"]
+def _print_resolution(a: dict) -> None:
+    """The resolution check's summary (its attributes, as stored in the history)."""
     print(f"resolution check at grid.modes = {int(a['resolution_modes'])}: merger times moved by <= "
           f"{float(a['resolution_max_merger_time_error']):.2g} (relative, "
           f"{len(a['resolution_merger_times'])} mergers), cluster masses by <= {float(a['resolution_mass_error']):.2g}, "

@@ -52,6 +52,7 @@ class Result:
     handoff: object = None  # longtime.HandOff, if the run continued as tokens
     merges: int = 0  # merged groups of tokens
     stepper: str = ""  # the scheme that ran, and why (time.stepper = "auto" picks one)
+    resolution: dict | None = None  # the resolution check's attributes (longtime.check_factor), if it ran
 
     @property
     def dataset(self):
@@ -208,7 +209,8 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
         try:
             result = _run_locked(cfg, out, overwrite, resume, progress, inputs, list(trackers))
             if cfg.longtime.check_factor and result.status == "complete":
-                io.add_attributes(out, _check_resolution(cfg, io.read_history(out, key="output.path"), progress))
+                result.resolution = _check_resolution(cfg, io.read_history(out, key="output.path"), progress)
+                io.add_attributes(out, result.resolution)
             return result
         except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
             kept = f"{str(out)!r} keeps what it held before that write" if out.is_file() else "nothing was written"

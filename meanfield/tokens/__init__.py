@@ -10,9 +10,9 @@ from . import checks  # noqa: F401  (registers the [particles] checks with confi
 from .field import FIELDS, TokenModel, pick_field
 from .integrators import EMBEDDED, INTEGRATORS, ProjectedDP5, ProjectedDP853, ProjectedEuler, ProjectedRK4, RandomLayers
 from .rings import RingModel
-from .sampling import default_bandwidth, max_distance_to_mean, sample_tokens, smoothed_density
+from .sampling import default_bandwidth, heat_kernel, max_distance_to_mean, sample_tokens, smoothed_density
 from .solver import TokenSolver, merge_groups
 
 __all__ = ["EMBEDDED", "FIELDS", "INTEGRATORS", "ProjectedDP5", "ProjectedDP853", "ProjectedEuler", "ProjectedRK4",
            "RandomLayers", "RingModel", "TokenModel", "TokenSolver", "default_bandwidth", "max_distance_to_mean",
-           "merge_groups", "pick_field", "sample_tokens", "smoothed_density"]
+           "heat_kernel", "merge_groups", "pick_field", "sample_tokens", "smoothed_density"]

@@ -51,10 +51,15 @@ def _center_vector(geometry, mu) -> np.ndarray:
     return e
 
 
+def heat_kernel(geometry, bandwidth: float) -> np.ndarray:
+    """Multipliers of the heat kernel at time bandwidth^2 / 2 per spectral entry: e^{-l(l+d-2) bandwidth^2 / 2}."""
+    return np.exp(geometry.laplacian() * bandwidth**2 / 2)
+
+
 def smoothed_density(geometry, x, w, bandwidth: float) -> np.ndarray:
     """Coefficients of the token measure smoothed by the heat kernel at time bandwidth^2 / 2
-    (a positive density: the measure's coefficients times e^{-l(l+d-2) bandwidth^2 / 2})."""
-    return geometry.measure_coefficients(x, w) * np.exp(geometry.laplacian() * bandwidth**2 / 2)
+    (a positive density: the measure's coefficients times ``heat_kernel``)."""
+    return geometry.measure_coefficients(x, w) * heat_kernel(geometry, bandwidth)
 
 
 def default_bandwidth(n: int, d: int) -> float:

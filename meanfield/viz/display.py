@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..io import density_snapshots, geometry_of, grid_density
+from ..tokens import heat_kernel
 
 #: Figure label of densities smoothed for display.
 SMOOTHED = "tokens smoothed at the grid's resolution"
@@ -38,7 +39,7 @@ def display_density(h: dict, rows=slice(None)) -> np.ndarray:
     if not np.any(smooth):
         return rho
     g = geometry_of(h)
-    damp = np.exp(g.laplacian() * resolution_bandwidth(g) ** 2 / 2)
+    damp = heat_kernel(g, resolution_bandwidth(g))
     c = np.asarray(h["rho_hat"][rows])
     if np.ndim(smooth) == 0:
         return g.to_grid(c * damp)

@@ -187,6 +187,8 @@ def order_etdrk4(ctx) -> Outcome:
       "sum_j w_j rho(x_j) at the hand-off nodes equals 2 pi c_0, and the surviving weights sum to 1 after every merge",
       "the continuity equation; docs/longtime.md", quick=True)
 def mass(ctx) -> Outcome:
+    from ... import io
+
     h = ctx.run(dict(model=dict(beta=25.0, viscosity=0.0), grid=dict(modes=64 if ctx.quick else 128),
                      initial=dict(amplitude=1e-3, seed=1, max_mode=16), time=dict(t_end=200.0, dt=0.01, stepper="etdrk4"),
                      output=dict(interval=1.0, spacing="log"), longtime=dict(handoff="tokens")), "mass")
@@ -194,9 +196,9 @@ def mass(ctx) -> Outcome:
     # the hand-off's sum before renormalising: the kept positive weights plus the dropped round-off negatives,
     # evaluated at nodes that are not the FFT grid (an independent quadrature of the stored density)
     raw = float(a["handoff_renormalised_by"]) + float(a["handoff_negative_mass"])
-    at = int(np.argmin(np.abs(h["time"] - float(a["handoff_time"]))))
-    density = 2 * math.pi * float(h["rho_hat"][at, 0].real)
-    live = np.nansum(np.where(np.isfinite(h["token_weights"]), h["token_weights"], 0.0), axis=1)[at + 1:]
+    first = io.density_snapshots(h)  # the first token row
+    density = 2 * math.pi * float(h["rho_hat"][first - 1, 0].real)
+    live = np.nansum(h["token_weights"][first:], axis=1)
     sums = float(np.max(np.abs(live - 1))) if live.size else math.nan
     merges = int(np.sum(np.isfinite(h["merges"]["time"]))) if "merges" in h else 0
     err = max(abs(raw - density), sums)

@@ -91,13 +91,11 @@ def characteristics(h, theta0: np.ndarray, beta: float) -> np.ndarray:
     """Angles at the last snapshot of the points theta0 carried by the density's own field (SA on S^1,
     X = psi' / (beta psi), psi = e^{beta cos} * rho, summed directly at each point), RK4 with steps of two snapshot
     intervals (the stages at the snapshots): the mean-field characteristics the tokens should follow."""
-    from scipy.special import ive
+    from numpy.polynomial.polynomial import polyval
 
     c, t = np.asarray(h["rho_hat"]), np.asarray(h["time"])
     k = np.arange(c.shape[1])
-    a = c * (ive(k, beta) / ive(0, beta))  # psi's coefficients, up to a constant factor
-
-    from numpy.polynomial.polynomial import polyval
+    a = c * geometry_of(h).funk_hecke(beta)  # psi's coefficients (scaled by e^{-beta}: psi' / psi is not)
 
     def field(i, th):  # Horner in z = e^{i theta}: sum_k a_k z^k and its derivative
         z = np.exp(1j * th)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import ive
 
+from ...analysis.diagnostics import circle_values
 from ...physics import theory
 from ..harness import AtMost, Conditions, Outcome, case
 
@@ -22,8 +22,8 @@ def _tokens_run(ctx, beta, angles, weights, t_end, label, rtol=1e-10, variant="s
     return ctx.run(dict(model=dict(method="particles", geometry="circle", beta=beta, variant=variant),
                         grid=dict(modes=8), particles=dict(n=len(angles), dim=2, integrator="dop853"),
                         initial=dict(kind="tokens", positions=pos, weights=list(weights)),
-                        time=dict(t_end=t_end, dt=first / 10, dt_min=1e-12 if variant == "sa" else first * 1e-12,
-                                  adaptive=True, rtol=rtol, atol=1e-14),
+                        time=dict(t_end=t_end, dt=first / 10, dt_min=first * 1e-10, adaptive=True, rtol=rtol,
+                                  atol=1e-14),
                         output=dict(interval=first, spacing="log", per_decade=20)), label)
 
 
@@ -115,15 +115,12 @@ def two_cluster_merge(ctx) -> Outcome:
                                        "slopes": {str(k): v for k, v in slopes.items()}})
 
 
-def basin_masses(c: np.ndarray, beta: float, points: int = 8192) -> np.ndarray:
+def basin_masses(geometry, c: np.ndarray, beta: float, points: int = 8192) -> np.ndarray:
     """Masses of the basins of attraction of the SA field of the circle density with coefficients c (rho_k,
     k >= 0): X = (1 / beta) psi' / psi with psi = e^{beta cos} * rho vanishes at the extrema of psi, and tokens
     flow to its maxima, so each basin is an arc between consecutive minima of psi.  Heaviest first."""
-    k = np.arange(c.size)
-    theta = 2 * math.pi * np.arange(points) / points
-    kernel = ive(k, beta) / ive(0, beta)  # Fourier coefficients of e^{beta cos}, up to a factor
-    waves = np.exp(1j * np.outer(theta, k)) * np.where(k == 0, 1.0, 2.0)
-    rho, psi = np.real(waves @ c), np.real(waves @ (kernel * c))
+    rho = c[0].real + circle_values(c[1:], points)
+    psi = circle_values((geometry.funk_hecke(beta) * c)[1:], points)  # psi minus its mean: the same minima
     low = np.flatnonzero((psi < np.roll(psi, 1)) & (psi <= np.roll(psi, -1)))
     cum = np.concatenate([[0.0], np.cumsum(rho) * 2 * math.pi / points])
     out = [(cum[b] - cum[a]) if b > a else (cum[-1] - cum[a] + cum[b]) for a, b in zip(low, np.roll(low, -1))]
@@ -145,7 +142,7 @@ def energy_plateaus(ctx) -> Outcome:
     count = h["diagnostics"]["n_clusters"]
     masses = h["cluster_mass"]
     last = io.density_snapshots(h) - 1  # the last snapshot the grid resolved
-    predicted = basin_masses(h["rho_hat"][last], beta)
+    predicted = basin_masses(io.geometry_of(h), h["rho_hat"][last], beta)
     t0 = float(h["attrs"]["handoff_time"]) + 40.0  # the clusters have contracted to tokens (e^{-40} ~ 4e-18)
     rows, energy_rows, first = [], [], None
     xs, es, ss = [], [], []
