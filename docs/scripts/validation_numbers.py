@@ -1,11 +1,14 @@
 """Write the measured numbers of docs/validation.md from a full report: the table of every case's verdict,
-measured and predicted numbers, criterion and time, as `meanfield validate` found them.
+measured and predicted numbers, criterion and time, and each case's measurements (its section of the report),
+as `meanfield validate` found them.
 
     meanfield validate -j 2 -o REPORT
-    python docs/scripts/validation_numbers.py REPORT          # -> docs/generated/validation_results.md
+    python docs/scripts/validation_numbers.py REPORT
+        # -> docs/generated/validation_results.md, docs/generated/validation_measured.md
 
 A quick report (`--quick`) or one that lacks a case of the catalogue is refused: the docs quote the full
-catalogue.  docs/validation.md includes the table, so its numbers are the report's and cannot drift.
+catalogue.  docs/validation.md includes both files and its prose quotes no measured number of its own: what
+the page says was measured is the report's and cannot drift.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import json
 import math
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "generated" / "validation_results.md"
+OUT = Path(__file__).resolve().parent.parent / "generated"
+HEAD = "<!-- written by docs/scripts/validation_numbers.py from a full report: do not edit -->\n\n"
 
 
 def _fmt(x) -> str:
@@ -41,10 +45,21 @@ def table(results: dict) -> str:
     return head + "\n\n" + "\n".join(rows)
 
 
+def measured(results: dict) -> str:
+    """Each case's measurements as the report gives them (its body), under the label ``measured-<case>`` that
+    the page's derivations point to."""
+    out = []
+    for name, r in results.items():
+        out += [f"(measured-{name})=", f"### `{name}`", "", f"*{r['claim']}* — **{r['verdict'].upper()}** "
+                f"(measured {_fmt(r['measured'])}, predicted {_fmt(r['predicted'])}; {_fmt(r['tolerance'])}).", "",
+                (r.get("body") or "").strip(), ""]
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("report", help="the report directory of a full `meanfield validate` run")
-    p.add_argument("-o", "--out", default=str(OUT))
+    p.add_argument("-o", "--out", default=str(OUT), help="the folder of the generated files (docs/generated)")
     args = p.parse_args(argv)
     report = Path(args.report)
     first = (report / "report.md").read_text().splitlines()[0]
@@ -56,9 +71,10 @@ def main(argv=None) -> int:
     missing = sorted(set(CASES) - set(results))
     if missing:
         raise SystemExit(f"{report}: lacks the cases {', '.join(missing)}")
-    Path(args.out).write_text("<!-- written by docs/scripts/validation_numbers.py from a full report: do not edit "
-                              "-->\n\n" + table(results) + "\n")
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    (out / "validation_results.md").write_text(HEAD + table(results) + "\n")
+    (out / "validation_measured.md").write_text(HEAD + measured(results))
+    print(f"wrote {out / 'validation_results.md'} and {out / 'validation_measured.md'}")
     return 0
 
 
