@@ -7,28 +7,15 @@ import pytest
 from scipy.linalg import expm
 
 from meanfield.physics import theory
-from meanfield.validate.cases.causal import _prompt_velocity, _prompt_weights, prompt_correlations
+from meanfield.validate.cases.causal import _prompt_weights, prompt_correlations
 from meanfield.validate.cases.metastability import _arcs, _cap_gap
-from meanfield.tokens import TokenModel
-
-
-@pytest.mark.parametrize("alibi", [0.0, 1.5])
-def test_prompt_velocity_is_the_token_solvers_causal_field(alibi):
-    n, beta = 12, 1.3
-    th = np.random.default_rng(1).uniform(0, 2 * np.pi, (3, n))
-    mine = _prompt_velocity(np, th, _prompt_weights(n, alibi), beta)
-    model = TokenModel(np.full(n, 1.0 / n), beta, variant="usa", dim=2, causal=True, alibi=alibi)
-    for row, v in zip(th, mine):
-        x = np.stack([np.cos(row), np.sin(row)], 1)
-        u = model.velocity(x)
-        assert np.max(np.abs(x[:, 0] * u[:, 1] - x[:, 1] * u[:, 0] - v)) < 1e-12
 
 
 def test_prompt_correlations_follow_the_first_order_expansion_at_short_times():
     # d/dt E[cos k (theta_n - theta_j)] at t = 0 is a_k W_nj exactly (only token j correlates with the pair);
     # over a short time the linear column n [exp(t a_k W_0)]_{nj} holds to within the Monte Carlo error
     n, t = 8, 0.02
-    mean, se, _ = prompt_correlations(n, 20000, 1.0, 1.0, t, [1, 2], seed=3, backend="numpy")
+    mean, se, _ = prompt_correlations(n, 20000, 1.0, 1.0, t, [1, 2], seed=3)
     W = _prompt_weights(n, 1.0)
     W0 = W - np.diag(np.diag(W))
     for a, k in enumerate([1, 2]):
@@ -36,13 +23,6 @@ def test_prompt_correlations_follow_the_first_order_expansion_at_short_times():
         z = (mean[a, :-1] - want) / se[a, :-1]
         assert np.max(np.abs(z)) < 4, z
         assert np.max(se[a, :-1] / want) < 0.02  # the control variate makes this a sharp test
-
-
-def test_prompt_correlations_torch_equals_numpy():
-    pytest.importorskip("torch")
-    a = prompt_correlations(6, 300, 1.0, 0.5, 0.5, [1, 3], chunk=128, backend="numpy")[:2]
-    b = prompt_correlations(6, 300, 1.0, 0.5, 0.5, [1, 3], chunk=128, backend="torch")[:2]
-    assert np.max(np.abs(a[0] - b[0])) < 1e-12 and np.max(np.abs(a[1] - b[1])) < 1e-12
 
 
 def test_cap_arcs_and_gaps_of_a_known_configuration():
@@ -55,7 +35,7 @@ def test_cap_arcs_and_gaps_of_a_known_configuration():
 
 
 def test_prompt_correlations_batches_average_to_the_estimate():
-    mean, se, batches = prompt_correlations(5, 1000, 1.0, 1.0, 0.3, [1, 2], chunk=250, backend="numpy")
+    mean, se, batches = prompt_correlations(5, 1000, 1.0, 1.0, 0.3, [1, 2], chunk=250)
     assert batches.shape == (4, 2, 5)
     assert np.max(np.abs(batches.mean(axis=0) - mean)) < 1e-12  # equal chunks: the mean of the batch means
     # the batch-means error of one source agrees with the per-source error within its own sampling spread

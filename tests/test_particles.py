@@ -301,3 +301,24 @@ def test_runs_are_reproducible_from_their_seeds():
     c = Simulation(particles_cfg(3, 200, model=dict(viscosity=0.05), particles=dict(Q="random", heads=2),
                                          initial=dict(kind="random", amplitude=1e-3, seed=8)))
     assert not np.array_equal(a.x[:5], c.x[:5])
+
+
+@pytest.mark.parametrize("variant,causal,alibi,dim", [("sa", False, 0.0, 3), ("usa", False, 0.0, 2),
+                                                      ("sa", True, 1.5, 3), ("usa", True, 1.0, 2)])
+def test_batched_systems_have_the_token_models_field(variant, causal, alibi, dim):
+    """Each system of a BatchedTokenModel moves with TokenModel's field of its own tokens (the blocks of systems
+    included: a block smaller than the batch)."""
+    from meanfield.tokens import BatchedTokenModel
+
+    rng = np.random.default_rng(7)
+    systems, n, beta = 5, 9, 4.0
+    w = rng.uniform(0.5, 1.5, n)
+    w /= w.sum()
+    x = rng.standard_normal((systems * n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    batch = BatchedTokenModel(systems, w, beta, variant, dim, causal=causal, alibi=alibi, block_bytes=2 * 8 * n * n)
+    got = batch.velocity(x)
+    for s in range(systems):
+        one = TokenModel(w, beta, variant, dim, causal=causal, alibi=alibi, field="direct")
+        want = one.velocity(x[s * n:(s + 1) * n])
+        assert np.max(np.abs(got[s * n:(s + 1) * n] - want)) <= 1e-14 * np.max(np.abs(want))

@@ -2,17 +2,19 @@
 
 ``field`` (the attention field of tokens: direct tiles, Funk–Hecke, torch), ``rings`` (zonal measures made
 of rings), ``integrators`` (projected Runge–Kutta, random layers), ``solver`` (steps and merges),
-``sampling`` (tokens from a density and back).  A run of tokens is a ``simulation.Simulation`` of a
+``sampling`` (tokens from a density and back), ``batch`` (many
+independent systems advanced as one).  A run of tokens is a ``simulation.Simulation`` of a
 particles config.
 """
 
 from . import checks  # noqa: F401  (registers the [particles] checks with config)
+from .batch import BatchedTokenModel
 from .field import FIELDS, TokenModel, pick_field
 from .integrators import EMBEDDED, INTEGRATORS, ProjectedDP5, ProjectedDP853, ProjectedEuler, ProjectedRK4, RandomLayers
 from .rings import RingModel
 from .sampling import default_bandwidth, heat_kernel, max_distance_to_mean, sample_tokens, smoothed_density
 from .solver import TokenSolver, merge_groups
 
-__all__ = ["EMBEDDED", "FIELDS", "INTEGRATORS", "ProjectedDP5", "ProjectedDP853", "ProjectedEuler", "ProjectedRK4",
+__all__ = ["BatchedTokenModel", "EMBEDDED", "FIELDS", "INTEGRATORS", "ProjectedDP5", "ProjectedDP853", "ProjectedEuler", "ProjectedRK4",
            "RandomLayers", "RingModel", "TokenModel", "TokenSolver", "default_bandwidth", "max_distance_to_mean",
            "heat_kernel", "merge_groups", "pick_field", "sample_tokens", "smoothed_density"]

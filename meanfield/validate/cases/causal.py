@@ -145,31 +145,26 @@ def _prompt_weights(n: int, alibi: float) -> np.ndarray:
     return L / L.sum(axis=1, keepdims=True)
 
 
-def _prompt_velocity(xp, th, W, beta: float):
-    """d theta / dt of many prompts (rows of angles): sum_j W_ij e^{beta cos(theta_j - theta_i)} sin(theta_j - theta_i)."""
-    c, s = xp.cos(th), xp.sin(th)
-    E = xp.exp(beta * (c[:, :, None] * c[:, None, :] + s[:, :, None] * s[:, None, :])) * W
-    return c * xp.einsum("mij,mj->mi", E, s) - s * xp.einsum("mij,mj->mi", E, c)
+def _prompt_flow(theta0: np.ndarray, beta: float, alibi: float, t: float, h: float,
+                 integrator: str = "rk4") -> np.ndarray:
+    """Angles of many prompts (rows of ``theta0``) after time t of causal USA tokens on the circle (ALiBi
+    ``alibi``), advanced together by the package's ``TokenSolver`` on a ``BatchedTokenModel`` with fixed steps
+    <= h: d theta_i / dt = sum_j W_ij e^{beta cos(theta_j - theta_i)} sin(theta_j - theta_i)."""
+    from ...tokens import BatchedTokenModel, TokenSolver
 
-
-def _prompt_flow(xp, theta0, W, beta: float, t: float, h: float):
-    """Angles of many prompts (rows) after time t of causal USA tokens on the circle, classical RK4 with steps
-    <= h: d theta_i / dt = sum_j W_ij e^{beta cos(theta_j - theta_i)} sin(theta_j - theta_i).  ``xp``: numpy, or
-    torch with tensors (on a GPU when there is one)."""
+    m, n = theta0.shape
+    model = BatchedTokenModel(m, np.full(n, 1.0 / n), beta, "usa", dim=2, causal=True, alibi=alibi)
+    x = np.stack([np.cos(theta0), np.sin(theta0)], axis=-1).reshape(m * n, 2)
+    solver = TokenSolver(model, x, np.arange(m * n), m * n, integrator, h)
     steps = max(1, math.ceil(t / h))
-    h = t / steps
-    th = theta0
     for _ in range(steps):
-        k1 = _prompt_velocity(xp, th, W, beta)
-        k2 = _prompt_velocity(xp, th + h / 2 * k1, W, beta)
-        k3 = _prompt_velocity(xp, th + h / 2 * k2, W, beta)
-        k4 = _prompt_velocity(xp, th + h * k3, W, beta)
-        th = th + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return th
+        solver.advance(t / steps)
+    x = solver.x.reshape(m, n, 2)
+    return np.arctan2(x[..., 1], x[..., 0])
 
 
 def prompt_correlations(n: int, prompts: int, beta: float, alibi: float, t: float, modes, seed: int = 0,
-                        chunk: int = 1024, h: float = 0.05, backend: str = "auto"):
+                        chunk: int = 1024, h: float = 0.05):
     """Monte Carlo over prompts of n iid uniform tokens on the circle (causal USA, ALiBi ``alibi``): for each mode
     k and source token j, the mean and standard error of n E[cos k (theta_last(t) - theta_j(0))], and the same
     estimate from each chunk of prompts (batch means: the standard error of any sum over sources and modes, whose
@@ -178,30 +173,16 @@ def prompt_correlations(n: int, prompts: int, beta: float, alibi: float, t: floa
     The estimator subtracts cos k (theta_last(0) - theta_j(0)) (mean 0, j independent of the last token at t = 0)
     and uses as control variate F_j sin k (theta_last(0) - theta_j(0)), F_j the push of the other tokens on the
     last one at t = 0 (mean 0 as well, theta_j being independent of F_j): the leading fluctuation, which the
-    regression removes (variance 10x smaller at n = 32).  ``backend``: "numpy", "torch" (its GPU if it sees
-    one, else its CPU), or "auto" (torch on a GPU when one is available, else numpy)."""
-    dev = None
-    if backend != "numpy":
-        try:
-            import torch
-
-            if backend == "torch" or torch.cuda.is_available():
-                dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        except ImportError:  # torch is an optional extra
-            if backend == "torch":
-                raise
+    regression removes (variance 10x smaller at n = 32).  Each chunk of prompts is one batch of the package's
+    token solver (``_prompt_flow``), classical RK4 with steps <= h."""
     modes = np.asarray(modes)
     W = _prompt_weights(n, alibi)
-    Wt = None if dev is None else torch.as_tensor(W, device=dev)
     rng = np.random.default_rng(seed)
     sums = np.zeros((5, modes.size, n))  # X, X^2, Y, Y^2, X Y
     parts = []  # per chunk: its size and its own sums of X and Y
     for c0 in range(0, prompts, chunk):
         th0 = rng.uniform(0, 2 * np.pi, (min(chunk, prompts - c0), n))
-        if dev is None:
-            th = _prompt_flow(np, th0, W, beta, t, h)
-        else:
-            th = _prompt_flow(torch, torch.as_tensor(th0, device=dev), Wt, beta, t, h).cpu().numpy()
+        th = _prompt_flow(th0, beta, alibi, t, h)
         d0 = th0[:, -1:] - th0
         push = np.exp(beta * np.cos(d0)) * np.sin(-d0) * W[-1]
         F = push.sum(axis=1, keepdims=True) - push
@@ -236,9 +217,9 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
     modes = np.arange(1, 5)  # e^{-pi^2 k^2 / 32} < 1e-3 beyond
     omega = profile_weights(modes)
     rates = theory.growth_rates(modes, beta, "usa")
-    # the batched integrator against the package's token solver on two prompts
+    # the batch (TokenSolver on a BatchedTokenModel, RK4) against single runs of the package (a particles config,
+    # TokenModel's field, adaptive DOP853) on two prompts
     n0, gap = 16, 0.0
-    W0 = _prompt_weights(n0, alibi)
     for seed in (0, 1):
         th0 = np.random.default_rng(100 + seed).uniform(0, 2 * np.pi, n0)
         h = ctx.run(dict(model=dict(method="particles", geometry="circle", variant="usa", beta=beta),
@@ -248,8 +229,8 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
                          time=dict(t_end=round(t, 6), dt=1e-3, adaptive=True, rtol=1e-11, atol=1e-13),
                          output=dict(interval=round(t, 6))), f"solver_prompt{seed}")
         x = h["positions"][-1]
-        mine = _prompt_flow(np, th0[None], W0, beta, float(h["time"][-1]), 0.002)[0]
-        gap = max(gap, float(np.max(np.abs(np.angle(np.exp(1j * (np.arctan2(x[:, 1], x[:, 0]) - mine)))))))
+        batch = _prompt_flow(th0[None], beta, alibi, float(h["time"][-1]), 0.002)[0]
+        gap = max(gap, float(np.max(np.abs(np.angle(np.exp(1j * (np.arctan2(x[:, 1], x[:, 0]) - batch)))))))
     rows, bias, bias_se, lin_gap, ax = [], {}, {}, {}, ctx.figure(ncols=2).subplots(1, 2)
     u_shaped = True
     for n, m in prompts.items():
@@ -305,7 +286,8 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
     body = (f"Prompts of n iid uniform tokens on the circle, causal USA with ALiBi slope {alibi:g}, beta = {beta:g}, "
             f"run to t = {t:.6f}, half the smallness bound: t sup_n a_n = 0.5 min(3 - sqrt 3, 2 (1 - e^{{-lambda}})). "
             "The prompts of each n are integrated "
-            "together (RK4, h <= 0.05; the batched integrator equals the package's token solver, dop853 at rtol 1e-11, "
+            "together by the package's token solver on a batch of systems (`tokens.BatchedTokenModel`, RK4, h <= 0.05; "
+            "at h = 0.002 the batch equals single runs of a particles config, adaptive DOP853 at rtol 1e-11, "
             f"to {gap:.1e} rad on two prompts of 16 tokens). Measured: n E[cos k (theta_n(t) - theta_j(0))] for every "
             "source j < n and k = 1..4, with the control variate of `prompt_correlations`; the profile P(s0) = "
             "sum_k e^{-pi^2 k^2 / 32} (that), M = 4. Predicted (derived in docs/validation.md): to first order in "
@@ -327,7 +309,7 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
             "The rate is reported, not judged: the claim is the limit.")
     return Outcome(c_lim, 0.0, Within(abs=min(3 * c_se, 0.06)), {"U-shaped at every n": u_shaped,
                                                     "the deviation falls at every doubling (> 3 SE)": min(falls) > 3,
-                                                    "batched integrator = token solver to 1e-7": gap < 1e-7},
+                                                    "batch = single runs of the token solver to 1e-7": gap < 1e-7},
                    body=body, numbers={"bias": {str(k): v for k, v in bias.items()}, "orders": orders,
                                        "falls_se": falls, "solver_gap": gap, "limit": c_lim, "limit_se": c_se,
                                        "order_fit": p_fit})
