@@ -248,7 +248,8 @@ class Simulation:
         h = self.clock.step_size(t_stop, adaptive)
         taken, proposed = self._phase.step(h)
         self.clock.advance(t_stop, h, taken, proposed, adaptive)
-        self.merge_log.extend((self.t, *m) for m in self._phase.take_merges())
+        # a record's last entry: how long before the step's end its parts met (TokenSolver.merge)
+        self.merge_log.extend((self.t - m[-1], *m[:-1]) for m in self._phase.take_merges())
         if self._phase.ended(self):  # a hand-off: the tokens start from the state before this step
             self.clock.load(before)
             self._nfev_before += self._phase.nfev
