@@ -94,3 +94,18 @@ def test_a_token_run_on_the_fast_path_matches_the_direct_path():
         out.append(sim.x)
     assert np.max(np.abs(out[0] - out[1])) < 1e-9
     assert math.isfinite(float(np.sum(out[1])))
+
+
+def test_auto_follows_the_token_count_as_tokens_merge():
+    """field = "auto" re-chooses when the weights change: Funk–Hecke while the tokens are many, the direct sum
+    (each token's own term left out exactly, as plateaus need) once merging has left few; the field is the same."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 3))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    m = TokenModel(np.full(2000, 1 / 2000), 20.0, "sa", 3, field="auto")
+    assert m.funk_hecke is not None
+    fast = m.velocity(x)
+    direct = TokenModel(np.full(2000, 1 / 2000), 20.0, "sa", 3, field="direct").velocity(x)
+    assert np.max(np.abs(fast - direct)) < 1e-9 * np.max(np.abs(direct))
+    m.set_weights(np.full(10, 0.1))
+    assert m.funk_hecke is None and m.n == 10

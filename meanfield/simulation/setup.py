@@ -193,7 +193,8 @@ def handoff_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) ->
         model = RingModel(w, m.beta, m.variant, geometry.dim, pole_tol=lt.merge_tol / 2)
     else:  # the same heads as the density (circle, sphere; config refuses causal hand-offs)
         Q, K, V = (list(mats) for mats in zip(*attention_heads(cfg, geometry.dim)))
-        model = TokenModel(w, m.beta, m.variant, geometry.dim, Q, K, V)
+        # Funk–Hecke while the nodes are many (O(n) instead of O(n^2)), the direct sum once merging leaves few
+        model = TokenModel(w, m.beta, m.variant, geometry.dim, Q, K, V, field="auto", threads=token_threads(cfg))
     solver = TokenSolver(model, x, np.arange(x.shape[0]) if rows is None else rows,
                          x.shape[0] if n_rows is None else n_rows, "dopri5", cfg.time.dt if dt is None else dt, True,
                          lt.rtol, lt.atol, merge_tol=lt.merge_tol)

@@ -248,8 +248,8 @@ class Simulation:
         h = self.clock.step_size(t_stop, adaptive)
         taken, proposed = self._phase.step(h)
         self.clock.advance(t_stop, h, taken, proposed, adaptive)
-        # a record's last entry: how long before the step's end its parts met (TokenSolver.merge)
-        self.merge_log.extend((self.t - m[-1], *m[:-1]) for m in self._phase.take_merges())
+        # a record's last entry: how long before the step's end its parts met (TokenSolver.merge); in time order
+        self.merge_log.extend(sorted(((self.t - m[-1], *m[:-1]) for m in self._phase.take_merges()), key=lambda r: r[0]))
         if self._phase.ended(self):  # a hand-off: the tokens start from the state before this step
             self.clock.load(before)
             self._nfev_before += self._phase.nfev

@@ -63,27 +63,40 @@ class TokenModel:
         self.threads = max(1, int(threads))
         self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
         self._pool = None
+        self.field = field
         self.funk_hecke = self.torch = None
         if backend == "torch":  # the direct field on torch
             from .torch_field import TorchField  # torch is an optional extra: imported only when asked for
 
             self.torch = TorchField(self, device, threads)
-        elif pick_field(field, dim, len(self.Q), causal, is_identity(dim, self.Q, self.K, self.V),
-                        np.size(weights), self.beta) == "funk_hecke":
+        self.set_weights(weights)
+
+    def _pick(self) -> None:
+        """The Funk–Hecke path or the direct sum for the present number of tokens (``field = "auto"``: the
+        direct sum once merging has left fewer than ``funk_hecke_from`` tokens, where it is the faster and
+        leaves each token's own term out exactly, as plateaus need)."""
+        if self.torch is not None:
+            return
+        use = pick_field(self.field, self.dim, len(self.Q), self.causal, is_identity(self.dim, self.Q, self.K, self.V),
+                         np.size(self.w), self.beta) == "funk_hecke"
+        if use and self.funk_hecke is None:
             from .funk_hecke import FunkHeckeField
 
-            self.funk_hecke = FunkHeckeField(self.beta, variant, self.dim, threads=threads)
-        self.set_weights(weights)
+            self.funk_hecke = FunkHeckeField(self.beta, self.variant, self.dim, threads=self.threads)
+        elif not use:
+            self.funk_hecke = None
 
     def set_heads(self, Q: list, K: list, V: list) -> None:
         """Use these heads' matrices from now on (random heads drawn afresh every layer)."""
         self.Q, self.K, self.V = list(Q), list(K), list(V)
         self._self_free = [bool(np.array_equal(V_h, np.eye(self.dim))) for V_h in self.V]
+        self._pick()
 
     def set_weights(self, weights: np.ndarray) -> None:
         """Use these token weights (after tokens merged, their number changes)."""
         self.w = np.asarray(weights, dtype=float)
         self.n = n = self.w.size
+        self._pick()
         with np.errstate(divide="ignore"):
             self._log_w = np.log(self.w)  # a zero weight: exp(-inf) = 0
         self._row_scale = None
