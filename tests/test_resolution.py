@@ -26,7 +26,8 @@ def test_the_hand_off_waits_for_the_end_of_the_linear_phase():
     """Band-limited data on S^2 at L = 24: the tail passes 1e-8 while the density is 1 % from uniform (the old
     criterion, longtime.departure = 0, handed off there, at t = 7.0); the hand-off now waits until
     max |rho / rho_bar - 1| >= 1 or the tail passes LINEAR_TAIL (1e-3)."""
-    sets = ["time.t_end=17", "initial.max_mode=12", "output.spacing=\"linear\"", "output.interval=1.0"]
+    sets = ["time.t_end=17", "initial.max_mode=12", "grid.modes=24", "longtime.oversample=1", "output.spacing=\"linear\"",
+            "output.interval=1.0"]
     h = solve(meanfield.load_config(meanfield.example("longtime_sphere"), sets))
     a = h["attrs"]
     assert a["handoff_reason"] == "tail"
