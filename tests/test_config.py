@@ -136,6 +136,8 @@ def test_all_examples_are_valid():
     ("[output]\ninterval = -1.0", r"^output\.interval: got -1\.0"),
     ("[output]\npath = ''", r"^output\.path: got ''"),
     ("[model\nbeta = 1", r"^config: invalid TOML"),
+    ("[longtime]\nhandoff = 'tokens'\nrtol = 1e-8", r"^longtime\.rtol: got 1e-08, allowed: rtol \+ atol <= "
+     r"longtime\.merge_tol = 1e-09 while tokens merge"),
 ])
 def test_bad_config_names_the_key(text, key):
     with pytest.raises(ConfigError) as exc:

@@ -272,6 +272,10 @@ def _longtime(cfg: Config) -> None:
     need(finite(lt.atol) and lt.atol >= 0, "longtime.atol", lt.atol, "a finite number >= 0")
     need(lt.rtol + lt.atol >= 1e-15, "longtime.rtol", lt.rtol,
          "rtol + atol >= 1e-15 (positions are unit vectors: below that is round-off)")
+    need(lt.handoff != "tokens" or lt.merge_tol == 0 or lt.rtol + lt.atol <= lt.merge_tol, "longtime.rtol", lt.rtol,
+         f"rtol + atol <= longtime.merge_tol = {lt.merge_tol:g} while tokens merge (the adaptive steps resolve "
+         "distances down to about rtol: with a looser tolerance two tokens stall further apart than merge_tol "
+         "and never merge); tighten longtime.rtol or raise longtime.merge_tol")
     need(finite(lt.cluster_radius) and (lt.cluster_radius == 0 or 1e-9 <= lt.cluster_radius <= math.pi / 2),
          "longtime.cluster_radius", lt.cluster_radius,
          "0 (min(0.2, pi / (4 l*))) or a number of radians in [1e-9, pi/2]")
