@@ -309,7 +309,7 @@ def lost_in_the_middle_tokens(ctx) -> Outcome:
             "The rate is reported, not judged: the claim is the limit.")
     return Outcome(c_lim, 0.0, Within(abs=min(3 * c_se, 0.06)), {"U-shaped at every n": u_shaped,
                                                     "the deviation falls at every doubling (> 3 SE)": min(falls) > 3,
-                                                    "batch = single runs of the token solver to 1e-7": gap < 1e-7},
+                                                    "batch = single runs of the token solver to 1e-9": gap < 1e-9},
                    body=body, numbers={"bias": {str(k): v for k, v in bias.items()}, "orders": orders,
                                        "falls_se": falls, "solver_gap": gap, "limit": c_lim, "limit_se": c_se,
                                        "order_fit": p_fit})
