@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .field import causal_weights
 from .integrators import normalise
 
 #: a block of systems holds at most this many bytes of n x n exponents
@@ -46,13 +47,9 @@ class BatchedTokenModel:
         self.causal, self.alibi = bool(causal), float(alibi) if causal else 0.0
         self.w = np.tile(weights, self.systems)  # the TokenSolver's view: one weight per row
         self.n = self.w.size
-        log_w = np.log(weights)
-        self._row_scale = None
-        if self.causal:  # as TokenModel: the row's own e^{-alibi (s_i - 1)} cancels
-            s = np.arange(1, self.size + 1) / self.size
-            log_w = log_w + self.alibi * (s - 1.0)
-            self._row_scale = 1.0 / np.cumsum(np.exp(log_w))
-        self._log_w = log_w
+        self._log_w, self._row_scale = np.log(weights), None
+        if self.causal:  # TokenModel's causal weights
+            self._log_w, self._row_scale = causal_weights(self._log_w, self.alibi)
         mask = np.zeros((self.size, self.size))
         if self.causal:
             mask[np.triu_indices(self.size, 1)] = -np.inf

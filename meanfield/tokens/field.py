@@ -100,11 +100,8 @@ class TokenModel:
         with np.errstate(divide="ignore"):
             self._log_w = np.log(self.w)  # a zero weight: exp(-inf) = 0
         self._row_scale = None
-        if self.causal:  # token i (position s_i = (i + 1) / n) weighs token j <= i by w_j e^{-alibi (s_i - s_j)}
-            s = np.arange(1, n + 1) / max(n, 1)
-            self._log_w = self._log_w + self.alibi * (s - 1.0)  # the row's e^{-alibi (s_i - 1)} cancels below
-            # USA attends to the probability measure of the row (its weights normalised, as in the density)
-            self._row_scale = 1.0 / np.cumsum(np.exp(self._log_w))
+        if self.causal:
+            self._log_w, self._row_scale = causal_weights(self._log_w, self.alibi)
         self.rows = max(1, min(n, TILE_ROWS))
         self.cols = max(1, min(n, max(16, self.tile_bytes // (8 * self.rows))))
         self.block = max(1, int(BLOCK_BYTES // (8 * 3 * max(n, 1))))
@@ -256,6 +253,15 @@ class TokenModel:
             e[np.arange(i1 - i0), np.arange(i0, i1)] = 0.0
             total += float(np.sum(self.w[i0:i1] * np.sum(v[i0:i1] * (e @ wx), axis=1)))
         return total
+
+
+def causal_weights(log_w: np.ndarray, alibi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Token i (position s_i = (i + 1) / n) weighs token j <= i by w_j e^{-alibi (s_i - s_j)}: the log weights
+    shifted by alibi (s_j - 1) (the row's own e^{-alibi (s_i - 1)} cancels in the SA ratio), and the USA row
+    scale 1 / sum_{j <= i} of them (USA attends to the row's probability measure, as in the density)."""
+    n = log_w.size
+    shifted = log_w + alibi * (np.arange(1, n + 1) / max(n, 1) - 1.0)
+    return shifted, 1.0 / np.cumsum(np.exp(shifted))
 
 
 #: particles.field = "auto" takes the Funk–Hecke path from ``funk_hecke_from`` tokens on.  Measured against

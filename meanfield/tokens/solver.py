@@ -104,9 +104,9 @@ class TokenSolver:
         size = np.bincount(labels, minlength=groups)
         for g in np.flatnonzero(size > 1):
             members = np.flatnonzero(labels == g)
-            top2 = np.sort(w[members])[-2:][::-1]
+            b, a = members[np.argsort(w[members])[-2:]]  # a: the heaviest, b: the next
+            top2 = w[[a, b]]
             reach = max(_angle(x[i], new_x[g]) for i in members)
-            a, b = members[np.argsort(w[members])[-2:]]
             lag = 0.0 if before is None else _crossing_lag(_angle(before[a], before[b]), _angle(x[a], x[b]),
                                                           self.merge_tol, h)
             self.merges.append((int(new_ids[g]), int(members.size), float(total[g]), float(top2[0]),

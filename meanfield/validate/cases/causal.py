@@ -145,8 +145,7 @@ def _prompt_weights(n: int, alibi: float) -> np.ndarray:
     return L / L.sum(axis=1, keepdims=True)
 
 
-def _prompt_flow(theta0: np.ndarray, beta: float, alibi: float, t: float, h: float,
-                 integrator: str = "rk4") -> np.ndarray:
+def _prompt_flow(theta0: np.ndarray, beta: float, alibi: float, t: float, h: float) -> np.ndarray:
     """Angles of many prompts (rows of ``theta0``) after time t of causal USA tokens on the circle (ALiBi
     ``alibi``), advanced together by the package's ``TokenSolver`` on a ``BatchedTokenModel`` with fixed steps
     <= h: d theta_i / dt = sum_j W_ij e^{beta cos(theta_j - theta_i)} sin(theta_j - theta_i)."""
@@ -155,7 +154,7 @@ def _prompt_flow(theta0: np.ndarray, beta: float, alibi: float, t: float, h: flo
     m, n = theta0.shape
     model = BatchedTokenModel(m, np.full(n, 1.0 / n), beta, "usa", dim=2, causal=True, alibi=alibi)
     x = np.stack([np.cos(theta0), np.sin(theta0)], axis=-1).reshape(m * n, 2)
-    solver = TokenSolver(model, x, np.arange(m * n), m * n, integrator, h)
+    solver = TokenSolver(model, x, np.arange(m * n), m * n, "rk4", h)
     steps = max(1, math.ceil(t / h))
     for _ in range(steps):
         solver.advance(t / steps)
