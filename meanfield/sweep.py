@@ -69,7 +69,7 @@ class Sweep:
 
     @property
     def base_hash(self) -> str:
-        """SHA-256 of the base config: a table holds the runs of one base."""
+        """The SHA-256 hash of the base config (a table holds the runs of one base)."""
         import hashlib
 
         import tomli_w

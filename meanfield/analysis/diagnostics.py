@@ -152,8 +152,10 @@ def wasserstein1_densities_circle(c1: np.ndarray, c2: np.ndarray, nquad: int = 8
 def kernel_distance(geometry, c: np.ndarray, x: np.ndarray, w: np.ndarray, kappa: float = 1.0,
                     block: int = 2048) -> float:
     """Maximum mean discrepancy with the kernel e^{kappa <x, y>} between sum_i w_i delta_{x_i} and
-    the density with coefficients c on ``geometry`` (any sphere):
+    the density with coefficients c on ``geometry`` (any sphere)::
+
         MMD^2 = sum_ij w_i w_j k(x_i, x_j) - 2 sum_i w_i (G rho)(x_i) + int (G rho) rho,
+
     with G the kernel's Funk–Hecke multiplier (exact in the density's coefficients).  A metric
     for probability measures (the kernel is positive definite), scaled by e^{-kappa}."""
     g = np.asarray(geometry.funk_hecke(kappa))  # e^{-kappa} multipliers

@@ -73,9 +73,26 @@ class RatesTable:
 
 
 def measured_rates(history, tol: float = 1e-5) -> RatesTable:
-    """Fit every mode's rate in its linear window (``diagnostics.measure_growth_rates``) of the history (a path or
-    a History), beside its theoretical rate.  ConfigError for a particles run or fewer than 3 density
-    snapshots (a hand-off run: its density snapshots only)."""
+    """Fit every mode's growth rate in its linear window, beside the theory's: ``meanfield rates``.
+
+    Parameters
+    ----------
+    history : str, pathlib.Path or meanfield.io.History
+        A density run's history.
+    tol : float
+        The relative error a mode's fit must reach to count as agreeing with the theory.
+
+    Returns
+    -------
+    RatesTable
+        A row per mode with a linear window (``mode``, ``theory``, ``measured``, ``rel_error``);
+        ``.worst`` is the largest relative error.
+
+    Raises
+    ------
+    meanfield.errors.ConfigError
+        For a particles run, or fewer than 3 density snapshots.
+    """
     import math
 
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and 0 < tol <= 1):

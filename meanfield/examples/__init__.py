@@ -22,7 +22,23 @@ def sweep_names() -> list[str]:
 
 
 def example(name: str) -> Path:
-    """The path of the shipped example config or sweep file ``name`` (e.g. ``"linear"``), to read or run as is."""
+    """The path of a shipped example config or sweep file, to read or run as is.
+
+    Parameters
+    ----------
+    name : str
+        An example's name (``"linear"``, ``"clustering"``, ...; ``meanfield example`` lists them).
+
+    Returns
+    -------
+    pathlib.Path
+        The TOML file inside the installed package.
+
+    Raises
+    ------
+    meanfield.errors.ConfigError
+        For a name that is not shipped (the line lists those that are).
+    """
     stem = name[:-5] if name.endswith(".toml") else name
     if stem in names():
         return Path(str(resources.files(__package__) / f"{stem}.toml"))

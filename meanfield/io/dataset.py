@@ -23,6 +23,21 @@ def open_history(path, grid: bool = True):
     ``rho`` from the coefficients when the run stored none (output.grid = false).  The root attributes (the
     config as run, versions) are ``ds.attrs``.
 
-    Raises ConfigError (one line) if the file is not a readable meanfield history.
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A history written by ``meanfield run`` (or a run still writing it).
+    grid : bool
+        Add ``rho`` from the coefficients when the run stored none (``output.grid = false``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Every variable with CF ``units``, a short ``long_name`` (axis labels) and a ``description``.
+
+    Raises
+    ------
+    meanfield.errors.ConfigError
+        One line, if the file is not a readable meanfield history.
     """
     return read_history(path).to_dataset(grid)

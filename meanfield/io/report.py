@@ -44,9 +44,27 @@ class Report:
 
 
 def check(path) -> Report:
-    """Read the history ``path`` (a damaged one too: every damage is a failed check) and check it: checksums,
-    the checkpoint beside it, the config hash, increasing times, finite data, mass, token weights, and the
-    energy's monotonicity where the theory says it holds.  ConfigError (one line) if it cannot be read."""
+    """Check a history: what ``meanfield info`` prints, as data.
+
+    Checksums, the checkpoint beside it, the config hash, increasing times, finite data, mass, token
+    weights, and the energy's monotonicity where the theory says it holds. A damaged history is read
+    too: every damage is a failed check.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The history.
+
+    Returns
+    -------
+    Report
+        ``.lines`` (provenance), ``.checks`` (each with ``text`` and ``ok``), ``.ok``.
+
+    Raises
+    ------
+    meanfield.errors.ConfigError
+        One line, if the file cannot be read at all.
+    """
     writer = writer_of(path)
     if writer is not None and not os.path.lexists(path):
         raise ConfigError(f"history: {str(path)!r} is being created by a running meanfield (pid {writer}); "

@@ -73,10 +73,32 @@ def kernel_ratio(modes, beta: float, dim: int = 2) -> np.ndarray:
 
 
 def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> np.ndarray:
-    """Linear growth rates lambda_l (docs/theory.md), vectorised over ``modes``.
+    r"""Linear growth rates :math:`\lambda_l` of the uniform state (docs/theory.md, section 3).
 
-    ``modes`` are Fourier wavenumbers (d = 2) or harmonic degrees (d >= 3); only
-    |l| matters.  Mode 0 has rate 0 (mass is conserved).
+    For SA, :math:`\lambda_l = \frac{l(l+d-2)}{\beta} \frac{I_{l+d/2-1}(\beta)}{I_{d/2-1}(\beta)} - \nu\, l(l+d-2)`,
+    formed with exponentially scaled Bessel functions (no overflow at any beta).
+
+    Parameters
+    ----------
+    modes : int or array_like
+        Fourier wavenumbers (d = 2) or harmonic degrees (d >= 3); only :math:`|l|` matters.
+    beta : float
+        Inverse temperature, > 0.
+    variant : {"sa", "usa"}
+        Softmax or unnormalised attention.
+    viscosity : float
+        :math:`\nu \ge 0`.
+    dim : int
+        d, the sphere :math:`S^{d-1} \subset R^d` (2: circle, 3: sphere).
+
+    Returns
+    -------
+    numpy.ndarray
+        The rates, shaped like ``modes``. Mode 0 has rate 0 (mass is conserved).
+
+    Examples
+    --------
+    >>> growth_rates([1, 2, 3], 9.0, viscosity=0.02).round(4)  # doctest: +SKIP
     """
     check_parameters(beta, variant, viscosity, dim)
     l = np.abs(np.asarray(modes, dtype=float))
@@ -95,11 +117,20 @@ def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0
 
 def most_unstable_mode(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2,
                        max_mode: int | None = None) -> int:
-    """The integer l >= 1 with the largest growth rate (exact argmax, not sqrt(2 beta)).
+    r"""The integer :math:`l \ge 1` with the largest growth rate (the exact argmax, not :math:`\sqrt{2\beta}`).
 
-    With viscosity every rate may be negative; the least stable mode is returned.
-    The search runs to ``max_mode`` (default: far beyond the peak, where
-    I_l/I_0 ~ exp(-l^2 / (2 beta)) is negligible).
+    Parameters
+    ----------
+    beta, variant, viscosity, dim
+        As for `growth_rates`.
+    max_mode : int, optional
+        Where the search stops (default: far beyond the peak, where
+        :math:`I_l/I_0 \sim e^{-l^2/(2\beta)}` is negligible).
+
+    Returns
+    -------
+    int
+        :math:`k^*`. With viscosity every rate may be negative; the least stable mode is returned.
     """
     if max_mode is None:
         max_mode = int(8 * math.sqrt(2 * beta + 1)) + 16

@@ -41,7 +41,31 @@ from .trackers import (MAX_CLUSTERS, BlowUpGuard, Checkpointer, HistoryTracker, 
 
 @dataclass
 class Result:
-    """What a run did: where it wrote, how far it went, and what it cost."""
+    """What a run did: where it wrote, how far it went, and what it cost.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The history written (HDF5, docs/output.md).
+    t : float
+        The time reached.
+    steps : int
+        Accepted steps, over every phase.
+    snapshots : int
+        Snapshots in the history.
+    wall : float
+        Wall-clock seconds of this call.
+    status : str
+        ``"complete"``, or ``"already complete"`` when ``resume=True`` found nothing left to do.
+    handoff : object
+        The hand-off to tokens (``longtime.HandOff``), if the run continued as tokens.
+    merges : int
+        Merged groups of tokens.
+    stepper : str
+        The scheme that ran, and why (``time.stepper = "auto"`` picks one).
+    resolution : dict or None
+        The resolution check's attributes (``--check-resolution``), if it ran.
+    """
 
     path: Path
     t: float
@@ -61,11 +85,35 @@ class Result:
 
 
 def load_config(source, overrides=(), base_dir=None) -> _config.Config:
-    """A validated Config from a TOML path, a dict of sections, or a Config (``overrides``:
-    ``section.key=value`` strings, as ``--set``): every key's type and range, and every check the solvers
-    registered (a grid fine enough for the kernel, a scheme's name, torch on this machine).  Memory and
-    disk are checked when the run allocates, not here.  ``base_dir``: where a dict's relative initial.path
-    is found (a file's own directory for a path)."""
+    """Read and validate a run configuration.
+
+    Every key's type and range is checked, and every check the solvers registered (a grid fine
+    enough for the kernel, a scheme's name, torch on this machine). Memory and disk are checked when
+    the run allocates, not here.
+
+    Parameters
+    ----------
+    source : str, pathlib.Path, dict or Config
+        A TOML file, a dict of sections (``{"model": {"beta": 9.0}, ...}``) or a Config.
+    overrides : sequence of str
+        ``section.key=value`` strings, applied in order, as ``meanfield run --set``.
+    base_dir : str or pathlib.Path, optional
+        Where a dict's relative ``initial.path`` is found (a file's own directory for a path).
+
+    Returns
+    -------
+    Config
+        The validated configuration (docs/config.md lists every key).
+
+    Raises
+    ------
+    meanfield.errors.ConfigError
+        One line naming the key, the value given and what is allowed.
+
+    Examples
+    --------
+    >>> cfg = meanfield.load_config(meanfield.example("linear"), ["model.beta=4"])  # doctest: +SKIP
+    """
     if isinstance(source, _config.Config):
         if overrides:
             return _config.from_dict(_apply(source.to_dict(), overrides), feasible=True)
@@ -116,9 +164,30 @@ def record_shape(cfg, sim) -> dict:
 
 
 def solve(config, overrides=(), *, trackers=(), progress: bool | None = False) -> io.History:
-    """Run ``config`` (a TOML path, a dict of sections or a Config) in memory and return its History (the keys
-    of ``io.read_history``; ``.to_dataset()`` is the xarray view): what ``run`` writes, without a file, a
-    checkpoint or signal handling.  Raises ConfigError or NumericalError as ``run`` does."""
+    """Run a configuration in memory: what `run` writes, without a file, a checkpoint or signal handling.
+
+    Parameters
+    ----------
+    config : str, pathlib.Path, dict or Config
+        As for `load_config`.
+    overrides : sequence of str
+        ``section.key=value`` strings, as ``--set``.
+    trackers : sequence
+        More trackers (a ``Tracker`` with a schedule, or any object with start / step / snapshot /
+        finish methods), called after the run's own.
+    progress : bool or None
+        A progress bar (``None``: when stderr is a terminal; in a notebook, a widget).
+
+    Returns
+    -------
+    meanfield.io.History
+        The keys of `meanfield.io.read_history`; ``.to_dataset()`` gives the xarray view.
+
+    Raises
+    ------
+    meanfield.errors.ConfigError, meanfield.errors.NumericalError
+        As `run` does.
+    """
     keep_freed_memory()
     cfg = load_config(config, overrides)
     sim = Simulation(cfg)
@@ -184,18 +253,51 @@ def _same_run(cfg, stored_toml: str, stored_hash: str) -> bool:
 
 def run(config, output=None, *, overwrite: bool = False, resume: bool = False, progress: bool | None = None,
         overrides=(), trackers=()) -> Result:
-    """Run ``config`` (a TOML path, a dict of sections or a Config) and write its history to
-    ``output`` (default: output.path).  ``resume``: continue the run stored in ``output`` from its
-    checkpoint, or extend a completed one whose config differs only by a larger time.t_end.
-    ``progress``: a progress bar (None: when stderr is a terminal); ``trackers``: more trackers (``Tracker``
-    with a schedule, or any object with start / step / snapshot / finish), called after the run's own.
+    """Run a configuration and write its history: everything ``meanfield run`` does.
 
-    The run owns its output while it runs (``files.OutputLock``: a second run on it is refused);
-    the output may not be a directory, device, link, the config or an input (``files.check_target``).
+    The run owns its output while it runs (a second run on it is refused); the output may not be a
+    directory, device, link, the config or an input. The history is flushed snapshot by snapshot,
+    with a checkpoint (``OUT.h5.ckpt``) to resume from.
 
-    Raises ConfigError (bad input, nothing written), NumericalError (the last good state is in
-    the checkpoint), OutputError (a write failed: the history keeps what was written before) or
-    trackers.Interrupted (SIGINT / SIGTERM: final snapshot and checkpoint written).
+    Parameters
+    ----------
+    config : str, pathlib.Path, dict or Config
+        As for `load_config`.
+    output : str or pathlib.Path, optional
+        The history to write (default: the config's ``output.path``).
+    overwrite : bool
+        Replace an existing history (refused otherwise).
+    resume : bool
+        Continue the run stored in ``output`` from its checkpoint, or extend a completed one whose
+        config differs only by a larger ``time.t_end``.
+    progress : bool or None
+        A progress bar (``None``: when stderr is a terminal; in a notebook, a widget).
+    overrides : sequence of str
+        ``section.key=value`` strings, as ``--set``.
+    trackers : sequence
+        Your own trackers (a `meanfield.simulation.trackers.Tracker` with a schedule, or any
+        object with start / step / snapshot / finish methods), called after the run's own.
+
+    Returns
+    -------
+    Result
+        Where it wrote, how far it went, and what it cost.
+
+    Raises
+    ------
+    meanfield.errors.ConfigError
+        Bad input; nothing written.
+    meanfield.errors.NumericalError
+        Blow-up or loss of accuracy; the last good state is in the checkpoint.
+    meanfield.errors.OutputError
+        A write failed; the history keeps what was written before.
+    meanfield.simulation.trackers.Interrupted
+        SIGINT or SIGTERM; final snapshot and checkpoint written.
+
+    Examples
+    --------
+    >>> result = meanfield.run(meanfield.example("linear"), "linear.h5")  # doctest: +SKIP
+    >>> result.dataset.rho_hat.sel(mode=3).pipe(abs).plot(yscale="log")  # doctest: +SKIP
     """
     keep_freed_memory()
     cfg = load_config(config, overrides)

@@ -21,11 +21,12 @@ import numpy as np
 
 
 def output_times(cfg) -> np.ndarray:
-    """Snapshot times of a run.
+    """Snapshot times of a run::
 
-    linear: 0, interval, 2 interval, ... <= t_end, and t_end.
-    log:    0, interval, then t_{k+1} = max(t_k + interval, t_k 10^(1/per_decade)) up to t_end: linear
-            while that is denser, geometric after (per_decade snapshots per decade of time).
+        linear: 0, interval, 2 interval, ... <= t_end, and t_end.
+        log:    0, interval, then t_{k+1} = max(t_k + interval, t_k 10^(1/per_decade)) up to t_end: linear
+                while that is denser, geometric after (per_decade snapshots per decade of time).
+
     With fixed steps every time is a multiple of time.dt.
     """
     t_end, interval, o = cfg.time.t_end, cfg.output.interval, cfg.output

@@ -110,7 +110,7 @@ class Simulation:
 
     @property
     def x(self) -> np.ndarray:
-        """Positions of the live tokens (zonal rings: (sin theta, cos theta) of the meridian plane)."""
+        """The positions of the live tokens ; for zonal rings, (sin theta, cos theta) in the meridian plane."""
         return self._phase.x
 
     @property
@@ -120,7 +120,7 @@ class Simulation:
 
     @property
     def c(self) -> np.ndarray:
-        """Spectral coefficients: of the density, or of the tokens' smoothed density estimate."""
+        """The spectral coefficients of the density, or, the tokens' smoothed density estimate."""
         return self._phase.coefficients()
 
     @property

@@ -1,12 +1,14 @@
-"""The schemes by name (``time.stepper``), and the config check of that name.
+"""The schemes by name (``time.stepper``), and the config check of that name::
 
-    sbdf1   IMEX Euler (order 1)
-    sbdf2   IMEX BDF2 / SBDF2, variable step (order 2); started with one SBDF1 step
-    etdrk4  Cox–Matthews exponential Runge–Kutta (order 4); L integrated exactly
-    ark43   Kennedy–Carpenter ARK4(3)6L[2]SA additive IMEX Runge–Kutta (order 4, embedded 3):
-            L implicit (a diagonal solve per stage), N explicit
-    dopri5  Dormand–Prince 5(4), fully explicit (L u + N(u) together): for runs without stiffness
-    dop853  Dormand–Prince 8(5,3), fully explicit: the same, fewer steps at tight tolerances
+        sbdf1   IMEX Euler (order 1)
+        sbdf2   IMEX BDF2 / SBDF2, variable step (order 2); started with one SBDF1 step
+        etdrk4  Cox–Matthews exponential Runge–Kutta (order 4); L integrated exactly
+        ark43   Kennedy–Carpenter ARK4(3)6L[2]SA additive IMEX Runge–Kutta (order 4, embedded 3):
+                L implicit (a diagonal solve per stage), N explicit
+        dopri5  Dormand–Prince 5(4), fully explicit (L u + N(u) together): for runs without stiffness
+        dop853  Dormand–Prince 8(5,3), fully explicit: the same, fewer steps at tight tolerances
+
+``make_scheme(name, ...)`` builds one; ``SCHEMES`` maps each name to its class.
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 A scheme sees an array ``L`` and a callable ``N``, never a geometry.  Schemes are functional:
 ``state = scheme.start(u)``, ``state = scheme.step(state, h)`` return new states and never mutate old
 ones, so a controller can try a step and throw it away (step doubling) and a checkpoint is just the
-state's arrays.  Every scheme counts its evaluations of N (``nfev``, as scipy's solvers do).
+state's arrays.  Every scheme counts its evaluations of N (``nfev``, as scipy's solvers do)::
 
     sbdf1, sbdf2   multistep IMEX (a coefficient table of the step ratio, ``MultistepIMEX``)
     etdrk4         Cox–Matthews exponential Runge–Kutta (order 4): L integrated exactly
     ark43          Kennedy–Carpenter ARK4(3)6L[2]SA additive Runge–Kutta (a Butcher tableau pair, L implicit)
+
 The explicit pairs on the whole right-hand side (dopri5, dop853) are in ``pairs.py``; ``registry.py``
 names them all.
 """

@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 
-#: verdicts; "fail" and "error" make `meanfield validate` exit 1
+#: verdicts; "fail" and "error" make ``meanfield validate`` exit 1
 PASS, FAIL, NOT_RUN, ERROR = "pass", "fail", "not run", "error"
 
 
