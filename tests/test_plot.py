@@ -166,3 +166,46 @@ def test_overlap_needs_tokens_and_causal_runs_take_positions(tmp_path, linear):
     fig = draw(h, "positions")
     bar, right = fig.axes[1].get_position(), fig.axes[2].get_position()
     assert right.x0 - bar.x1 > 0.1  # the first colour bar's label fits between the panels (0.07 overlapped)
+
+
+def test_few_tokens_on_the_sphere_are_drawn_as_weighted_diracs_without_a_density(tmp_path):
+    # three tokens of weights 0.5, 0.3, 0.2: no density field (smoothing would draw each as a wide blob),
+    # marker areas proportional to the weights, the count in the title
+    x = np.array([[0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]])
+    h = history(tmp_path, "few", model=dict(method="particles", geometry="sphere", beta=4.0), grid=dict(modes=12),
+                particles=dict(n=3, dim=3), initial=dict(kind="tokens", positions=x.tolist(), weights=[0.5, 0.3, 0.2]),
+                time=dict(t_end=0.1, dt=0.05), output=dict(interval=0.1), longtime=dict(merge_tol=0.0))
+    fig = draw(h, "sphere")
+    assert not [c for ax in fig.axes for c in ax.collections if type(c).__name__ == "QuadMesh"]
+    moll = fig.axes[1]
+    (dots,) = [c for c in moll.collections if len(c.get_offsets())]
+    w = h["token_weights"][-1]
+    assert np.allclose(np.sort(dots.get_sizes()), np.sort(400 * w / w.max()))
+    assert "3 tokens (weighted Dirac masses)" in titles(fig)
+
+
+def test_many_tokens_are_a_faint_sample_over_their_density_estimate(tmp_path):
+    h = history(tmp_path, "many", model=dict(method="particles", geometry="sphere", beta=4.0), grid=dict(modes=12),
+                particles=dict(n=5000, dim=3), time=dict(t_end=0.1, dt=0.05), output=dict(interval=0.1))
+    fig = draw(h, "sphere")
+    moll = fig.axes[1]
+    (dots,) = [c for c in moll.collections[1:] if len(c.get_offsets())]
+    assert len(dots.get_offsets()) <= plot.DOTS and dots.get_alpha() <= 0.3
+    assert "5000 tokens (a sample of" in titles(fig) and "smoothed" in fig.axes[-1].get_xlabel()
+
+
+def test_plot_time_outside_the_snapshots_is_refused_and_inside_is_drawn(linear):
+    with pytest.raises(ConfigError, match=r"--time: got 1000, allowed: a time within the history's snapshots, 0 \.\. 8"):
+        draw(linear, "kymograph", time=1000.0)
+    with pytest.raises(ConfigError, match="--time: got a time for --kind rates"):
+        draw(linear, "rates", model=model_of(linear), time=1.0)
+    fig = draw(linear, "kymograph", time=4.03)
+    i = int(np.argmin(np.abs(linear["time"] - 4.03)))
+    profile = fig.axes[-1]
+    assert np.allclose(profile.lines[0].get_ydata(), linear["rho"][i] * 2 * np.pi)  # rho / rho_bar at that snapshot
+    assert f"t = {linear['time'][i]:.4g}" in profile.get_title()
+    marks = [ln for ax in fig.axes for ln in ax.lines if ln.get_label().startswith("--time")]
+    assert marks and np.allclose(marks[0].get_ydata(), linear["time"][i])
+    for kind in ("energy", "spectrum", "clusters"):
+        fig = draw(linear, kind, time=4.03)
+        assert any(ln.get_label().startswith("--time") for ax in fig.axes for ln in ax.lines), kind

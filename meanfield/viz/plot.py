@@ -20,6 +20,12 @@ from ..analysis import diagnostics
 from ..analysis.rates import model_of
 from ..errors import ConfigError
 from .display import SMOOTHED, display_density, smoothed_rows
+
+#: At most this many live tokens are drawn as what they are, weighted Dirac masses (marker area ~ weight), with
+#: no density beneath: smoothing a few point masses at the grid's resolution would draw each as a wide blob.
+FEW_TOKENS = 64
+#: Many tokens are drawn over their density estimate as a faint sample of at most this many dots.
+DOTS = 2000
 from ..io import text as _text
 from ..physics import theory
 
@@ -36,9 +42,30 @@ def _figure(size=(7, 4.5)):
 
 
 def _snapshot(h, time):
-    """Index of the snapshot nearest ``time`` (None: the last)."""
+    """Index of the snapshot nearest ``time`` (None: the last).  A time outside the snapshots' span is refused
+    (drawing the last one instead would say nothing); inside it the nearest snapshot is drawn, its time in
+    the title."""
     t = h["time"]
-    return t.size - 1 if time is None else int(np.argmin(np.abs(t - time)))
+    if time is None:
+        return t.size - 1
+    check_time(h, time)
+    return int(np.argmin(np.abs(t - time)))
+
+
+def check_time(h, time) -> None:
+    """ConfigError (one line) when ``time`` (``--time``) lies outside the history's snapshots."""
+    t = h["time"]
+    lo, hi = float(t[0]), float(t[-1])
+    if not (math.isfinite(time) and lo - 1e-9 * max(1.0, abs(lo)) <= time <= hi * (1 + 1e-9) + 1e-12):
+        raise ConfigError(f"--time: got {time:g}, allowed: a time within the history's snapshots, {lo:g} .. {hi:.6g}")
+
+
+def _mark_time(ax, h, time, vertical: bool = True) -> None:
+    """A dashed line at the snapshot drawn for ``--time`` (on figures over all times)."""
+    if time is None:
+        return
+    tt = float(h["time"][_snapshot(h, time)])
+    (ax.axvline if vertical else ax.axhline)(tt, color="0.3", lw=0.8, ls="--", label=f"--time: t = {tt:.4g}")
 
 
 def _log_time(h) -> bool:
@@ -91,7 +118,36 @@ def kymograph(h, fig, time=None):
     In the linear phase (|rho / rho_bar - 1| < 0.1 throughout) each snapshot's perturbation
     rho / rho_bar - 1 is drawn relative to its own maximum, so the growing modes show, with their
     amplitude beside it on a log axis.  Beyond it rho / rho_bar is drawn, over log-time for long runs,
-    the flat part of the linear phase cropped, the clusters (dot size ~ mass), tokens and hand-off marked."""
+    the flat part of the linear phase cropped, the clusters (dot size ~ mass), tokens and hand-off marked.
+    With ``time`` (``--time``) the snapshot nearest it is marked, and its profile drawn in a panel beside."""
+
+    if time is not None:
+        grid = fig.add_gridspec(1, 2, width_ratios=(3, 1.2), wspace=0.45)
+        _kymograph(h, fig, grid[0], time)
+        _profile(h, fig.add_subplot(grid[1]), time)
+        return
+    _kymograph(h, fig, None, None)
+
+
+def _profile(h, ax, time) -> None:
+    """rho / rho_bar against angle at the snapshot nearest ``time``, tokens below it as weighted ticks."""
+    angle, label = (h["theta"], r"$\theta$") if "theta" in h else (h["colatitude"], "colatitude")
+    i = _snapshot(h, time)
+    rel = display_density(h, i) / _uniform(h)
+    tok = _tokens(h, i)
+    if tok is not None and len(tok[0]) <= FEW_TOKENS:  # Dirac masses: their weights, not a smoothed bump
+        x, w = tok
+        ang = np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * math.pi) if "theta" in h else np.arccos(np.clip(x[:, -1], -1, 1))
+        ax.vlines(ang, 0, w, color="C0")
+        ax.plot(ang, w, "o", ms=3, color="C0")
+        ax.set(xlabel=label, ylabel="token weight", ylim=(0, 1.05 * float(w.max())))
+    else:
+        ax.plot(angle, rel, color="C0")
+        ax.set(xlabel=label, ylabel=r"$\rho/\bar\rho$" + (" (smoothed tokens)" if smoothed_rows(h)[i] else ""))
+    ax.set_title(f"$t = {h['time'][i]:.4g}$", fontsize=9)
+
+
+def _kymograph(h, fig, cell, time):
     import matplotlib.colors as mcolors
 
     angle, label = (h["theta"], r"$\theta$") if "theta" in h else (h["colatitude"], "colatitude")
@@ -99,7 +155,7 @@ def kymograph(h, fig, time=None):
     rel = rho / _uniform(h)
     amp = np.max(np.abs(rel - 1), axis=1)
     if float(amp.max()) < 0.1 and not _log_time(h):
-        grid = fig.add_gridspec(1, 2, width_ratios=(4, 1), wspace=0.05)
+        grid = (cell.subgridspec if cell is not None else fig.add_gridspec)(1, 2, width_ratios=(4, 1), wspace=0.05)
         ax = fig.add_subplot(grid[0])
         shape = (rel - 1) / np.maximum(amp, 1e-300)[:, None]
         im = ax.pcolormesh(angle, t, shape, shading="nearest", cmap="RdBu_r", vmin=-1, vmax=1)
@@ -112,8 +168,9 @@ def kymograph(h, fig, time=None):
         side.set_xlabel(r"$\max|\rho/\bar\rho - 1|$")
         side.tick_params(labelleft=False)
         side.grid(True, which="major", lw=0.3)
+        _mark_time(ax, h, time, vertical=False)
         return
-    ax = fig.add_subplot()
+    ax = fig.add_subplot(cell) if cell is not None else fig.add_subplot()
     what = r"$\rho/\bar\rho$"
     if _text(h["attrs"].get("geometry")) == "zonal":
         # mass per unit colatitude: on S^{d-1} the density of a cluster on a pole is ~ 1 / sin^{d-2}
@@ -158,6 +215,7 @@ def kymograph(h, fig, time=None):
         if xs:
             ax.scatter(np.concatenate(xs), np.concatenate(ys), s=1.5, c="w", lw=0, alpha=0.7, label="tokens")
     _mark_handoff(ax, h, vertical=False)
+    _mark_time(ax, h, time, vertical=False)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(label)
@@ -175,10 +233,15 @@ def _pad_poles(th, rho):
 
 def sphere(h, fig, time=None):
     """One snapshot on S^2: orthographic view centred on the density's maximum (with a 30 degree
-    graticule) and a Mollweide map, tokens drawn where the run has them."""
+    graticule) and a Mollweide map.  Few tokens (<= FEW_TOKENS) are drawn alone, as weighted Dirac masses
+    (area ~ weight); many are drawn over their density estimate as a faint sample (<= DOTS dots)."""
+    i = _snapshot(h, time)
+    tok = _tokens(h, i)
+    if tok is not None and len(tok[0]) <= FEW_TOKENS:
+        _sphere_tokens(h, fig, i, *tok)
+        return
     from matplotlib.patches import Circle
 
-    i = _snapshot(h, time)
     th, rho = _pad_poles(h["colatitude"], display_density(h, i) / _uniform(h))
     ph = h["longitude"]
     T, P = np.meshgrid(th, np.append(ph, 2 * math.pi), indexing="ij")
@@ -196,7 +259,6 @@ def sphere(h, fig, time=None):
         vmin = -vmax
     else:
         vmin, vmax = float(R.min()), float(R.max())
-    tok = _tokens(h, i)
     ax = fig.add_subplot(1, 2, 1)
     front = np.tensordot(v, X, axes=1) >= 0
     ax.pcolormesh(np.tensordot(e1, X, axes=1), np.tensordot(e2, X, axes=1), np.where(front, R, np.nan),
@@ -206,9 +268,10 @@ def sphere(h, fig, time=None):
         _graticule(ax, v, e1, e2, np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))]))
     for lon in np.radians(np.arange(0, 180, 30)):
         _graticule(ax, v, e1, e2, np.stack([np.cos(s) * np.cos(lon), np.cos(s) * np.sin(lon), np.sin(s)]))
-    if tok is not None:
-        x = tok[0][tok[0] @ v > 0]
-        ax.scatter(x @ e1, x @ e2, s=2, c="cyan", lw=0, alpha=0.8, label=f"tokens ({len(tok[0])})")
+    sample = None if tok is None else tok[0][:: math.ceil(len(tok[0]) / DOTS)]
+    if sample is not None:
+        x = sample[sample @ v > 0]
+        ax.scatter(x @ e1, x @ e2, s=1, c="cyan", lw=0, alpha=0.25)
     ax.add_patch(Circle((0, 0), 1, fill=False, lw=0.8))
     ax.set_aspect("equal")
     ax.set_axis_off()
@@ -218,20 +281,57 @@ def sphere(h, fig, time=None):
     order = np.argsort(lon[0])
     im = ax.pcolormesh(lon[:, order], math.pi / 2 - T[:, order], R[:, order], shading="gouraud",
                        cmap=cmap, vmin=vmin, vmax=vmax)
-    if tok is not None:
-        x = tok[0]
-        ax.scatter(np.arctan2(x[:, 1], x[:, 0]), np.arcsin(np.clip(x[:, 2], -1, 1)), s=2, c="cyan", lw=0, alpha=0.8)
+    if sample is not None:
+        x = sample
+        ax.scatter(np.arctan2(x[:, 1], x[:, 0]), np.arcsin(np.clip(x[:, 2], -1, 1)), s=1, c="cyan", lw=0, alpha=0.25)
     ax.grid(True, lw=0.3)
     ax.set_xticklabels([])
     ax.set_title("Mollweide", fontsize=9)
-    fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.05, pad=0.08, label=label)
-    fig.suptitle(f"density at $t = {h['time'][i]:.4g}$: {parameters(h)}", fontsize=9)
+    smoothed = smoothed_rows(h)[i] or str(h["attrs"].get("method")) == "particles"
+    fig.colorbar(im, ax=ax, orientation="horizontal", fraction=0.05, pad=0.08,
+                 label=label + (f" ({SMOOTHED})" if smoothed else ""))
+    what = "density" if tok is None else f"{len(tok[0])} tokens (a sample of {len(sample)} dots) over their density estimate"
+    fig.suptitle(f"{what} at $t = {h['time'][i]:.4g}$: {parameters(h)}", fontsize=9)
 
 
-def _graticule(ax, v, e1, e2, line):
+def _sphere_tokens(h, fig, i, x, w) -> None:
+    """Few tokens on S^2 as weighted Dirac masses (marker area ~ weight, the weight written beside the
+    heaviest), orthographic view centred on the heaviest and a Mollweide map; no density is drawn."""
+    from matplotlib.patches import Circle
+
+    v = x[int(np.argmax(w))]
+    e1 = np.cross([0.0, 0.0, 1.0], v) if abs(v[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(v, e1)
+    size = 400 * w / float(w.max())
+    ax = fig.add_subplot(1, 2, 1)
+    s = np.linspace(0, 2 * math.pi, 181)
+    for lat in np.radians(np.arange(-60, 61, 30)):
+        _graticule(ax, v, e1, e2, np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))]), "0.5")
+    for lon in np.radians(np.arange(0, 180, 30)):
+        _graticule(ax, v, e1, e2, np.stack([np.cos(s) * np.cos(lon), np.cos(s) * np.sin(lon), np.sin(s)]), "0.5")
+    front = x @ v > 0
+    ax.scatter(x[front] @ e1, x[front] @ e2, s=size[front], c="C3", alpha=0.8, lw=0.5, edgecolors="k")
+    for j in np.flatnonzero(front)[np.argsort(-w[front])][:8]:
+        ax.annotate(f"{w[j]:.3g}", (x[j] @ e1, x[j] @ e2), xytext=(6, 6), textcoords="offset points", fontsize=7)
+    ax.add_patch(Circle((0, 0), 1, fill=False, lw=0.8))
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal")
+    ax.set_axis_off()
+    ax.set_title("orthographic (marker area ~ weight)", fontsize=9)
+    ax = fig.add_subplot(1, 2, 2, projection="mollweide")
+    ax.scatter(np.arctan2(x[:, 1], x[:, 0]), np.arcsin(np.clip(x[:, 2], -1, 1)), s=size, c="C3", alpha=0.8, lw=0.5,
+               edgecolors="k")
+    ax.grid(True, lw=0.3)
+    ax.set_xticklabels([])
+    ax.set_title("Mollweide", fontsize=9)
+    fig.suptitle(f"{len(w)} token{'s' if len(w) > 1 else ''} (weighted Dirac masses) at $t = {h['time'][i]:.4g}$: "
+                 f"{parameters(h)}", fontsize=9)
+
+
+def _graticule(ax, v, e1, e2, line, color="w"):
     """Draw a great or small circle (3 x N points) where it faces the viewer."""
     y = np.where(v @ line >= 0, 1.0, np.nan)
-    ax.plot((e1 @ line) * y, (e2 @ line) * y, color="w", lw=0.3, alpha=0.6)
+    ax.plot((e1 @ line) * y, (e2 @ line) * y, color=color, lw=0.3, alpha=0.6)
 
 
 def energy(h, fig, time=None):
@@ -246,6 +346,7 @@ def energy(h, fig, time=None):
     if _log_time(h):
         ax.set_xscale("log")
     _mark_handoff(ax, h)
+    _mark_time(ax, h, time)
     ax.set_xlabel("$t$")
     ax.set_ylabel("energy (scaled by $e^{-\\beta}$)")
     ax.legend(fontsize=8)
@@ -277,6 +378,7 @@ def clusters(h, fig, time=None):
     ax2.set_xlabel("$t$" + (" (log scale)" if log else ""))
     for ax in (ax1, ax2):
         _mark_handoff(ax, h)
+        _mark_time(ax, h, time)
         if log:
             ax.set_xscale("log")
     ax2.legend(fontsize=7)
@@ -302,6 +404,7 @@ def spectrum(h, fig, time=None):
     im = ax.pcolormesh(modes[1:], t[keep], np.log10(np.maximum(rel, 1e-300)), shading="auto",
                        cmap="viridis", vmin=max(-16.0, top - 16), vmax=top)
     fig.colorbar(im, ax=ax, label=what)
+    _mark_time(ax, h, time, vertical=False)
     if _log_time(h):
         ax.set_yscale("log")
     ax.set_xlabel(label)
@@ -403,7 +506,8 @@ def save(h, kind, path, model=None, time=None, fmt=None) -> str:
                           "spectrum, rates, clusters (overlap: token runs)")
     if kind == "kymograph" and "longitude" in h:
         raise ConfigError("--kind: got 'kymograph' for a sphere run, allowed: sphere, energy, spectrum, rates")
-    plt, fig = _figure({"sphere": (10, 4.8), "clusters": (7, 6), "rates": (7, 5.5), "positions": (11, 4.5)}.get(kind, (7, 4.5)))
+    sizes = {"sphere": (10, 4.8), "clusters": (7, 6), "rates": (7, 5.5), "positions": (11, 4.5)}
+    plt, fig = _figure((10.5, 4.5) if kind == "kymograph" and time is not None else sizes.get(kind, (7, 4.5)))
     try:
         draw(h, kind, fig, model, time)
         fig.savefig(path, format=fmt, bbox_inches="tight")
@@ -414,6 +518,11 @@ def save(h, kind, path, model=None, time=None, fmt=None) -> str:
 
 def draw(h, kind, fig, model=None, time=None):
     """Draw ``kind`` (resolved, checked) for history ``h`` on the matplotlib Figure ``fig``."""
+    if time is not None:
+        if kind == "rates":
+            raise ConfigError("--time: got a time for --kind rates, which fits every snapshot of the linear phase; "
+                              "allowed: --time with kymograph, sphere, energy, spectrum, clusters, positions, overlap")
+        check_time(h, time)
     if kind == "rates":
         rates(h, fig, model)
     else:
@@ -439,7 +548,7 @@ def positions(h, fig, time=None):
     ax.set(xlabel="position $s$ in the prompt", ylabel="$t$")
     _title(ax, h, "causal density")
     if circle:
-        i = len(t) - 1 if time is None else int(np.argmin(np.abs(t - time)))
+        i = _snapshot(h, time)
         ax = fig.add_subplot(1, 2, 2)
         im = ax.pcolormesh(h["theta"], s, rel[i], shading="nearest", cmap="magma")
         fig.colorbar(im, ax=ax, pad=0.01, label=r"$\rho/\bar\rho$")
