@@ -110,6 +110,25 @@ def test_run_and_open_history_with_units_and_coordinates(tmp_path):
     assert np.array_equal(tree["diagnostics"].to_dataset().time, sphere.time)  # inherited from the root
 
 
+def test_labels_are_short_and_the_sentences_are_descriptions(tmp_path):
+    """xarray labels an axis with long_name [units]: a short long_name (what fits under an axis), the sentence
+    in description, in the file as in the view; ds.tail is Dataset.tail, ds.spectral_tail the diagnostic."""
+    import h5py
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ds = meanfield.run(small(), tmp_path / "c.h5", progress=False).dataset
+    for name, var in ds.variables.items():
+        assert len(var.attrs["long_name"]) <= 22, (name, var.attrs["long_name"])
+    assert ds.energy.attrs["long_name"] == "scaled energy" and "interaction energy" in ds.energy.attrs["description"]
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f["diagnostics/energy"].attrs["long_name"] == "scaled energy"
+        assert "interaction energy" in f["diagnostics/energy"].attrs["description"]
+    assert callable(ds.tail) and np.array_equal(ds.spectral_tail, ds["tail"])
+    line, = ds.energy.plot()
+    assert line.axes.get_ylabel() == "scaled energy [1]" and line.axes.get_xlabel() == "time [1]"
+
+
 def test_open_history_of_a_token_run(tmp_path):
     ds = meanfield.run(dict(model=dict(method="particles", geometry="sphere", beta=3.0), grid=dict(modes=8),
                             particles=dict(n=50, dim=3), time=dict(t_end=0.5, dt=0.05), output=dict(interval=0.25)),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .layout import DENSITY_UNITS, DIAGNOSTICS, LONG_NAMES, MEASURE_UNITS, MERGE_FIELDS, text
+from .layout import DENSITY_UNITS, DIAGNOSTICS, LONG_NAMES, MEASURE_UNITS, MERGE_FIELDS, SHORT_NAMES, names_of, text
 
 #: Groups of the file and the prefix their variables get in the flat dataset.
 GROUPS = {"diagnostics": "", "clusters": "cluster_", "merges": "merge_", "grid": ""}
@@ -132,10 +132,13 @@ def _memory_dataset(h: History, grid: bool = True):
     stored = h.get("variable_attrs", {})
     grid_dims = [d for d in ("position", "theta", "colatitude", "longitude") if d in h]
 
-    def meta(path, long_name):
-        return {"units": _units(path, geometry), "long_name": long_name, **stored.get(path, {})}
+    def meta(path, sentence):
+        attrs = {"units": _units(path, geometry), **names_of(path, sentence), **stored.get(path, {})}
+        if "description" not in stored.get(path, {}) and path in SHORT_NAMES:  # a file written before layout 5.1
+            attrs.update(names_of(path, attrs["long_name"]))
+        return attrs
 
-    coords = {"time": ("time", h["time"], meta("time", "simulation time"))}
+    coords = {"time": ("time", h["time"], meta("time", "simulation time, the depth of the continuous transformer"))}
     for d in grid_dims:
         coords[d] = (d, h[d], meta(d, LONG_NAMES.get(d, d)))
     for name, values in h.get("scales", {}).items():
@@ -148,7 +151,8 @@ def _memory_dataset(h: History, grid: bool = True):
     if "rho" in h:
         put("rho", "rho", ("time", *grid_dims), h["rho"], "density")
     elif grid and grid_dims and "position" not in grid_dims and "modes" in h["attrs"] and h["rho_hat"].size:
-        data["rho"] = (("time", *grid_dims), grid_density(h), {"long_name": "density (from the coefficients)",
+        data["rho"] = (("time", *grid_dims), grid_density(h), {"long_name": "density",
+                                                               "description": "density (from the coefficients)",
                                                                "units": meta("rho_hat", "")["units"]})
     if "rho_hat" in h and h["rho_hat"].size:
         mode_dims = ("time", "position", "mode") if "position" in grid_dims else ("time", "mode")
@@ -161,6 +165,8 @@ def _memory_dataset(h: History, grid: bool = True):
         put("weights", "grid/weights", tuple(grid_dims), h["weights"], LONG_NAMES["grid/weights"])
     for name, values in h["diagnostics"].items():
         put(name, f"diagnostics/{name}", ("time",), values, DIAGNOSTICS.get(name, name))
+    if "tail" in data:  # Dataset.tail is a method: ds.tail is not this variable, ds.spectral_tail is
+        data["spectral_tail"] = data["tail"]
     if "positions" in h:
         put("positions", "positions", ("time", "token", "component"), h["positions"], "token positions")
         put("token_weights", "token_weights", ("time", "token"), h["token_weights"], "token weights")

@@ -45,6 +45,30 @@ LONG_NAMES = {
 }
 
 
+#: Short ``long_name`` of each dataset (xarray's axis and colour-bar labels: "energy [1]"); the sentence that says
+#: what it is goes in ``description`` (CF), so ``ds.energy.plot()`` has labels that fit.
+SHORT_NAMES = {
+    "time": "time", "rho": "density", "rho_hat": "spectral coefficient", "positions": "token position",
+    "token_weights": "token weight", "clusters/position": "cluster position", "clusters/mass": "cluster mass",
+    "theta": "angle", "colatitude": "colatitude", "longitude": "longitude", "grid/weights": "quadrature weight",
+    "mode": "mode", "degree": "degree l", "order": "order m", "component": "component", "token": "token",
+    "cluster": "cluster", "position": "prompt position",
+    "diagnostics/mass": "mass", "diagnostics/energy": "scaled energy", "diagnostics/free_energy": "scaled free energy",
+    "diagnostics/energy_rate": "scaled energy rate", "diagnostics/tail": "spectral tail", "diagnostics/spread": "spread",
+    "diagnostics/dt": "step size", "diagnostics/steps": "steps", "diagnostics/n_tokens": "live tokens",
+    "diagnostics/n_clusters": "clusters",
+    "merges/event": "merge event", "merges/part": "part", "merges/time": "merge time", "merges/row": "kept row",
+    "merges/count": "tokens merged", "merges/weight": "merged weight", "merges/weights": "part weights",
+    "merges/reach": "reach",
+}
+
+
+def names_of(path: str, sentence: str) -> dict:
+    """The ``long_name`` (short, for labels) and ``description`` (the sentence) of dataset ``path``."""
+    short = SHORT_NAMES.get(path, sentence)
+    return {"long_name": short, "description": sentence} if short != sentence else {"long_name": short}
+
+
 def describe(f, geometry: str) -> None:
     """CF attributes: ``units`` and ``long_name`` on every dataset, and the degree and order of each
     sphere coefficient named as its coordinates (xarray shows them beside /rho_hat)."""
@@ -61,13 +85,14 @@ def describe(f, geometry: str) -> None:
         key = name if name in LONG_NAMES or name in units else leaf
         ds.attrs["units"] = "rad" if key in angle else units.get(key, "1")
         if "long_name" not in ds.attrs:
-            ds.attrs["long_name"] = LONG_NAMES.get(key, leaf.replace("_", " "))
+            ds.attrs.update(names_of(key, LONG_NAMES.get(key, leaf.replace("_", " "))))
     if "degree" in f and "order" in f:
         f["rho_hat"].attrs["coordinates"] = "degree order"
     if geometry == "circle":
-        f["mode"].attrs["long_name"] = "wavenumber k (rho = sum_k rho_hat_k e^{ik theta}, k >= 0 stored)"
+        f["mode"].attrs.update(long_name="wavenumber k",
+                               description="wavenumber k (rho = sum_k rho_hat_k e^{ik theta}, k >= 0 stored)")
     elif "degree" not in f:
-        f["mode"].attrs["long_name"] = "degree l"
+        f["mode"].attrs.update(long_name="degree l", description="degree l")
 
 
 

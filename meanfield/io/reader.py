@@ -155,10 +155,11 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> His
         for name in ("degree", "order"):
             if name in f:
                 out[name] = f[name][:]
-        # what the xarray view shows besides the data: each dataset's units and long_name, the index scales
+        # what the xarray view shows besides the data: each dataset's units, long_name and description, the scales
         names = []
         f.visit(names.append)
-        out["variable_attrs"] = {n: {k: _attr_text(f[n].attrs[k]) for k in ("units", "long_name") if k in f[n].attrs}
+        out["variable_attrs"] = {n: {k: _attr_text(f[n].attrs[k]) for k in ("units", "long_name", "description")
+                                     if k in f[n].attrs}
                                  for n in names if isinstance(f[n], h5py.Dataset)}
         out["scales"] = {n: f[n][:] for n in ("cluster", "component", "token", "event", "part")
                          if n in f and isinstance(f[n], h5py.Dataset) and f[n].ndim == 1}

@@ -40,7 +40,7 @@ from . import ownership
 from .checkpoint import write_tree
 from .hdf5 import preallocated, writing
 from .integrity import layout_version, row_digest, static_digest, tree_digest
-from .layout import DIAGNOSTICS, INTEGER_DIAGNOSTICS, LAYOUT_VERSION, MERGE_FIELDS, describe, resizable, text
+from .layout import DIAGNOSTICS, INTEGER_DIAGNOSTICS, LAYOUT_VERSION, MERGE_FIELDS, describe, names_of, resizable, text
 from .reader import open_file
 from .repack import edit_copy
 
@@ -104,7 +104,7 @@ class HistoryWriter:
         f.attrs["layout_version"] = LAYOUT_VERSION
         time = preallocated(f, "time", (n,), "f8", (min(n, 1024),), nan_fill=True)
         time.make_scale("time")
-        time.attrs["long_name"] = "simulation time, the depth of the continuous transformer (NaN: not written)"
+        time.attrs.update(names_of("time", "simulation time, the depth of the continuous transformer (NaN: not written)"))
         coords = []
         for name, values in geometry.grid_coords().items():
             ds = f.create_dataset(name, data=np.asarray(values, dtype="f8"))
@@ -125,7 +125,7 @@ class HistoryWriter:
 
         def row(name, shape, dtype, scales, long_name):
             ds = preallocated(f, name, (n, *shape), dtype, (1, *shape) if shape else (min(n, 1024),))
-            ds.attrs["long_name"] = long_name
+            ds.attrs.update(names_of(name, long_name))
             for ax, scale in enumerate([time, *scales]):
                 if scale is not None:
                     ds.dims[ax].attach_scale(scale)
