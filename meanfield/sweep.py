@@ -466,7 +466,8 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
     once every check has passed."""
     from dask.distributed import as_completed
     from distributed.scheduler import KilledWorker
-    from tqdm import tqdm
+
+    from .simulation.trackers import progress_bar, show_progress
 
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
@@ -502,13 +503,13 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
             if old is None or len(old) != len(rows):
                 _write_table(rows, keys, table, base_hash)
             return _read_table(table, base_hash)
-        show = progress if progress is not None else os.isatty(2)
+        show = show_progress(progress)
         with _client(scheduler, workers) as client:  # a cluster first: a refused scheduler leaves nothing behind
             runs_dir.mkdir(exist_ok=True)
             _write_table(rows, keys, table, base_hash)
             futures = {client.submit(run_one, cfg.to_toml(), str(path), sweep.cluster_times, sweep.rates,
                                      key=f"meanfield-{rid[:16]}", pure=False): rid for rid, cfg, path in todo}
-            bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not show)
+            bar = progress_bar(total=len(todo), desc="runs", unit="run", disable=not show)
             for fut in as_completed(futures):
                 rid = futures[fut]
                 try:

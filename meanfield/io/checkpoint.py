@@ -111,7 +111,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--resume: no checkpoint {str(path)!r} (the run wrote none before it stopped); "
-                          "start it again with --overwrite")
+                          "start it again with --overwrite (overwrite=True in Python)")
     try:
         with open(path, "rb") as f:
             head = f.read(len(_CKPT_MAGIC) + 64)
@@ -129,7 +129,7 @@ def read_checkpoint(path: str | Path) -> dict:
     except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
         raise ConfigError(f"--resume: checkpoint {str(path)!r} is unreadable ({type(exc).__name__}: "
                           f"{short(exc)}); remove it to resume from the history's final state, or start again "
-                          "with --overwrite") from None
+                          "with --overwrite (overwrite=True in Python)") from None
 
 
 def read_final_state(history: str | Path) -> dict | None:
@@ -140,7 +140,7 @@ def read_final_state(history: str | Path) -> dict | None:
         group = f["resume"]
         if "checksum" in group.attrs and str(group.attrs["checksum"]) != tree_digest(group):
             raise ConfigError(f"--resume: the final state stored in {str(history)!r} does not match its checksum "
-                              "(the file was changed after it was written); start again with --overwrite")
+                              "(the file was changed after it was written); start again with --overwrite (overwrite=True in Python)")
         return read_tree(group)
 
 

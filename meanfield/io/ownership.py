@@ -130,7 +130,7 @@ def check_target(path, key: str, overwrite: bool = False, inputs=(), member: boo
         raise ConfigError(f"{key}: {str(path)!r} is not a regular file (a device, FIFO or socket), allowed: a "
                           "regular file path")
     if not overwrite:
-        raise ConfigError(f"{key}: {str(path)!r} exists; pass --overwrite or choose another path")
+        raise ConfigError(f"{key}: {str(path)!r} exists; pass --overwrite (overwrite=True in Python) or choose another path")
     _check_replaceable(path, key)
     return path
 

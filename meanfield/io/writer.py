@@ -282,7 +282,7 @@ def reopen_history(path: str | Path, planned: int, count: int, merge_count: int 
     with open_file(w.path) as f:
         if "row_datasets" not in f.attrs:
             raise ConfigError(f"--resume: {str(path)!r} was written by an older meanfield (layout 1): "
-                              "start the run again with --overwrite")
+                              "start the run again with --overwrite (overwrite=True in Python)")
         grown = sum(f[name].nbytes // max(1, f[name].shape[0]) * max(0, w.planned - f[name].shape[0])
                     for name in resizable(f))
     # the copy is made next to the file (which stays, already counted as used, until the copy replaces it)

@@ -354,16 +354,16 @@ def _resume_point(cfg, out: Path, ckpt_path: Path, times):
         run_id = attrs.get("run_id")
         if run_id is not None and point.get("run_id") not in (None, str(run_id)):
             raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} belongs to another run than {str(out)!r} "
-                              "(run_id differs); remove it, or start again with --overwrite")
+                              "(run_id differs); remove it, or start again with --overwrite (overwrite=True in Python)")
         if int(point["count"]) > done:
             raise ConfigError(f"--resume: checkpoint {str(ckpt_path)!r} is ahead of the history: it follows "
                               f"{int(point['count'])} snapshots, {str(out)!r} holds {done} (was the history "
-                              "replaced or restored from a backup?); start again with --overwrite")
+                              "replaced or restored from a backup?); start again with --overwrite (overwrite=True in Python)")
         return point
     point = io.read_final_state(out)
     if point is None:
         raise ConfigError(f"--resume: {str(out)!r} has no checkpoint and no final state to continue from; "
-                          "start it again with --overwrite")
+                          "start it again with --overwrite (overwrite=True in Python)")
     point["count"], point["merge_count"] = done, h["merges"]["time"].size if "merges" in h else 0
     return point
 
@@ -393,7 +393,7 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError(f"--resume: the resume point in {str(ckpt_path if ckpt_path.is_file() else out)!r} "
                               f"does not fit this run ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
-                              "start again with --overwrite") from None
+                              "start again with --overwrite (overwrite=True in Python)") from None
         sim.restore(point)
         count = int(point["count"])
         if io.config_hash(cfg) != point["config_hash"]:  # extended: continue on the new schedule
@@ -435,7 +435,7 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
         held = writer.count
         last = f"t <= {writer.last_time:.6g}" if held else "none"
         room = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # only then is room what is missing
-        resumable = (f"resume from {ckpt_path} with --resume" + (" once there is room" if room else "")
+        resumable = (f"resume from {ckpt_path} with --resume (resume=True in Python)" + (" once there is room" if room else "")
                      if ckpt_path.is_file() else "no checkpoint was written")
         raise OutputError(f"writing {str(out)!r} failed at t = {sim.t:.6g} ({exc.strerror or _first_line(exc)}); the history "
                           f"keeps {held} snapshots ({last}); {resumable}") from None

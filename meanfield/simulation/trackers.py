@@ -191,13 +191,37 @@ class Recorder(HistoryTracker):
         return self.writer.column("token_weights") if "token_weights" in self.writer.fields else np.zeros(0)
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter (IPython) kernel: a notebook shows progress as a widget."""
+    shell = sys.modules.get("IPython")
+    shell = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def show_progress(progress: bool | None) -> bool:
+    """``progress`` as given, else (None) whether anyone watches: stderr is a terminal, or a notebook runs us."""
+    return bool(progress) if progress is not None else (sys.stderr.isatty() or in_notebook())
+
+
+def progress_bar(**kw):
+    """A tqdm bar: a widget in a notebook (tqdm.auto), text on stderr elsewhere."""
+    if in_notebook():
+        from tqdm.auto import tqdm
+
+        return tqdm(**kw)
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, **kw)
+
+
 class ProgressBar(Tracker):
     """tqdm progress bar over simulation time (over log-time for log-spaced outputs): t, dt, the
-    number of tokens after a hand-off, wall time and ETA; redrawn at most every 0.2 s of wall time."""
+    number of tokens after a hand-off, wall time and ETA; redrawn at most every 0.2 s of wall time.
+    ``enabled=None``: when stderr is a terminal or in a notebook (a widget there, through tqdm.auto)."""
 
     def __init__(self, enabled: bool | None = None, schedule: Schedule | None = None):
         super().__init__(EveryWall(0.2) if schedule is None else schedule)
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.enabled = show_progress(enabled)
         self.bar = None
         self._shown = 0.0
 
@@ -212,13 +236,11 @@ class ProgressBar(Tracker):
         if not self.enabled:
             self.schedule = Never()
             return
-        from tqdm import tqdm
-
         self.log = sim.cfg.output.spacing == "log"
         total = 1000 if self.log else sim.cfg.time.t_end
         fmt = ("{l_bar}{bar}| log-time {n:.0f}/{total:.0f} [{elapsed}<{remaining}{postfix}]" if self.log else
                "{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
-        self.bar = tqdm(total=total, unit="t", file=sys.stderr, dynamic_ncols=True, bar_format=fmt)
+        self.bar = progress_bar(total=total, unit="t", bar_format=fmt)
         self._shown = self._position(sim, sim.t)
         self.bar.update(self._shown)
 

@@ -195,7 +195,8 @@ def _check_gif_memory(fig, frames: int) -> None:
 def save_movie(h, path, fmt: str, frames: int = 150, fps: int = 15, progress: bool = False) -> int:
     """Write the movie of history ``h`` to ``path`` (format ``fmt``: gif | mp4); returns the number of frames."""
     from matplotlib.animation import FuncAnimation
-    from tqdm import tqdm
+
+    from ..simulation.trackers import progress_bar
 
     from .plot import _figure, _uniform
 
@@ -216,7 +217,7 @@ def save_movie(h, path, fmt: str, frames: int = 150, fps: int = 15, progress: bo
         if fmt == "gif":
             _check_gif_memory(fig, len(seq))
         anim = FuncAnimation(fig, update, frames=seq, blit=False)
-        bar = tqdm(total=len(seq), desc="frames", unit="frame", disable=not progress)
+        bar = progress_bar(total=len(seq), desc="frames", unit="frame", disable=not progress)
         anim.save(str(path), writer=_writer(fmt, fps), progress_callback=lambda i, n: bar.update(1))
         bar.close()
     finally:
