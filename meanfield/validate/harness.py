@@ -244,8 +244,11 @@ class Context:
         try:
             if self.out is not None:
                 name = f"{self.name}.png"  # the report directory's lock is held by the command
+                if self.quick:  # a quick case runs fewer parameters: its figure says so, not only the report
+                    self._figure.text(0.99, -0.01, "quick mode: fewer runs than the full case", ha="right",
+                                      va="top", fontsize=7, color="0.4")  # below the axes (saved with a tight box)
                 ownership.write_whole(self.out / name, (), True, lambda tmp: self._figure.savefig(tmp, dpi=110,
-                                      format="png"), "-o", locked=True)
+                                      format="png", bbox_inches="tight"), "-o", locked=True)
         finally:
             plt.close(self._figure)
         return name
