@@ -76,6 +76,8 @@ def cmd_run(args) -> int:
                      f"{result.merges} merges")
         print(f"wrote {result.snapshots} snapshots (t = 0 .. {result.t:g}, {result.steps} steps of "
               f"{result.stepper}, {result.wall:.1f} s{extra}) to {out}", file=sys.stderr)
+        if result.backend:
+            print(f"transforms: {result.backend}", file=sys.stderr)
         if result.resolution is not None:
             _print_resolution(result.resolution)
     return 0

@@ -28,9 +28,42 @@ from ..config import DEFAULT_DEALIAS
 
 BACKENDS = ("auto", "ducc0", "shtns")
 
-#: grid.backend = "auto" takes SHTns (when installed) below this degree and ducc0 from it on: SHTns'
-#: whole SA right-hand side measured 1.6-2.1x faster than ducc0's at L <= 255 and 0.88x at L = 511
-SHTNS_BELOW = 384
+#: grid.backend = "auto" with several libraries installed times the work of one right-hand side (a synthesis,
+#: a gradient synthesis, a divergence analysis) with each, on this grid and thread count, and takes the faster:
+#: which wins depends on the machine, the FFTW build and the degree (SHTns was 1.6-2.1x faster than ducc0 on one
+#: machine at L <= 255, 0.88x at L = 511, and 0.7x on the sphere example on another). Measured once per process.
+_CHOSEN: dict = {}
+
+
+def _rhs_seconds(backend, repeats: int = 5) -> float:
+    """Best of ``repeats`` timings of one right-hand side's transforms with ``backend``."""
+    import time
+
+    rng = np.random.default_rng(0)
+    n = (backend.lmax + 1) * (backend.lmax + 2) // 2
+    c = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    c[: backend.lmax + 1] = c[: backend.lmax + 1].real  # m = 0: real
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f = backend.synth(c)
+        v = backend.grad(c)
+        backend.div(v * f)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def fastest_backend(have, lmax: int, ntheta: int, nphi: int, threads: int = 1) -> tuple[str, str]:
+    """(name, why): the installed library that runs this grid's right-hand side fastest, by measurement."""
+    if len(have) == 1:
+        return have[0], "the only one installed"
+    key = (tuple(have), lmax, ntheta, nphi, threads)
+    if key not in _CHOSEN:
+        classes = {"ducc0": DuccBackend, "shtns": ShtnsBackend}
+        seconds = {name: _rhs_seconds(classes[name](lmax, ntheta, nphi, threads)) for name in have}
+        best = min(seconds, key=seconds.get)
+        _CHOSEN[key] = best, "measured fastest here: " + ", ".join(f"{n} {s * 1e3:.3g} ms" for n, s in seconds.items())
+    return _CHOSEN[key]
 
 
 class DuccBackend:
@@ -39,6 +72,7 @@ class DuccBackend:
     name = "ducc0"
 
     def __init__(self, lmax: int, ntheta: int, nphi: int, threads: int = 1):
+        self.lmax, self.chosen = lmax, "grid.backend"
         import ducc0
 
         self.sht = ducc0.sht
@@ -72,6 +106,7 @@ class ShtnsBackend:
     name = "shtns"
 
     def __init__(self, lmax: int, ntheta: int, nphi: int, threads: int = 1):
+        self.lmax, self.chosen = lmax, "grid.backend"
         shtns = _import_quietly("shtns")
         self.version = getattr(shtns, "__version__", "")
         self.sh = shtns.sht(lmax, lmax, nthreads=threads)
@@ -136,7 +171,10 @@ def make_backend(name: str, lmax: int, ntheta: int, nphi: int, threads: int = 1)
     if name == "auto":
         if not have:
             raise ConfigError("grid.backend: no spherical-harmonic library found; pip install ducc0")
-        name = "ducc0" if "ducc0" in have and lmax >= SHTNS_BELOW else have[0]
+        name, why = fastest_backend(have, lmax, ntheta, nphi, threads)
+        backend = {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi, threads)
+        backend.chosen = f"auto: {why}"
+        return backend
     if name not in have:
         how = {"ducc0": "pip install ducc0",
                "shtns": "apt-get install -y libfftw3-dev, then pip install 'meanfield[shtns]'"}[name]

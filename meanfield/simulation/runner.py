@@ -65,6 +65,8 @@ class Result:
         The scheme that ran, and why (``time.stepper = "auto"`` picks one).
     resolution : dict or None
         The resolution check's attributes (``--check-resolution``), if it ran.
+    backend : str
+        On the sphere, the transform library and why (``grid.backend = "auto"`` times each installed one).
     """
 
     path: Path
@@ -77,6 +79,7 @@ class Result:
     merges: int = 0  # merged groups of tokens
     stepper: str = ""  # the scheme that ran, and why (time.stepper = "auto" picks one)
     resolution: dict | None = None  # the resolution check's attributes (longtime.check_factor), if it ran
+    backend: str = ""  # the sphere's transform library, and why (grid.backend = "auto" measures)
 
     @property
     def dataset(self):
@@ -234,6 +237,7 @@ def history_attrs(cfg, sim, chash: str) -> dict:
     backend = getattr(sim.geometry, "backend", None)
     if backend is not None:
         attrs["backend"] = f"{backend.name} {backend.version}"
+        attrs["backend_choice"] = backend.chosen
         versions[backend.name] = backend.version
     attrs["library_versions"] = json.dumps(versions)
     return attrs
@@ -317,6 +321,12 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
         except OSError as exc:  # building, growing or closing the history (mid-run writes say more)
             kept = f"{str(out)!r} keeps what it held before that write" if out.is_file() else "nothing was written"
             raise OutputError(f"writing {str(out)!r} failed ({exc.strerror or _first_line(exc)}); {kept}") from None
+
+
+def _backend_of(sim) -> str:
+    """The transform library of a sphere run and why it was chosen ("" elsewhere)."""
+    backend = getattr(sim.geometry, "backend", None)
+    return "" if backend is None else f"{backend.name} ({backend.chosen})"
 
 
 def _first_line(exc) -> str:
@@ -441,4 +451,4 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
                           f"keeps {held} snapshots ({last}); {resumable}") from None
     ckpt_path.unlink(missing_ok=True)  # complete: nothing left to resume
     return Result(out, sim.t, sim.steps, writer.count, _time.monotonic() - wall, "complete", sim.handoff,
-                  sim.merge_count, f"{sim.stepper} ({sim.stepper_reason})")
+                  sim.merge_count, f"{sim.stepper} ({sim.stepper_reason})", backend=_backend_of(sim))

@@ -128,3 +128,28 @@ def _on(big, small, c):
     """small's field evaluated on big's grid, by direct summation."""
     T, P = np.meshgrid(big.colatitude, big.longitude, indexing="ij")
     return direct(small, c, T.ravel(), P.ravel()).reshape(T.shape)
+
+
+def test_auto_backend_is_chosen_by_measurement_and_says_so(monkeypatch):
+    """grid.backend = "auto" times each installed library on this grid and takes the faster, whichever it is."""
+    from meanfield.domains import sphere as sp
+
+    class Fake(sp.DuccBackend):
+        name = "shtns"
+
+    for shtns_ms, want in ((1.0, "shtns"), (3.0, "ducc0")):
+        monkeypatch.setattr(sp, "ShtnsBackend", Fake)
+        monkeypatch.setattr(sp, "installed_backends", lambda: ["shtns", "ducc0"])
+        monkeypatch.setattr(sp, "_rhs_seconds", lambda b: (shtns_ms if b.name == "shtns" else 2.0) * 1e-3)
+        monkeypatch.setattr(sp, "_CHOSEN", {})
+        b = sp.make_backend("auto", 16, 34, 66)
+        assert b.name == want
+        assert b.chosen == f"auto: measured fastest here: shtns {shtns_ms:.3g} ms, ducc0 2 ms"
+
+
+@pytest.mark.skipif(len(installed_backends()) < 2, reason="needs both ducc0 and shtns (CI's shtns stage)")
+def test_auto_backend_times_both_installed_libraries():
+    from meanfield.domains.sphere import make_backend
+
+    b = make_backend("auto", 32, 66, 130)
+    assert "shtns" in b.chosen and "ducc0" in b.chosen and b.name in ("shtns", "ducc0")
