@@ -261,9 +261,14 @@ def cmd_sweep(args) -> int:
     table = args.output if args.output is not None else Path(args.sweep).with_suffix(".parquet")
     if args.workers is not None and not 1 <= args.workers <= 1024:
         raise ConfigError(f"--workers: got {args.workers}, allowed: an integer in [1, 1024]")
-    df = sweep.run_sweep(spec, table, scheduler=args.scheduler, workers=args.workers,
-                         progress=False if args.quiet else None,
-                         announce=lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        df = sweep.run_sweep(spec, table, scheduler=args.scheduler, workers=args.workers,
+                             progress=False if args.quiet else None,
+                             announce=lambda line: print(line, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        if not Path(table).is_file():
+            raise
+        return _fail(f"interrupted; {table} keeps the runs finished so far (the same command runs the rest)", 130)
     print(f"{sweep.describe(df)}; table {table}", file=sys.stderr)
     bad = df[df["status"] != "done"]
     for _, row in bad.iterrows():

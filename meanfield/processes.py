@@ -38,6 +38,17 @@ def check_address(address: str, key: str = "--scheduler") -> None:
 
 
 @contextlib.contextmanager
+def dask_setup(worker) -> None:
+    """Worker preload of a local sweep cluster (``LocalCluster(preload=["meanfield.processes"])``).  Ctrl-C in a
+    terminal reaches the whole process group; the command that started the cluster handles it (it stops the
+    sweep and the workers, exit 130), so a worker ignores it rather than print a traceback, and logs errors
+    only (the tasks cancelled by that stop are expected)."""
+    import logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
 def dask_client(address: str, key: str = "--scheduler", timeout: float = 10.0):
     """A ``dask.distributed.Client`` of the scheduler at ``address``; a malformed address, one nobody answers at
     within ``timeout`` seconds, or something that is not a Dask scheduler (a web server that never replies) is a

@@ -32,6 +32,7 @@ from io import BytesIO
 import itertools
 import json
 import math
+import logging
 import os
 import time as _time
 import warnings
@@ -431,11 +432,20 @@ def _client(scheduler: str | None, workers: int | None):
     # cluster starts is held until it stands (Dask cannot take it half-started) and then stops the sweep
     with _held_sigint() as held:
         cl = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                          env={v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    with cl, Client(cl) as client:
-        if held:
-            raise KeyboardInterrupt
-        yield client
+                          env={v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+                          preload=["meanfield.processes"])  # workers leave Ctrl-C to us (processes.dask_setup)
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    try:
+        with cl, Client(cl) as client:
+            if held:
+                raise KeyboardInterrupt
+            try:
+                yield client
+            finally:  # we close our own cluster: "still alive, killing" and cancelled tasks are expected then
+                logger.setLevel(logging.ERROR)
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -361,3 +361,52 @@ def test_log_must_be_a_boolean(tmp_path):
     path = _write(tmp_path, '"model.beta" = {start = 1.0, stop = 4.0, num = 3, log = "yes"}')
     with pytest.raises(ConfigError, match=r"log: got 'yes', allowed: true or false"):
         load_sweep(path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it(tmp_path):
+    """Ctrl-C reaches the whole process group (the command and its Dask workers): one line, exit 130, no
+    worker traceback, no worker left, the table keeps what finished; the same command then runs the rest,
+    and a sweep that ends normally prints no Dask warning ("worker still alive, killing")."""
+    import subprocess
+    import sys
+
+    sweep = _write(tmp_path, '"initial.seed" = {start = 0, stop = 12}', t_end=6.0)
+    table = tmp_path / "t.parquet"
+    cmd = [sys.executable, "-m", "meanfield", "sweep", sweep, "-o", str(table), "--workers", "2", "--quiet"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until a run has finished (its row is in the table)
+            if table.is_file() and (pd.read_parquet(table)["status"] == "done").any():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no run finished within 120 s")
+        children = subprocess.run(["pgrep", "-g", str(p.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 3  # the command and its workers
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "WARNING" not in err and len(err.strip().splitlines()) <= 2, err
+    assert "keeps the runs finished so far" in err.splitlines()[-1]
+
+    def alive():  # the group's processes that still run (an exited worker not yet reaped by init is no harm)
+        ps = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True).stdout.split("\n")
+        return [ln for ln in ps if ln.split()[:1] == [str(p.pid)] and not ln.split()[1].startswith("Z")]
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive()  # nobody left
+    done = int((pd.read_parquet(table)["status"] == "done").sum())
+    assert 1 <= done < 12
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert again.returncode == 0, again.stderr
+    assert "WARNING" not in again.stderr and "Traceback" not in again.stderr, again.stderr
+    df = pd.read_parquet(table)
+    assert len(df) == 12 and set(df["status"]) == {"done"}
