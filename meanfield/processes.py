@@ -37,7 +37,6 @@ def check_address(address: str, key: str = "--scheduler") -> None:
                           "(host and port)")
 
 
-@contextlib.contextmanager
 def dask_setup(worker) -> None:
     """Worker preload of a local sweep cluster (``LocalCluster(preload=["meanfield.processes"])``).  Ctrl-C in a
     terminal reaches the whole process group; the command that started the cluster handles it (it stops the
@@ -49,6 +48,7 @@ def dask_setup(worker) -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
+@contextlib.contextmanager
 def dask_client(address: str, key: str = "--scheduler", timeout: float = 10.0):
     """A ``dask.distributed.Client`` of the scheduler at ``address``; a malformed address, one nobody answers at
     within ``timeout`` seconds, or something that is not a Dask scheduler (a web server that never replies) is a
