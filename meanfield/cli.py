@@ -98,6 +98,10 @@ def _toml_str(s: str) -> str:
 # --------------------------------------------------------------------------------------
 def cmd_theory(args) -> int:
     """`meanfield theory`: print the growth-rate table and the most unstable mode (``theory.rate_table``)."""
+    if args.geometry is not None and args.geometry not in theory.GEOMETRY_DIM:
+        hint = ("; a zonal run's dimension is its own: use --dim D (tokens on S^{D-1}, as model.dim = D in a config)"
+                if args.geometry == "zonal" else "")
+        raise ConfigError(f"--geometry: got {args.geometry!r}, allowed: " + " | ".join(theory.GEOMETRY_DIM) + hint)
     dim = args.dim if args.dim is not None else theory.dim_of(args.geometry)
     table = theory.rate_table(args.beta, args.variant, args.viscosity, dim, args.modes)
     lam = table.lambda_star
@@ -337,11 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("theory", help="linear growth rates and the most unstable mode")
     g = t.add_mutually_exclusive_group(required=True)
-    g.add_argument("--geometry", choices=list(theory.GEOMETRY_DIM))
+    g.add_argument("--geometry", help="circle (d = 2) or sphere (d = 3); zonal runs on S^{d-1}: give --dim")
     g.add_argument("--dim", type=int, help="ambient dimension d (tokens on S^{d-1}), >= 2")
     t.add_argument("--beta", type=float, required=True, help="inverse temperature, > 0")
-    t.add_argument("--variant", choices=list(theory.VARIANTS), default="sa")
-    t.add_argument("--viscosity", type=float, default=0.0)
+    t.add_argument("--variant", choices=list(theory.VARIANTS), default="sa",
+                   help="sa (softmax) or usa (unnormalised) attention (default: sa)")
+    t.add_argument("--viscosity", type=float, default=0.0, help="nu >= 0 (default: 0)")
     t.add_argument("--modes", type=int, help="list modes 0..MODES (default: 2 k* + 4)")
     t.add_argument("--eps", type=float, default=1e-6, help="perturbation size for the end of the linear phase")
     t.set_defaults(func=cmd_theory)
@@ -378,8 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="figures from an HDF5 history, or a sweep table's phase diagram")
     pl.add_argument("history", help="HDF5 output of meanfield run, or TABLE.parquet of meanfield sweep")
     pl.add_argument("-o", "--output", help="figure file (default: HISTORY.<kind>.png)")
-    pl.add_argument("--kind", default="auto", choices=["auto", *plot.KINDS, "phase"])
-    pl.add_argument("--time", type=float, help="sphere: the snapshot nearest this time (default: the last)")
+    pl.add_argument("--kind", default="auto", choices=["auto", *plot.KINDS, "phase"],
+                    help="what to draw (default auto: kymograph, sphere, positions or phase, from the file)")
+    pl.add_argument("--time", type=float, help="the snapshot nearest this time (sphere, profile beside a kymograph, "
+                                               "a line on figures over time; default: the last)")
     pl.add_argument("--overwrite", action="store_true", help="replace an existing figure")
     pl.add_argument("--movie", action="store_true", help="a movie of the run (-o run.gif | run.mp4; default HISTORY.gif)")
     pl.add_argument("--frames", type=int, default=150, help="--movie: at most this many frames (default: %(default)s)")
