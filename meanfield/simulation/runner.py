@@ -166,7 +166,17 @@ def record_shape(cfg, sim) -> dict:
             "merges": tokens[0] if tokens else 0}
 
 
-def solve(config, overrides=(), *, trackers=(), progress: bool | None = False) -> io.History:
+def seeded(cfg, rng):
+    """``cfg`` with ``initial.seed`` and ``attention.seed`` drawn from ``rng`` (Scientific Python SPEC 7: a
+    numpy Generator, or anything ``numpy.random.default_rng`` takes); None keeps the config's seeds.  The seeds
+    drawn are in the config as run (the history's ``config`` attribute), so the run can be repeated from it."""
+    if rng is None:
+        return cfg
+    seeds = np.random.default_rng(rng).integers(0, 2**63 - 1, size=2)
+    return load_config(cfg, [f"initial.seed={int(seeds[0])}", f"attention.seed={int(seeds[1])}"])
+
+
+def solve(config, overrides=(), *, trackers=(), progress: bool | None = False, rng=None) -> io.History:
     """Run a configuration in memory: what `run` writes, without a file, a checkpoint or signal handling.
 
     Parameters
@@ -180,6 +190,9 @@ def solve(config, overrides=(), *, trackers=(), progress: bool | None = False) -
         finish methods), called after the run's own.
     progress : bool or None
         A progress bar (``None``: when stderr is a terminal; in a notebook, a widget).
+    rng : numpy.random.Generator, int or None
+        Where the run's randomness comes from (SPEC 7): draws ``initial.seed`` and ``attention.seed``,
+        recorded in the config as run. None (default): the config's seeds.
 
     Returns
     -------
@@ -192,7 +205,7 @@ def solve(config, overrides=(), *, trackers=(), progress: bool | None = False) -
         As `run` does.
     """
     keep_freed_memory()
-    cfg = load_config(config, overrides)
+    cfg = seeded(load_config(config, overrides), rng)
     sim = Simulation(cfg)
     shape = record_shape(cfg, sim)
     fields = (["rho"] if cfg.output.grid else []) + ["rho_hat"] + [f"diagnostics/{d}" for d in shape["diagnostics"]]
@@ -256,7 +269,7 @@ def _same_run(cfg, stored_toml: str, stored_hash: str) -> bool:
 
 
 def run(config, output=None, *, overwrite: bool = False, resume: bool = False, progress: bool | None = None,
-        overrides=(), trackers=()) -> Result:
+        overrides=(), trackers=(), rng=None) -> Result:
     """Run a configuration and write its history: everything ``meanfield run`` does.
 
     The run owns its output while it runs (a second run on it is refused); the output may not be a
@@ -281,6 +294,9 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
     trackers : sequence
         Your own trackers (a `meanfield.simulation.trackers.Tracker` with a schedule, or any
         object with start / step / snapshot / finish methods), called after the run's own.
+    rng : numpy.random.Generator, int or None
+        Where the run's randomness comes from (SPEC 7): draws ``initial.seed`` and ``attention.seed``,
+        recorded in the config as run. None (default): the config's seeds. Not with ``resume``.
 
     Returns
     -------
@@ -305,6 +321,9 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
     """
     keep_freed_memory()
     cfg = load_config(config, overrides)
+    if rng is not None and resume:
+        raise ConfigError("rng: got a generator with resume=True, allowed: rng=None (a resumed run keeps its seeds)")
+    cfg = seeded(cfg, rng)
     if output is not None:
         cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, path=str(output)))
     out = files.check_name(cfg.output.path, "output.path")
