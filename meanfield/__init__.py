@@ -15,11 +15,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = ["__version__", "Result", "check", "example", "load_config", "measured_rates", "open_history", "run",
-           "solve"]
+           "show_versions", "solve"]
 
 _LAZY = {"Result": "simulation.runner", "load_config": "simulation.runner", "run": "simulation.runner",
          "solve": "simulation.runner", "open_history": "io.dataset", "check": "io.report",
-         "measured_rates": "analysis.rates", "example": "examples"}
+         "measured_rates": "analysis.rates", "example": "examples", "show_versions": "versions"}
 
 #: Module paths of meanfield 0.1.0 that the docs named, before the folders named the layers: importing one
 #: gives the module's new home (with a DeprecationWarning), so scripts written against them keep working.

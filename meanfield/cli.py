@@ -16,7 +16,7 @@ from pathlib import Path
 from . import __version__, config
 from .io import ownership as files
 from .physics import theory
-from .errors import ConfigError, NumericalError, OutputError
+from .errors import ConfigError, NumericalError, OutputError, TrackerError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +43,7 @@ def cmd_run(args) -> int:
     """`meanfield run`: validate, solve (or --resume), write the history (``runner.run``); 0, 1 on a
     numerical failure, 130 / 143 when stopped by SIGINT / SIGTERM (after a checkpoint)."""
     from .simulation.runner import run
-    from .simulation.trackers import Interrupted
+    from .simulation.trackers import Interrupted, load_tracker
 
     if args.resume is not None and args.output is not None:
         raise ConfigError("-o: give either -o OUT.h5 or --resume OUT.h5, not both")
@@ -54,11 +54,12 @@ def cmd_run(args) -> int:
     if args.check_resolution is not None:
         overrides.append(f"longtime.check_factor={args.check_resolution!r}")
     cfg = config.load(args.config, overrides)
+    trackers = [load_tracker(spec) for spec in args.tracker]
     out = cfg.output.path
     resume_hint = f"meanfield run {args.config} --resume {out}" + "".join(f" --set {x}" for x in args.set)
     try:
         result = run(args.config, overwrite=args.overwrite, resume=args.resume is not None,
-                     progress=False if args.quiet else None, overrides=overrides)
+                     progress=False if args.quiet else None, overrides=overrides, trackers=trackers)
     except Interrupted as exc:
         name = "SIGINT" if exc.signum == 2 else "SIGTERM"
         sys.stderr.write(f"meanfield: stopped by {name} at t = {exc.t:.6g}, checkpoint written; "
@@ -316,6 +317,28 @@ def cmd_example(args) -> int:
     return 0
 
 
+def cmd_versions(args) -> int:
+    """`meanfield versions`: ``meanfield.show_versions()``."""
+    from .versions import show_versions
+
+    show_versions()
+    return 0
+
+
+def cmd_schema(args) -> int:
+    """`meanfield schema`: the config's JSON schema (shipped with the package), printed or written to -o."""
+    from importlib import resources
+
+    text = (resources.files("meanfield.config") / "meanfield.schema.json").read_text()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    files.check_name(args.output, "-o")
+    files.write_whole(Path(args.output), (), args.overwrite, lambda tmp: Path(tmp).write_text(text), "-o")
+    print(f"wrote the config schema to {args.output}", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `meanfield` command."""
@@ -337,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--check-resolution", nargs="?", const=1.5, type=float, metavar="FACTOR",
                    help="rerun at grid.modes x FACTOR (default 1.5) and store how far merger times, cluster masses "
                         "and energies moved (sets longtime.check_factor; docs/longtime.md)")
+    r.add_argument("--tracker", action="append", default=[], metavar="MODULE:NAME",
+                   help="a tracker of your own, called after the run's (MODULE:NAME or FILE.py:NAME: an object with "
+                        "start / step / snapshot / finish, or a class or function making one; repeatable)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("theory", help="linear growth rates and the most unstable mode")
@@ -357,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear window: |N_k| <= tol |lambda_k c_k| (default 1e-5)")
     a.add_argument("--all", action="store_true", help="also list modes that could not be measured")
     a.set_defaults(func=cmd_rates)
+
+    ve = sub.add_parser("versions", help="versions of meanfield and its dependencies, threads, BLAS, GPU (bug reports)")
+    ve.set_defaults(func=cmd_versions)
+
+    sc = sub.add_parser("schema", help="the JSON schema of the run config (for editors' TOML completion)")
+    sc.add_argument("-o", "--output", help="write it to this file (default: print it)")
+    sc.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    sc.set_defaults(func=cmd_schema)
 
     i = sub.add_parser("info", help="provenance of a history, and integrity checks")
     i.add_argument("history", help="HDF5 output of meanfield run")
@@ -418,7 +452,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except ConfigError as exc:
         return _fail(str(exc), 2)
-    except NumericalError as exc:
+    except (NumericalError, TrackerError) as exc:
         return _fail(str(exc), 1)
     except OutputError as exc:
         code = _fail(str(exc), 1)

@@ -10,6 +10,11 @@ class NumericalError(RuntimeError):
     """The solve failed (blow-up, loss of positivity).  The message names the time, the quantity and a remedy."""
 
 
+class TrackerError(RuntimeError):
+    """A user's tracker (``meanfield run --tracker``) raised.  The message names the tracker, the time and its
+    error (exit 1); the history keeps what was written before, the checkpoint the last snapshot."""
+
+
 class OutputError(RuntimeError):
     """Writing the history or checkpoint failed mid-run (disk full, file size limit, I/O error).  The
     message says what the history holds and how to continue."""

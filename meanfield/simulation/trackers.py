@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from ..io import MemoryWriter, write_checkpoint
+from ..errors import ConfigError, TrackerError
 from .schedules import AnyOf, EverySnapshot, EverySteps, EveryWall, Never, Schedule
 
 #: Wall-clock seconds between checkpoints of a run whose snapshots are further apart than that.
@@ -332,3 +333,64 @@ class SignalStop(Tracker):
 
         for num, old in self._old.items():
             signal.signal(num, old)
+
+
+TRACKER_METHODS = ("start", "step", "snapshot", "finish")
+
+
+def load_tracker(spec: str, key: str = "--tracker"):
+    """The user tracker named by ``spec``: ``MODULE:NAME`` (an importable module) or ``FILE.py:NAME``.  NAME is a
+    tracker (an object with any of start / step / snapshot / finish, each called with the Simulation), or a class
+    or function called without arguments to make one.  ConfigError (one line naming ``key``) otherwise."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    allowed = ("allowed: MODULE:NAME or FILE.py:NAME naming a tracker (an object with start / step / snapshot / "
+               "finish methods, or a class or function that makes one)")
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise ConfigError(f"{key}: got {spec!r}, {allowed}")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise ConfigError(f"{key}: got {spec!r}: {where!r} is not a file; {allowed}")
+            loader = importlib.util.spec_from_file_location(f"meanfield_user_tracker_{path.stem}", path)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        obj = getattr(module, name)
+        if isinstance(obj, type) or (callable(obj) and not any(hasattr(obj, m) for m in TRACKER_METHODS)):
+            obj = obj()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code: one line, then the caller decides
+        first = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"{key}: {spec!r} could not be loaded ({type(exc).__name__}: {first})") from None
+    if not any(callable(getattr(obj, m, None)) for m in TRACKER_METHODS):
+        raise ConfigError(f"{key}: got {spec!r}, which has none of start / step / snapshot / finish; {allowed}")
+    return UserTracker(obj, spec)
+
+
+class UserTracker:
+    """A tracker loaded by ``--tracker``: its methods are called as they are, and an exception in them becomes a
+    TrackerError naming it and the time (it is the user's code that failed, not the solver)."""
+
+    def __init__(self, tracker, spec: str):
+        self.tracker, self.spec = tracker, spec
+        for method in TRACKER_METHODS:
+            if callable(getattr(tracker, method, None)):
+                setattr(self, method, self._calling(method))
+
+    def _calling(self, method):
+        def call(sim):
+            try:
+                getattr(self.tracker, method)(sim)
+            except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
+                first = (str(exc).splitlines() or [""])[0]
+                raise TrackerError(f"--tracker {self.spec}: {method} raised {type(exc).__name__}: {first} at t = "
+                                   f"{sim.t:.6g}; the history keeps the snapshots written before (the checkpoint: "
+                                   "--resume continues)") from None
+        return call
