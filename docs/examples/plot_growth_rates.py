@@ -16,12 +16,12 @@ from meanfield.physics import theory
 
 history = meanfield.solve(meanfield.example("linear"))
 table = meanfield.measured_rates(history)
-print(f"{len(table.rows)} modes measured; largest relative error {table.worst:.1e}")
+print(f"{len(table.measured)} modes measured; largest relative error {table.worst:.1e}")
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
 k = np.arange(1, 33)
 ax1.plot(k, theory.growth_rates(k, 9.0, viscosity=0.02), "k-", lw=1, label="theory")
-ax1.plot([r.mode for r in table.rows], [r.measured for r in table.rows], "o", ms=4, mfc="none", label="measured")
+ax1.plot([r.mode[0] for r in table.measured], [r.measured for r in table.measured], "o", ms=4, mfc="none", label="measured")
 ax1.axhline(0, color="0.7", lw=0.8)
 ax1.set(xlabel="mode $k$", ylabel=r"growth rate $\lambda_k$", title=r"$\beta = 9$, $\nu = 0.02$ (SA)")
 ax1.legend()
