@@ -20,14 +20,14 @@ from ..analysis import diagnostics
 from ..analysis.rates import model_of
 from ..errors import ConfigError
 from .display import SMOOTHED, display_density, smoothed_rows
+from ..io import text as _text
+from ..physics import theory
 
 #: At most this many live tokens are drawn as what they are, weighted Dirac masses (marker area ~ weight), with
 #: no density beneath: smoothing a few point masses at the grid's resolution would draw each as a wide blob.
 FEW_TOKENS = 64
 #: Many tokens are drawn over their density estimate as a faint sample of at most this many dots.
 DOTS = 2000
-from ..io import text as _text
-from ..physics import theory
 
 KINDS = ("kymograph", "sphere", "energy", "clusters", "spectrum", "rates", "positions", "overlap")
 
@@ -263,11 +263,7 @@ def sphere(h, fig, time=None):
     front = np.tensordot(v, X, axes=1) >= 0
     ax.pcolormesh(np.tensordot(e1, X, axes=1), np.tensordot(e2, X, axes=1), np.where(front, R, np.nan),
                   shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax)
-    s = np.linspace(0, 2 * math.pi, 181)
-    for lat in np.radians(np.arange(-60, 61, 30)):  # parallels and meridians, front half only
-        _graticule(ax, v, e1, e2, np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))]))
-    for lon in np.radians(np.arange(0, 180, 30)):
-        _graticule(ax, v, e1, e2, np.stack([np.cos(s) * np.cos(lon), np.cos(s) * np.sin(lon), np.sin(s)]))
+    _graticules(ax, v, e1, e2)
     sample = None if tok is None else tok[0][:: math.ceil(len(tok[0]) / DOTS)]
     if sample is not None:
         x = sample[sample @ v > 0]
@@ -305,11 +301,7 @@ def _sphere_tokens(h, fig, i, x, w) -> None:
     e2 = np.cross(v, e1)
     size = 400 * w / float(w.max())
     ax = fig.add_subplot(1, 2, 1)
-    s = np.linspace(0, 2 * math.pi, 181)
-    for lat in np.radians(np.arange(-60, 61, 30)):
-        _graticule(ax, v, e1, e2, np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))]), "0.5")
-    for lon in np.radians(np.arange(0, 180, 30)):
-        _graticule(ax, v, e1, e2, np.stack([np.cos(s) * np.cos(lon), np.cos(s) * np.sin(lon), np.sin(s)]), "0.5")
+    _graticules(ax, v, e1, e2, "0.5")
     front = x @ v > 0
     ax.scatter(x[front] @ e1, x[front] @ e2, s=size[front], c="C3", alpha=0.8, lw=0.5, edgecolors="k")
     for j in np.flatnonzero(front)[np.argsort(-w[front])][:8]:
@@ -326,6 +318,16 @@ def _sphere_tokens(h, fig, i, x, w) -> None:
     ax.set_title("Mollweide", fontsize=9)
     fig.suptitle(f"{len(w)} token{'s' if len(w) > 1 else ''} (weighted Dirac masses) at $t = {h['time'][i]:.4g}$: "
                  f"{parameters(h)}", fontsize=9)
+
+
+def _graticules(ax, v, e1, e2, color="w") -> None:
+    """The 30 degree parallels and meridians of an orthographic view centred on v, front half only."""
+    s = np.linspace(0, 2 * math.pi, 181)
+    for lat in np.radians(np.arange(-60, 61, 30)):
+        _graticule(ax, v, e1, e2, np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))]),
+                   color)
+    for lon in np.radians(np.arange(0, 180, 30)):
+        _graticule(ax, v, e1, e2, np.stack([np.cos(s) * np.cos(lon), np.cos(s) * np.sin(lon), np.sin(s)]), color)
 
 
 def _graticule(ax, v, e1, e2, line, color="w"):
