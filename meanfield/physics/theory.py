@@ -98,7 +98,7 @@ def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0
 
     Examples
     --------
-    >>> growth_rates([1, 2, 3], 9.0, viscosity=0.02).round(4)  # doctest: +SKIP
+    >>> growth_rates([1, 2, 3], 9.0, viscosity=0.02).round(4)
     """
     check_parameters(beta, variant, viscosity, dim)
     l = np.abs(np.asarray(modes, dtype=float))

@@ -115,7 +115,7 @@ def load_config(source, overrides=(), base_dir=None) -> _config.Config:
 
     Examples
     --------
-    >>> cfg = meanfield.load_config(meanfield.example("linear"), ["model.beta=4"])  # doctest: +SKIP
+    >>> cfg = meanfield.load_config(meanfield.example("linear"), ["model.beta=4"])
     """
     if isinstance(source, _config.Config):
         if overrides:
@@ -316,8 +316,8 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
 
     Examples
     --------
-    >>> result = meanfield.run(meanfield.example("linear"), "linear.h5")  # doctest: +SKIP
-    >>> result.dataset.rho_hat.sel(mode=3).pipe(abs).plot(yscale="log")  # doctest: +SKIP
+    >>> result = meanfield.run(meanfield.example("linear"), "linear.h5")
+    >>> result.dataset.rho_hat.sel(mode=3).pipe(abs).plot(yscale="log")
     """
     keep_freed_memory()
     cfg = load_config(config, overrides)
