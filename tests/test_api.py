@@ -219,7 +219,7 @@ def test_what_the_commands_print_is_an_api_call(tmp_path):
 
 
 def test_rng_draws_the_seeds_and_records_them(tmp_path):
-    """rng= (SPEC 7): a seed or a Generator draws initial.seed and attention.seed; the same rng gives the same
+    """rng= (Scientific Python spec 7): a seed or a Generator draws initial.seed and attention.seed; the same rng gives the same
     run, another rng another one, and the config as run holds the seeds drawn (rerunning it repeats the run)."""
     import tomllib
 

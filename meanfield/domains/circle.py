@@ -156,7 +156,7 @@ class Circle(LineGeometry):
         """Coefficients of eta = sum_{1<=k<=max_mode} (a_k cos k theta + b_k sin k theta), a_k, b_k ~ N(0, 1)
         (max_mode 0: every mode).  Drawn mode by mode (a_1, b_1, a_2, ...): a seed gives the same
         a_k, b_k at every resolution."""
-        rng = np.random.default_rng(rng)  # a Generator, or a seed (SPEC 7)
+        rng = np.random.default_rng(rng)  # a Generator, or a seed (Scientific Python spec 7)
         top = min(max_mode or self.modes, self.modes)
         g = rng.standard_normal((top, 2))
         eta = np.zeros(self.spectral_shape, dtype=complex)

@@ -353,7 +353,7 @@ class Sphere(Geometry):
         """eta = sqrt(4 pi) sum_{1 <= l <= max_mode} sum_m g_lm Y^real_lm with g_lm ~ N(0, 1): each term
         has RMS 1 (max_mode 0: every degree).  Drawn degree by degree (2l + 1 numbers each, m = 0
         first, then cos and sin parts of m = 1, 2, ...): a seed gives the same g_lm at every resolution."""
-        rng = np.random.default_rng(rng)  # a Generator, or a seed (SPEC 7)
+        rng = np.random.default_rng(rng)  # a Generator, or a seed (Scientific Python spec 7)
         top = min(max_mode or self.modes, self.modes)
         g = rng.standard_normal((top + 1) ** 2)
         start = self.l**2 + np.maximum(2 * self.m - 1, 0)  # where (l, m) begins in the degree-major stream

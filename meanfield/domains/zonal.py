@@ -201,7 +201,7 @@ class Zonal(LineGeometry):
     def random_perturbation(self, rng, max_mode: int = 0):
         """eta = sum_{1 <= l <= max_mode} g_l R_l / rms(R_l), g_l ~ N(0, 1): each term has RMS 1 (max_mode
         0: every degree).  Drawn degree by degree: a seed gives the same g_l at every resolution."""
-        rng = np.random.default_rng(rng)  # a Generator, or a seed (SPEC 7)
+        rng = np.random.default_rng(rng)  # a Generator, or a seed (Scientific Python spec 7)
         top = min(max_mode or self.modes, self.modes)
         g = np.zeros(self.modes + 1)
         g[:top + 1] = rng.standard_normal(top + 1)

@@ -167,7 +167,7 @@ def record_shape(cfg, sim) -> dict:
 
 
 def seeded(cfg, rng):
-    """``cfg`` with ``initial.seed`` and ``attention.seed`` drawn from ``rng`` (Scientific Python SPEC 7: a
+    """``cfg`` with ``initial.seed`` and ``attention.seed`` drawn from ``rng`` (Scientific Python spec 7, on seeding: a
     numpy Generator, or anything ``numpy.random.default_rng`` takes); None keeps the config's seeds.  The seeds
     drawn are in the config as run (the history's ``config`` attribute), so the run can be repeated from it."""
     if rng is None:
@@ -191,7 +191,7 @@ def solve(config, overrides=(), *, trackers=(), progress: bool | None = False, r
     progress : bool or None
         A progress bar (``None``: when stderr is a terminal; in a notebook, a widget).
     rng : numpy.random.Generator, int or None
-        Where the run's randomness comes from (SPEC 7): draws ``initial.seed`` and ``attention.seed``,
+        Where the run's randomness comes from (Scientific Python spec 7): draws ``initial.seed`` and ``attention.seed``,
         recorded in the config as run. None (default): the config's seeds.
 
     Returns
@@ -295,7 +295,7 @@ def run(config, output=None, *, overwrite: bool = False, resume: bool = False, p
         Your own trackers (a `meanfield.simulation.trackers.Tracker` with a schedule, or any
         object with start / step / snapshot / finish methods), called after the run's own.
     rng : numpy.random.Generator, int or None
-        Where the run's randomness comes from (SPEC 7): draws ``initial.seed`` and ``attention.seed``,
+        Where the run's randomness comes from (Scientific Python spec 7): draws ``initial.seed`` and ``attention.seed``,
         recorded in the config as run. None (default): the config's seeds. Not with ``resume``.
 
     Returns
