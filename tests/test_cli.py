@@ -90,7 +90,7 @@ def test_theory_table():
 @pytest.mark.parametrize("args,needle", [
     (["theory", "--geometry", "circle", "--beta", "-2"], "beta: got -2"),
     (["theory", "--geometry", "circle", "--beta", "800", "--variant", "usa"], "beta: got 800"),
-    (["theory", "--geometry", "torus", "--beta", "2"], "--geometry: invalid choice"),
+    (["theory", "--geometry", "torus", "--beta", "2"], "--geometry: got 'torus', allowed: circle | sphere"),
     (["theory", "--beta", "2"], "one of the arguments --geometry --dim is required"),
     (["theory", "--dim", "1", "--beta", "2"], "dim: got 1"),
     (["theory", "--geometry", "circle", "--beta", "x"], "--beta: invalid float value"),
@@ -315,3 +315,9 @@ def test_signals_during_start_up_are_one_line(monkeypatch, capsys, raised, statu
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("meanfield: error: " + text)
     assert signal.getsignal(signal.SIGTERM) is not console._terminate  # put back
+
+
+def test_theory_geometry_zonal_points_to_dim():
+    line = one_error_line(mf("theory", "--geometry", "zonal", "--beta", "2"))
+    assert "--geometry: got 'zonal'" in line and "use --dim D" in line, line
+    assert mf("theory", "--dim", "8", "--beta", "2").returncode == 0
