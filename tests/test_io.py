@@ -220,3 +220,38 @@ def test_a_damaged_config_attribute_is_refused(tmp_path):
     (tmp_path / "b.h5").write_bytes(bytes(data))
     with pytest.raises(ConfigError, match="stored config"):
         read_history(tmp_path / "b.h5")
+
+
+def _flip_in(path, text: bytes) -> None:
+    """Invert one byte in the middle of ``text`` where it is stored in the file (a damaged attribute)."""
+    data = bytearray(path.read_bytes())
+    i = data.index(text) + len(text) // 2
+    data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("layout", [6, 5])
+def test_a_damaged_description_is_refused_not_copied_on(tmp_path, layout):
+    """Pinned from the attack corrupt/flip4-resume: an inverted byte in a dataset's description made it invalid
+    UTF-8, and --resume crashed copying it ("internal error").  From layout 6 the description is in
+    static_checksum (refused as damaged); a layout-5 file, whose checksums cannot see it, is refused in one line
+    when a resume would copy it."""
+    from meanfield.io.integrity import reseal
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[grid]\nmodes = 16\n[time]\nt_end = 0.4\ndt = 0.05\n[output]\ninterval = 0.1\n")
+    out = tmp_path / "run.h5"
+    assert mf("run", cfg, "-o", out, "--quiet").returncode == 0
+    if layout == 5:
+        with h5py.File(out, "r+") as f:
+            f.attrs["layout_version"] = 5
+        reseal(out)
+    _flip_in(out, b"cluster positions, heaviest first")
+    before = out.read_bytes()
+    r = mf("run", cfg, "--resume", out, "--quiet", "--set", "time.t_end=0.6")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("damaged" in r.stderr and "checks" in r.stderr) if layout == 6 else "is not valid UTF-8" in r.stderr
+    assert out.read_bytes() == before  # nothing copied on, nothing repaired
+    if layout == 6:
+        info = mf("info", out)
+        assert info.returncode == 1 and "FAILED" in info.stdout

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError
-from .layout import LAYOUT_VERSION, STATIC, written
+from .layout import DESCRIBING, LAYOUT_VERSION, STATIC, written
 
 def _native(value) -> np.ndarray:
     """``value`` as a C-contiguous array in native byte order (the values, whatever order the file stored)."""
@@ -88,6 +88,18 @@ def static_digest(f) -> str:
                 _update(h, np.asarray(value), version)
     elif version >= 4:  # the config as run (its text; readers trust it)
         h.update(b"config" + str(f.attrs.get("config", "")).encode("utf-8", "backslashreplace"))
+    if version >= 6:  # what each dataset says it is (the xarray view shows it; a resume copies it)
+        names: list = []
+        f.visit(names.append)
+        for name in sorted(n for n in names if not n.startswith("resume")):  # /resume has its own checksum
+            obj = f[name]
+            if isinstance(obj, h5py.Dataset):
+                for key in DESCRIBING:
+                    if key in obj.attrs:
+                        value = obj.attrs[key]
+                        raw = value.encode("utf-8", "backslashreplace") if isinstance(value, str) else \
+                            np.asarray(value).tobytes()
+                        h.update(f"{name}:{key}:".encode() + raw)
     return h.hexdigest()
 
 

@@ -21,8 +21,11 @@ INTEGER_DIAGNOSTICS = ("steps", "n_tokens", "n_clusters")
 #: Version of the file layout: 2 adds /token_weights per snapshot (was (N,)), clusters, merges;
 #: 3 adds /row_checksum and the root attribute static_checksum; 4 puts the config text in that checksum
 #: (and compresses finished files, names every axis, adds units); 5 hashes each dataset's native type, shape
-#: and native-order values (a flipped byte order or datatype no longer reads as the same bytes).
-LAYOUT_VERSION = 5
+#: and native-order values (a flipped byte order or datatype no longer reads as the same bytes); 6 adds each
+#: dataset's units, long_name and description to static_checksum (a damaged description is found, not copied on).
+LAYOUT_VERSION = 6
+#: The attributes that say what a dataset is: in static_checksum from layout 6.
+DESCRIBING = ("units", "long_name", "description")
 #: Datasets whose bytes make static_checksum (those a build writes once: the grid and the modes).
 STATIC = ("mode", "degree", "order", "theta", "colatitude", "longitude", "grid/weights")
 MERGE_FIELDS = {"time": ((), "f8"), "row": ((), "i8"), "count": ((), "i8"), "weight": ((), "f8"),

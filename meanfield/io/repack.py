@@ -13,6 +13,16 @@ from . import ownership
 from .hdf5 import preallocated, short, writing
 from .layout import resizable, text
 
+def _set_attr(obj, key: str, value, where: str) -> None:
+    """Copy one attribute; text that is not UTF-8 (a damaged file whose checksums could not see it: layout <= 5)
+    is refused in one line rather than copied on or crashed on."""
+    try:
+        obj.attrs[key] = value
+    except UnicodeEncodeError:
+        raise ConfigError(f"history: the attribute {key!r} of {where!r} is not valid UTF-8 text (the file is damaged; "
+                          "meanfield info lists its checks)") from None
+
+
 def edit_copy(path, edit, rows: int | None = None, compress: bool | None = None) -> None:
     """Apply ``edit(h5py.File)`` to a copy of the history ``path`` and rename the copy over it.
 
@@ -81,7 +91,7 @@ def repack(src, dst, rows: int | None, compress: bool) -> None:
             datasets.append((obj, out))
         for key, value in _read(obj, "attrs"):
             if key not in _SCALE_ATTRS:
-                out.attrs[key] = value
+                _set_attr(out, key, value, name)
         made[obj] = name
 
     def walk(group):  # every link (visititems visits an object once, and would drop the hard links)
@@ -92,7 +102,7 @@ def repack(src, dst, rows: int | None, compress: bool) -> None:
                 walk(obj)
 
     for key, value in _read(src, "attrs"):
-        dst.attrs[key] = value
+        _set_attr(dst, key, value, "/")
     walk(src)
     for old, new in datasets:  # scales first, then what refers to them
         if old.attrs.get("CLASS") == b"DIMENSION_SCALE":
