@@ -40,12 +40,13 @@ def check_address(address: str, key: str = "--scheduler") -> None:
 def dask_setup(worker) -> None:
     """Worker preload of a local sweep cluster (``LocalCluster(preload=["meanfield.processes"])``).  Ctrl-C in a
     terminal reaches the whole process group; the command that started the cluster handles it (it stops the
-    sweep and the workers, exit 130), so a worker ignores it rather than print a traceback, and logs errors
-    only (the tasks cancelled by that stop are expected)."""
+    sweep and the workers, exit 130), so a worker ignores it rather than print a traceback.  A worker's own logs
+    stay quiet: what fails in a run comes back to the command with its result (the table's row says why), and
+    what a worker logs as the cluster closes (a heartbeat to a scheduler already gone, cancelled tasks) is noise."""
     import logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

@@ -442,8 +442,8 @@ def _client(scheduler: str | None, workers: int | None):
                 raise KeyboardInterrupt
             try:
                 yield client
-            finally:  # we close our own cluster: "still alive, killing" and cancelled tasks are expected then
-                logger.setLevel(logging.ERROR)
+            finally:  # we close our own cluster: "still alive, killing", cancelled tasks, a heartbeat to a
+                logger.setLevel(logging.CRITICAL)  # scheduler already closed are expected then
     finally:
         logger.setLevel(level)
 
