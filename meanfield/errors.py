@@ -18,3 +18,8 @@ class TrackerError(RuntimeError):
 class OutputError(RuntimeError):
     """Writing the history or checkpoint failed mid-run (disk full, file size limit, I/O error).  The
     message says what the history holds and how to continue."""
+
+
+def first_line(exc) -> str:
+    """The first line of an exception's (or a warning's) message: what a one-line report quotes of it."""
+    return (str(exc).splitlines() or [""])[0]

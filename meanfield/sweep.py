@@ -43,7 +43,7 @@ import numpy as np
 
 from . import config as _config
 from .io import ownership as files
-from .errors import ConfigError, NumericalError, OutputError
+from .errors import ConfigError, NumericalError, OutputError, first_line
 from .processes import check_address, dask_client
 
 #: columns every table has, before the axes and the summaries
@@ -289,9 +289,9 @@ def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
                 run(cfg, out, overwrite=True, progress=False)
             row.update(summarise(out, cluster_times, rates))
         except (ConfigError, NumericalError, OutputError, OSError, ValueError) as exc:
-            row.update(status="failed", error=f"{type(exc).__name__}: {_first_line(exc)}")
+            row.update(status="failed", error=f"{type(exc).__name__}: {first_line(exc)}")
     if caught:  # the run's warnings (under-resolution, ...) go into the table, not the worker's log
-        row["warning"] = f"{len(caught)} warnings; first: {_first_line(caught[0].message)}"
+        row["warning"] = f"{len(caught)} warnings; first: {first_line(caught[0].message)}"
     row["wall_time"] = _time.time() - t0
     return row
 
@@ -304,16 +304,11 @@ def _check_ours(out: Path, cfg) -> None:
     try:
         stored = str(io.read_attrs(out).get("config_hash", ""))
     except ConfigError as exc:
-        raise ConfigError(f"{str(out)!r} exists and is not a readable history ({_first_line(exc)}); the sweep "
+        raise ConfigError(f"{str(out)!r} exists and is not a readable history ({first_line(exc)}); the sweep "
                           "replaces only its own runs: move it away") from None
     if stored != io.config_hash(cfg):
         raise ConfigError(f"{str(out)!r} holds a history of another config (config hash {stored[:16] or '?'}); "
                           "the sweep replaces only its own runs: move it away")
-
-
-def _first_line(exc) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else ""
 
 
 # ------------------------------------------------------------------------------------ the client
@@ -525,9 +520,9 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
                 try:
                     got = fut.result()
                 except KilledWorker as exc:  # its workers kept dying (memory, a kill): record and go on
-                    got = {"status": "killed", "error": f"KilledWorker: {_first_line(exc)}"}
+                    got = {"status": "killed", "error": f"KilledWorker: {first_line(exc)}"}
                 except Exception as exc:  # noqa: BLE001 - anything else the run raised: record and go on
-                    got = {"status": "failed", "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+                    got = {"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}
                 rows[rid].update(got)
                 _write_table(rows, keys, table, base_hash)
                 bar.update(1)

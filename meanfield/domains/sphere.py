@@ -59,8 +59,7 @@ def fastest_backend(have, lmax: int, ntheta: int, nphi: int, threads: int = 1) -
         return have[0], "the only one installed"
     key = (tuple(have), lmax, ntheta, nphi, threads)
     if key not in _CHOSEN:
-        classes = {"ducc0": DuccBackend, "shtns": ShtnsBackend}
-        seconds = {name: _rhs_seconds(classes[name](lmax, ntheta, nphi, threads)) for name in have}
+        seconds = {name: _rhs_seconds(_CLASSES[name](lmax, ntheta, nphi, threads)) for name in have}
         best = min(seconds, key=seconds.get)
         _CHOSEN[key] = best, "measured fastest here: " + ", ".join(f"{n} {s * 1e3:.3g} ms" for n, s in seconds.items())
     return _CHOSEN[key]
@@ -156,6 +155,10 @@ def _import_quietly(module: str):
         os.close(saved)
 
 
+#: The transform libraries by name (grid.backend).
+_CLASSES = {"ducc0": DuccBackend, "shtns": ShtnsBackend}
+
+
 def installed_backends() -> list[str]:
     """Names of the installed transform libraries, fastest first (found without importing them)."""
     from importlib.util import find_spec
@@ -172,14 +175,14 @@ def make_backend(name: str, lmax: int, ntheta: int, nphi: int, threads: int = 1)
         if not have:
             raise ConfigError("grid.backend: no spherical-harmonic library found; pip install ducc0")
         name, why = fastest_backend(have, lmax, ntheta, nphi, threads)
-        backend = {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi, threads)
+        backend = _CLASSES[name](lmax, ntheta, nphi, threads)
         backend.chosen = f"auto: {why}"
         return backend
     if name not in have:
         how = {"ducc0": "pip install ducc0",
                "shtns": "apt-get install -y libfftw3-dev, then pip install 'meanfield[shtns]'"}[name]
         raise ConfigError(f"grid.backend: got {name!r}, which is not installed; {how}")
-    return {"ducc0": DuccBackend, "shtns": ShtnsBackend}[name](lmax, ntheta, nphi, threads)
+    return _CLASSES[name](lmax, ntheta, nphi, threads)
 
 
 def _sphere_points(theta, phi) -> np.ndarray:

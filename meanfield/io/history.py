@@ -134,7 +134,7 @@ def _memory_dataset(h: History, grid: bool = True):
 
     def meta(path, sentence):
         attrs = {"units": _units(path, geometry), **names_of(path, sentence), **stored.get(path, {})}
-        if "description" not in stored.get(path, {}) and path in SHORT_NAMES:  # a file written before layout 5.1
+        if "description" not in stored.get(path, {}) and path in SHORT_NAMES:  # a file of layout <= 5: its long_name is the sentence
             attrs.update(names_of(path, attrs["long_name"]))
         return attrs
 

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from ..io import MemoryWriter, write_checkpoint
-from ..errors import ConfigError, TrackerError
+from ..errors import ConfigError, TrackerError, first_line
 from .schedules import AnyOf, EverySnapshot, EverySteps, EveryWall, Never, Schedule
 
 #: Wall-clock seconds between checkpoints of a run whose snapshots are further apart than that.
@@ -367,8 +367,7 @@ def load_tracker(spec: str, key: str = "--tracker"):
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code: one line, then the caller decides
-        first = (str(exc).splitlines() or [""])[0]
-        raise ConfigError(f"{key}: {spec!r} could not be loaded ({type(exc).__name__}: {first})") from None
+        raise ConfigError(f"{key}: {spec!r} could not be loaded ({type(exc).__name__}: {first_line(exc)})") from None
     if not any(callable(getattr(obj, m, None)) for m in TRACKER_METHODS):
         raise ConfigError(f"{key}: got {spec!r}, which has none of start / step / snapshot / finish; {allowed}")
     return UserTracker(obj, spec)
@@ -389,8 +388,7 @@ class UserTracker:
             try:
                 getattr(self.tracker, method)(sim)
             except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
-                first = (str(exc).splitlines() or [""])[0]
-                raise TrackerError(f"--tracker {self.spec}: {method} raised {type(exc).__name__}: {first} at t = "
+                raise TrackerError(f"--tracker {self.spec}: {method} raised {type(exc).__name__}: {first_line(exc)} at t = "
                                    f"{sim.t:.6g}; the history keeps the snapshots written before (the checkpoint: "
                                    "--resume continues)") from None
         return call

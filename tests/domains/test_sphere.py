@@ -138,7 +138,7 @@ def test_auto_backend_is_chosen_by_measurement_and_says_so(monkeypatch):
         name = "shtns"
 
     for shtns_ms, want in ((1.0, "shtns"), (3.0, "ducc0")):
-        monkeypatch.setattr(sp, "ShtnsBackend", Fake)
+        monkeypatch.setitem(sp._CLASSES, "shtns", Fake)
         monkeypatch.setattr(sp, "installed_backends", lambda: ["shtns", "ducc0"])
         monkeypatch.setattr(sp, "_rhs_seconds", lambda b: (shtns_ms if b.name == "shtns" else 2.0) * 1e-3)
         monkeypatch.setattr(sp, "_CHOSEN", {})
