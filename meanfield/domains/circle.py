@@ -99,6 +99,13 @@ class Circle(LineGeometry):
         """Multipliers of G_beta scaled by e^{-beta}: (G rho)_k = e^beta * 2 pi ive(k, beta) rho_k."""
         return 2 * math.pi * ive(self.k, beta)
 
+    def gram(self) -> np.ndarray:
+        """inner(e, e) for each real degree of freedom e of a coefficient (its real or imaginary part):
+        2 pi for k = 0, 4 pi above (the diagonal of ``inner``; the adjoints in meanfield.gradients)."""
+        g = np.full(self.modes + 1, 4 * math.pi)
+        g[0] = 2 * math.pi
+        return g
+
     def integrate(self, f: np.ndarray) -> float:
         """Integral over S^1 of grid values f (exact for degree < M)."""
         return float(np.sum(self.weights * f))

@@ -285,6 +285,11 @@ class Sphere(Geometry):
         """Multipliers of G_beta scaled by e^{-beta}: 4 pi i_l(beta) e^{-beta}."""
         return 4 * math.pi * math.sqrt(math.pi / (2 * beta)) * ive(self.l + 0.5, beta)
 
+    def gram(self) -> np.ndarray:
+        """inner(e, e) for each real degree of freedom e of a coefficient: 1 for m = 0, 2 for m > 0
+        (the diagonal of ``inner``; the adjoints in meanfield.gradients)."""
+        return np.where(self.m == 0, 1.0, 2.0)
+
     def integrate(self, f) -> float:
         """Integral over S^2 of grid values (Gauss–Legendre x trapezoid)."""
         return float(np.sum(self.weights * f))

@@ -140,6 +140,10 @@ class Zonal(LineGeometry):
         d = self.dim
         return (2 * math.pi) ** (d / 2) * beta ** (1 - d / 2) * ive(self.l + d / 2 - 1, beta)
 
+    def gram(self) -> np.ndarray:
+        """inner(e, e) for each coefficient's real part: int R_l^2 (the diagonal of ``inner``)."""
+        return self.norm
+
     def integrate(self, f) -> float:
         """Integral over S^{d-1} of a zonal function given at the nodes."""
         return float(np.sum(self.weights * f))

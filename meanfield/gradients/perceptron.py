@@ -1,0 +1,53 @@
+"""The perceptron (MLP) velocity term  P_x W sigma(A x + b)  and its transpose.
+
+W is d x m, A is m x d, b has m entries (m units); sigma acts entry by entry.  At a point x of the sphere
+the field is the tangent part of the ambient vector W sigma(A x + b).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus")
+
+
+def activation(name: str):
+    """(sigma, sigma') of an activation named in ACTIVATIONS."""
+    if name == "relu":
+        return (lambda h: np.maximum(h, 0.0)), (lambda h: (h > 0).astype(float))
+    if name == "tanh":
+        return np.tanh, (lambda h: 1.0 - np.tanh(h) ** 2)
+    if name == "sigmoid":
+        def s(h):
+            return 0.5 * (1.0 + np.tanh(0.5 * h))
+        return s, (lambda h: s(h) * (1.0 - s(h)))
+    if name == "softplus":
+        return (lambda h: np.logaddexp(0.0, h)), (lambda h: 0.5 * (1.0 + np.tanh(0.5 * h)))
+    raise ValueError(f"activation: got {name!r}, allowed: {' | '.join(ACTIVATIONS)}")
+
+
+class Perceptron:
+    """The ambient field u(x) = W sigma(A x + b) at points x (n, d), and its transpose."""
+
+    def __init__(self, name: str = "relu"):
+        self.name = name
+        self.sigma, self.dsigma = activation(name)
+
+    def field(self, x: np.ndarray, p: dict):
+        """(u (n, d), cache)."""
+        h = x @ p["A"].T + p["b"]
+        return self.sigma(h) @ p["W"].T, (x, h)
+
+    def field_T(self, cache, ub: np.ndarray, p: dict, pbar: dict) -> np.ndarray:
+        """Cotangent of x given that of u; the cotangents of W, A, b are added into pbar."""
+        x, h = cache
+        s = self.sigma(h)
+        hb = (ub @ p["W"]) * self.dsigma(h)
+        _add(pbar, "W", ub.T @ s)
+        _add(pbar, "A", hb.T @ x)
+        _add(pbar, "b", hb.sum(axis=0))
+        return hb @ p["A"]
+
+
+def _add(pbar: dict, name: str, g) -> None:
+    pbar[name] = pbar[name] + g if name in pbar else g
