@@ -26,21 +26,21 @@ def inner(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum((np.asarray(a) * np.conj(b)).real))
 
 
-def to_grid_T(geometry, g: np.ndarray) -> np.ndarray:
-    """Transpose of ``geometry.to_grid``: grid values -> coefficients."""
-    return geometry.gram() * geometry.to_spectral(g / geometry.weights)
+def to_grid_T(geometry, g: np.ndarray, gram=None) -> np.ndarray:
+    """Transpose of ``geometry.to_grid``: grid values -> coefficients (``gram``: geometry.gram(), if kept)."""
+    return (geometry.gram() if gram is None else gram) * geometry.to_spectral(g / geometry.weights)
 
 
-def to_spectral_T(geometry, h: np.ndarray) -> np.ndarray:
+def to_spectral_T(geometry, h: np.ndarray, gram=None) -> np.ndarray:
     """Transpose of ``geometry.to_spectral``: coefficients -> grid values."""
-    return geometry.weights * geometry.to_grid(h / geometry.gram())
+    return geometry.weights * geometry.to_grid(h / (geometry.gram() if gram is None else gram))
 
 
-def grad_T(geometry, v: np.ndarray) -> np.ndarray:
+def grad_T(geometry, v: np.ndarray, gram=None) -> np.ndarray:
     """Transpose of ``geometry.grad``: a grid vector field (components first) -> coefficients."""
-    return -geometry.gram() * geometry.div(v / geometry.weights)
+    return -(geometry.gram() if gram is None else gram) * geometry.div(v / geometry.weights)
 
 
-def div_T(geometry, y: np.ndarray) -> np.ndarray:
+def div_T(geometry, y: np.ndarray, gram=None) -> np.ndarray:
     """Transpose of ``geometry.div``: coefficients -> a grid vector field."""
-    return -geometry.weights * geometry.grad(y / geometry.gram())
+    return -geometry.weights * geometry.grad(y / (geometry.gram() if gram is None else gram))

@@ -35,6 +35,8 @@ class DensityDynamics:
         self.lap = geometry.laplacian()
         self.mlp = Perceptron(perceptron) if perceptron else None
         self.components = geometry.grad(geometry.uniform()).shape[0]  # of a grid vector
+        self.gram = geometry.gram()
+        self._ik = 1j * geometry.degrees()  # the circle's d/dtheta
         if self.mlp is not None:
             self.points = geometry.points()  # (N, d) in the grid's order
             self.frame = tangent_frame(geometry)  # (components, N, d)
@@ -75,58 +77,95 @@ class DensityDynamics:
         """Transpose of ``project``."""
         return g
 
-    def velocity(self, c: np.ndarray, p: dict):
-        """(X on the grid (components, *grid), cache)."""
+    def _grids(self, kc, c):
+        """(grad psi, psi, rho) on the grid; the circle's three transforms in one batched call."""
         g = self.geometry
-        X = np.zeros((self.components, *g.grid_shape))
-        cache = {}
-        if self.attention:
-            k, dk, s, ds = self.kernel(float(p["beta"]))
-            kc = k * c
-            grad = g.grad(kc)
-            if self.variant == "sa":
-                psi = g.to_grid(kc)
-                Xa = s * grad / psi
-            else:
-                psi, Xa = None, s * grad
-            X += Xa
-            cache.update(grad=grad, psi=psi, Xa=Xa)
-        if self.mlp is not None:
-            u, mc = self.mlp.field(self.points, p)
-            X += np.einsum("cnd,nd->cn", self.frame, u).reshape(X.shape)
-            cache["mlp"] = mc
-        return X, cache
+        if g.name == "circle":
+            rows = g.to_grid(np.stack([self._ik * kc, kc, c]))
+            return rows[:1], rows[1], rows[2]
+        return g.grad(kc), g.to_grid(kc), g.to_grid(c)
+
+    def _grids_T(self, rho_b, grad_b, psi_b):
+        """(to_grid^T rho_b, grad^T grad_b + to_grid^T psi_b): the transposes of ``_grids``' maps, in one call
+        on the circle (where grad = to_grid after multiplying by ik)."""
+        g = self.geometry
+        if g.name == "circle":
+            rows = [rho_b, grad_b[0]] + ([] if psi_b is None else [psi_b])
+            h = self.gram * g.to_spectral(np.stack(rows) / g.weights)
+            kc_b = -self._ik * h[1] + (0 if psi_b is None else h[2])
+            return h[0], kc_b
+        kc_b = grad_T(g, grad_b, self.gram)
+        if psi_b is not None:
+            kc_b += to_grid_T(g, psi_b, self.gram)
+        return to_grid_T(g, rho_b, self.gram), kc_b
+
+    def velocity(self, c: np.ndarray, p: dict) -> np.ndarray:
+        """X = X_att + X_mlp on the grid (components, *grid)."""
+        return self.rhs(c, p)[1]["X"]
+
+    def _mlp_grid(self, p: dict) -> np.ndarray:
+        """The perceptron's grid field: a function of the parameters alone, so computed once per interval's
+        values (the key is their bytes) rather than at every stage."""
+        key = tuple(np.asarray(p[n]).tobytes() for n in ("W", "A", "b"))
+        if getattr(self, "_mlp_key", None) != key:
+            u, self._mlp_cache = self.mlp.field(self.points, p)
+            self._mlp_value = np.einsum("cnd,nd->cn", self.frame, u).reshape((self.components, *self.geometry.grid_shape))
+            self._mlp_key = key
+        return self._mlp_value
 
     def rhs(self, c: np.ndarray, p: dict):
-        """N(c) = -div(rho X) and the cache its transpose needs."""
+        """N(c) = -div(rho X) and the cache its transpose needs (kept small: the backward pass holds a
+        segment's worth of them)."""
         g = self.geometry
-        X, cache = self.velocity(c, p)
-        rho = g.to_grid(c)
-        cache.update(c=c, rho=rho, X=X)
-        return -g.div(rho * X), cache
+        psi = Xa = None
+        if self.attention:
+            k, dk, s, ds = self.kernel(float(p["beta"]))
+            grad, psi, rho = self._grids(k * c, c)
+            if self.variant == "sa":
+                Xa = grad
+                Xa *= s / psi
+            else:
+                Xa, psi = s * grad, None
+            X = Xa if self.mlp is None else Xa + self._mlp_grid(p)
+        else:
+            rho = g.to_grid(c)
+            X = self._mlp_grid(p) if self.mlp is not None else np.zeros((self.components, *g.grid_shape))
+        return -g.div(rho * X), {"c": c, "rho": rho, "psi": psi, "Xa": Xa, "X": X}
 
     def rhs_T(self, cache, y: np.ndarray, p: dict, pbar: dict) -> np.ndarray:
         """Cotangent of c given that of N(c); parameter cotangents are added into pbar."""
         g = self.geometry
-        z = div_T(g, y)  # N = -div(rho X): the cotangent of rho X is -z
-        rho_b = -np.sum(z * cache["X"], axis=0)
-        Xb = -z * cache["rho"]
-        out = to_grid_T(g, rho_b)
+        z = div_T(g, y, self.gram)  # N = -div(rho X): the cotangent of rho X is -z
+        rho_b = np.sum(z * cache["X"], axis=0)
+        rho_b *= -1
+        Xb = z
+        Xb *= -cache["rho"]
         if self.attention:
             k, dk, s, ds = self.kernel(float(p["beta"]))
-            Xa = cache["Xa"]
+            Xa, psi = cache["Xa"], cache["psi"]
+            XbXa = np.sum(Xb * Xa, axis=0)
             if self.variant == "sa":
-                psi = cache["psi"]
-                grad_b = s * Xb / psi
-                psi_b = -np.sum(Xb * Xa, axis=0) / psi
-                kc_b = grad_T(g, grad_b) + to_grid_T(g, psi_b)
+                inv = 1 / psi
+                out, kc_b = self._grids_T(rho_b, Xb * (s * inv), XbXa * -inv)
             else:
-                kc_b = grad_T(g, s * Xb)
-            s_b = float(np.sum(Xb * Xa)) / s
+                out, kc_b = self._grids_T(rho_b, s * Xb, None)
             out += k * kc_b
-            k_b = (kc_b * np.conj(cache["c"])).real
-            pbar["beta"] = pbar.get("beta", 0.0) + float(np.sum(k_b * dk)) + s_b * ds
-        if self.mlp is not None:
-            ub = np.einsum("cn,cnd->nd", Xb.reshape(Xb.shape[0], -1), self.frame)
-            self.mlp.field_T(cache["mlp"], ub, p, pbar)
+            pbar["beta"] = (pbar.get("beta", 0.0) + float(np.sum(dk * (kc_b * np.conj(cache["c"])).real))
+                            + float(np.sum(XbXa)) / s * ds)
+        else:
+            out = to_grid_T(g, rho_b, self.gram)
+        if self.mlp is not None:  # summed over the interval first (finish_T)
+            if "_mlp" in pbar:
+                pbar["_mlp"] += Xb
+            else:
+                pbar["_mlp"] = Xb.copy()
         return out
+
+    def finish_T(self, p: dict, pbar: dict) -> None:
+        """After an interval's transpose: the perceptron's grid cotangent, summed over its steps and stages,
+        -> W, A, b (the field is a linear function of its grid values)."""
+        if "_mlp" in pbar:
+            Xb = pbar.pop("_mlp")
+            self._mlp_grid(p)
+            ub = np.einsum("cn,cnd->nd", Xb.reshape(Xb.shape[0], -1), self.frame)
+            self.mlp.field_T(self._mlp_cache, ub, p, pbar)

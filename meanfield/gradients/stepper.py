@@ -138,6 +138,15 @@ class Solve:
         pbar = self.schedule.zeros()
         g = np.zeros_like(self.final)
         n = len(steps)
+        local, current = {}, None  # one interval's cotangents, handed on when the interval changes
+
+        def flush():
+            if current is not None:
+                p = self.schedule.at(current)
+                self.dynamics.finish_T(p, local)
+                self.schedule.accumulate(pbar, current, local)
+                local.clear()
+
         for start in range(((n - 1) // m) * m, -1, -m):
             stop = min(start + m, n)
             u, tapes = self.checkpoints[start], []
@@ -150,10 +159,12 @@ class Solve:
                 if i + 1 in cotangents:
                     g = g + cotangents[i + 1]
                 t, h, k = steps[i]
-                local = {}
+                if k != current:
+                    flush()
+                    current = k
                 g = _step_back(self.dynamics, tapes[i - start], g, self.schedule.at(k), h, local)
-                self.schedule.accumulate(pbar, k, local)
                 tapes[i - start] = None  # free the stage data as we go
+        flush()
         if 0 in cotangents:
             g = g + cotangents[0]
         return g, pbar

@@ -31,6 +31,9 @@ class TokenDynamics:
         """No linear part."""
         return None
 
+    def finish_T(self, p: dict, pbar: dict) -> None:
+        """Nothing is deferred to the end of an interval."""
+
     def project(self, x):
         """Back onto the sphere: x / |x|."""
         r = np.linalg.norm(x, axis=1, keepdims=True)
