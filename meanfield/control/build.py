@@ -1,0 +1,202 @@
+"""From a control file to a differentiable problem: the geometry or the tokens, the initial and target measures,
+the loss, the schedule with its starting values, and the map between the optimiser's vector and the
+parameters."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from ..domains.circle import Circle
+from ..domains.sphere import Sphere
+from ..domains.zonal import Zonal
+from ..errors import ConfigError
+from ..gradients import (KL, MMD, DensityDynamics, Energy, Problem, Schedule, SlicedWasserstein, TokenDynamics,
+                         Wasserstein)
+
+
+def geometry_of(spec):
+    """The density's geometry."""
+    if spec.geometry == "circle":
+        return Circle(spec.modes, spec.dealias)
+    if spec.geometry == "sphere":
+        return Sphere(spec.modes, spec.dealias, backend="ducc0")  # the adjoints are checked with ducc0's transforms
+    return Zonal(spec.modes, spec.dim, spec.dealias)
+
+
+def density_of(geo, m, where: str) -> np.ndarray:
+    """Coefficients of [initial] or [target] on the geometry."""
+    if m.kind == "uniform":
+        return geo.uniform()
+    total = sum(m.weights)
+    c = np.zeros(geo.spectral_shape, dtype=complex)
+    for center, kappa, w in zip(m.centers, m.concentrations, m.weights):
+        if geo.name == "sphere" and (not isinstance(center, tuple) or len(center) != 3):
+            raise ConfigError(f"{where}.centers: got {center!r}, allowed: unit vectors [x, y, z] on the sphere")
+        if geo.name != "sphere" and isinstance(center, tuple):
+            raise ConfigError(f"{where}.centers: got {list(center)!r}, allowed: angles (radians) on the "
+                              f"{geo.name}" + (" (0: north pole, pi: south pole)" if geo.name == "zonal" else ""))
+        c += (w / total) * geo.von_mises(center, kappa)
+    return c
+
+
+def tokens_of(m, d: int, where: str) -> np.ndarray:
+    """Unit vectors (n, d) of [initial] or [target]: the given positions, or n drawn uniformly (seed)."""
+    if m.positions:
+        x = np.asarray(m.positions, dtype=float)
+        if x.ndim == 1 and d == 2:  # angles on the circle
+            x = np.stack([np.cos(x), np.sin(x)], axis=1)
+        if x.ndim != 2 or x.shape[1] != d or not np.all(np.isfinite(x)) or np.any(np.linalg.norm(x, axis=1) == 0):
+            raise ConfigError(f"{where}.positions: got an array of shape {x.shape}, allowed: nonzero points in R^{d} "
+                              "(or angles on the circle)")
+    else:
+        x = np.random.default_rng(m.seed).standard_normal((m.n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def start_values(spec, rng) -> tuple[dict, list]:
+    """The schedule's starting values and which of them are scheduled (one per layer)."""
+    d, J = spec.d, spec.layers
+    values = {}
+    if spec.attention:
+        values["beta"] = spec.beta
+    if spec.method == "density" and (spec.viscosity > 0 or "viscosity" in spec.parameters):
+        values["viscosity"] = spec.viscosity
+    if spec.method == "tokens" and spec.attention:
+        for name in "QKV":
+            values[name] = np.stack([np.eye(d)] * spec.heads)
+    if spec.perceptron != "none":
+        values["W"] = spec.scale * rng.standard_normal((d, spec.units))
+        values["A"] = rng.standard_normal((spec.units, d))
+        values["b"] = spec.scale * rng.standard_normal(spec.units)
+    scheduled = list(spec.scheduled)
+    for name in scheduled:  # a scheduled value: the same start on every layer, but for the perceptron's draws
+        v = np.asarray(values[name], dtype=float)
+        values[name] = np.stack([v] * J) if name not in "WAb" else np.stack(
+            [v] + [np.asarray(_redraw(name, v, rng, spec)) for _ in range(J - 1)])
+    return values, scheduled
+
+
+def _redraw(name, v, rng, spec):
+    scale = 1.0 if name == "A" else spec.scale
+    return scale * rng.standard_normal(v.shape)
+
+
+def build(spec) -> tuple[Problem, object]:
+    """(problem, target) of a control file: the problem's schedule holds the starting values."""
+    rng = np.random.default_rng(spec.seed)
+    times = np.linspace(0.0, spec.t_end, spec.layers + 1)
+    values, scheduled = start_values(spec, rng)
+    schedule = Schedule(times, values, scheduled)
+    perceptron = None if spec.perceptron == "none" else spec.perceptron
+    if spec.method == "density":
+        geo = geometry_of(spec)
+        dyn = DensityDynamics(geo, spec.variant, attention=spec.attention, perceptron=perceptron)
+        initial = density_of(geo, spec.initial, "initial")
+        target = density_of(geo, spec.target, "target")
+        target_grid = geo.to_grid(target)
+        if spec.loss == "kl":
+            if np.min(target_grid) <= 0:
+                raise ConfigError(f"target: the target density is not positive on the grid (min "
+                                  f"{np.min(target_grid):.3g}); allowed: smaller concentrations or more grid.modes")
+            loss = KL(target_grid)
+        elif spec.loss == "mmd":
+            loss = MMD(target, spec.kappa)
+        else:
+            loss = Energy(spec.beta)
+        shown = target_grid
+    else:
+        d = spec.d
+        x0 = tokens_of(spec.initial, d, "initial")
+        y = tokens_of(spec.target, d, "target")
+        w, v = np.full(len(x0), 1 / len(x0)), np.full(len(y), 1 / len(y))
+        dyn = TokenDynamics(w, spec.variant, attention=spec.attention, perceptron=perceptron)
+        initial = x0
+        if spec.loss == "sliced" and len(y) != len(x0):
+            raise ConfigError(f"target.n: got {len(y)} with {len(x0)} initial tokens, allowed: equal numbers for the "
+                              "sliced Wasserstein loss")
+        loss = {"mmd": lambda: MMD((y, v), spec.kappa), "w1": lambda: Wasserstein((y, v), 1),
+                "w2": lambda: Wasserstein((y, v), 2), "energy": lambda: Energy(spec.beta),
+                "sliced": lambda: SlicedWasserstein((y, v), spec.projections, spec.loss_seed)}[spec.loss]()
+        shown = y
+    if spec.t_end / spec.dt > 1e7:
+        raise ConfigError("time.dt: too many steps")
+    return Problem(dyn, schedule, initial, spec.dt, loss), shown
+
+
+class Packing:
+    """The optimiser's flat real vector <-> the optimised parameters (and the initial state), in units of ``step``:
+    L-BFGS's first step has length 1 in its coordinates, so ``step`` is the size of the first change."""
+
+    def __init__(self, problem: Problem, names, step: float = 1.0):
+        self.problem, self.names, self.step = problem, tuple(names), float(step)
+        self.shapes = {n: (problem.initial.shape if n == "initial" else problem.schedule.values[n].shape)
+                       for n in self.names}
+        self.complex = np.iscomplexobj(problem.initial)
+
+    def _size(self, n):
+        size = int(np.prod(self.shapes[n]))
+        return 2 * size if n == "initial" and self.complex else size
+
+    def pack(self, schedule, initial) -> np.ndarray:
+        """The vector of the current values."""
+        parts = []
+        for n in self.names:
+            v = initial if n == "initial" else schedule.values[n]
+            parts.append(np.concatenate([v.real.ravel(), v.imag.ravel()]) if n == "initial" and self.complex
+                         else np.asarray(v, dtype=float).ravel())
+        return np.concatenate(parts) / self.step
+
+    def unpack(self, x: np.ndarray):
+        """(schedule, initial) of a vector: tokens' initial positions are put on the sphere (x / |x|)."""
+        out, initial, i = {}, self.problem.initial, 0
+        x = x * self.step
+        for n in self.names:
+            size = self._size(n)
+            part = x[i:i + size]
+            i += size
+            if n == "initial":
+                if self.complex:
+                    half = size // 2
+                    initial = (part[:half] + 1j * part[half:]).reshape(self.shapes[n])
+                else:
+                    z = part.reshape(self.shapes[n])
+                    initial = z / np.linalg.norm(z, axis=1, keepdims=True)
+            else:
+                out[n] = part.reshape(self.shapes[n])
+        return self.problem.schedule.replace(**out), initial
+
+    def gradient(self, x: np.ndarray, grad: dict) -> np.ndarray:
+        """The gradient in the vector's coordinates."""
+        parts, i = [], 0
+        x = x * self.step
+        for n in self.names:
+            size = self._size(n)
+            g = grad[n]
+            if n == "initial":
+                if self.complex:
+                    g = g.copy()
+                    g.flat[0] = 0.0  # the mass is not a control
+                    parts.append(np.concatenate([g.real.ravel(), g.imag.ravel()]))
+                else:  # through x0 = z / |z|
+                    z = x[i:i + size].reshape(self.shapes[n])
+                    r = np.linalg.norm(z, axis=1, keepdims=True)
+                    y = z / r
+                    parts.append(((g - y * np.sum(y * g, axis=1, keepdims=True)) / r).ravel())
+            else:
+                parts.append(np.asarray(g, dtype=float).ravel())
+            i += size
+        return np.concatenate(parts) * self.step
+
+
+def switches(schedule, names) -> int:
+    """How many times the scheduled parameters among ``names`` change value from one layer to the next."""
+    count = 0
+    for k in range(1, schedule.intervals):
+        if any(n in schedule.scheduled and not np.array_equal(schedule.values[n][k], schedule.values[n][k - 1])
+               for n in names):
+            count += 1
+    return count
+
+
+__all__ = ["Packing", "build", "switches"]
