@@ -295,11 +295,15 @@ def cmd_example(args) -> int:
         print("example sweeps (meanfield sweep NAME.toml):")
         for name in examples.sweep_names():
             print(f"  {name:<{width}}  {examples.summary(name)}")
+        print("example control files (meanfield control NAME.toml -o OUT.h5):")
+        for name in examples.control_names():
+            print(f"  {name:<{width}}  {examples.summary(name)}")
         print("validation scripts (python -m meanfield.validation.NAME [-o DIR]):")
         for name, (what, _) in SCRIPTS.items():
             print(f"  {name:<{width}}  {what}")
         return 0
-    names = examples.names() + examples.sweep_names() if args.name == "all" else [examples.example(args.name).stem]
+    names = (examples.names() + examples.sweep_names() + examples.control_names() if args.name == "all"
+             else [examples.example(args.name).stem])
     out = files.check_directory(args.output, "-o")
     if out.exists():  # an old directory is checked first, whole: nothing is written if one target is refused
         for n in names:
@@ -314,6 +318,22 @@ def cmd_example(args) -> int:
         target = out / f"{name}.toml"
         files.write_whole(target, (), args.overwrite, lambda tmp: Path(tmp).write_text(text), "-o")
         print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_control(args) -> int:
+    """`meanfield control`: optimise the parameters a control file declares against its loss; OUT.h5."""
+    from .control import control
+
+    if args.iterations is not None and args.iterations < 1:
+        raise ConfigError(f"--iterations: got {args.iterations}, allowed: an integer >= 1")
+    r = control(args.control, args.output, overwrite=args.overwrite, resume=args.resume,
+                iterations=args.iterations, progress=False if args.quiet else None)
+    if not args.quiet:
+        print(f"control: loss {r.loss[0]:.4g} -> {r.final_loss:.4g} in {r.attrs['iterations']} iterations "
+              f"({r.evaluations[-1]} solves with gradients, {r.attrs['wall_time']:.1f} s; stopped by "
+              f"{r.attrs['stopped_by']}); {r.attrs['switches']} switches over {r.attrs['layers']} layers; wrote "
+              f"{args.output}", file=sys.stderr)
     return 0
 
 
@@ -383,6 +403,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear window: |N_k| <= tol |lambda_k c_k| (default 1e-5)")
     a.add_argument("--all", action="store_true", help="also list modes that could not be measured")
     a.set_defaults(func=cmd_rates)
+
+    c = sub.add_parser("control", help="optimise a control file's parameters against its loss (exact gradients)")
+    c.add_argument("control", help="control TOML: [model], [time], [initial], [target], [loss], [optimize] "
+                                   "(docs/control.md)")
+    c.add_argument("-o", "--output", required=True, help="output HDF5 file (the optimised schedule, the loss "
+                                                         "history, the controlled trajectory)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    c.add_argument("--resume", action="store_true", help="continue from OUT.h5.ckpt (written every iteration)")
+    c.add_argument("--iterations", type=int, help="override optimize.iterations (the total, resumed ones included)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    c.set_defaults(func=cmd_control)
 
     ve = sub.add_parser("versions", help="versions of meanfield and its dependencies, threads, BLAS, GPU (bug reports)")
     ve.set_defaults(func=cmd_versions)

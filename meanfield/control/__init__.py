@@ -123,11 +123,13 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
                 raise NumericalError(f"control: the loss is {value} at evaluation {count['evaluations']}; the solve "
                                      "lost accuracy (lower time.dt, or raise grid.modes)")
             g = packing.gradient(v, grad)
-            fun.last, fun.good = (value, float(np.linalg.norm(g))), (value, v.copy())
+            fun.good, fun.norm = (value, v.copy()), float(np.linalg.norm(g))
             return value, g
 
         def record(v):
-            value, gnorm = fun.last if hasattr(fun, "last") else fun(v)[:1] + (0.0,)
+            if not (hasattr(fun, "good") and np.array_equal(fun.good[1], v)):  # L-BFGS-B ends on its iterate
+                fun(v)
+            value, gnorm = fun.good[0], fun.norm
             history["loss"].append(value)
             history["gradient_norm"].append(gnorm)
             history["evaluations"].append(count["evaluations"])

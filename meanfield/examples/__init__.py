@@ -21,8 +21,13 @@ def sweep_names() -> list[str]:
     return sorted(p.name[:-5] for p in (resources.files(__package__) / "sweeps").iterdir() if p.name.endswith(".toml"))
 
 
+def control_names() -> list[str]:
+    """Names of the shipped example control files (``meanfield control``), sorted."""
+    return sorted(p.name[:-5] for p in (resources.files(__package__) / "control").iterdir() if p.name.endswith(".toml"))
+
+
 def example(name: str) -> Path:
-    """The path of a shipped example config or sweep file, to read or run as is.
+    """The path of a shipped example config, sweep file or control file, to read or run as is.
 
     Parameters
     ----------
@@ -44,7 +49,10 @@ def example(name: str) -> Path:
         return Path(str(resources.files(__package__) / f"{stem}.toml"))
     if stem in sweep_names():
         return Path(str(resources.files(__package__) / "sweeps" / f"{stem}.toml"))
-    raise ConfigError(f"example: got {name!r}, allowed: " + " | ".join(names() + sweep_names()) + " (or 'all')")
+    if stem in control_names():
+        return Path(str(resources.files(__package__) / "control" / f"{stem}.toml"))
+    raise ConfigError(f"example: got {name!r}, allowed: " + " | ".join(names() + sweep_names() + control_names())
+                      + " (or 'all')")
 
 
 def summary(name: str) -> str:
