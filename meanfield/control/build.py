@@ -11,8 +11,8 @@ from ..domains.circle import Circle
 from ..domains.sphere import Sphere
 from ..domains.zonal import Zonal
 from ..errors import ConfigError
-from ..gradients import (KL, MMD, DensityDynamics, Energy, Problem, Schedule, SlicedWasserstein, TokenDynamics,
-                         Wasserstein)
+from ..gradients import (KL, MMD, DensityDynamics, Energy, Problem, Schedule, SlicedWasserstein, Squared,
+                         Systems, TokenDynamics, Wasserstein)
 
 
 def geometry_of(spec):
@@ -41,7 +41,15 @@ def density_of(geo, m, where: str) -> np.ndarray:
 
 
 def tokens_of(m, d: int, where: str) -> np.ndarray:
-    """Unit vectors (n, d) of [initial] or [target]: the given positions, or n drawn uniformly (seed)."""
+    """Unit vectors (n, d) of [initial] or [target]: the given positions, or n drawn uniformly (seed); with
+    ``systems``, (systems, n, d)."""
+    if m.systems:
+        xs = [tokens_of(type(m)(kind="tokens", positions=ps), d, f"{where}.systems[{i}]")
+              for i, ps in enumerate(m.systems)]
+        if len({x.shape for x in xs}) > 1:
+            raise ConfigError(f"{where}.systems: got systems of {sorted({len(x) for x in xs})} tokens, allowed: "
+                              "equal numbers")
+        return np.array(xs)
     if m.positions:
         x = np.asarray(m.positions, dtype=float)
         if x.ndim == 1 and d == 2:  # angles on the circle
@@ -51,7 +59,7 @@ def tokens_of(m, d: int, where: str) -> np.ndarray:
                               "(or angles on the circle)")
     else:
         x = np.random.default_rng(m.seed).standard_normal((m.n, d))
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def start_values(spec, rng) -> tuple[dict, list]:
@@ -108,20 +116,47 @@ def build(spec) -> tuple[Problem, object]:
     else:
         d = spec.d
         x0 = tokens_of(spec.initial, d, "initial")
+        if spec.target.kind == "synthetic":
+            return _inverse_problem(spec, schedule, x0, perceptron)
         y = tokens_of(spec.target, d, "target")
-        w, v = np.full(len(x0), 1 / len(x0)), np.full(len(y), 1 / len(y))
+        w = np.full(x0.shape[:-1], 1 / x0.shape[-2])
+        v = np.full(y.shape[:-1], 1 / y.shape[-2])
         dyn = TokenDynamics(w, spec.variant, attention=spec.attention, perceptron=perceptron)
         initial = x0
-        if spec.loss == "sliced" and len(y) != len(x0):
-            raise ConfigError(f"target.n: got {len(y)} with {len(x0)} initial tokens, allowed: equal numbers for the "
-                              "sliced Wasserstein loss")
-        loss = {"mmd": lambda: MMD((y, v), spec.kappa), "w1": lambda: Wasserstein((y, v), 1),
-                "w2": lambda: Wasserstein((y, v), 2), "energy": lambda: Energy(spec.beta),
-                "sliced": lambda: SlicedWasserstein((y, v), spec.projections, spec.loss_seed)}[spec.loss]()
+        if spec.loss == "sliced" and y.shape[-2] != x0.shape[-2]:
+            raise ConfigError(f"target.n: got {y.shape[-2]} with {x0.shape[-2]} initial tokens, allowed: equal "
+                              "numbers for the sliced Wasserstein loss")
+
+        def one(y, v, g=0):
+            return {"mmd": lambda: MMD((y, v), spec.kappa), "w1": lambda: Wasserstein((y, v), 1),
+                    "w2": lambda: Wasserstein((y, v), 2), "energy": lambda: Energy(spec.beta),
+                    "sliced": lambda: SlicedWasserstein((y, v), spec.projections, spec.loss_seed + g)}[spec.loss]()
+
+        loss = Systems([one(y[g], v[g], g) for g in range(len(y))]) if x0.ndim == 3 else one(y, v)
         shown = y
     if spec.t_end / spec.dt > 1e7:
         raise ConfigError("time.dt: too many steps")
     return Problem(dyn, schedule, initial, spec.dt, loss), shown
+
+
+def _inverse_problem(spec, schedule, x0, perceptron):
+    """The observed trajectory of a synthetic target: the initial tokens run with the target's beta and V (the
+    rest of the start schedule), observed at its times with noise, then a loss {t: mean |x(t) - observed|^2}."""
+    m, d = spec.target, spec.d
+    V = np.asarray(m.V, dtype=float)
+    if V.shape != (d, d):
+        raise ConfigError(f"target.V: got a {V.shape[0]} x {V.shape[1]} matrix, allowed: {d} x {d}")
+    w = np.full(x0.shape[:-1], 1 / x0.shape[-2])
+    dyn = TokenDynamics(w, spec.variant, attention=spec.attention, perceptron=perceptron)
+    truth = schedule.replace(beta=m.beta, V=np.stack([V] * spec.heads))
+    run = Problem(dyn, truth, x0, spec.dt, {t: Squared(x0) for t in m.times}).solve()
+    rng = np.random.default_rng(m.seed)
+    observed = {}
+    for t in m.times:
+        y = run.at(t) + m.noise * rng.standard_normal(x0.shape)
+        observed[t] = y / np.linalg.norm(y, axis=-1, keepdims=True)
+    loss = {t: Squared(y) for t, y in observed.items()}
+    return Problem(dyn, schedule, x0, spec.dt, loss), np.array([observed[t] for t in m.times])
 
 
 class Packing:
@@ -161,7 +196,7 @@ class Packing:
                     initial = (part[:half] + 1j * part[half:]).reshape(self.shapes[n])
                 else:
                     z = part.reshape(self.shapes[n])
-                    initial = z / np.linalg.norm(z, axis=1, keepdims=True)
+                    initial = z / np.linalg.norm(z, axis=-1, keepdims=True)
             else:
                 out[n] = part.reshape(self.shapes[n])
         return self.problem.schedule.replace(**out), initial
@@ -180,9 +215,9 @@ class Packing:
                     parts.append(np.concatenate([g.real.ravel(), g.imag.ravel()]))
                 else:  # through x0 = z / |z|
                     z = x[i:i + size].reshape(self.shapes[n])
-                    r = np.linalg.norm(z, axis=1, keepdims=True)
+                    r = np.linalg.norm(z, axis=-1, keepdims=True)
                     y = z / r
-                    parts.append(((g - y * np.sum(y * g, axis=1, keepdims=True)) / r).ravel())
+                    parts.append(((g - y * np.sum(y * g, axis=-1, keepdims=True)) / r).ravel())
             else:
                 parts.append(np.asarray(g, dtype=float).ravel())
             i += size

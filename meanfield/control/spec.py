@@ -25,7 +25,7 @@ from ..config import read_toml
 from ..errors import ConfigError
 from ..gradients.perceptron import ACTIVATIONS
 
-LOSSES = ("kl", "mmd", "energy", "w1", "w2", "sliced")
+LOSSES = ("kl", "mmd", "energy", "w1", "w2", "sliced", "l2")
 PARAMETERS = ("beta", "viscosity", "Q", "K", "V", "W", "A", "b", "initial")
 MAX_LAYERS = 10_000
 MAX_ITERATIONS = 100_000
@@ -65,6 +65,13 @@ class Measure:
     n: int = 64
     seed: int = 0
     positions: tuple = ()
+    systems: tuple = ()  # several token systems: one list of points (or angles on the circle) each
+    # kind = "synthetic" (an inverse problem): the run of the initial tokens with these parameters, observed at
+    # ``times`` with Gaussian noise of standard deviation ``noise`` on each coordinate (then put back on the sphere)
+    beta: float = 1.0
+    V: tuple = ()
+    noise: float = 0.0
+    times: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -113,15 +120,31 @@ SECTIONS = {
     "model": ("method", "geometry", "dim", "variant", "attention", "beta", "viscosity", "perceptron", "units", "heads"),
     "grid": ("modes", "dealias"),
     "time": ("t_end", "dt", "layers", "snapshots"),
-    "initial": ("kind", "centers", "concentrations", "weights", "n", "seed", "positions"),
-    "target": ("kind", "centers", "concentrations", "weights", "n", "seed", "positions"),
+    "initial": ("kind", "centers", "concentrations", "weights", "n", "seed", "positions", "systems"),
+    "target": ("kind", "centers", "concentrations", "weights", "n", "seed", "positions", "systems", "beta", "V",
+               "noise", "times"),
     "loss": ("kind", "kappa", "projections", "seed"),
     "optimize": ("parameters", "scheduled", "method", "iterations", "gtol", "seed", "scale", "step"),
 }
 
 
 def _measure(section: str, raw: dict, spec_method: str) -> Measure:
-    kind = _choice(f"{section}.kind", raw.get("kind", "uniform"), ("uniform", "von_mises", "tokens"))
+    kinds = ("uniform", "von_mises", "tokens") + (("synthetic",) if section == "target" else ())
+    kind = _choice(f"{section}.kind", raw.get("kind", "uniform"), kinds)
+    if kind == "synthetic":
+        if spec_method != "tokens":
+            raise ConfigError("target.kind: got 'synthetic' with model.method = 'density', allowed: uniform | "
+                              "von_mises (synthetic observations are of tokens)")
+        times = _numbers("target.times", raw.get("times", []), 0, open_lo=True)
+        if not times:
+            raise ConfigError("target.times: got [], allowed: a non-empty list of observation times > 0")
+        V = raw.get("V", [])
+        if not (isinstance(V, list) and V and all(isinstance(r, list) and len(r) == len(V) for r in V)):
+            raise ConfigError(f"target.V: got {V!r}, allowed: a square matrix (list of rows), the true V")
+        rows = tuple(_numbers(f"target.V[{i}]", r) for i, r in enumerate(V))
+        return Measure(kind, seed=_number("target.seed", raw.get("seed", 0), 0, integer=True),
+                       beta=float(_number("target.beta", raw.get("beta", 1.0), 0, 500, open_lo=True)), V=rows,
+                       noise=float(_number("target.noise", raw.get("noise", 0.0), 0, 1)), times=times)
     if spec_method == "tokens" and kind != "tokens":
         raise ConfigError(f"{section}.kind: got {kind!r} with model.method = 'tokens', allowed: 'tokens'")
     if spec_method == "density" and kind == "tokens":
@@ -144,7 +167,17 @@ def _measure(section: str, raw: dict, spec_method: str) -> Measure:
         positions = raw.get("positions", [])
         if not isinstance(positions, list):
             raise ConfigError(f"{section}.positions: got {positions!r}, allowed: a list of points")
-        m = Measure(kind, n=n, seed=seed, positions=tuple(tuple(p) if isinstance(p, list) else p for p in positions))
+        systems = raw.get("systems", [])
+        if not isinstance(systems, list) or not all(isinstance(x, list) and x for x in systems):
+            raise ConfigError(f"{section}.systems: got {systems!r}, allowed: a list of token systems, each a "
+                              "non-empty list of points (or angles on the circle)")
+        if systems and positions:
+            raise ConfigError(f"{section}: got both positions and systems, allowed: one of them")
+
+        def points(ps):
+            return tuple(tuple(p) if isinstance(p, list) else p for p in ps)
+
+        m = Measure(kind, n=n, seed=seed, positions=points(positions), systems=tuple(points(x) for x in systems))
     return m
 
 
@@ -239,4 +272,18 @@ def load_spec(path) -> Spec:
     if spec["loss"] in ("w1", "w2", "sliced") and method == "density":
         raise ConfigError(f"loss.kind: got {spec['loss']!r} for a density, allowed: kl | mmd | energy (the "
                           "Wasserstein losses compare tokens)")
+    synthetic = spec["target"].kind == "synthetic"
+    if synthetic != (spec["loss"] == "l2"):
+        raise ConfigError(f"loss.kind: got {spec['loss']!r} with target.kind = {spec['target'].kind!r}, allowed: 'l2' "
+                          "exactly when the target is an observed (synthetic) trajectory")
+    if synthetic:
+        if max(spec["target"].times) > spec["t_end"]:
+            raise ConfigError(f"target.times: got {max(spec['target'].times):g}, allowed: times within time.t_end = "
+                              f"{spec['t_end']:g}")
+    if method == "tokens" and not synthetic and bool(spec["initial"].systems) != bool(spec["target"].systems):
+        raise ConfigError("target.systems: give systems in both [initial] and [target] (one target per input "
+                          "measure), or in neither")
+    if spec["initial"].systems and len(spec["initial"].systems) != len(spec["target"].systems):
+        raise ConfigError(f"target.systems: got {len(spec['target'].systems)} systems for "
+                          f"{len(spec['initial'].systems)} in [initial], allowed: one target per input measure")
     return Spec(**spec)

@@ -10,10 +10,10 @@ docs/gradients.md explains the adjoint and its checks.
 """
 
 from .density import DensityDynamics
-from .losses import KL, MMD, Energy, SlicedWasserstein, Wasserstein
+from .losses import KL, MMD, Energy, SlicedWasserstein, Squared, Systems, Wasserstein
 from .problem import Problem
 from .schedule import Schedule
 from .tokens import TokenDynamics
 
-__all__ = ["DensityDynamics", "Energy", "KL", "MMD", "Problem", "Schedule", "SlicedWasserstein", "TokenDynamics",
+__all__ = ["DensityDynamics", "Energy", "KL", "MMD", "Problem", "Schedule", "SlicedWasserstein", "Squared", "Systems", "TokenDynamics",
            "Wasserstein"]

@@ -83,6 +83,23 @@ class Energy:
         return -e, -((w[:, None] * kxx * w[None, :]) @ state)
 
 
+class Squared:
+    """The mean squared distance sum_i |x_i - y_i|^2 / n to observed positions y of the same tokens (an observed
+    trajectory: one per observation time, as ``{time: Squared(y_t)}``); for densities, the L2 distance of the
+    coefficients' fields, int (rho - tau)^2."""
+
+    def __init__(self, observed):
+        self.observed = np.asarray(observed)
+
+    def __call__(self, state, dynamics):
+        r = state - self.observed
+        if hasattr(dynamics, "geometry"):
+            gram = dynamics.geometry.gram()
+            return float(np.sum(gram * (r * np.conj(r)).real)), 2 * gram * r
+        n = state.shape[-2]
+        return float(np.sum(r * r)) / n, 2 * r / n
+
+
 def circle_angles(x: np.ndarray) -> np.ndarray:
     """Angles in [0, 2 pi) of points (n, 2) on the circle."""
     return np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * math.pi)
@@ -139,3 +156,27 @@ class SlicedWasserstein:
         gp = np.empty_like(px)
         np.put_along_axis(gp, order, 2 * diff / (n * L), axis=0)
         return value, gp @ self.theta
+
+
+class _System:
+    """One system of a batched token state: its weights."""
+
+    def __init__(self, w):
+        self.w = w
+
+
+class Systems:
+    """The sum over independent token systems (the state's leading axis) of one loss per system (each with its
+    own target): a measure-to-measure fit sends several input measures to their targets at once."""
+
+    def __init__(self, losses):
+        self.losses = list(losses)
+
+    def __call__(self, state, dynamics):
+        if state.ndim != 3 or state.shape[0] != len(self.losses):
+            raise ValueError(f"Systems: got a state of shape {state.shape}, allowed: ({len(self.losses)}, n, d)")
+        total, grad = 0.0, np.zeros_like(state)
+        for g, loss in enumerate(self.losses):
+            value, grad[g] = loss(state[g], _System(dynamics.w[g]))
+            total += value
+        return total, grad

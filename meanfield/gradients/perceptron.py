@@ -27,7 +27,7 @@ def activation(name: str):
 
 
 class Perceptron:
-    """The ambient field u(x) = W sigma(A x + b) at points x (n, d), and its transpose."""
+    """The ambient field u(x) = W sigma(A x + b) at points x (..., d), and its transpose."""
 
     def __init__(self, name: str = "relu"):
         self.name = name
@@ -43,9 +43,10 @@ class Perceptron:
         x, h = cache
         s = self.sigma(h)
         hb = (ub @ p["W"]) * self.dsigma(h)
-        _add(pbar, "W", ub.T @ s)
-        _add(pbar, "A", hb.T @ x)
-        _add(pbar, "b", hb.sum(axis=0))
+        m, d = h.shape[-1], x.shape[-1]
+        _add(pbar, "W", ub.reshape(-1, d).T @ s.reshape(-1, m))
+        _add(pbar, "A", hb.reshape(-1, m).T @ x.reshape(-1, d))
+        _add(pbar, "b", hb.reshape(-1, m).sum(axis=0))
         return hb @ p["A"]
 
 

@@ -18,7 +18,10 @@ from .perceptron import Perceptron
 
 
 class TokenDynamics:
-    """The token field of a weighted empirical measure (weights fixed), with its transpose."""
+    """The token field of a weighted empirical measure (weights fixed), with its transpose.
+
+    Several independent systems move with the same parameters when the state has a leading axis (systems, n, d)
+    and ``weights`` is (systems, n): each token attends to its own system only (measure-to-measure maps)."""
 
     def __init__(self, weights, variant: str = "sa", attention: bool = True, perceptron: str | None = None):
         if variant not in ("sa", "usa"):
@@ -36,23 +39,23 @@ class TokenDynamics:
 
     def project(self, x):
         """Back onto the sphere: x / |x|."""
-        r = np.linalg.norm(x, axis=1, keepdims=True)
+        r = np.linalg.norm(x, axis=-1, keepdims=True)
         y = x / r
         return y, (y, r)
 
     def project_T(self, cache, g):
         """Transpose of ``project``."""
         y, r = cache
-        return (g - y * np.sum(y * g, axis=1, keepdims=True)) / r
+        return (g - y * np.sum(y * g, axis=-1, keepdims=True)) / r
 
     def _head(self, x, beta, Q, K, V):
         a, b = x @ Q.T, x @ K.T
-        s = beta * (a @ b.T)
+        s = beta * (a @ np.swapaxes(b, -1, -2))
         if self.variant == "sa":
-            e = self.w * np.exp(s - s.max(axis=1, keepdims=True))
-            P = e / e.sum(axis=1, keepdims=True)
+            e = self.w[..., None, :] * np.exp(s - s.max(axis=-1, keepdims=True))
+            P = e / e.sum(axis=-1, keepdims=True)
         else:
-            P = self.w * np.exp(s)
+            P = self.w[..., None, :] * np.exp(s)
         vx = x @ V.T
         return P @ vx, (a, b, P, vx)
 
@@ -69,34 +72,35 @@ class TokenDynamics:
         if self.mlp is not None:
             u, mc = self.mlp.field(x, p)
             m += u
-        xm = np.sum(x * m, axis=1, keepdims=True)
+        xm = np.sum(x * m, axis=-1, keepdims=True)
         return m - xm * x, (x, m, xm, heads, mc)
 
     def rhs_T(self, cache, vb: np.ndarray, p: dict, pbar: dict) -> np.ndarray:
         """Cotangent of x given that of dx/dt; parameter cotangents are added into pbar."""
         x, m, xm, heads, mc = cache
-        xv = np.sum(x * vb, axis=1, keepdims=True)
+        xv = np.sum(x * vb, axis=-1, keepdims=True)
         mb = vb - xv * x
         xb = -xm * vb - xv * m
+        flat = x.reshape(-1, x.shape[-1])  # parameter cotangents sum over every system and token
         if self.attention:
             beta = float(p["beta"])
             gQ, gK, gV = np.zeros_like(p["Q"]), np.zeros_like(p["K"]), np.zeros_like(p["V"])
             gbeta = 0.0
             for h, (Q, K, V) in enumerate(zip(p["Q"], p["K"], p["V"])):
                 a, b, P, vx = heads[h]
-                Pb = mb @ vx.T
-                vxb = P.T @ mb
-                gV[h] += vxb.T @ x
+                Pb = mb @ np.swapaxes(vx, -1, -2)
+                vxb = np.swapaxes(P, -1, -2) @ mb
+                gV[h] += vxb.reshape(flat.shape).T @ flat
                 xb += vxb @ V
                 if self.variant == "sa":
-                    sb = P * (Pb - np.sum(P * Pb, axis=1, keepdims=True))
+                    sb = P * (Pb - np.sum(P * Pb, axis=-1, keepdims=True))
                 else:
                     sb = P * Pb
                 ab = beta * (sb @ b)
-                bb = beta * (sb.T @ a)
-                gbeta += float(np.sum(sb * (a @ b.T)))
-                gQ[h] += ab.T @ x
-                gK[h] += bb.T @ x
+                bb = beta * (np.swapaxes(sb, -1, -2) @ a)
+                gbeta += float(np.sum(sb * (a @ np.swapaxes(b, -1, -2))))
+                gQ[h] += ab.reshape(flat.shape).T @ flat
+                gK[h] += bb.reshape(flat.shape).T @ flat
                 xb += ab @ Q + bb @ K
             for name, g in (("beta", gbeta), ("Q", gQ), ("K", gK), ("V", gV)):
                 pbar[name] = pbar.get(name, 0.0) + g
