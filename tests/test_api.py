@@ -45,7 +45,7 @@ def small(**over):
 def test_python_m_meanfield_and_no_argument_lists_the_commands():
     r = mf()
     assert r.returncode == 0
-    for command in ("run", "theory", "rates", "plot", "info", "validate", "example"):
+    for command in ("run", "theory", "rates", "plot", "info", "validate", "example", "control"):
         assert re.search(rf"^\s+{command}\s", r.stdout, re.M), (command, r.stdout)
     assert mf("--version").stdout.startswith("meanfield ")
 
@@ -67,7 +67,9 @@ def test_example_lists_copies_and_refuses(tmp_path):
     assert not (tmp_path / "elsewhere.toml").exists()
     r = mf("example", "all", "-o", tmp_path / "every")
     assert r.returncode == 0 and sorted(p.stem for p in (tmp_path / "every").glob("*.toml")) == sorted(
-        meanfield.examples.names() + meanfield.examples.sweep_names())  # "all" copies the sweep files too
+        meanfield.examples.names() + meanfield.examples.sweep_names() + meanfield.examples.control_names())
+    # "all" copies the sweep and control files too
+    assert "control_two_bumps" in mf("example").stdout
 
 
 def test_quick_start_from_an_empty_directory(tmp_path):

@@ -12,3 +12,4 @@ from . import selection  # noqa: F401  isort: skip
 from . import tokens  # noqa: F401  isort: skip
 from . import general  # noqa: F401  isort: skip
 from . import causal  # noqa: F401  isort: skip
+from . import control  # noqa: F401  isort: skip
