@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from meanfield.domains.circle import Circle
 from meanfield.domains.sphere import Sphere
-from meanfield.gradients import MMD, DensityDynamics, Problem, Schedule, SlicedWasserstein, TokenDynamics
+from meanfield.gradients import MMD, DensityDynamics, Problem, ParameterSchedule, SlicedWasserstein, TokenDynamics
 
 #: the issue's target: one gradient costs at most this many forward solves
 TARGET = 4.0
@@ -42,7 +42,7 @@ def density_row(geo, t_end, dt):
     c0 = geo.uniform() + 0.1 * geo.uniform()[0].real * geo.random_perturbation(rng, 3) / 3
     values = {"beta": 4.0, "viscosity": 0.01, "W": 0.1 * rng.standard_normal((d, m)),
               "A": rng.standard_normal((m, d)), "b": rng.standard_normal(m)}
-    problem = Problem(DensityDynamics(geo, "sa", perceptron="tanh"), Schedule([0, t_end], values), c0, dt,
+    problem = Problem(DensityDynamics(geo, "sa", perceptron="tanh"), ParameterSchedule([0, t_end], values), c0, dt,
                       MMD(geo.uniform()))
     return _row(f"{geo.name} {'K' if geo.name == 'circle' else 'L'} = {geo.modes}", problem, c0.nbytes)
 
@@ -55,7 +55,7 @@ def token_row(n, d, t_end, dt):
     y /= np.linalg.norm(y, axis=1, keepdims=True)
     w = np.full(n, 1 / n)
     values = {"beta": 4.0, **{k: np.stack([np.eye(d)]) for k in "QKV"}}
-    problem = Problem(TokenDynamics(w, "sa"), Schedule([0, t_end], values), x0, dt, SlicedWasserstein((y, w)))
+    problem = Problem(TokenDynamics(w, "sa"), ParameterSchedule([0, t_end], values), x0, dt, SlicedWasserstein((y, w)))
     return _row(f"tokens n = {n}, d = {d}", problem, x0.nbytes)
 
 

@@ -10,7 +10,7 @@ import pytest
 from meanfield.domains.circle import Circle
 from meanfield.domains.sphere import Sphere, installed_backends
 from meanfield.domains.zonal import Zonal
-from meanfield.gradients import (KL, MMD, DensityDynamics, Energy, Problem, Schedule, SlicedWasserstein,
+from meanfield.gradients import (KL, MMD, DensityDynamics, Energy, Problem, ParameterSchedule, SlicedWasserstein,
                                  TokenDynamics, Wasserstein)
 from meanfield.gradients import adjoints as A
 from meanfield.gradients.stepper import _step, _step_back
@@ -86,7 +86,7 @@ def density_problem(name, variant, rng, mlp=True):
     betas = [1.0, 1.4, 1.2] if geo.name == "sphere" else [1.5, 2.5, 2.0]
     values = {"beta": np.array(betas), "viscosity": 0.05, **(mlp_values(rng, geo.dim, intervals=3, scale=0.1)
                                                             if mlp else {})}
-    schedule = Schedule([0, 0.5, 1.0, 1.5], values, scheduled=[k for k in values if k != "viscosity"])
+    schedule = ParameterSchedule([0, 0.5, 1.0, 1.5], values, scheduled=[k for k in values if k != "viscosity"])
     target = geo.to_grid(geo.uniform() + 0.02 * geo.uniform()[0].real * geo.random_perturbation(np.random.default_rng(9), 2))
     return Problem(DensityDynamics(geo, variant, perceptron="tanh" if mlp else None), schedule, c0, 0.05, KL(target))
 
@@ -131,7 +131,7 @@ def token_problem(variant, loss_kind, rng, n=6, d=3, heads=2):
               **mlp_values(rng, d, intervals=2, scale=1.0)}
     loss = {"mmd": MMD((y, w)), "sliced": SlicedWasserstein((y, w)), "w2": Wasserstein((y, w)),
             "energy": Energy(3.0)}[loss_kind]
-    return Problem(TokenDynamics(w, variant, perceptron="tanh"), Schedule([0, 0.5, 1], values, scheduled=list(values)),
+    return Problem(TokenDynamics(w, variant, perceptron="tanh"), ParameterSchedule([0, 0.5, 1], values, scheduled=list(values)),
                    x0, 0.05, loss)
 
 
@@ -166,7 +166,7 @@ def test_gradients_are_deterministic_and_checkpoints_change_nothing():
 
 def test_memory_grows_like_the_square_root_of_the_steps():
     geo = Circle(16)
-    problem = Problem(DensityDynamics(geo, "sa"), Schedule([0, 10], {"beta": 2.0}), geo.uniform() * 1.0,
+    problem = Problem(DensityDynamics(geo, "sa"), ParameterSchedule([0, 10], {"beta": 2.0}), geo.uniform() * 1.0,
                       0.01, MMD(geo.uniform()))
     solve = problem.solve()
     n = len(solve.plan.steps)
@@ -242,9 +242,9 @@ def test_density_energy_is_the_models():
 def test_bad_input_is_refused_in_one_line():
     geo = Circle(8)
     with pytest.raises(ValueError, match="schedule times: got"):
-        Schedule([1, 0], {"beta": 1.0})
+        ParameterSchedule([1, 0], {"beta": 1.0})
     with pytest.raises(ValueError, match="schedule value 'beta': got shape"):
-        Schedule([0, 1, 2], {"beta": [1.0]}, scheduled=["beta"])
+        ParameterSchedule([0, 1, 2], {"beta": [1.0]}, scheduled=["beta"])
     with pytest.raises(ValueError, match="activation: got 'gelu'"):
         DensityDynamics(geo, perceptron="gelu")
     with pytest.raises(ValueError, match="perceptron field is not zonal"):
@@ -252,4 +252,4 @@ def test_bad_input_is_refused_in_one_line():
     with pytest.raises(ValueError, match="KL target"):
         KL(np.zeros(geo.grid_shape))
     with pytest.raises(ValueError, match="loss time: got 5"):
-        Problem(DensityDynamics(geo), Schedule([0, 1], {"beta": 1.0}), geo.uniform(), 0.1, {5.0: MMD(geo.uniform())})
+        Problem(DensityDynamics(geo), ParameterSchedule([0, 1], {"beta": 1.0}), geo.uniform(), 0.1, {5.0: MMD(geo.uniform())})

@@ -55,7 +55,34 @@ def validate(cfg: Config) -> None:
     _time(cfg)
     _output(cfg)
     _longtime(cfg)
+    _perceptron(cfg)
     _steps(cfg)
+
+
+def _perceptron(cfg: Config) -> None:
+    """[perceptron]: the activation, the shapes of W (d x m), A (m x d), b (m), where the term is allowed."""
+    p, m = cfg.perceptron, cfg.model
+    allowed = ("none", "relu", "tanh", "sigmoid", "softplus")
+    need(p.activation in allowed, "perceptron.activation", p.activation, " | ".join(repr(a) for a in allowed))
+    if p.activation == "none":
+        for key in ("W", "A", "b"):
+            need(getattr(p, key) == (), f"perceptron.{key}", getattr(p, key), "nothing while perceptron.activation "
+                 "= 'none'")
+        return
+    d = cfg.dim
+    need(m.method == "particles" or m.geometry in ("circle", "sphere"), "perceptron.activation", p.activation,
+         "'none' for a zonal density (a perceptron field is not zonal); the circle, the sphere or tokens")
+    need(not cfg.attention.causal, "perceptron.activation", p.activation, "'none' with attention.causal = true")
+    need(not cfg.attention.resample, "perceptron.activation", p.activation, "'none' with attention.resample = true")
+    W, A, b = p.W, p.A, p.b
+    rows = isinstance(W, tuple) and len(W) == d and all(isinstance(r, tuple) for r in W)
+    units = len(W[0]) if rows and W[0] else 0
+    need(rows and units >= 1 and all(len(r) == units and all(finite(v) for v in r) for r in W), "perceptron.W", W,
+         f"a finite {d} x m matrix (list of {d} rows of m numbers; m units)")
+    need(len(A) == units and all(isinstance(r, tuple) and len(r) == d and all(finite(v) for v in r) for r in A),
+         "perceptron.A", A, f"a finite {units} x {d} matrix (list of {units} rows of {d} numbers)")
+    need(len(b) == units and all(finite(v) for v in b), "perceptron.b", b,
+         f"a list of {units} finite numbers (one per unit)")
 
 
 def _model(cfg: Config) -> None:

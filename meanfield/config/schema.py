@@ -158,6 +158,16 @@ class AttentionConfig:
 
 
 @dataclass(frozen=True)
+class PerceptronConfig:
+    """[perceptron]: a perceptron (MLP) term P_x W sigma(A x + b) in the velocity, beside attention."""
+
+    activation: str = "none"  # "none" | "relu" | "tanh" | "sigmoid" | "softplus"
+    W: tuple = ()  # d x m (list of rows)
+    A: tuple = ()  # m x d
+    b: tuple = ()  # m numbers
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated run configuration."""
 
@@ -169,6 +179,7 @@ class Config:
     particles: ParticlesConfig = field(default_factory=ParticlesConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     longtime: LongtimeConfig = field(default_factory=LongtimeConfig)
+    perceptron: PerceptronConfig = field(default_factory=PerceptronConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (TOML-serialisable: nan times are dropped)."""
@@ -195,7 +206,7 @@ class Config:
 
 SECTIONS = {"model": ModelConfig, "grid": GridConfig, "initial": InitialConfig,
             "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig, "attention": AttentionConfig,
-            "longtime": LongtimeConfig}
+            "longtime": LongtimeConfig, "perceptron": PerceptronConfig}
 #: keys whose value is a string or a matrix (list of rows, or one per head)
 MATRIX_KEYS = {("attention", "Q"), ("attention", "K"), ("attention", "V")}
 #: [particles] keys that moved to [attention] (read from either; configs and histories written before keep working)

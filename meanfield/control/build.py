@@ -11,7 +11,7 @@ from ..domains.circle import Circle
 from ..domains.sphere import Sphere
 from ..domains.zonal import Zonal
 from ..errors import ConfigError
-from ..gradients import (KL, MMD, DensityDynamics, Energy, Problem, Schedule, SlicedWasserstein, Squared,
+from ..gradients import (KL, MMD, DensityDynamics, Energy, Problem, ParameterSchedule, SlicedWasserstein, Squared,
                          Systems, TokenDynamics, Wasserstein)
 
 
@@ -95,7 +95,7 @@ def build(spec) -> tuple[Problem, object]:
     rng = np.random.default_rng(spec.seed)
     times = np.linspace(0.0, spec.t_end, spec.layers + 1)
     values, scheduled = start_values(spec, rng)
-    schedule = Schedule(times, values, scheduled)
+    schedule = ParameterSchedule(times, values, scheduled)
     perceptron = None if spec.perceptron == "none" else spec.perceptron
     if spec.method == "density":
         geo = geometry_of(spec)

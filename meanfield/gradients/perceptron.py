@@ -8,22 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus")
-
-
-def activation(name: str):
-    """(sigma, sigma') of an activation named in ACTIVATIONS."""
-    if name == "relu":
-        return (lambda h: np.maximum(h, 0.0)), (lambda h: (h > 0).astype(float))
-    if name == "tanh":
-        return np.tanh, (lambda h: 1.0 - np.tanh(h) ** 2)
-    if name == "sigmoid":
-        def s(h):
-            return 0.5 * (1.0 + np.tanh(0.5 * h))
-        return s, (lambda h: s(h) * (1.0 - s(h)))
-    if name == "softplus":
-        return (lambda h: np.logaddexp(0.0, h)), (lambda h: 0.5 * (1.0 + np.tanh(0.5 * h)))
-    raise ValueError(f"activation: got {name!r}, allowed: {' | '.join(ACTIVATIONS)}")
+from ..physics.perceptron import ACTIVATIONS, activation  # noqa: F401 (the names are this module's API too)
 
 
 class Perceptron:

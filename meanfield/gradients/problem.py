@@ -19,7 +19,7 @@ class Problem:
     ----------
     dynamics : DensityDynamics or TokenDynamics
         The right-hand side (and its transpose).
-    schedule : Schedule
+    schedule : ParameterSchedule
         Parameter values per interval; its first and last times are the solve's start and end.
     initial : numpy.ndarray
         The initial coefficients (density) or positions (tokens, (n, d) unit vectors).

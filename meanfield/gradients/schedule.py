@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-class Schedule:
+class ParameterSchedule:
     """Parameter values on the intervals [times[k], times[k+1]) of a solve.
 
     ``values`` maps each name to an array; a name in ``scheduled`` carries the interval as its first axis
@@ -46,6 +46,6 @@ class Schedule:
             else:
                 total[n] += g
 
-    def replace(self, **values) -> "Schedule":
+    def replace(self, **values) -> "ParameterSchedule":
         """A copy with some values replaced."""
-        return Schedule(self.times, {**self.values, **values}, self.scheduled)
+        return ParameterSchedule(self.times, {**self.values, **values}, self.scheduled)

@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from .causal import CausalModel
 from .heads import attention_heads, funk_hecke_heads, scalar_head
 from .kernels import kernel_degree, kernel_radius
+from . import perceptron
 from .model import AttentionModel
 
 
@@ -166,10 +167,10 @@ class GeneralModel(AttentionModel):
         return -self.geometry.div(v)
 
     def velocity(self, c: np.ndarray) -> np.ndarray:
-        """The attention field X[rho] on the grid (a grid vector)."""
+        """The velocity field X[rho] (attention, and the perceptron term if any) on the grid (a grid vector)."""
         if self.parts is not None:
-            return sum(v * part.velocity(c) for part, v in self.parts)
-        return self.quadrature.field(self.geometry.to_grid(c))
+            return self._with_mlp(sum(v * part.velocity(c) for part, v in self.parts))
+        return self._with_mlp(self.quadrature.field(self.geometry.to_grid(c)))
 
     def psi_range(self, c: np.ndarray) -> float:
         """The smallest min / max of an SA denominator (the digits its division keeps)."""
@@ -179,7 +180,7 @@ class GeneralModel(AttentionModel):
 
     def rhs(self, c: np.ndarray) -> np.ndarray:
         """F(c) = -div(rho X[rho]) + nu Lap rho."""
-        out = self.transport(c, c)
+        out = self._mlp_transport(c, self.transport(c, c))
         if self.viscosity:
             out = out + self.viscosity * self.lap * c
         return out
@@ -187,6 +188,14 @@ class GeneralModel(AttentionModel):
 
 def build_model(cfg, geometry):
     """The spectral model of a config on ``geometry`` (a ``Positions`` geometry when causal)."""
+    model = _attention_model(cfg, geometry)
+    mlp = perceptron.from_config(cfg)
+    if mlp is not None:  # the rules keep it off causal and zonal densities
+        model.add_perceptron(mlp)
+    return model
+
+
+def _attention_model(cfg, geometry):
     m, a = cfg.model, cfg.attention
     if plain_attention(cfg):
         return AttentionModel(geometry, m.variant, m.beta, m.viscosity)

@@ -56,9 +56,24 @@ class AttentionModel:
                               f"the linear rates overflow float64 at {geometry.modes} modes; allowed: values whose "
                               "rates (about viscosity * modes^2 and 1 / beta) stay below 1e300")
 
+    #: The perceptron term's grid field, or None for attention alone (set by ``add_perceptron``).
+    mlp = None
+
+    def add_perceptron(self, field) -> None:
+        """Add the perceptron term P_x W sigma(A x + b) (a ``PerceptronField``) to the velocity.  It is not a
+        gradient of the interaction energy: with it the energy is no longer monotone in time."""
+        self.mlp = field.on_grid(self.geometry)
+
+    def _with_mlp(self, v: np.ndarray) -> np.ndarray:
+        return v if self.mlp is None else v + self.mlp
+
+    def _mlp_transport(self, c: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out - div(rho X_mlp): the perceptron's share of the right-hand side."""
+        return out if self.mlp is None else out - self.geometry.div(self.geometry.to_grid(c) * self.mlp)
+
     def velocity(self, c: np.ndarray) -> np.ndarray:
-        """The attention field X[rho] on the grid (a grid vector)."""
-        return self.geometry.gradient_field(self.kernel * c, self.variant == "sa", self.scale)
+        """The velocity field X[rho] (attention, and the perceptron term if any) on the grid (a grid vector)."""
+        return self._with_mlp(self.geometry.gradient_field(self.kernel * c, self.variant == "sa", self.scale))
 
     def psi_range(self, c: np.ndarray) -> float:
         """min psi / max psi on the grid.  SA divides by psi, whose spectral evaluation is
@@ -73,7 +88,7 @@ class AttentionModel:
 
     def rhs(self, c: np.ndarray) -> np.ndarray:
         """The full right-hand side F(c) = -div(rho X) + nu Lap rho, in spectral space."""
-        out = self.transport(c, c)
+        out = self._mlp_transport(c, self.transport(c, c))
         if self.viscosity:
             out += self.viscosity * self.lap * c
         return out

@@ -16,6 +16,7 @@ from ..domains.positions import Positions
 from ..errors import ConfigError
 from ..io import read_snapshot
 from ..physics.general import build_model
+from ..physics import perceptron
 from ..physics.heads import attention_heads
 from ..physics.initial import initial_coefficients, initial_tokens
 from ..stepping import AUTO, EMBEDDED_SCHEMES, AdaptiveStep, EmbeddedStep, FixedStep, make_scheme, perturbation_error
@@ -172,6 +173,7 @@ def particle_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) -
     Q, K, V = (list(mats) for mats in zip(*attention_heads(cfg, p.dim)))
     model = TokenModel(w, m.beta, m.variant, p.dim, Q, K, V, a.causal, field=p.field, threads=token_threads(cfg),
                        backend=p.backend, device=p.device, alibi=a.alibi)
+    model.perceptron = perceptron.from_config(cfg)
     merge = lt.merge_tol if (m.viscosity == 0 and not a.causal) else 0.0
     solver = TokenSolver(model, x, np.arange(x.shape[0]) if rows is None else rows,
                          x.shape[0] if n_rows is None else n_rows, p.integrator, tc.dt if dt is None else dt,
@@ -195,6 +197,7 @@ def handoff_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) ->
         Q, K, V = (list(mats) for mats in zip(*attention_heads(cfg, geometry.dim)))
         # Funk–Hecke while the nodes are many (O(n) instead of O(n^2)), the direct sum once merging leaves few
         model = TokenModel(w, m.beta, m.variant, geometry.dim, Q, K, V, field="auto", threads=token_threads(cfg))
+        model.perceptron = perceptron.from_config(cfg)
     solver = TokenSolver(model, x, np.arange(x.shape[0]) if rows is None else rows,
                          x.shape[0] if n_rows is None else n_rows, "dopri5", cfg.time.dt if dt is None else dt, True,
                          lt.rtol, lt.atol, merge_tol=lt.merge_tol)

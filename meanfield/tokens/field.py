@@ -120,8 +120,16 @@ class TokenModel:
         """Back onto the sphere: x / |x| row by row."""
         return normalise(x)
 
+    #: the perceptron term (a physics.perceptron.PerceptronField) added to the attention field, or None
+    perceptron = None
+
     def velocity(self, x: np.ndarray) -> np.ndarray:
-        """dx_i/dt for every token (n, d), tangent to the sphere at x_i.
+        """dx_i/dt for every token (n, d): the attention field (``attention_velocity``) and the perceptron term."""
+        v = self.attention_velocity(x)
+        return v if self.perceptron is None else v + self.perceptron.tangent(x)
+
+    def attention_velocity(self, x: np.ndarray) -> np.ndarray:
+        """The attention field for every token (n, d), tangent to the sphere at x_i.
 
         Per head, on tiles of the n x n interaction that stay in cache, three passes: one product
         builds the exponent beta <Q x_i, K x_j> - s_i + log w_j, one exp, one product with [V x_j, 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...gradients import KL, DensityDynamics, Problem, Schedule, TokenDynamics
+from ...gradients import KL, DensityDynamics, Problem, ParameterSchedule, TokenDynamics
 from ...gradients.stepper import _step
 from ..harness import AtMost, Outcome, case
 
@@ -91,7 +91,7 @@ def control_two_bumps(ctx) -> Outcome:
     values = {"W": 0.1 * rng.standard_normal((J, d, m)), "A": rng.standard_normal((J, m, d)),
               "b": 0.1 * rng.standard_normal((J, m))}
     target = geo.to_grid(0.5 * geo.von_mises(1.0, 3.0) + 0.5 * geo.von_mises(4.0, 3.0))
-    schedule = Schedule(np.linspace(0, 4, J + 1), values, scheduled=list(values))
+    schedule = ParameterSchedule(np.linspace(0, 4, J + 1), values, scheduled=list(values))
     problem = Problem(DensityDynamics(geo, attention=False, perceptron="tanh"), schedule, geo.uniform(), 0.02,
                       KL(target))
     names, step = list(values), 0.01
