@@ -139,6 +139,11 @@ class Circle(LineGeometry):
         """The grid nodes as unit vectors (M, 2)."""
         return np.stack([np.cos(self.theta), np.sin(self.theta)], axis=1)
 
+    def tangent_frame(self) -> np.ndarray:
+        """The unit tangent e_theta at every node, (1, M, 2): the frame of this geometry's grid vectors."""
+        x = self.points()
+        return np.stack([-x[:, 1], x[:, 0]], axis=1)[None]
+
     def quadrature(self, c: np.ndarray, oversample: int = 1):
         """(nodes (n, 2), weights (n,), density values (n,)) of the equispaced rule with
         oversample * M points: sum_j w_j rho_j f(x_j) is exact for trigonometric polynomials

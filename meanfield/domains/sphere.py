@@ -331,6 +331,15 @@ class Sphere(Geometry):
         """The grid nodes as unit vectors, (ntheta * nphi, 3) in the grid's row-major order."""
         return _sphere_points(self.colatitude, self.longitude)
 
+    def tangent_frame(self) -> np.ndarray:
+        """The unit tangents (e_theta (colatitude), e_phi (longitude)) at every node, (2, N, 3): the frame of this
+        geometry's grid vectors, nodes in the grid's order."""
+        T, P = np.meshgrid(self.colatitude, self.longitude, indexing="ij")
+        T, P = T.ravel(), P.ravel()
+        e_t = np.stack([np.cos(T) * np.cos(P), np.cos(T) * np.sin(P), -np.sin(T)], axis=1)
+        e_p = np.stack([-np.sin(P), np.cos(P), np.zeros_like(P)], axis=1)
+        return np.stack([e_t, e_p])
+
     def quadrature(self, c, oversample: int = 1):
         """(nodes (n, 3), weights (n,), density values (n,)) of the Gauss–Legendre x trapezoid rule
         with oversample times the grid's rings and longitudes: exact for products rho f of degree

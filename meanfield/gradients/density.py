@@ -18,7 +18,6 @@ import math
 import numpy as np
 from scipy.special import ive
 
-from ..physics.general import tangent_frame
 from .adjoints import div_T, grad_T, to_grid_T
 from .perceptron import Perceptron
 
@@ -39,7 +38,7 @@ class DensityDynamics:
         self._ik = 1j * geometry.degrees()  # the circle's d/dtheta
         if self.mlp is not None:
             self.points = geometry.points()  # (N, d) in the grid's order
-            self.frame = tangent_frame(geometry)  # (components, N, d)
+            self.frame = geometry.tangent_frame()  # (components, N, d)
         self._beta = None
 
     # --- the kernel and its derivative in beta, for the last beta asked ---------------------------

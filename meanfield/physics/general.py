@@ -68,19 +68,6 @@ def check_quadrature(name: str, modes: int, dealias: float, beta: float, heads) 
                           f"kernel's degree {need - modes - 1}); this one is exact to {have}: {fix}")
 
 
-def tangent_frame(geometry) -> np.ndarray:
-    """Unit tangent vectors at the grid points, (components, N, d), in the order of the geometry's grid
-    vectors: circle e_theta; sphere e_theta (colatitude), e_phi (longitude)."""
-    x = geometry.points()
-    if geometry.name == "circle":
-        return np.stack([-x[:, 1], x[:, 0]], axis=1)[None]
-    T, P = np.meshgrid(geometry.colatitude, geometry.longitude, indexing="ij")
-    T, P = T.ravel(), P.ravel()
-    e_t = np.stack([np.cos(T) * np.cos(P), np.cos(T) * np.sin(P), -np.sin(T)], axis=1)
-    e_p = np.stack([-np.sin(P), np.cos(P), np.zeros_like(P)], axis=1)
-    return np.stack([e_t, e_p])
-
-
 class QuadratureField:
     """The attention field of densities on the grid, by the grid's quadrature (module docstring)."""
 
@@ -99,7 +86,7 @@ class QuadratureField:
             self.E.append(E)
             self.shift.append(np.exp(s) if variant == "usa" else None)
             self.Vy.append(x @ V.T)
-        self.frame = tangent_frame(geometry)
+        self.frame = geometry.tangent_frame()
         self.n, self.d = x.shape
 
     def ambient(self, mu: np.ndarray) -> np.ndarray:

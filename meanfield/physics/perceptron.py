@@ -48,10 +48,8 @@ class PerceptronField:
 
     def on_grid(self, geometry) -> np.ndarray:
         """The field as a grid vector of the geometry (components first, in its tangent frame)."""
-        from .general import tangent_frame
-
         u = self.ambient(geometry.points())
-        return np.einsum("cnd,nd->cn", tangent_frame(geometry), u).reshape((-1, *geometry.grid_shape))
+        return np.einsum("cnd,nd->cn", geometry.tangent_frame(), u).reshape((-1, *geometry.grid_shape))
 
 
 def from_config(cfg) -> PerceptronField | None:
