@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
-from .schema import (GEOMETRIES, GEOMETRY_DIM, INTEGRALS, MAX_BETA, MAX_MODES, MAX_SNAPSHOTS, MAX_STEPS, USA_MAX_BETA,
-                     VARIANTS, Config, _plain, geometry_for_dim, plain_attention)
+from .schema import (GEOMETRIES, GEOMETRY_DIM, INTEGRALS, MAX_BETA, MAX_MODES, MAX_SNAPSHOTS, MAX_STEPS, SCHEDULED,
+                     USA_MAX_BETA, VARIANTS, Config, _plain, geometry_for_dim, layer_config, plain_attention)
 
 INITIAL_KINDS = ("random", "modes", "von_mises", "file", "tokens")
 
@@ -57,6 +57,41 @@ def validate(cfg: Config) -> None:
     _longtime(cfg)
     _perceptron(cfg)
     _steps(cfg)
+    _schedule(cfg)
+
+
+#: the most layers a [schedule] may have
+MAX_LAYERS = 100_000
+
+
+def _schedule(cfg: Config) -> None:
+    """[schedule]: increasing times within (0, t_end], one value per layer for each key given, and every layer's
+    config valid (its errors name the layer)."""
+    s, tc = cfg.schedule, cfg.time
+    given = [k for k in SCHEDULED if getattr(s, k)]
+    if not s.times:
+        need(not given, f"schedule.{given[0] if given else ''}", getattr(s, given[0]) if given else None,
+             "nothing without schedule.times (the layers' end times)")
+        return
+    times = s.times
+    need(len(times) <= MAX_LAYERS and all(finite(t) and 0 < t <= tc.t_end for t in times)
+         and all(b > a for a, b in zip(times, times[1:])), "schedule.times", times,
+         f"at most {MAX_LAYERS} increasing times in (0, time.t_end = {tc.t_end:g}]")
+    for key in given:
+        need(len(getattr(s, key)) == len(times), f"schedule.{key}", getattr(s, key),
+             f"one value per layer ({len(times)}, as schedule.times)")
+    need(cfg.longtime.handoff == "none", "schedule.times", times, "[] with longtime.handoff = 'tokens' (layers "
+         "with a hand-off are not supported yet)")
+    need(not cfg.attention.causal and not cfg.attention.resample, "schedule.times", times,
+         "[] with causal or resampled attention")
+    if not tc.adaptive:  # fixed steps land on multiples of dt only
+        need(all(abs(t / tc.dt - round(t / tc.dt)) <= 1e-9 * max(1.0, t / tc.dt) for t in times), "schedule.times",
+             times, f"multiples of time.dt = {tc.dt:g} (fixed steps)")
+    for k in range(len(times)):
+        try:
+            validate(layer_config(cfg, k))
+        except ConfigError as exc:
+            raise ConfigError(f"schedule, layer {k} (until t = {times[k]:g}): {exc}") from None
 
 
 def _perceptron(cfg: Config) -> None:

@@ -168,6 +168,20 @@ class PerceptronConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """[schedule]: parameters constant on layers of time (layer k until times[k]; the base values after the last)."""
+
+    times: tuple = ()  # the layers' end times, increasing, within (0, time.t_end]
+    beta: tuple = ()  # one model.beta per layer ([]: model.beta throughout)
+    Q: tuple = ()  # one attention.Q per layer (any form attention.Q takes)
+    K: tuple = ()
+    V: tuple = ()
+    W: tuple = ()  # one perceptron.W per layer
+    A: tuple = ()
+    b: tuple = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated run configuration."""
 
@@ -180,6 +194,7 @@ class Config:
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     longtime: LongtimeConfig = field(default_factory=LongtimeConfig)
     perceptron: PerceptronConfig = field(default_factory=PerceptronConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def to_dict(self) -> dict:
         """Plain nested dict (TOML-serialisable: nan times are dropped)."""
@@ -206,7 +221,31 @@ class Config:
 
 SECTIONS = {"model": ModelConfig, "grid": GridConfig, "initial": InitialConfig,
             "time": TimeConfig, "output": OutputConfig, "particles": ParticlesConfig, "attention": AttentionConfig,
-            "longtime": LongtimeConfig, "perceptron": PerceptronConfig}
+            "longtime": LongtimeConfig, "perceptron": PerceptronConfig, "schedule": ScheduleConfig}
+#: per-layer values of [schedule]: the key of the base config each replaces
+SCHEDULED = {"beta": ("model", "beta"), "Q": ("attention", "Q"), "K": ("attention", "K"), "V": ("attention", "V"),
+             "W": ("perceptron", "W"), "A": ("perceptron", "A"), "b": ("perceptron", "b")}
+
+
+def layer_config(cfg: Config, k: int) -> Config:
+    """The config of layer k of [schedule] (k = len(times): the base config, after the last layer), without a
+    schedule of its own."""
+    s = cfg.schedule
+    out = dataclasses.replace(cfg, schedule=ScheduleConfig())
+    if k >= len(s.times):
+        return out
+    for key, (section, name) in SCHEDULED.items():
+        values = getattr(s, key)
+        if values:
+            out = dataclasses.replace(out, **{section: dataclasses.replace(getattr(out, section),
+                                                                           **{name: values[k]})})
+    return out
+
+
+def layer_at(cfg: Config, t: float) -> int:
+    """The layer whose interval [times[k-1], times[k]) holds t (len(times) beyond the last)."""
+    times = cfg.schedule.times
+    return next((k for k, end in enumerate(times) if t < end * (1 - 1e-12)), len(times))
 #: keys whose value is a string or a matrix (list of rows, or one per head)
 MATRIX_KEYS = {("attention", "Q"), ("attention", "K"), ("attention", "V")}
 #: [particles] keys that moved to [attention] (read from either; configs and histories written before keep working)

@@ -27,8 +27,18 @@ def output_times(cfg) -> np.ndarray:
         log:    0, interval, then t_{k+1} = max(t_k + interval, t_k 10^(1/per_decade)) up to t_end: linear
                 while that is denser, geometric after (per_decade snapshots per decade of time).
 
-    With fixed steps every time is a multiple of time.dt.
-    """
+    With fixed steps every time is a multiple of time.dt.  The end of every [schedule] layer is a snapshot too
+    (the run stops there to change its parameters)."""
+    times = _spaced_times(cfg)
+    ends = [t for t in cfg.schedule.times if t < cfg.time.t_end]
+    if not ends:
+        return times
+    times = np.union1d(times, ends)
+    keep = np.r_[True, np.diff(times) > 1e-12 * np.maximum(times[1:], 1.0)]  # a layer's end already a snapshot
+    return times[keep]
+
+
+def _spaced_times(cfg) -> np.ndarray:
     t_end, interval, o = cfg.time.t_end, cfg.output.interval, cfg.output
     if o.spacing == "linear":
         n = int(math.floor(t_end / interval * (1 + 1e-12)))

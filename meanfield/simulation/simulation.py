@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import check
-from ..physics import theory
+from ..config import check, layer_at, layer_config
+from ..physics import perceptron, theory
+from ..physics.heads import attention_heads
 from ..physics.clusters import ClusterFinder, default_radius
 from ..stepping import Clock
 from .memory import check_memory
@@ -59,6 +60,8 @@ class Simulation:
             self.stepper, self.stepper_reason = "layers", "attention.resample"
         self._finder = None
         self._nfev_before = 0  # right-hand sides of the phases before the current one
+        self._layer = None  # the [schedule] layer in force (None: no schedule, or not entered yet)
+        self._enter_layer()
 
     # --- the clock (read-only: only the clock writes its numbers) ---------------------------------------------
     @property
@@ -219,6 +222,7 @@ class Simulation:
             tok = point["tokens"]
             self._phase = token_phase(self.cfg, self.geometry, tok["state"].u, tok["w"], tok["ids"],
                                       int(point["n_rows"]), dt=float(point["dt"]))
+        self._enter_layer(float(point["t"]))  # the layer in force there, before its state is put back
         self._phase.restore(point)
         self.clock.load(point)
         merges = int(point.get("merges", self.merge_count))
@@ -229,6 +233,38 @@ class Simulation:
     def merge_count(self) -> int:
         """Merged groups since the run began (across resumes)."""
         return self.merge_base + len(self.merge_log)
+
+    # --- layers ([schedule]) -------------------------------------------------------------------------------------
+    def _enter_layer(self, t: float | None = None) -> None:
+        """Put in force the [schedule] layer holding t (default: now), if it is not the one in force: the density
+        phase is rebuilt from the layer's config (its model, linear part and scheme), the token field takes the
+        layer's beta, heads and perceptron, and the integrator starts afresh (no history across the switch)."""
+        if not self.cfg.schedule.times:
+            return
+        k = layer_at(self.cfg, self.t if t is None else t)
+        if k == self._layer:
+            return
+        cfg = layer_config(self.cfg, k)
+        if self._phase.name == "density":
+            new, _, _, dt = density_phase(cfg, self.geometry, self._phase.coefficients())
+            self._nfev_before += self._phase.nfev if self._layer is not None else 0
+            self._phase, self.model = new, new.model
+            if self._phase.adaptive and self._layer is not None:
+                self.clock.dt = min(self.clock.dt, dt)
+        else:
+            solver = self._phase.solver
+            model = solver.model
+            model.beta = cfg.model.beta
+            model.funk_hecke = None  # built again for this beta where it applies
+            model.set_heads(*(list(mats) for mats in zip(*attention_heads(cfg, model.dim))))
+            model.perceptron = perceptron.from_config(cfg)
+            solver.state = solver.scheme.start(solver.state.u)
+        self._layer = k
+
+    def _layer_end(self) -> float:
+        """The end of the layer in force (inf after the last)."""
+        times = self.cfg.schedule.times
+        return float(times[self._layer]) if self._layer < len(times) else float("inf")
 
     # --- stepping ----------------------------------------------------------------------------------------------
     def output_times(self) -> np.ndarray:
@@ -241,6 +277,9 @@ class Simulation:
         and the run continues as tokens from the state before it (so this call may hand off without
         advancing t)."""
         t_stop = self.cfg.time.t_end if t_stop is None else float(t_stop)
+        if self.cfg.schedule.times:  # switch layers between steps, never within one (a snapshot at a layer's
+            self._enter_layer()      # end belongs to that layer)
+            t_stop = min(t_stop, self._layer_end())
         if self.clock.remaining(t_stop) <= 0:
             raise RuntimeError(f"step: t = {self.t:.6g} has reached t_stop = {t_stop:.6g}")
         adaptive = self._phase.adaptive
