@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gradient_routes.py
 
-The same problem both ways: the circle, SA, beta = 4, K modes (grid 2K+2 points, dealias 2), classical RK4 with
+The same problem both ways: the circle, SA, beta = 4, K modes on the circle's own grid, classical RK4 with
 fixed steps (no viscosity), loss = sum of squares of the final coefficients. The torch route writes the
 right-hand side with torch.fft (float64, CPU, one thread) and differentiates the whole solve with autograd
 (memory: every step's graph; torch.utils.checkpoint would trade it for a recomputation); ours is
@@ -11,66 +11,34 @@ meanfield.gradients (numpy/ducc0, sqrt(steps) checkpoints). Best of 3 wall times
 
 from __future__ import annotations
 
-import math
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
-
-def best(fn, repeat=3):
-    out = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out = min(out, time.perf_counter() - t0)
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the torch route is the tests' solver
+from bench_gradients import _best as best  # noqa: E402
 
 
 def torch_route(K, steps, dt, beta=4.0):
+    """(forward, gradient) wall times of the torch route (tests/test_torch.py's solver, on the circle's grid)."""
     import torch
-    from scipy.special import ive
+
+    from meanfield.domains.circle import Circle
+    from test_torch import torch_circle_solve
 
     torch.set_num_threads(1)
-    M = 4 * K + 4
-    k = torch.arange(K + 1, dtype=torch.float64)
-    mult = torch.tensor(2 * math.pi * ive(np.arange(K + 1), beta))
-    ik = 1j * k
+    geo = Circle(K)
+    c0 = _start(geo)
+    return (best(lambda: torch_circle_solve(geo, beta, dt, steps, c0, gradient=False)),
+            best(lambda: torch_circle_solve(geo, beta, dt, steps, c0)))
 
-    def grid(c):
-        full = torch.zeros(M // 2 + 1, dtype=torch.complex128)
-        full = torch.cat([c, torch.zeros(M // 2 + 1 - (K + 1), dtype=torch.complex128)])
-        return torch.fft.irfft(full, n=M, norm="forward")
 
-    def rhs(c):
-        psi = grid(mult * c)
-        g = grid(ik * mult * c)
-        rho = grid(c)
-        flux = rho * g / (beta * psi)
-        return -ik * torch.fft.rfft(flux, norm="forward")[: K + 1]
-
+def _start(geo):
     rng = np.random.default_rng(0)
-    c0 = np.zeros(K + 1, dtype=complex)
-    c0[0] = 1 / (2 * math.pi)
+    c0 = geo.uniform()
     c0[1:4] = 0.01 * (rng.standard_normal(3) + 1j * rng.standard_normal(3))
-
-    def solve(requires_grad):
-        c = torch.tensor(c0, requires_grad=requires_grad)
-        u = c
-        for _ in range(steps):
-            k1 = rhs(u)
-            k2 = rhs(u + 0.5 * dt * k1)
-            k3 = rhs(u + 0.5 * dt * k2)
-            k4 = rhs(u + dt * k3)
-            u = u + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        loss = (u.abs() ** 2).sum()
-        if requires_grad:
-            loss.backward()
-        return loss
-
-    with torch.no_grad():
-        forward = best(lambda: solve(False))
-    gradient = best(lambda: solve(True))
-    return forward, gradient
+    return c0
 
 
 def our_route(K, steps, dt, beta=4.0):
@@ -78,9 +46,7 @@ def our_route(K, steps, dt, beta=4.0):
     from meanfield.gradients import DensityDynamics, ParameterSchedule, Problem
 
     geo = Circle(K)
-    rng = np.random.default_rng(0)
-    c0 = geo.uniform()
-    c0[1:4] = 0.01 * (rng.standard_normal(3) + 1j * rng.standard_normal(3))
+    c0 = _start(geo)
 
     def loss(c, dyn):
         return float(np.sum(np.abs(c) ** 2)), 2 * c
