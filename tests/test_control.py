@@ -189,3 +189,13 @@ def test_the_inverse_problem_recovers_beta_and_v_to_within_the_noise(tmp_path, n
     V = np.array([[1.0, 0.3, 0.0], [-0.2, 0.8, 0.1], [0.0, 0.2, 1.2]])
     assert abs(float(r.schedule["beta"]) - 3.0) < tol and np.abs(r.schedule["V"][0] - V).max() < tol
     assert r.final_loss < 1e-10 if noise == 0 else 0.2 < r.final_loss / (2 * 3 * noise**2) < 2
+
+
+def test_a_control_output_or_file_given_to_the_run_commands_says_what_it_is(tmp_path, capsys):
+    spec = tmp_path / "tokens.toml"
+    spec.write_text(TOKENS)
+    mc.control(spec, tmp_path / "t.h5", iterations=1, progress=False)
+    assert main(["info", str(tmp_path / "t.h5")]) == 2
+    assert "is the output of meanfield control" in capsys.readouterr().err
+    assert main(["run", str(spec), "-o", str(tmp_path / "r.h5")]) == 2
+    assert "run it with meanfield control" in capsys.readouterr().err

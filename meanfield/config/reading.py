@@ -135,7 +135,9 @@ def from_dict(raw: dict, base_dir: Path | None = None, feasible: bool = False) -
     there."""
     for name, value in raw.items():
         if name not in SECTIONS:
-            raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}")
+            hint = (" (a control file has [target], [loss] and [optimize]: run it with meanfield control)"
+                    if name in ("target", "loss", "optimize") else "")
+            raise ConfigError(f"{name}: unknown section, allowed: {', '.join(SECTIONS)}{hint}")
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: got {shown(value)}, allowed: a [{name}] table")
     moved = [k for k in MOVED_TO_ATTENTION if k in raw.get("particles", {})]

@@ -113,6 +113,9 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> His
     """
     with open_file(path, key) as f:
         if "time" not in f or "rho_hat" not in f or "config" not in f.attrs:
+            if f.attrs.get("kind") == "meanfield control":
+                raise ConfigError(f"{_naming(key)} {str(path)!r} is the output of meanfield control, not a run's "
+                                  "history: read it with meanfield.control.open_control (docs/control.md)")
             raise ConfigError(f"{_naming(key)} {str(path)!r} is not a meanfield output (no /time, /rho_hat or config)")
         _check_structure(f, path, key)
         times = f["time"][:]
