@@ -80,7 +80,10 @@ class DensityDynamics:
         """(grad psi, psi, rho) on the grid; the circle's three transforms in one batched call."""
         g = self.geometry
         if g.name == "circle":
-            rows = g.to_grid(np.stack([self._ik * kc, kc, c]))
+            rows = np.empty((3, kc.size), dtype=complex)  # (np.stack's own checks cost as much at K ~ 100)
+            np.multiply(self._ik, kc, out=rows[0])
+            rows[1], rows[2] = kc, c
+            rows = g.to_grid(rows)
             return rows[:1], rows[1], rows[2]
         return g.grad(kc), g.to_grid(kc), g.to_grid(c)
 
@@ -89,8 +92,12 @@ class DensityDynamics:
         on the circle (where grad = to_grid after multiplying by ik)."""
         g = self.geometry
         if g.name == "circle":
-            rows = [rho_b, grad_b[0]] + ([] if psi_b is None else [psi_b])
-            h = self.gram * g.to_spectral(np.stack(rows) / g.weights)
+            rows = np.empty((2 if psi_b is None else 3, rho_b.size))
+            rows[0], rows[1] = rho_b, grad_b[0]
+            if psi_b is not None:
+                rows[2] = psi_b
+            rows /= g.weights
+            h = self.gram * g.to_spectral(rows)
             kc_b = -self._ik * h[1] + (0 if psi_b is None else h[2])
             return h[0], kc_b
         kc_b = grad_T(g, grad_b, self.gram)
