@@ -167,3 +167,14 @@ def test_bad_schedules_are_refused(sets, message):
     with pytest.raises(ConfigError) as info:
         meanfield.load_config(meanfield.example("linear"), ["time.t_end=5.0", *sets])
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_figure_titles_name_the_perceptron_and_the_layers(tmp_path):
+    from meanfield.io import read_history
+    from meanfield.viz.plot import parameters
+
+    meanfield.run(layered_circle(["time.t_end=1.0", "schedule.times=[0.5, 1.0]", f"schedule.beta={BETAS[:2]}",
+                                  f"schedule.W={LW[:2]}", f"schedule.A={LA[:2]}", f"schedule.b={LB[:2]}"]),
+                  tmp_path / "l.h5")
+    title = parameters(read_history(tmp_path / "l.h5"))
+    assert "perceptron (tanh, 2 units)" in title and "per layer (2 layers)" in title

@@ -85,13 +85,30 @@ def parameters(h) -> str:
     a = h["attrs"]
     geometry, d = _text(a.get("geometry", "")), int(a.get("dim", 2))
     domain = {"circle": "$S^1$", "sphere": "$S^2$"}.get(geometry, f"$S^{{{d - 1}}}$ (zonal)")
-    parts = [domain, _text(a.get("variant", "")).upper(), f"$\\beta = {float(a.get('beta', 0)):g}$",
-             f"$\\nu = {float(a.get('viscosity', 0)):g}$"]
+    cfg = _stored_config(a)
+    layers = len(cfg.get("schedule", {}).get("times", []))
+    beta = f"$\\beta = {float(a.get('beta', 0)):g}$"
+    if layers and cfg.get("schedule", {}).get("beta"):
+        beta = f"$\\beta$ per layer ({layers} layers)"
+    parts = [domain, _text(a.get("variant", "")).upper(), beta, f"$\\nu = {float(a.get('viscosity', 0)):g}$"]
+    mlp = cfg.get("perceptron", {})
+    if mlp.get("activation", "none") != "none":
+        parts.append(f"perceptron ({mlp['activation']}, {len(mlp.get('b', []))} units)")
     if _text(a.get("method", "spectral")) == "particles":
         parts.append(f"$n = {int(a.get('n_tokens', 0))}$ tokens")
     else:
         parts.append(f"$K = {int(a.get('modes', 0))}$" if geometry == "circle" else f"$L = {int(a.get('modes', 0))}$")
     return ", ".join(parts)
+
+
+def _stored_config(attrs) -> dict:
+    """The run's config as stored (a dict of sections; {} if it cannot be read: the title then says less)."""
+    import tomllib
+
+    try:
+        return tomllib.loads(_text(attrs.get("config", "")))
+    except (tomllib.TOMLDecodeError, TypeError, ValueError):
+        return {}
 
 
 def _title(ax, h, what: str) -> None:
