@@ -327,8 +327,15 @@ def cmd_control(args) -> int:
 
     if args.iterations is not None and args.iterations < 1:
         raise ConfigError(f"--iterations: got {args.iterations}, allowed: an integer >= 1")
-    r = control(args.control, args.output, overwrite=args.overwrite, resume=args.resume,
-                iterations=args.iterations, progress=False if args.quiet else None)
+    try:
+        r = control(args.control, args.output, overwrite=args.overwrite, resume=args.resume,
+                    iterations=args.iterations, progress=False if args.quiet else None)
+    except KeyboardInterrupt:
+        kept = Path(str(args.output) + ".ckpt").exists()
+        sys.stderr.write("meanfield: interrupted; " + (f"{args.output}.ckpt keeps the iterations done: continue with "
+                         f"meanfield control {args.control} -o {args.output} --resume\n" if kept else
+                         "nothing was written\n"))
+        return 130
     if not args.quiet:
         print(f"control: loss {r.loss[0]:.4g} -> {r.final_loss:.4g} in {r.attrs['iterations']} iterations "
               f"({r.evaluations[-1]} solves with gradients, {r.attrs['wall_time']:.1f} s; stopped by "

@@ -199,3 +199,31 @@ def test_a_control_output_or_file_given_to_the_run_commands_says_what_it_is(tmp_
     assert "is the output of meanfield control" in capsys.readouterr().err
     assert main(["run", str(spec), "-o", str(tmp_path / "r.h5")]) == 2
     assert "run it with meanfield control" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_iterations_and_resume_finishes(tmp_path):
+    """Ctrl-C (SIGINT to the process group) during `meanfield control`: one line naming the checkpoint and the
+    command that continues, exit 130, no output; the resumed command writes the output and removes the
+    checkpoint."""
+    import os
+    import signal
+    import time
+
+    subprocess.run([sys.executable, "-m", "meanfield", "example", "control_two_bumps", "-o", str(tmp_path)],
+                   check=True, capture_output=True, start_new_session=True)
+    spec, out = tmp_path / "control_two_bumps.toml", tmp_path / "tb.h5"
+    p = subprocess.Popen([sys.executable, "-m", "meanfield", "control", str(spec), "-o", str(out)],
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "tb.h5.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(p.pid, signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "tb.h5.ckpt keeps the iterations done" in err and "--resume" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    r = subprocess.run([sys.executable, "-m", "meanfield", "control", str(spec), "-o", str(out), "--resume"],
+                       capture_output=True, text=True, start_new_session=True, timeout=300)
+    assert r.returncode == 0 and out.exists() and not (tmp_path / "tb.h5.ckpt").exists()
+    assert mc.open_control(out).attrs["iterations"] == 150

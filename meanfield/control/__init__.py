@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -130,6 +129,7 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
             if not (hasattr(fun, "good") and np.array_equal(fun.good[1], v)):  # L-BFGS-B ends on its iterate
                 fun(v)
             value, gnorm = fun.good[0], fun.norm
+            record.x = np.array(v, copy=True)
             history["loss"].append(value)
             history["gradient_norm"].append(gnorm)
             history["evaluations"].append(count["evaluations"])
@@ -153,12 +153,11 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
         if done < total:
             res = minimize(fun, x, jac=True, method="L-BFGS-B", callback=callback,
                            options={"maxiter": total - done, "gtol": spec.gtol, "ftol": 0.0})
-            x = res.x if res.fun <= history["loss"][-1] else x
             message = res.message if isinstance(res.message, str) else str(res.message)
         if bar is not None:
             bar.close()
-        # the best iterate recorded (L-BFGS's last is its best)
-        schedule, initial = packing.unpack(x)
+        # the last iterate recorded: L-BFGS-B accepts only decreasing ones, so it is the best
+        schedule, initial = packing.unpack(getattr(record, "x", x))
         times, states = _trajectory(problem, schedule, initial, spec.snapshots)
         value = problem.value(schedule, initial)
         data = {"loss": np.asarray(history["loss"]), "gradient_norm": np.asarray(history["gradient_norm"]),
@@ -179,7 +178,4 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
                  "wall_time": time.perf_counter() - t0}
         write_output(out, overwrite or resume, inputs, attrs, data)
         ckpt.unlink(missing_ok=True)
-    if progress is not False and show_progress(progress):
-        print(f"control: loss {history['loss'][0]:.4g} -> {value:.4g} in {attrs['iterations']} iterations "
-              f"({message})", file=sys.stderr)
     return open_control(out)
