@@ -216,6 +216,53 @@ def test_token_wasserstein_on_the_circle_matches_pot_circle_solver():
         assert rel(value, theirs) < 1e-9
 
 
+def test_density_wasserstein_on_the_circle():
+    """Densities on the circle, against two other methods on the grid's masses: POT's circle algorithm
+    (ot.wasserstein_circle: W_1 and W_2^2) and the optimal plan of the geodesic cost (ot.emd2: W_1, which we
+    compute in closed form); a density turned by k grid steps is at most |delta| (W_1) and delta^2 (W_2^2)
+    away (the rotation is one plan)."""
+    import ot
+
+    geo = Circle(32, 2.0)
+    dyn = DensityDynamics(geo)
+    u = geo.theta / (2 * math.pi)
+    dist = np.abs(u[:, None] - u[None, :])
+    dist = 2 * math.pi * np.minimum(dist, 1 - dist)
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        centers, kappas = rng.uniform(0, 2 * math.pi, 2), rng.uniform(0.5, 4, 3)
+        c = 0.6 * geo.von_mises(centers[0], kappas[0]) + 0.4 * geo.von_mises(centers[1], kappas[1])
+        target = geo.to_grid(geo.von_mises(rng.uniform(0, 2 * math.pi), kappas[2]))
+        rho = geo.to_grid(c)
+        a, b = rho / rho.sum(), target / target.sum()
+        for p, tol in ((1, 1e-12), (2, 1e-9)):  # POT's W_2 is a binary search to its default tolerance
+            theirs = float(np.ravel(ot.wasserstein_circle(u, u, a, b, p=p))[0]) * (2 * math.pi) ** p
+            assert rel(Wasserstein(target, p)(c, dyn)[0], theirs) < tol
+        assert rel(Wasserstein(target, 1)(c, dyn)[0], float(ot.emd2(a, b, dist))) < 1e-12
+        for k in (3, -5):
+            delta = abs(k) * 2 * math.pi / geo.npoints
+            assert Wasserstein(np.roll(rho, k), 1)(c, dyn)[0] <= delta * (1 + 1e-12)
+            assert Wasserstein(np.roll(rho, k), 2)(c, dyn)[0] <= delta**2 * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_density_wasserstein_gradients_match_finite_differences(p):
+    rng = np.random.default_rng(3)
+    problem = density_problem("circle", "sa", rng)
+    target = next(iter(problem.losses.values())).target
+    problem = Problem(problem.dynamics, problem.schedule, problem.initial, problem.dt, Wasserstein(target, p))
+    errors = fd_errors(problem, rng)
+    assert set(errors) == {"initial", "beta", "viscosity", "W", "A", "b"}
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_density_w2_refuses_a_negative_density():
+    geo = Circle(16)
+    c = geo.uniform() + 0.5 * geo.mode_function((1,))  # 1/(2 pi) + cos(theta)/2 < 0 near pi
+    with pytest.raises(FloatingPointError, match="negative on the grid"):
+        Wasserstein(geo.to_grid(geo.uniform()), 2)(c, DensityDynamics(geo))
+
+
 def test_sliced_wasserstein_matches_pot():
     import ot
 

@@ -110,6 +110,8 @@ def build(spec) -> tuple[Problem, object]:
             loss = KL(target_grid)
         elif spec.loss == "mmd":
             loss = MMD(target, spec.kappa)
+        elif spec.loss in ("w1", "w2"):
+            loss = Wasserstein(target_grid, int(spec.loss[1]))
         else:
             loss = Energy(spec.beta)
         shown = target_grid

@@ -269,9 +269,12 @@ def load_spec(path) -> Spec:
                 target=_measure("target", raw.get("target", {}), method))
     if spec["loss"] in ("kl",) and method == "tokens":
         raise ConfigError("loss.kind: got 'kl' for tokens, allowed: mmd | energy | w1 | w2 | sliced (KL needs a density)")
-    if spec["loss"] in ("w1", "w2", "sliced") and method == "density":
-        raise ConfigError(f"loss.kind: got {spec['loss']!r} for a density, allowed: kl | mmd | energy (the "
-                          "Wasserstein losses compare tokens)")
+    if spec["loss"] == "sliced" and method == "density":
+        raise ConfigError("loss.kind: got 'sliced' for a density, allowed: kl | mmd | energy | w1 | w2 (sliced "
+                          "Wasserstein compares tokens)")
+    if spec["loss"] in ("w1", "w2") and method == "density" and spec["geometry"] != "circle":
+        raise ConfigError(f"loss.kind: got {spec['loss']!r} for a density on the {spec['geometry']}, allowed: kl | "
+                          "mmd | energy (W1 and W2 of densities: on the circle)")
     synthetic = spec["target"].kind == "synthetic"
     if synthetic != (spec["loss"] == "l2"):
         raise ConfigError(f"loss.kind: got {spec['loss']!r} with target.kind = {spec['target'].kind!r}, allowed: 'l2' "

@@ -106,16 +106,28 @@ def circle_angles(x: np.ndarray) -> np.ndarray:
 
 
 class Wasserstein:
-    """W_p^p (p = 1 or 2) between the tokens and a target token measure, with the geodesic distance on the
-    circle or the sphere; the optimal plan comes from POT (``ot.emd``) and the gradient is that of the cost
-    at the optimal plan (envelope theorem; exact where the plan is unique)."""
+    """W_p^p (p = 1 or 2) to a target measure, with the geodesic distance.
+
+    Tokens (circle or sphere): ``target`` is (points (m, d), weights (m,)); the optimal plan comes from POT
+    (``ot.emd``) and the gradient is that of the cost at the optimal plan (envelope theorem; exact where the
+    plan is unique).
+
+    Densities on the circle: ``target`` is the target density's values on the grid; both densities are read as
+    masses rho_j h at the grid's points (normalised to mass 1).  W_1 is the closed form
+    h sum_j |F_j - median(F)|, F the cumulative sum of the difference of the masses (defined for signed
+    densities too); W_2^2 is the optimal plan's cost from ``ot.emd`` with the squared arc length, its gradient
+    the plan's dual potential, and needs rho >= 0 on the grid (a density that is not is refused, never
+    clipped)."""
 
     def __init__(self, target, p: int = 2):
         if p not in (1, 2):
             raise ValueError(f"Wasserstein p: got {p!r}, allowed: 1 | 2")
         self.target, self.p = target, p
+        self._cost = None
 
     def __call__(self, x, dynamics):
+        if hasattr(dynamics, "geometry"):
+            return self._density(x, dynamics.geometry)
         import ot
 
         y, v = self.target
@@ -129,6 +141,35 @@ class Wasserstein:
             ddist = np.where(dist > 1e-12, -1.0 / np.sqrt(1 - cos**2), 0.0)
         coef = plan * (self.p * dist ** (self.p - 1)) * ddist
         return value, coef @ y
+
+    def _density(self, c, g):
+        if g.name != "circle":
+            raise ValueError(f"Wasserstein: got a density on the {g.name}, allowed: densities on the circle "
+                             "(tokens elsewhere)")
+        rho = g.to_grid(c)
+        h = g.weights
+        total = float(np.sum(h * rho))
+        a = h * rho / total
+        b = h * self.target / np.sum(h * self.target)
+        if self.p == 1:
+            F = np.cumsum(a - b)
+            s = np.sign(F - np.median(F))
+            value = float(np.sum(h * np.abs(F - np.median(F))))
+            da = np.cumsum((h * s)[::-1])[::-1]  # d value / d a_k = sum_{j >= k} h_j sign(F_j - m)
+        else:
+            import ot
+
+            if np.min(rho) < 0:
+                raise FloatingPointError(f"Wasserstein: the density is negative on the grid (min {np.min(rho):.3g}); "
+                                         "resolve it with more modes or use p = 1")
+            if self._cost is None or self._cost.shape[0] != len(rho):
+                d = np.abs(g.theta[:, None] - g.theta[None, :])
+                self._cost = np.minimum(d, 2 * math.pi - d) ** 2
+            _, log = ot.emd(a, b, self._cost, log=True)
+            value, da = float(log["cost"]), np.asarray(log["u"])
+        # a = h rho / total: d value / d rho_k = (h_k / total) (da_k - sum_i da_i a_i)
+        grad = h / total * (da - np.dot(da, a))
+        return value, to_grid_T(g, grad)
 
 
 class SlicedWasserstein:
