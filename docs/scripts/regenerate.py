@@ -296,6 +296,14 @@ def _fd_rows() -> list[str]:
             errors = t.fd_errors(t.density_problem(name, variant, rng), rng)
             rows.append(f"| density, {name}, {variant.upper()} | " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
                         + f" | {max(errors.values()):.1e} |")
+    for p in (1, 2):
+        rng = np.random.default_rng(3)
+        problem = t.density_problem("circle", "sa", rng)
+        target = next(iter(problem.losses.values())).target
+        problem = t.Problem(problem.dynamics, problem.schedule, problem.initial, problem.dt, t.Wasserstein(target, p))
+        errors = t.fd_errors(problem, rng)
+        rows.append(f"| density, circle, SA, W_{p} | " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+                    + f" | {max(errors.values()):.1e} |")
     for variant in ("sa", "usa"):
         for loss in ("mmd", "sliced", "w2", "energy"):
             rng = np.random.default_rng(4)
@@ -326,7 +334,27 @@ def gradients() -> str:
             r = control(example(name), Path(tmp) / f"{name}.h5", progress=False)
             out.append(f"| `{name}` | {r.loss[0]:.3g} | {r.final_loss:.3g} | {r.attrs['iterations']} | "
                        f"{r.evaluations[-1]} | {r.attrs['switches']} | {r.attrs['wall_time']:.1f} |")
+        out += ["", "**Switches against relative entropy** (`control_two_bumps` with fewer layers, 150 iterations "
+                "each):\n", "| layers | switches | KL at the start | final KL | wall (s) |", "|---|---|---|---|---|"]
+        for row in switches_against_kl(Path(tmp)):
+            out.append("| {layers} | {switches} | {start:.3g} | {final:.3g} | {wall:.1f} |".format(**row))
     return "\n".join(out) + "\n"
+
+
+def switches_against_kl(tmp: Path, layers=(1, 2, 3, 5, 10)) -> list[dict]:
+    """The two-bump example's final KL with (W, A, b) constant on 1, 2, 3, 5, 10 layers (0 to 9 switches)."""
+    from meanfield.control import control
+    from meanfield.examples import example
+
+    text = example("control_two_bumps").read_text()
+    rows = []
+    for n in layers:
+        spec = tmp / f"bumps{n}.toml"
+        spec.write_text(text.replace("layers = 10", f"layers = {n}"))
+        r = control(spec, tmp / f"bumps{n}.h5", progress=False)
+        rows.append({"layers": n, "switches": r.attrs["switches"], "start": r.loss[0], "final": r.final_loss,
+                     "wall": r.attrs["wall_time"]})
+    return rows
 
 
 def _script(args: list[str]) -> None:

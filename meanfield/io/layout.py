@@ -8,7 +8,8 @@ import h5py
 DIAGNOSTICS = {
     "mass": "integral of rho over the domain (tokens: sum of weights; 1 up to round-off)",
     "energy": "exp(-beta) * E, E = (1/(2 beta)) int int e^{beta <x,y>} dmu dmu (interaction energy)",
-    "free_energy": "exp(-beta) * (E - viscosity * int rho log rho); non-decreasing for USA (nan if rho <= 0 somewhere)",
+    "free_energy": "exp(-beta) * (E + int Phi rho - viscosity * int rho log rho), Phi the potential of a gradient "
+                   "perceptron term; non-decreasing for USA (nan if rho <= 0 somewhere or the perceptron is not a gradient)",
     "energy_rate": "exp(-beta) * dE/dt at the snapshot",
     "tail": "max |rho_k| over the top third of retained modes / rho_0 (resolution monitor; nan for tokens)",
     "spread": "particles: max_i |x_i - m|, m the normalised weighted mean of the tokens (0: synchronised)",

@@ -58,11 +58,16 @@ class AttentionModel:
 
     #: The perceptron term's grid field, or None for attention alone (set by ``add_perceptron``).
     mlp = None
+    #: Its potential Phi on the grid when it is a gradient term (W = A^T diag(c)), else None.
+    mlp_potential = None
 
     def add_perceptron(self, field) -> None:
-        """Add the perceptron term P_x W sigma(A x + b) (a ``PerceptronField``) to the velocity.  It is not a
-        gradient of the interaction energy: with it the energy is no longer monotone in time."""
+        """Add the perceptron term P_x W sigma(A x + b) (a ``PerceptronField``) to the velocity.  With it the
+        interaction energy is no longer monotone in time; when the term is a gradient, grad Phi (W = A^T diag(c)),
+        USA's free energy gains int Phi rho and stays non-decreasing (``free_energy_scaled``)."""
         self.mlp = field.on_grid(self.geometry)
+        if field.gradient_weights() is not None:
+            self.mlp_potential = field.potential(self.geometry.points()).reshape(self.geometry.grid_shape)
 
     def _with_mlp(self, v: np.ndarray) -> np.ndarray:
         return v if self.mlp is None else v + self.mlp
@@ -118,8 +123,13 @@ class AttentionModel:
         return self.geometry.integrate(np.where(rho > 0, rho * np.log(pos), 0.0))
 
     def free_energy_scaled(self, c: np.ndarray) -> float:
-        """e^{-beta} F for USA, F = E - nu int rho log rho (non-decreasing in time)."""
+        """e^{-beta} F for USA, F = E + int Phi rho - nu int rho log rho (non-decreasing in time; Phi the potential
+        of a gradient perceptron term, 0 without one; nan with a perceptron that is not a gradient)."""
         e = self.energy_scaled(c)
+        if self.mlp is not None:
+            if self.mlp_potential is None:
+                return math.nan
+            e += math.exp(-self.beta) * self.geometry.integrate(self.mlp_potential * self.geometry.to_grid(c))
         if not self.viscosity:
             return e
         return e - self.viscosity * math.exp(-self.beta) * self.entropy_integral(c)

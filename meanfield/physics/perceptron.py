@@ -29,6 +29,25 @@ def activation(name: str):
     raise ValueError(f"activation: got {name!r}, allowed: {' | '.join(ACTIVATIONS)}")
 
 
+def primitive(name: str):
+    """S with S' = sigma, for an activation named in ACTIVATIONS (the perceptron's potential, below)."""
+    if name == "relu":
+        return lambda h: 0.5 * np.maximum(h, 0.0) ** 2
+    if name == "tanh":
+        return lambda h: np.logaddexp(h, -h) - np.log(2.0)  # log cosh
+    if name == "sigmoid":
+        return lambda h: np.logaddexp(0.0, h)
+    if name == "softplus":  # -Li2(-e^h), with Li2(-x) + Li2(-1/x) = -pi^2/6 - log(x)^2 / 2 for h > 0
+        from scipy.special import spence  # spence(z) = Li2(1 - z)
+
+        def s(h):
+            h = np.asarray(h, dtype=float)
+            e = np.exp(-np.abs(h))
+            return np.where(h > 0, np.pi**2 / 6 + 0.5 * h**2 + spence(1.0 + e), -spence(1.0 + e))
+        return s
+    raise ValueError(f"activation: got {name!r}, allowed: {' | '.join(ACTIVATIONS)}")
+
+
 class PerceptronField:
     """The field P_x W sigma(A x + b) of fixed parameters."""
 
@@ -45,6 +64,28 @@ class PerceptronField:
         """The field at unit vectors x (..., d): the ambient vector's tangent part."""
         u = self.ambient(x)
         return u - np.sum(u * x, axis=-1, keepdims=True) * x
+
+    def gradient_weights(self, tol: float = 1e-12) -> np.ndarray | None:
+        """c with W = A^T diag(c) (each unit's output along its input weights), or None when W is not of this
+        form.  Then W sigma(A x + b) = grad Phi(x), Phi(x) = sum_k c_k S(a_k . x + b_k) (S' = sigma), and on the
+        sphere the field is the gradient of Phi's restriction: the perceptron is a gradient term."""
+        norms = np.sum(self.A**2, axis=1)
+        c = np.where(norms > 0, np.sum(self.W.T * self.A, axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
+        # a unit with a_k = 0 adds the constant vector sigma(b_k) w_k = grad <sigma(b_k) w_k, x>: a gradient too
+        rest = self.W - self.A.T * c
+        rest[:, norms == 0] = 0.0
+        return c if np.linalg.norm(rest) <= tol * max(np.linalg.norm(self.W), 1e-300) else None
+
+    def potential(self, x: np.ndarray) -> np.ndarray:
+        """Phi at points x (..., d), with grad Phi = W sigma(A x + b) (for a gradient perceptron; see
+        ``gradient_weights``, which must not be None)."""
+        c = self.gradient_weights()
+        if c is None:
+            raise ValueError("perceptron: W is not A^T diag(c), so the field has no potential")
+        h = x @ self.A.T + self.b
+        flat = np.sum(self.A**2, axis=1) == 0
+        const = (self.sigma(self.b) * flat) @ self.W.T  # the units with a_k = 0: a constant vector
+        return primitive(self.name)(h) @ c + x @ const
 
     def on_grid(self, geometry) -> np.ndarray:
         """The field as a grid vector of the geometry (components first, in its tangent frame)."""

@@ -328,8 +328,19 @@ class TokenPhase:
         """The values a snapshot records."""
         energy = self.energy()
         return {"mass": float(np.sum(self.solver.w)), "energy": energy, "energy_rate": self.energy_rate(),
-                "tail": math.nan, "n_tokens": self.solver.model.n, "free_energy": energy,
+                "tail": math.nan, "n_tokens": self.solver.model.n, "free_energy": self._free_energy(energy),
                 "spread": max_distance_to_mean(self.solver.x, self.solver.w)}
+
+    def _free_energy(self, energy: float) -> float:
+        """e^{-beta} (E + sum_i w_i Phi(x_i)) with a gradient perceptron term grad Phi (non-decreasing for USA
+        tokens), E alone without a perceptron, nan with one that is not a gradient."""
+        model = self.solver.model
+        mlp = getattr(model, "perceptron", None)
+        if mlp is None:
+            return energy
+        if mlp.gradient_weights() is None:
+            return math.nan
+        return energy + math.exp(-model.beta) * float(self.solver.w @ mlp.potential(self.solver.x))
 
     def cluster_measure(self):
         """(points, masses): the tokens and their weights."""

@@ -31,6 +31,7 @@ from .. import config as _config
 from .. import io
 from ..errors import ConfigError, NumericalError, OutputError
 from ..io import ownership as files
+from ..physics import perceptron
 from .memory import keep_freed_memory
 from . import resolution
 from .schedules import output_times
@@ -147,8 +148,10 @@ def _apply(raw: dict, overrides) -> dict:
 
 def diagnostics_of(cfg) -> list[str]:
     """The /diagnostics a run of ``cfg`` writes."""
-    if cfg.model.method == "particles":
-        return ["mass", "energy", "energy_rate", "spread", "n_clusters", "n_tokens", "dt", "steps"]
+    if cfg.model.method == "particles":  # with a perceptron, USA's free energy E + sum_i w_i Phi(x_i) too
+        usa_mlp = cfg.model.variant == "usa" and cfg.perceptron.activation != "none"
+        return ["mass", "energy", *(["free_energy"] if usa_mlp else []), "energy_rate", "spread", "n_clusters",
+                "n_tokens", "dt", "steps"]
     names = ["mass", "energy", "energy_rate", "tail", "n_clusters", "dt", "steps"]
     if cfg.model.variant == "usa":
         names.insert(2, "free_energy")
@@ -229,6 +232,23 @@ def _check_resolution(cfg, h, progress) -> dict:
     return attrs
 
 
+def monotone_quantity(cfg) -> tuple[str, str]:
+    """(the /diagnostics entry the theory says never decreases in this run, or "", and why not) for
+    ``meanfield info`` (docs/theory.md): with Q = K = V = I, one set of parameters and viscosity 0, the energy
+    without a perceptron, USA's free energy E + int Phi with a gradient perceptron grad Phi."""
+    if cfg.model.viscosity != 0 or any(getattr(cfg.attention, k) != "identity" for k in "QKV"):
+        return "", ""
+    if cfg.schedule.times:
+        return "", "the layers change the parameters (no single energy)"
+    mlp = perceptron.from_config(cfg)
+    if mlp is None:
+        return "energy", ""
+    if cfg.model.variant == "usa" and mlp.gradient_weights() is not None:
+        return "free_energy", ""
+    return "", ("the perceptron term is not a gradient of the energy ("
+                + ("W is not A^T diag(c))" if cfg.model.variant == "usa" else "SA)"))
+
+
 def history_attrs(cfg, sim, chash: str) -> dict:
     """Root attributes of a new history: the config as run, its hash, and the versions that made it."""
     import h5py
@@ -243,6 +263,7 @@ def history_attrs(cfg, sim, chash: str) -> dict:
     }
     if sim.particles:
         attrs.update(n_tokens=sim.token_rows(), bandwidth=sim.bandwidth)
+    attrs["monotone"], attrs["monotone_note"] = monotone_quantity(cfg)
     if cfg.longtime.handoff == "tokens":  # after the hand-off /rho_hat holds the tokens' own coefficients
         attrs["token_coefficients"] = "exact"
     versions = {"python": sys.version.split()[0], "numpy": np.__version__, "scipy": scipy.__version__,
