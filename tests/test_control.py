@@ -126,6 +126,32 @@ def test_three_measures_on_the_sphere_reach_sliced_wasserstein_below_1e_3(tmp_pa
     assert r.loss[0] > 0.5 and r.final_loss <= 1e-3 and r.attrs["switches"] == 7
 
 
+def test_adam_lowers_the_loss_and_the_output_is_its_best_iterate(tmp_path):
+    """optimize.method = "adam" (torch.optim.Adam): its iterates need not decrease, so the output holds the best
+    one; measured 0.079 -> 0.020 in 40 iterations (L-BFGS-B: 0.0084)."""
+    pytest.importorskip("torch")  # an optional extra; the dev install has it
+    from meanfield.control.build import build
+    from meanfield.control.spec import load_spec
+
+    spec = tmp_path / "adam.toml"
+    spec.write_text(TOKENS.replace("iterations = 15", "iterations = 40\nmethod = \"adam\""))
+    r = mc.control(spec, tmp_path / "adam.h5", progress=False)
+    assert r.attrs["stopped_by"] == "the iteration limit" and len(r.loss) == 41
+    assert r.final_loss == min(r.loss) and r.final_loss < 0.5 * r.loss[0]
+    problem, _ = build(load_spec(spec))
+    assert abs(problem.value(problem.schedule.replace(**r.schedule)) - r.final_loss) <= 1e-12 * r.final_loss
+
+
+def test_adam_without_torch_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if the torch extra were not installed
+    spec = tmp_path / "adam.toml"
+    spec.write_text(TOKENS.replace("iterations = 15", "iterations = 3\nmethod = \"adam\""))
+    assert main(["control", str(spec), "-o", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "optimize.method: got 'adam', which needs torch" in err and "\n" not in err
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "o.h5.ckpt").exists()
+
+
 def test_tokens_control_lowers_the_sliced_wasserstein_loss(tmp_path):
     spec = tmp_path / "tokens.toml"
     spec.write_text(TOKENS)

@@ -13,6 +13,7 @@ import hashlib
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -50,6 +51,34 @@ def _trajectory(problem, schedule, initial, count: int):
     return np.array(times), np.array(states)
 
 
+def _torch():
+    """torch, or one line saying the Adam optimiser needs it."""
+    try:
+        import torch
+    except ImportError:
+        raise ConfigError("optimize.method: got 'adam', which needs torch (pip install -e \".[torch]\"); allowed "
+                          "without it: 'L-BFGS-B'") from None
+    return torch
+
+
+def _adam(fun, record, x, iterations: int, gtol: float, callback) -> str:
+    """torch's Adam (learning rate 1 in the packed units: a first change of ``optimize.step`` per parameter) for
+    ``iterations`` steps from x, or until the gradient's norm is at most gtol; the reason it stopped."""
+    torch = _torch()
+    p = torch.nn.Parameter(torch.from_numpy(np.array(x, dtype=float, copy=True)))
+    opt = torch.optim.Adam([p], lr=1.0)
+    for _ in range(iterations):
+        v = p.detach().numpy()
+        # at an iterate where the loss is not defined, fun answers with the bowl's gradient back to the last good one
+        g = fun.grad if np.array_equal(fun.good[1], v) else fun(v)[1]
+        if np.linalg.norm(g) <= gtol:
+            return "the gradient's norm fell to optimize.gtol"
+        p.grad = torch.from_numpy(np.array(g, copy=True))
+        opt.step()
+        callback(SimpleNamespace(x=p.detach().numpy().copy()))
+    return "the iteration limit"
+
+
 def control(path, output, overwrite: bool = False, resume: bool = False, iterations: int | None = None,
             progress: bool | None = None) -> ControlResult:
     """Optimise the parameters a control file declares against its loss, and write OUT.h5.
@@ -84,6 +113,8 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
     total = spec.iterations if iterations is None else int(iterations)
     if total < 1:
         raise ConfigError(f"--iterations: got {total}, allowed: an integer >= 1")
+    if spec.optimizer == "adam":
+        _torch()  # before anything is solved or written
     problem, target = build(spec)
     packing = Packing(problem, spec.parameters, spec.step)
     spec_hash = hashlib.sha256(spec.text.encode()).hexdigest()
@@ -96,6 +127,7 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
             files.check_target(out, "-o", overwrite, inputs)
         x = packing.pack(problem.schedule, problem.initial)
         history = {"loss": [], "gradient_norm": [], "evaluations": []}
+        best = None
         if resume:
             attrs, d = read_verified(ckpt, CHECKPOINT_KIND, "--resume")
             if attrs.get("spec_hash") != spec_hash:
@@ -103,6 +135,7 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
                                   "allowed: the control file it was started with")
             x = d["x"]
             history = {k: list(d[k]) for k in history}
+            best = d["best"] if "best" in d else x
         start_schedule, start_initial = problem.schedule, problem.initial
         count = {"evaluations": int(history["evaluations"][-1]) if history["evaluations"] else 0}
         t0 = time.perf_counter()
@@ -122,20 +155,23 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
                 raise NumericalError(f"control: the loss is {value} at evaluation {count['evaluations']}; the solve "
                                      "lost accuracy (lower time.dt, or raise grid.modes)")
             g = packing.gradient(v, grad)
-            fun.good, fun.norm = (value, v.copy()), float(np.linalg.norm(g))
+            fun.good, fun.norm, fun.grad = (value, v.copy()), float(np.linalg.norm(g)), g
             return value, g
 
         def record(v):
             if not (hasattr(fun, "good") and np.array_equal(fun.good[1], v)):  # L-BFGS-B ends on its iterate
                 fun(v)
             value, gnorm = fun.good[0], fun.norm
-            record.x = np.array(v, copy=True)
+            if not history["loss"] or value <= min(history["loss"]) or not hasattr(record, "x"):
+                record.x = np.array(v, copy=True)  # the best iterate (L-BFGS-B's are decreasing; Adam's need not be)
             history["loss"].append(value)
             history["gradient_norm"].append(gnorm)
             history["evaluations"].append(count["evaluations"])
             write_checkpoint(out, {"spec_hash": spec_hash, "meanfield_version": __version__},
-                             {"x": v, **{k: np.asarray(h) for k, h in history.items()}})
+                             {"x": v, "best": record.x, **{k: np.asarray(h) for k, h in history.items()}})
 
+        if best is not None:
+            record.x = best
         if not history["loss"]:
             fun(x)
             record(x)
@@ -150,14 +186,15 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
                 bar.update(1)
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4g}")
 
-        if done < total:
+        if done < total and spec.optimizer == "adam":
+            message = _adam(fun, record, x, total - done, spec.gtol, callback)
+        elif done < total:
             res = minimize(fun, x, jac=True, method="L-BFGS-B", callback=callback,
                            options={"maxiter": total - done, "gtol": spec.gtol, "ftol": 0.0})
             message = res.message if isinstance(res.message, str) else str(res.message)
         if bar is not None:
             bar.close()
-        # the last iterate recorded: L-BFGS-B accepts only decreasing ones, so it is the best
-        schedule, initial = packing.unpack(getattr(record, "x", x))
+        schedule, initial = packing.unpack(getattr(record, "x", x))  # the best iterate recorded
         times, states = _trajectory(problem, schedule, initial, spec.snapshots)
         value = problem.value(schedule, initial)
         data = {"loss": np.asarray(history["loss"]), "gradient_norm": np.asarray(history["gradient_norm"]),

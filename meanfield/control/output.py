@@ -92,8 +92,8 @@ class ControlResult:
 
     @property
     def final_loss(self) -> float:
-        """The loss of the optimised schedule."""
-        return float(self.loss[-1])
+        """The loss of the optimised schedule (the best iterate: L-BFGS-B's last, not always Adam's)."""
+        return float(self.attrs["final_loss"])
 
 
 def open_control(path) -> ControlResult:

@@ -10,7 +10,7 @@
     [target]    the same keys as [initial]
     [loss]      kind = "kl" | "mmd" | "energy" | "w1" | "w2" | "sliced"; kappa (mmd); projections, seed (sliced)
     [optimize]  parameters (any of beta, viscosity, Q, K, V, W, A, b, initial); scheduled (those of them that
-                change per layer); method = "L-BFGS-B"; iterations; gtol; seed, scale (the perceptron's
+                change per layer); method = "L-BFGS-B" | "adam" (torch); iterations; gtol; seed, scale (the perceptron's
                 random start); step (the size of the optimiser's first change of a parameter)
 
 docs/control.md describes every key; a key out of its range is refused in one line naming it.
@@ -231,7 +231,7 @@ def load_spec(path) -> Spec:
         kappa=float(_number("loss.kappa", lo.get("kappa", 4.0), 0, 500, open_lo=True)),
         projections=_number("loss.projections", lo.get("projections", 64), 1, 100_000, integer=True),
         loss_seed=_number("loss.seed", lo.get("seed", 0), 0, integer=True),
-        optimizer=_choice("optimize.method", op.get("method", "L-BFGS-B"), ("L-BFGS-B",)),
+        optimizer=_choice("optimize.method", op.get("method", "L-BFGS-B"), ("L-BFGS-B", "adam")),
         iterations=_number("optimize.iterations", op.get("iterations", 100), 1, MAX_ITERATIONS, integer=True),
         gtol=float(_number("optimize.gtol", op.get("gtol", 1e-9), 0)),
         seed=_number("optimize.seed", op.get("seed", 0), 0, integer=True),
