@@ -171,8 +171,13 @@ def test_memory_grows_like_the_square_root_of_the_steps():
     solve = problem.solve()
     n = len(solve.plan.steps)
     assert n == 1000 and solve.segment == 32 and len(solve.checkpoints) == 32  # 0, 32, ..., 992
-    solve.backward({n: np.ones(geo.spectral_shape)})
+    g = solve.backward({n: np.ones(geo.spectral_shape)})[0]
     assert solve.rhs_calls == 8 * n  # the forward pass and one recomputation: nothing more
+    # with the adjoint announced, the forward pass keeps the last segment's stages (steps 992 .. 999): not recomputed
+    solve = problem.solve(adjoint=True)
+    assert len(solve.tapes) == 8
+    assert np.array_equal(solve.backward({n: np.ones(geo.spectral_shape)})[0], g)
+    assert solve.rhs_calls == 8 * n - 4 * 8
 
 
 # --- the losses against independent computations ---------------------------------------------------------

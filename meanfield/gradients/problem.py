@@ -42,10 +42,10 @@ class Problem:
                                  f"{schedule.times[-1]:g}]")
         self.last = None
 
-    def solve(self, schedule=None, initial=None) -> Solve:
-        """The forward solve (kept for its adjoint)."""
+    def solve(self, schedule=None, initial=None, adjoint: bool = False) -> Solve:
+        """The forward solve (kept for its adjoint; ``adjoint``: one will follow, keep the last segment's stages)."""
         self.last = Solve(self.dynamics, schedule or self.schedule, self.initial if initial is None else initial,
-                          self.dt, marks=tuple(self.losses))
+                          self.dt, marks=tuple(self.losses), adjoint=adjoint)
         return self.last
 
     def value(self, schedule=None, initial=None) -> float:
@@ -55,7 +55,7 @@ class Problem:
 
     def value_and_gradient(self, schedule=None, initial=None) -> tuple[float, dict]:
         """(loss, gradient): the gradient maps ``"initial"`` and each parameter name to an array of its shape."""
-        s = self.solve(schedule, initial)
+        s = self.solve(schedule, initial, adjoint=True)
         total, cot = 0.0, {}
         for t, loss in self.losses.items():
             v, g = loss(s.at(t), self.dynamics)

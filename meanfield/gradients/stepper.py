@@ -106,11 +106,15 @@ def _step_back(dynamics, tape, g, p, h, pbar: dict):
 class Solve:
     """One forward solve kept for its adjoint: checkpoints every ``segment`` steps and the states at ``marks``."""
 
-    def __init__(self, dynamics, schedule, u0, dt: float, marks=()):
+    def __init__(self, dynamics, schedule, u0, dt: float, marks=(), adjoint: bool = False):
         self.dynamics, self.schedule = dynamics, schedule
         self.plan = Plan.make(schedule.times, dt, marks)
         n = len(self.plan.steps)
         self.segment = max(1, math.ceil(math.sqrt(n)))
+        # with an adjoint to follow, the last segment keeps its stage data now (the backward pass starts there
+        # and would only recompute it): one segment's worth, as the backward pass holds anyway
+        last = ((n - 1) // self.segment) * self.segment if adjoint else n
+        self.tapes = []
         self.marks = {float(t): self.plan.index(t) for t in marks}
         wanted = set(self.marks.values())
         self.checkpoints, self.states = {0: np.array(u0, copy=True)}, {}
@@ -119,7 +123,9 @@ class Solve:
             self.states[0] = u
         self.rhs_calls = 0
         for i, (t, h, k) in enumerate(self.plan.steps):
-            u, _ = _step(dynamics, u, schedule.at(k), h, keep=False)
+            u, tape = _step(dynamics, u, schedule.at(k), h, keep=i >= last)
+            if i >= last:
+                self.tapes.append(tape)
             self.rhs_calls += 4
             if (i + 1) % self.segment == 0:
                 self.checkpoints[i + 1] = u
@@ -150,7 +156,9 @@ class Solve:
         for start in range(((n - 1) // m) * m, -1, -m):
             stop = min(start + m, n)
             u, tapes = self.checkpoints[start], []
-            for i in range(start, stop):
+            if self.tapes and start == ((n - 1) // m) * m:  # kept by the forward pass
+                tapes, self.tapes = self.tapes, []
+            for i in range(start + len(tapes), stop):
                 t, h, k = steps[i]
                 u, tape = _step(self.dynamics, u, self.schedule.at(k), h, keep=True)
                 tapes.append(tape)
