@@ -126,9 +126,10 @@ def test_three_measures_on_the_sphere_reach_sliced_wasserstein_below_1e_3(tmp_pa
     assert r.loss[0] > 0.5 and r.final_loss <= 1e-3 and r.attrs["switches"] == 7
 
 
-def test_adam_lowers_the_loss_and_the_output_is_its_best_iterate(tmp_path):
+def test_adam_lowers_the_loss_and_the_output_is_its_best_iterate(tmp_path, monkeypatch):
     """optimize.method = "adam" (torch.optim.Adam): its iterates need not decrease, so the output holds the best
-    one; measured 0.079 -> 0.020 in 40 iterations (L-BFGS-B: 0.0084)."""
+    one; measured 0.079 -> 0.020 in 40 iterations (L-BFGS-B: 0.0084). A resumed Adam run continues from its
+    checkpoint (its moments start afresh)."""
     pytest.importorskip("torch")  # an optional extra; the dev install has it
     from meanfield.control.build import build
     from meanfield.control.spec import load_spec
@@ -140,6 +141,19 @@ def test_adam_lowers_the_loss_and_the_output_is_its_best_iterate(tmp_path):
     assert r.final_loss == min(r.loss) and r.final_loss < 0.5 * r.loss[0]
     problem, _ = build(load_spec(spec))
     assert abs(problem.value(problem.schedule.replace(**r.schedule)) - r.final_loss) <= 1e-12 * r.final_loss
+    # interrupted before its output (after 10 iterations), Adam resumes from the checkpoint's iterate
+    out = tmp_path / "cut.h5"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mc, "write_output", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        mc.control(spec, out, iterations=10, progress=False)
+    monkeypatch.undo()
+    resumed = mc.control(spec, out, resume=True, progress=False)
+    assert len(resumed.loss) == 41 and resumed.final_loss == min(resumed.loss)
+    assert np.array_equal(resumed.loss[:11], r.loss[:11])  # the same first iterations, from the checkpoint
 
 
 def test_adam_without_torch_is_one_line(tmp_path, monkeypatch, capsys):

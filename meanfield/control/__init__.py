@@ -61,7 +61,7 @@ def _torch():
     return torch
 
 
-def _adam(fun, record, x, iterations: int, gtol: float, callback) -> str:
+def _adam(fun, x, iterations: int, gtol: float, callback) -> str:
     """torch's Adam (learning rate 1 in the packed units: a first change of ``optimize.step`` per parameter) for
     ``iterations`` steps from x, or until the gradient's norm is at most gtol; the reason it stopped."""
     torch = _torch()
@@ -70,7 +70,7 @@ def _adam(fun, record, x, iterations: int, gtol: float, callback) -> str:
     for _ in range(iterations):
         v = p.detach().numpy()
         # at an iterate where the loss is not defined, fun answers with the bowl's gradient back to the last good one
-        g = fun.grad if np.array_equal(fun.good[1], v) else fun(v)[1]
+        g = fun.grad if hasattr(fun, "good") and np.array_equal(fun.good[1], v) else fun(v)[1]
         if np.linalg.norm(g) <= gtol:
             return "the gradient's norm fell to optimize.gtol"
         p.grad = torch.from_numpy(np.array(g, copy=True))
@@ -187,7 +187,7 @@ def control(path, output, overwrite: bool = False, resume: bool = False, iterati
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4g}")
 
         if done < total and spec.optimizer == "adam":
-            message = _adam(fun, record, x, total - done, spec.gtol, callback)
+            message = _adam(fun, x, total - done, spec.gtol, callback)
         elif done < total:
             res = minimize(fun, x, jac=True, method="L-BFGS-B", callback=callback,
                            options={"maxiter": total - done, "gtol": spec.gtol, "ftol": 0.0})
