@@ -92,7 +92,7 @@ class ControlResult:
 
     @property
     def final_loss(self) -> float:
-        """The loss of the optimised schedule (the best iterate: L-BFGS-B's last, not always Adam's)."""
+        """The loss of the optimised schedule, the best iterate (L-BFGS-B's last one, not always Adam's)."""
         return float(self.attrs["final_loss"])
 
 
