@@ -240,6 +240,7 @@ def test_particles_run_from_the_cli(tmp_path):
     assert mf("plot", out, "-o", tmp_path / "p.png").returncode == 0
 
 
+@pytest.mark.slow  # the quick catalogue: about 100 s on 2 cores, the default suite's largest share
 def test_validate_quick_writes_a_passing_report(tmp_path):
     out = tmp_path / "report"
     r = mf("validate", "--quick", "-j", "2", "-o", out)
