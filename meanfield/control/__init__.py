@@ -20,7 +20,8 @@ import numpy as np
 from .. import __version__
 from ..errors import ConfigError, NumericalError
 from ..io import ownership as files
-from .build import Packing, build, switches
+from ..gradients import Packing
+from .build import build, switches
 from .output import (CHECKPOINT_KIND, ControlResult, open_control, read_verified, write_checkpoint,
                      write_output)
 from .spec import Spec, load_spec

@@ -11,9 +11,10 @@ docs/gradients.md explains the adjoint and its checks.
 
 from .density import DensityDynamics
 from .losses import KL, MMD, Energy, SlicedWasserstein, Squared, Systems, Wasserstein
+from .packing import Packing
 from .problem import Problem
 from .schedule import ParameterSchedule
 from .tokens import TokenDynamics
 
-__all__ = ["DensityDynamics", "Energy", "KL", "MMD", "Problem", "ParameterSchedule", "SlicedWasserstein", "Squared", "Systems", "TokenDynamics",
+__all__ = ["DensityDynamics", "Energy", "KL", "MMD", "Packing", "Problem", "ParameterSchedule", "SlicedWasserstein", "Squared", "Systems", "TokenDynamics",
            "Wasserstein"]

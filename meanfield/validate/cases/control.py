@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...gradients import (KL, DensityDynamics, ParameterSchedule, Problem, SlicedWasserstein, Systems,
+from ...gradients import (KL, DensityDynamics, Packing, ParameterSchedule, Problem, SlicedWasserstein, Systems,
                           TokenDynamics)
 from ...gradients.stepper import _step
 from ..harness import AtMost, Outcome, case
@@ -78,31 +78,24 @@ def perceptron_atoms(ctx) -> Outcome:
                    body=body, numbers={"atoms": counts, "speed": speed_worst, "slope": slope_worst})
 
 
-def _lbfgs(problem, values: dict, scheduled, maxiter: int, step: float):
-    """L-BFGS-B on the problem's parameters ``values`` (scaled by ``step``), as meanfield control runs it, with its
-    own loop here (a second driver of the same gradients): (final loss, loss per iteration, loss at the start)."""
+def _lbfgs(problem, names, maxiter: int, step: float):
+    """L-BFGS-B on the problem's parameters ``names`` (in units of ``step``, as meanfield control packs them),
+    with its own loop here (a second driver of the same gradients): (final loss, loss per iteration, loss at
+    the start)."""
     from scipy.optimize import minimize
 
-    schedule = problem.schedule
-    names = list(values)
-
-    def unpack(z):
-        z, out, i = z * step, {}, 0
-        for k in names:
-            out[k] = z[i:i + values[k].size].reshape(values[k].shape)
-            i += values[k].size
-        return schedule.replace(**out)
+    packing = Packing(problem, names, step)
 
     def f(z):
         try:
-            v, g = problem.value_and_gradient(unpack(z))
+            v, g = problem.value_and_gradient(packing.unpack(z)[0])
         except FloatingPointError:  # a trial step too far (the density not positive): a steep bowl back
             v0, z0 = f.good
             return v0 + 1e3 * (1 + v0) * float(np.sum((z - z0) ** 2)), 2e3 * (1 + v0) * (z - z0)
         f.good = (v, z.copy())
-        return v, np.concatenate([g[k].ravel() for k in names]) * step
+        return v, packing.gradient(z, g)
 
-    z0 = np.concatenate([values[k].ravel() for k in names]) / step
+    z0 = packing.pack(problem.schedule, problem.initial)
     start = f(z0)[0]
     history = [start]
     res = minimize(f, z0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "gtol": 1e-9, "ftol": 0.0},
@@ -125,7 +118,7 @@ def control_two_bumps(ctx) -> Outcome:
     schedule = ParameterSchedule(np.linspace(0, 4, J + 1), values, scheduled=list(values))
     problem = Problem(DensityDynamics(geo, attention=False, perceptron="tanh"), schedule, geo.uniform(), 0.02,
                       KL(target))
-    final, history, start = _lbfgs(problem, values, list(values), 150, 0.01)
+    final, history, start = _lbfgs(problem, list(values), 150, 0.01)
     ax = ctx.figure().add_subplot()
     ax.semilogy(history)
     ax.set(xlabel="L-BFGS iteration", ylabel="KL(rho(T) | target)", title="uniform -> two bumps, 10 layers")
@@ -177,7 +170,7 @@ def control_three_measures(ctx) -> Outcome:
         loss = Systems([SlicedWasserstein((y[g], None), 64, g) for g in range(G)])
         schedule = ParameterSchedule(np.linspace(0, 2, J + 1), {"beta": 1.0, **values}, scheduled=list(values))
         problem = Problem(TokenDynamics(w, "sa", perceptron="tanh" if units else None), schedule, x0, 0.05, loss)
-        final, history, start = _lbfgs(problem, values, list(values), iterations, 0.05)
+        final, history, start = _lbfgs(problem, list(values), iterations, 0.05)
         worst = max(worst, final)
         numbers[name] = history
         ax.semilogy(history, label=name)
