@@ -111,9 +111,9 @@ class Solve:
         self.plan = Plan.make(schedule.times, dt, marks)
         n = len(self.plan.steps)
         self.segment = max(1, math.ceil(math.sqrt(n)))
-        # with an adjoint to follow, the last segment keeps its stage data now (the backward pass starts there
-        # and would only recompute it): one segment's worth, as the backward pass holds anyway
-        last = ((n - 1) // self.segment) * self.segment if adjoint else n
+        # with an adjoint to follow, the last segment keeps its stage data now (the backward pass would only
+        # recompute it): one segment's worth, as the backward pass holds anyway
+        last = self.last_segment if adjoint else n
         self.tapes = []
         self.marks = {float(t): self.plan.index(t) for t in marks}
         wanted = set(self.marks.values())
@@ -132,6 +132,11 @@ class Solve:
             if i + 1 in wanted:
                 self.states[i + 1] = u
         self.final = u
+
+    @property
+    def last_segment(self) -> int:
+        """The first step of the last segment: where the backward pass starts."""
+        return ((len(self.plan.steps) - 1) // self.segment) * self.segment
 
     def at(self, t: float) -> np.ndarray:
         """The state at a marked time."""
@@ -153,10 +158,10 @@ class Solve:
                 self.schedule.accumulate(pbar, current, local)
                 local.clear()
 
-        for start in range(((n - 1) // m) * m, -1, -m):
+        for start in range(self.last_segment, -1, -m):
             stop = min(start + m, n)
             u, tapes = self.checkpoints[start], []
-            if self.tapes and start == ((n - 1) // m) * m:  # kept by the forward pass
+            if start == self.last_segment:  # the stages the forward pass kept, if it did
                 tapes, self.tapes = self.tapes, []
             for i in range(start + len(tapes), stop):
                 t, h, k = steps[i]

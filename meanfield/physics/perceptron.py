@@ -55,6 +55,7 @@ class PerceptronField:
         self.name = name
         self.sigma, _ = activation(name)
         self.W, self.A, self.b = (np.asarray(v, dtype=float) for v in (W, A, b))
+        self._c = self._potential_weights()  # fixed parameters: whether the term is a gradient, once
 
     def ambient(self, x: np.ndarray) -> np.ndarray:
         """W sigma(A x + b) at points x (..., d)."""
@@ -65,10 +66,13 @@ class PerceptronField:
         u = self.ambient(x)
         return u - np.sum(u * x, axis=-1, keepdims=True) * x
 
-    def gradient_weights(self, tol: float = 1e-12) -> np.ndarray | None:
+    def gradient_weights(self) -> np.ndarray | None:
         """c with W = A^T diag(c) (each unit's output along its input weights), or None when W is not of this
         form.  Then W sigma(A x + b) = grad Phi(x), Phi(x) = sum_k c_k S(a_k . x + b_k) (S' = sigma), and on the
         sphere the field is the gradient of Phi's restriction: the perceptron is a gradient term."""
+        return self._c
+
+    def _potential_weights(self, tol: float = 1e-12) -> np.ndarray | None:
         norms = np.sum(self.A**2, axis=1)
         c = np.where(norms > 0, np.sum(self.W.T * self.A, axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
         # a unit with a_k = 0 adds the constant vector sigma(b_k) w_k = grad <sigma(b_k) w_k, x>: a gradient too
@@ -79,7 +83,7 @@ class PerceptronField:
     def potential(self, x: np.ndarray) -> np.ndarray:
         """Phi at points x (..., d), with grad Phi = W sigma(A x + b) (for a gradient perceptron; see
         ``gradient_weights``, which must not be None)."""
-        c = self.gradient_weights()
+        c = self._c
         if c is None:
             raise ValueError("perceptron: W is not A^T diag(c), so the field has no potential")
         h = x @ self.A.T + self.b
