@@ -135,7 +135,7 @@ class Solve:
 
     @property
     def last_segment(self) -> int:
-        """The first step of the last segment: where the backward pass starts."""
+        """The index of the last segment's first step, where the backward pass starts."""
         return ((len(self.plan.steps) - 1) // self.segment) * self.segment
 
     def at(self, t: float) -> np.ndarray:
