@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
-from .schema import (GEOMETRIES, GEOMETRY_DIM, INTEGRALS, MAX_BETA, MAX_MODES, MAX_SNAPSHOTS, MAX_STEPS, SCHEDULED,
+from .schema import (MAX_BATCH, MAX_BATCH_TOKENS, UPDATES, GEOMETRIES, GEOMETRY_DIM, INTEGRALS, MAX_BETA, MAX_MODES, MAX_SNAPSHOTS, MAX_STEPS, SCHEDULED,
                      USA_MAX_BETA, VARIANTS, Config, _plain, geometry_for_dim, layer_config, plain_attention)
 
 INITIAL_KINDS = ("random", "modes", "von_mises", "file", "tokens")
@@ -167,6 +167,11 @@ def _particles(cfg: Config) -> None:
     need(finite(p.bandwidth) and p.bandwidth >= 0, "particles.bandwidth", p.bandwidth,
          "a finite number >= 0 (0: n^{-1/(dim+3)})")
     need(p.backend in ("numpy", "torch"), "particles.backend", p.backend, "'numpy' | 'torch'")
+    need(p.update in UPDATES, "particles.update", p.update, " | ".join(repr(u) for u in UPDATES))
+    need(finite(p.alpha) and 0 < p.alpha <= 100, "particles.alpha", p.alpha, "a number in (0, 100]")
+    need(1 <= p.batch <= MAX_BATCH, "particles.batch", p.batch, f"an integer in [1, {MAX_BATCH}]")
+    need(p.batch * p.n <= MAX_BATCH_TOKENS, "particles.batch", p.batch,
+         f"at most {MAX_BATCH_TOKENS:g} tokens in all (batch x particles.n = {p.batch * p.n:g})")
     need(p.device in ("cpu", "cuda"), "particles.device", p.device, "'cpu' | 'cuda'")
     need(p.device == "cpu" or p.backend == "torch", "particles.device", p.device,
          "'cpu' with particles.backend = 'numpy' (set backend = 'torch' for a GPU)")

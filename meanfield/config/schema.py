@@ -16,6 +16,11 @@ import tomli_w
 GEOMETRIES = ("circle", "sphere", "zonal")
 GEOMETRY_DIM = {"circle": 2, "sphere": 3}
 VARIANTS = ("sa", "usa")
+#: particles.update: the residual update of the peers' transformers (docs/variants.md)
+UPDATES = ("post-ln", "pre-ln", "peri-ln", "ngpt")
+#: particles.batch: at most this many systems, and this many tokens in all (batch x n: 1.6 GB of positions at d = 2)
+MAX_BATCH = 1_000_000
+MAX_BATCH_TOKENS = 100_000_000
 #: Largest beta accepted for USA.  Its velocity field scales like e^beta / beta; e^beta overflows
 #: float64 at beta ~ 709, and products with the density on the grid need head-room, so we stop well before.
 USA_MAX_BETA = 500.0
@@ -109,6 +114,7 @@ class OutputConfig:
     per_decade: int = 20  # snapshots per decade of time with spacing = "log"
     grid: bool = True  # also store rho on the grid (/rho); false: the coefficients alone
     compress: bool = True  # gzip the finished history (a running one stays uncompressed: crash-safe appends)
+    tokens: bool = True  # batched particles runs: also store every system's positions per snapshot
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,9 @@ class ParticlesConfig:
     field: str = "auto"  # "auto" | "direct" | "funk_hecke" (Q = K = V = I on S^1, S^2: harmonic transforms)
     backend: str = "numpy"  # "numpy" | "torch": the direct field on PyTorch (float64), optional extra
     device: str = "cpu"  # "cpu" | "cuda": torch's device
+    update: str = "post-ln"  # the residual update: "post-ln" | "pre-ln" | "peri-ln" | "ngpt" (docs/variants.md)
+    alpha: float = 0.2  # update = "ngpt": dx/dt = alpha P_x A / |A|
+    batch: int = 1  # independent systems solved together, system b from initial.seed + b (docs/ensembles.md)
 
 
 @dataclass(frozen=True)

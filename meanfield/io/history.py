@@ -55,8 +55,9 @@ class MemoryWriter:
     ``fields``: the datasets to record ("rho", "rho_hat", "diagnostics/NAME", "positions", "token_weights",
     "clusters/position", "clusters/mass"); ``geometry``: the grid (coordinates and weights) the rows live on."""
 
-    def __init__(self, geometry, fields, attrs: dict | None = None, tokens=None, clusters: int = 0):
+    def __init__(self, geometry, fields, attrs: dict | None = None, tokens=None, clusters: int = 0, systems=(1, 0)):
         self.geometry = geometry
+        self.systems = int(systems[0]), int(systems[1])  # a batch: (systems, the first system's initial.seed)
         self.fields = list(fields)
         self.attrs = {**(attrs or {}), "geometry": geometry.name, "meanfield_version": __version__}
         self.diagnostics = [f.partition("/")[2] for f in self.fields if f.startswith("diagnostics/")]
@@ -104,6 +105,8 @@ class MemoryWriter:
         out["weights"] = np.broadcast_to(g.weights, g.grid_shape).astype(float)
         spectral = g.spectral_coords()
         out.update({k: np.asarray(v) for k, v in spectral.items()})
+        if self.systems[0] > 1:
+            out["system"] = self.systems[1] + np.arange(self.systems[0])
         if "merges" in self.fields:
             a = np.asarray(self._merges, dtype=float).reshape(-1, 7)
             out["merges"] = {"time": a[:, 0], "row": a[:, 1].astype(int), "count": a[:, 2].astype(int),
@@ -163,13 +166,16 @@ def _memory_dataset(h: History, grid: bool = True):
                 coords[name] = ("mode", h[name], meta(name, LONG_NAMES[name]))
     if "weights" in h and grid_dims:
         put("weights", "grid/weights", tuple(grid_dims), h["weights"], LONG_NAMES["grid/weights"])
+    system = ("system",) if "system" in h else ()  # a batch: per-system rows
+    if system:
+        coords["system"] = ("system", h["system"], meta("system", LONG_NAMES["system"]))
     for name, values in h["diagnostics"].items():
-        put(name, f"diagnostics/{name}", ("time",), values, DIAGNOSTICS.get(name, name))
+        put(name, f"diagnostics/{name}", ("time", *system[:np.ndim(values) - 1]), values, DIAGNOSTICS.get(name, name))
     if "tail" in data:  # Dataset.tail is a method: ds.tail is not this variable, ds.spectral_tail is
         data["spectral_tail"] = data["tail"]
     if "positions" in h:
-        put("positions", "positions", ("time", "token", "component"), h["positions"], "token positions")
-        put("token_weights", "token_weights", ("time", "token"), h["token_weights"], "token weights")
+        put("positions", "positions", ("time", *system, "token", "component"), h["positions"], "token positions")
+        put("token_weights", "token_weights", ("time", *system, "token"), h["token_weights"], "token weights")
     if "cluster_mass" in h:
         put("cluster_position", "clusters/position", ("time", "cluster", "component"), h["cluster_position"],
             "cluster positions")

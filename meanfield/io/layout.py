@@ -17,8 +17,12 @@ DIAGNOSTICS = {
     "steps": "number of accepted steps taken up to the snapshot",
     "n_tokens": "number of live tokens (0 while the run is a density)",
     "n_clusters": "number of clusters (docs/longtime.md: mass >= 2x uniform within cluster_radius, mass >= cluster_mass)",
+    "pair_fraction": "batched tokens: fraction of pairs i != j with <x_i, x_j> > 1 - 1e-3, per system",
+    "cluster_count": "batched tokens: rank of the Gram matrix thresholded at <x_i, x_j> > 1 - 1e-4, per system",
 }
-INTEGER_DIAGNOSTICS = ("steps", "n_tokens", "n_clusters")
+INTEGER_DIAGNOSTICS = ("steps", "n_tokens", "n_clusters", "cluster_count")
+#: diagnostics of a batched run that are one value for all systems (the others have a system axis)
+SHARED_DIAGNOSTICS = ("dt", "steps")
 #: Version of the file layout: 2 adds /token_weights per snapshot (was (N,)), clusters, merges;
 #: 3 adds /row_checksum and the root attribute static_checksum; 4 puts the config text in that checksum
 #: (and compresses finished files, names every axis, adds units); 5 hashes each dataset's native type, shape
@@ -41,7 +45,7 @@ LONG_NAMES = {
     "theta": "angle on the circle", "colatitude": "colatitude (0 at the north pole)",
     "longitude": "longitude", "grid/weights": "quadrature weight of the grid point",
     "mode": "index of the spectral coefficient", "degree": "harmonic degree l", "order": "harmonic order m >= 0",
-    "component": "component of R^d", "token": "token (row)", "cluster": "cluster, heaviest first",
+    "component": "component of R^d", "token": "token (row)", "system": "system of a batch, by its initial.seed", "cluster": "cluster, heaviest first",
     "merges/event": "merge event", "merges/part": "the two heaviest parts of a merged group",
     "merges/time": "time of the merge", "merges/row": "row kept by the merged token",
     "merges/count": "tokens merged", "merges/weight": "total weight of the merged tokens",
@@ -60,7 +64,8 @@ SHORT_NAMES = {
     "diagnostics/mass": "mass", "diagnostics/energy": "scaled energy", "diagnostics/free_energy": "scaled free energy",
     "diagnostics/energy_rate": "scaled energy rate", "diagnostics/tail": "spectral tail", "diagnostics/spread": "spread",
     "diagnostics/dt": "step size", "diagnostics/steps": "steps", "diagnostics/n_tokens": "live tokens",
-    "diagnostics/n_clusters": "clusters",
+    "diagnostics/n_clusters": "clusters", "diagnostics/pair_fraction": "clustered pairs",
+    "diagnostics/cluster_count": "cluster count", "system": "system (its initial.seed)",
     "merges/event": "merge event", "merges/part": "part", "merges/time": "merge time", "merges/row": "kept row",
     "merges/count": "tokens merged", "merges/weight": "merged weight", "merges/weights": "part weights",
     "merges/reach": "reach",

@@ -99,7 +99,9 @@ def _check_structure(f, path, key: str) -> None:
     modes_axis = 2 if "position" in f and c.ndim >= 3 else 1  # causal density: (time, position, mode)
     if c.shape[modes_axis] != f["mode"].shape[0]:
         bad(f"/rho_hat has {c.shape[1]} modes, /mode {f['mode'].shape[0]}")
-    if "positions" in f and (f["positions"].ndim != 3 or f["token_weights"].shape[-1] != f["positions"].shape[1]):
+    batch = "system" in f  # a batch: (time, system, token, component) and (time, system, token)
+    if "positions" in f and (f["positions"].ndim != 3 + batch
+                             or f["token_weights"].shape[-1] != f["positions"].shape[1 + batch]):
         bad(f"/positions {f['positions'].shape} and /token_weights {f['token_weights'].shape} do not match")
 
 
@@ -145,8 +147,8 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> His
             out["rho"] = rows["rho"]
         if "positions" in rows:
             out["positions"] = rows["positions"]
-            w = rows["token_weights"] if f["token_weights"].ndim == 2 else f["token_weights"][:]
-            out["token_weights"] = np.broadcast_to(w, out["positions"].shape[:2]).copy()  # layout 1: (N,)
+            w = rows["token_weights"] if f["token_weights"].ndim >= 2 else f["token_weights"][:]
+            out["token_weights"] = np.broadcast_to(w, out["positions"].shape[:-1]).copy()  # layout 1: (N,)
         if "clusters" in f:
             out["cluster_position"] = rows["clusters/position"]
             out["cluster_mass"] = rows["clusters/mass"]
@@ -155,7 +157,7 @@ def read_history(path: str | Path, check: bool = True, key: str = "file") -> His
             out["merges"] = {k: f[f"merges/{k}"][:m] for k in MERGE_FIELDS}
         for name in f.get("grid", {}):  # theta | colatitude, longitude; weights
             out[name] = f["grid"][name][:]
-        for name in ("degree", "order"):
+        for name in ("degree", "order", "system"):
             if name in f:
                 out[name] = f[name][:]
         # what the xarray view shows besides the data: each dataset's units, long_name and description, the scales

@@ -166,10 +166,14 @@ def _checks(r: Report) -> None:
         if mergers:
             line += "; mergers at t = " + ", ".join(f"{m['time']:.4g}" for m in mergers)
         r.lines.append(("clusters", line))
+    if "system" in h and "pair_fraction" in d and t.size:
+        r.lines.append(("batch", f"{h['system'].size} systems (initial.seed {int(h['system'][0])} .."
+                        f" {int(h['system'][-1])}); at the end: clustered pairs {float(np.mean(d['pair_fraction'][-1])):.3g} "
+                        f"(mean), clusters {float(np.median(d['cluster_count'][-1])):g} (median)"))
     if "token_weights" in h and t.size:
-        live = np.isfinite(h["token_weights"]).all(axis=1)
+        live = np.isfinite(h["token_weights"]).all(axis=-1)  # per snapshot (and system, in a batch)
         if live.any():
-            err = float(np.max(np.abs(np.sum(h["token_weights"][live], axis=1) - 1)))
+            err = float(np.max(np.abs(np.sum(h["token_weights"][live], axis=-1) - 1)))
             checks.append(Check(f"token weights sum to 1 (max error {err:.2g})", err <= 1e-12))
     checks += _energy_checks(a, d, t, r)
 
@@ -188,7 +192,7 @@ def _energy_checks(a, d, t, report) -> list:
     if not name or name not in d or t.size < 2:
         return []
     e = d[name]
-    drop = float(np.max(np.maximum(-np.diff(e), 0) / np.abs(e[1:])))
+    drop = float(np.max(np.maximum(-np.diff(e, axis=0), 0) / np.abs(e[1:])))  # per system in a batch
     quantity = "energy" if name == "energy" else "free energy E + int Phi"
     return [Check(f"{quantity} non-decreasing (viscosity 0; largest relative decrease {drop:.2g} <= 1e-10)",
                   drop <= 1e-10)]

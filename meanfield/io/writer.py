@@ -40,7 +40,7 @@ from . import ownership
 from .checkpoint import write_tree
 from .hdf5 import preallocated, writing
 from .integrity import layout_version, row_digest, static_digest, tree_digest
-from .layout import DIAGNOSTICS, INTEGER_DIAGNOSTICS, LAYOUT_VERSION, MERGE_FIELDS, describe, names_of, resizable, text
+from .layout import DIAGNOSTICS, INTEGER_DIAGNOSTICS, LAYOUT_VERSION, SHARED_DIAGNOSTICS, MERGE_FIELDS, describe, names_of, resizable, text
 from .reader import open_file
 from .repack import edit_copy
 
@@ -57,8 +57,9 @@ class HistoryWriter:
 
     def __init__(self, path, geometry, attrs: dict, n_snapshots: int,
                  diagnostics=("mass", "energy", "tail", "dt", "steps"), tokens=None, clusters: int = 0,
-                 merges: int = 0, on_replace=None, compress: bool = True, grid: bool = True):
+                 merges: int = 0, on_replace=None, compress: bool = True, grid: bool = True, systems=(1, 0)):
         self.path = Path(path)
+        self.systems, self.first_seed = int(systems[0]), int(systems[1])
         self.compress, self.grid = bool(compress), bool(grid)
         self.planned = int(n_snapshots)
         self.diagnostics = list(diagnostics)
@@ -66,8 +67,9 @@ class HistoryWriter:
         self.clusters, self.merges = int(clusters), int(merges)
         gshape, sshape = geometry.grid_shape, geometry.spectral_shape
         d = geometry.dim
-        row_bytes = 8 * (int(np.prod(gshape)) * self.grid + 2 * int(np.prod(sshape)) + len(self.diagnostics) + 1
-                         + (self.tokens[0] * (self.tokens[1] + 1) if self.tokens else 0) + self.clusters * (d + 1))
+        row_bytes = 8 * (int(np.prod(gshape)) * self.grid + 2 * int(np.prod(sshape)) + len(self.diagnostics) * self.systems
+                         + 1 + (self.tokens[0] * (self.tokens[1] + 1) * self.systems if self.tokens else 0)
+                         + self.clusters * (d + 1))
         # the final state (/resume, about a row) and HDF5's own metadata come on top of the rows; at the end the
         # history is rewritten to a copy beside it (shrunk, compressed, with its final state): both on disk at once
         need = row_bytes * (self.planned + 1) + 56 * self.merges + 2**16
@@ -139,8 +141,14 @@ class HistoryWriter:
         # causal density: (position, mode), the position scale shared with the grid's
         spectral_scales = [coords[0], mode] if len(sshape) == 2 and "position" in geometry.grid_coords() else [mode]
         row("rho_hat", sshape, "c16", spectral_scales, "spectral coefficients (docs/output.md)")
+        system = None
+        if self.systems > 1:  # a batch: the system axis, labelled by each system's initial.seed
+            system = f.create_dataset("system", data=self.first_seed + np.arange(self.systems))
+            system.make_scale("system")
         for name in self.diagnostics:
-            row(f"diagnostics/{name}", (), "i8" if name in INTEGER_DIAGNOSTICS else "f8", [], DIAGNOSTICS[name])
+            shared = system is None or name in SHARED_DIAGNOSTICS
+            row(f"diagnostics/{name}", () if shared else (self.systems,),
+                "i8" if name in INTEGER_DIAGNOSTICS else "f8", [] if shared else [system], DIAGNOSTICS[name])
         d = geometry.dim
         component = None
         if self.tokens or self.clusters:
@@ -149,10 +157,12 @@ class HistoryWriter:
         if self.tokens:
             token = f.create_dataset("token", data=np.arange(self.tokens[0]))
             token.make_scale("token")
-            row("positions", self.tokens, "f8", [token, component],
-                "token positions, unit vectors in R^d (NaN: no token on this row)")
-            row("token_weights", self.tokens[:1], "f8", [token], "token weights (0: merged away; NaN: before the "
-                "hand-off)")
+            lead, scales = ((self.systems,), [system]) if system is not None else ((), [])
+            row("positions", (*lead, *self.tokens), "f8", [*scales, token, component],
+                "token positions, unit vectors in R^d (NaN: no token on this row; pre-LN and peri-LN: the residual "
+                "stream, whose direction is the token)")
+            row("token_weights", (*lead, self.tokens[0]), "f8", [*scales, token], "token weights (0: merged away; "
+                "NaN: before the hand-off)")
         if self.clusters:
             cluster = f.create_dataset("cluster", data=np.arange(self.clusters))
             cluster.make_scale("cluster")

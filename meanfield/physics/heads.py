@@ -13,10 +13,14 @@ import numpy as np
 from ..config import MAX_BETA
 from ..errors import ConfigError
 
+#: attention.Q, K, V = "gpt2": entries N(0, GPT2_STD^2), GPT-2's initializer_range
+GPT2_STD = 0.02
+
 
 def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name: str) -> list[np.ndarray]:
     """Q, K or V for every head from the config: "identity", "random" (N(0, 1/d) entries, drawn
-    independently per head), a d x d matrix (list of rows), or a list of ``heads`` of those."""
+    independently per head), "gpt2" (N(0, 0.02^2) entries: GPT-2's initialisation of its attention weights),
+    a d x d matrix (list of rows), or a list of ``heads`` of those."""
     if isinstance(spec, str) or _is_matrix(spec):
         per_head = [spec] * heads
     elif isinstance(spec, (list, tuple)) and len(spec) == heads and heads > 1:
@@ -31,11 +35,13 @@ def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name:
             out.append(np.eye(d))
         elif isinstance(s, str) and s == "random":
             out.append(rng.standard_normal((d, d)) / math.sqrt(d))
+        elif isinstance(s, str) and s == "gpt2":
+            out.append(rng.standard_normal((d, d)) * GPT2_STD)
         elif _is_matrix(s) and _as_matrix(s) is not None and _as_matrix(s).shape == (d, d):
             out.append(_as_matrix(s))
         else:
             shown = spec if s is None else s
-            raise ConfigError(f"{where}: got {_short(shown)}, allowed: 'identity' | 'random' | a finite {d} x {d} "
+            raise ConfigError(f"{where}: got {_short(shown)}, allowed: 'identity' | 'random' | 'gpt2' | a finite {d} x {d} "
                               "matrix (list of rows)" + (f", or a list of {heads} of those" if heads > 1 else ""))
     return out
 

@@ -261,6 +261,52 @@ def mean_overlap_ode(t, rho0: float, n: int, d: int) -> np.ndarray:
     return solve_ivp(f, (0, t[-1]), [rho0], t_eval=t, rtol=1e-11, atol=1e-13).y[0]
 
 
+def equiangular_coefficients(rho, n: int, heads, variant: str = "sa"):
+    """(a, b) of the attention output A_i = a x_i + b sum_{j != i} x_j of n equal-weight equiangular tokens
+    (<x_i, x_j> = rho for i != j) under heads (beta_h, v_h): Q_h^T K_h = (beta_h / beta) I, V_h = v_h I
+    (docs/variants.md).  SA: each head's softmax weights e^{beta_h} (own) and e^{beta_h rho} (others) over their
+    sum; USA: the same terms times 1/n."""
+    a = b = 0.0
+    for beta_h, v_h in heads:
+        own, other = np.exp(beta_h * (1 - rho)), 1.0  # both scaled by e^{-beta_h rho}
+        z = own + (n - 1) * other if variant == "sa" else n * np.exp(-beta_h * rho)
+        a, b = a + v_h * own / z, b + v_h * other / z
+    return a, b
+
+
+def equiangular_rhs(update: str, rho, r, n: int, heads, variant: str = "sa", alpha: float = 0.2):
+    """(rho' / (1 - rho), r') of equiangular tokens under a residual update (docs/variants.md).  With
+    A_i = a x_i + b S_i, p = <x_i, A_i> = a + (n - 1) b rho, |A_i|^2 = a^2 + 2 (n - 1) a b rho
+    + (n - 1)(1 + (n - 2) rho) b^2 and <x_j, A_i> - p rho = b (1 - rho)(1 + (n - 1) rho): a token moves by
+    c P_x A_i, so
+
+        rho' = 2 c b (1 - rho)(1 + (n - 1) rho),
+        c = 1 (post-LN), alpha / |A| (nGPT), 1 / r (pre-LN, r' = p), 1 / (r |A|) (peri-LN, r' = p / |A|),
+
+    r = |z_i| the common length of the residual streams (1 and constant on the sphere)."""
+    a, b = equiangular_coefficients(rho, n, heads, variant)
+    p = a + (n - 1) * b * rho
+    size = np.sqrt(a * a + 2 * (n - 1) * a * b * rho + (n - 1) * (1 + (n - 2) * rho) * b * b)
+    c, dr = {"post-ln": (1.0, 0.0), "ngpt": (alpha / size, 0.0), "pre-ln": (1.0 / r, p),
+             "peri-ln": (1.0 / (r * size), p / size)}[update]
+    return 2 * c * b * (1 + (n - 1) * rho), dr
+
+
+def equiangular_overlap(t, rho0: float, n: int, heads, update: str = "post-ln", variant: str = "sa",
+                        alpha: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """(1 - rho(t), r(t)) of n equiangular tokens (rho(0) = rho0, r(0) = 1) at times ``t`` (t[0] = 0), solved
+    for log(1 - rho) (no digits lost as rho -> 1).  Late times (SA): 1 - rho ~ C e^{-2 t} (post-LN),
+    C e^{-2 alpha t} (nGPT), C t^{-2} (pre-LN, peri-LN: r grows like t), docs/variants.md."""
+    from scipy.integrate import solve_ivp
+
+    def f(_, y):
+        rate, dr = equiangular_rhs(update, -math.expm1(y[0]), y[1], n, heads, variant, alpha)
+        return [-rate, dr]
+
+    sol = solve_ivp(f, (0, t[-1]), [math.log1p(-rho0), 1.0], t_eval=t, method="DOP853", rtol=1e-12, atol=1e-12)
+    return np.exp(sol.y[0]), sol.y[1]
+
+
 def two_dirac_gap_rate(gap: float, beta: float, m1: float = 0.5, m2: float = 0.5) -> float:
     """dD/dt for two Dirac masses m1, m2 on the circle at angular gap D (SA, Q = K = V = I, viscosity 0):
 

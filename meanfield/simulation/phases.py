@@ -22,6 +22,9 @@ from ..errors import NumericalError
 from ..physics.model import NEGATIVE_STOP, NEGATIVE_TOL
 from ..stepping import State
 from ..tokens import max_distance_to_mean, smoothed_density
+from ..tokens.batch import cluster_count, pair_fraction
+from ..tokens.integrators import normalise
+from ..tokens.updates import on_sphere
 from .handoff import HandOff, density_to_tokens
 
 #: A density phase of a hand-off run longer than this many steps (the density stays resolved) stops
@@ -48,6 +51,7 @@ class DensityPhase:
     """The density: its coefficients advanced by ``scheme`` under ``controller`` (``setup.density_phase``)."""
 
     name = "density"
+    needs_grid = True  # its diagnostics read the density on the grid
     handoff = None  # a density phase was not made by a hand-off
     solver = None  # nor does it hold tokens
 
@@ -251,6 +255,7 @@ class TokenPhase:
     it (None for a particles run)."""
 
     name = "tokens"
+    needs_grid = False
 
     def __init__(self, geometry, solver, bandwidth: float, handoff=None):
         self.geometry, self.solver, self.bandwidth = geometry, solver, float(bandwidth)
@@ -314,22 +319,34 @@ class TokenPhase:
         out[np.isnan(p).any(axis=1)] = np.nan  # a row without a token is NaN throughout, as in every other run
         return out
 
+    def unit(self) -> np.ndarray:
+        """The live tokens as unit vectors: the positions, or the directions z / |z| of pre-LN and peri-LN
+        residual streams."""
+        x = self.solver.x
+        return x if on_sphere(getattr(self.solver.model, "update", "post-ln")) else normalise(x)
+
     def energy(self) -> float:
         """e^{-beta} E of the tokens, exactly."""
-        return self.solver.model.energy_scaled(self.solver.x)
+        return self.solver.model.energy_scaled(self.unit())
 
     def energy_rate(self) -> float:
-        """e^{-beta} dE/dt = sum_i w_i <dx_i/dt, ...>."""
+        """e^{-beta} dE/dt = sum_i w_i <dx_i/dt, ...> (dx/dt = P_x (dz/dt) / |z| for a residual stream z)."""
         state = self.solver.state
+        model = self.solver.model
         v = state.history[0] if state.history else None  # dopri5 carries the field at x (first-same-as-last)
-        return self.solver.model.energy_rate_scaled(state.u, v)
+        if on_sphere(getattr(model, "update", "post-ln")):
+            return model.energy_rate_scaled(state.u, v)
+        x = self.unit()
+        v = model.velocity(x) if v is None else v
+        v = (v - np.sum(v * x, axis=1, keepdims=True) * x) / np.linalg.norm(state.u, axis=1, keepdims=True)
+        return model.energy_rate_scaled(x, v)
 
     def diagnostics(self, rho: np.ndarray) -> dict:
         """The values a snapshot records."""
         energy = self.energy()
         return {"mass": float(np.sum(self.solver.w)), "energy": energy, "energy_rate": self.energy_rate(),
                 "tail": math.nan, "n_tokens": self.solver.model.n, "free_energy": self._free_energy(energy),
-                "spread": max_distance_to_mean(self.solver.x, self.solver.w)}
+                "spread": max_distance_to_mean(self.unit(), self.solver.w)}
 
     def _free_energy(self, energy: float) -> float:
         """e^{-beta} (E + sum_i w_i Phi(x_i)) with a gradient perceptron term grad Phi (non-decreasing for USA
@@ -340,11 +357,11 @@ class TokenPhase:
             return energy
         if mlp.gradient_weights() is None:
             return math.nan
-        return energy + math.exp(-model.beta) * float(self.solver.w @ mlp.potential(self.solver.x))
+        return energy + math.exp(-model.beta) * float(self.solver.w @ mlp.potential(self.unit()))
 
     def cluster_measure(self):
-        """(points, masses): the tokens and their weights."""
-        return self.solver.x, self.solver.w
+        """(points, masses): the tokens (unit vectors) and their weights."""
+        return self.unit(), self.solver.w
 
     def token_rows(self):
         """(positions, weights) on every output row."""
@@ -392,6 +409,50 @@ class TokenPhase:
             self.solver.scheme.rng.bit_generator.state = point["rng"]
         self.handoff = HandOff(**point["handoff"]) if point.get("handoff") is not None else None
         self._cache = None
+
+
+class BatchPhase(TokenPhase):
+    """``particles.batch`` independent systems of tokens (a ``TokenSolver`` on a ``BatchedTokenModel``, one step for
+    all, the error measured per system): positions (systems, n, d), diagnostics one per system.  Its density is
+    the ensemble's mean measure (every system's tokens, each weighing 1 / systems), smoothed."""
+
+    #: the peers' thresholds: pairs with <x_i, x_j> > 1 - PAIR_DELTA are clustered; the cluster count is the rank
+    #: of the Gram matrix thresholded at 1 - RANK_DELTA (Geshkovski et al., rotf)
+    PAIR_DELTA = 1e-3
+    RANK_DELTA = 1e-4
+
+    def _systems(self) -> np.ndarray:
+        """The tokens as unit vectors, (systems, n, d)."""
+        return self.solver.model.unit(self.solver.x)
+
+    def coefficients(self) -> np.ndarray:
+        """The smoothed density of the ensemble's mean measure (cached per state)."""
+        if self._cache is None or self._cache[0] is not self.solver.state:
+            m = self.solver.model
+            self._cache = (self.solver.state, smoothed_density(self.geometry, self.unit(), self.solver.w / m.systems,
+                                                               self.bandwidth))
+        return self._cache[1]
+
+    def energy(self) -> np.ndarray:
+        """e^{-beta} E of each system."""
+        return self.solver.model.energy_scaled(self.solver.x)
+
+    def diagnostics(self, rho: np.ndarray | None = None) -> dict:
+        """Per system: energy, spread, the fraction of clustered pairs and the cluster count (the peers')."""
+        m, X = self.solver.model, self._systems()
+        w = self.solver.w.reshape(m.systems, m.size)
+        return {"energy": self.energy(), "spread": np.array([max_distance_to_mean(x, ws) for x, ws in zip(X, w)]),
+                "pair_fraction": pair_fraction(X, self.PAIR_DELTA), "cluster_count": cluster_count(X, self.RANK_DELTA)}
+
+    def positions(self) -> np.ndarray:
+        """Positions (systems, n, d) (pre-LN, peri-LN: the residual streams)."""
+        m = self.solver.model
+        return self.solver.x.reshape(m.systems, m.size, -1)
+
+    def token_rows(self):
+        """(positions (systems, n, d), weights (systems, n))."""
+        m = self.solver.model
+        return self.positions(), self.solver.w.reshape(m.systems, m.size)
 
 
 #: the phases by the name a resume point gives them

@@ -148,6 +148,8 @@ def _apply(raw: dict, overrides) -> dict:
 
 def diagnostics_of(cfg) -> list[str]:
     """The /diagnostics a run of ``cfg`` writes."""
+    if cfg.model.method == "particles" and cfg.particles.batch > 1:  # one value per system (dt, steps: shared)
+        return ["energy", "spread", "pair_fraction", "cluster_count", "dt", "steps"]
     if cfg.model.method == "particles":  # with a perceptron, USA's free energy E + sum_i w_i Phi(x_i) too
         usa_mlp = cfg.model.variant == "usa" and cfg.perceptron.activation != "none"
         return ["mass", "energy", *(["free_energy"] if usa_mlp else []), "energy_rate", "spread", "n_clusters",
@@ -163,10 +165,14 @@ def diagnostics_of(cfg) -> list[str]:
 def record_shape(cfg, sim) -> dict:
     """What a history of ``cfg`` records besides the density: its diagnostics, token rows (rows, d) or None,
     clusters per snapshot, room for merge records (the same in a file and in memory)."""
+    systems = cfg.particles.batch if sim.particles else 1
+    if systems > 1:  # a batch: per-system rows, no clusters, no merges; positions only where output.tokens asks
+        tokens = (cfg.particles.n, sim.geometry.dim) if cfg.output.tokens else None
+        return {"diagnostics": diagnostics_of(cfg), "tokens": tokens, "clusters": 0, "merges": 0, "systems": systems}
     tokens = (sim.token_rows(), sim.geometry.dim) if sim.particles or cfg.longtime.handoff == "tokens" else None
     return {"diagnostics": diagnostics_of(cfg), "tokens": tokens,
             "clusters": min(int(1 / cfg.longtime.cluster_mass + 1e-9), MAX_CLUSTERS),
-            "merges": tokens[0] if tokens else 0}
+            "merges": tokens[0] if tokens else 0, "systems": 1}
 
 
 def seeded(cfg, rng):
@@ -213,10 +219,12 @@ def solve(config, overrides=(), *, trackers=(), progress: bool | None = False, r
     shape = record_shape(cfg, sim)
     fields = (["rho"] if cfg.output.grid else []) + ["rho_hat"] + [f"diagnostics/{d}" for d in shape["diagnostics"]]
     if shape["tokens"]:
-        fields += ["positions", "token_weights", "merges"]
-    fields += ["clusters/position", "clusters/mass"]
+        fields += ["positions", "token_weights"] + (["merges"] if shape["merges"] else [])
+    if shape["clusters"]:
+        fields += ["clusters/position", "clusters/mass"]
     writer = io.MemoryWriter(sim.geometry, fields, history_attrs(cfg, sim, io.config_hash(cfg)),
-                             tokens=shape["tokens"], clusters=shape["clusters"])
+                             tokens=shape["tokens"], clusters=shape["clusters"],
+                             systems=(shape["systems"], cfg.initial.seed))
     sim.run([BlowUpGuard(), ResolutionMonitor(), HistoryTracker(writer), ProgressBar(progress), *trackers])
     h = writer.history()
     if cfg.longtime.check_factor:
@@ -459,7 +467,8 @@ def _run_locked(cfg, out: Path, overwrite: bool, resume: bool, progress, inputs,
         writer = io.HistoryWriter(out, sim.geometry, {**history_attrs(cfg, sim, chash), "run_id": run_id},
                                   len(times), shape["diagnostics"], tokens=shape["tokens"], clusters=shape["clusters"],
                                   merges=shape["merges"], on_replace=lambda: ckpt_path.unlink(missing_ok=True),
-                                  compress=cfg.output.compress, grid=cfg.output.grid)
+                                  compress=cfg.output.compress, grid=cfg.output.grid,
+                                  systems=(shape["systems"], cfg.initial.seed))
     history = HistoryTracker(writer, final_hash=chash)
     ckpt = Checkpointer(ckpt_path, writer, chash, cfg.output.checkpoint_every, run_id)
 

@@ -3,6 +3,7 @@ read through io's verified reader), the token solvers, and how many threads each
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -20,9 +21,10 @@ from ..physics import perceptron
 from ..physics.heads import attention_heads
 from ..physics.initial import initial_coefficients, initial_tokens
 from ..stepping import AUTO, EMBEDDED_SCHEMES, AdaptiveStep, EmbeddedStep, FixedStep, make_scheme, perturbation_error
-from ..tokens import RandomLayers, RingModel, TokenModel, TokenSolver, default_bandwidth, sample_tokens
+from ..tokens import (BatchedTokenModel, RandomLayers, RingModel, TokenModel, TokenSolver, default_bandwidth,
+                      sample_tokens)
 from .handoff import HandOff
-from .phases import MAX_STEPS, DensityPhase, TokenPhase
+from .phases import MAX_STEPS, BatchPhase, DensityPhase, TokenPhase
 
 #: time.stepper = "auto" calls a run stiff when viscosity's fastest rate exceeds this many times the
 #: fastest attention rate (and 1): explicit steps would then be set by the viscous mode, not by accuracy.
@@ -51,6 +53,8 @@ def initial_state(cfg, geometry) -> tuple[np.ndarray | None, tuple | None]:
     snapshot read and checked by ``io.read_snapshot``)."""
     snapshot = read_snapshot(cfg.initial.path, cfg.initial.time) if cfg.initial.kind == "file" else None
     tokens = initial_tokens(cfg, geometry, snapshot)
+    if cfg.model.method == "particles" and cfg.particles.batch > 1:
+        return None, (batch_tokens(cfg, geometry), None)
     if tokens is None and cfg.model.method == "particles":
         x = sample_tokens(cfg, geometry, cfg.particles.n, np.random.default_rng(cfg.initial.seed), snapshot)
         tokens = (x, None)
@@ -61,6 +65,29 @@ def initial_state(cfg, geometry) -> tuple[np.ndarray | None, tuple | None]:
                               "model.method = 'particles' or longtime.handoff = 'tokens')")
         return None, tokens
     return initial_coefficients(cfg, geometry, snapshot), None
+
+
+def batch_tokens(cfg, geometry) -> np.ndarray:
+    """The stacked tokens (systems x n, d) of a batched run: system b is what a single run with initial.seed + b
+    starts from."""
+    out = []
+    for b in range(cfg.particles.batch):
+        cb = dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, seed=cfg.initial.seed + b))
+        out.append(sample_tokens(cb, geometry, cfg.particles.n, np.random.default_rng(cb.initial.seed)))
+    return np.concatenate(out)
+
+
+def batch_heads(cfg, dim: int) -> list:
+    """The heads of a batched run: [(Q, K, V)], each one matrix for every system, or, where the config draws them
+    ("random", "gpt2"), one per system (system b's drawn with attention.seed + b, as a single run with that seed)."""
+    drawn = any(isinstance(getattr(cfg.attention, k), str) and getattr(cfg.attention, k) in ("random", "gpt2")
+                for k in "QKV")
+    if not drawn:
+        return attention_heads(cfg, dim)
+    per = [attention_heads(dataclasses.replace(cfg, attention=dataclasses.replace(cfg.attention,
+                                                                                   seed=cfg.attention.seed + b)), dim)
+           for b in range(cfg.particles.batch)]
+    return [tuple(np.stack([p[h][k] for p in per]) for k in range(3)) for h in range(len(per[0]))]
 
 
 # --- the density ------------------------------------------------------------------------------------------
@@ -166,13 +193,30 @@ def _weights(x, w):
     return x, (np.full(x.shape[0], 1.0 / x.shape[0]) if w is None else np.asarray(w, dtype=float) / np.sum(w))
 
 
+def batch_phase(cfg, geometry, x, w=None, dt=None) -> BatchPhase:
+    """The phase of a batched particles run: ``particles.batch`` systems on a ``BatchedTokenModel``, no merging.
+    Adaptive steps are one step for all systems, accepted when every token of every system meets the tolerance
+    (``stepping.row_error``): each system's error is controlled as in a run of its own."""
+    m, p, a, tc = cfg.model, cfg.particles, cfg.attention, cfg.time
+    x = np.asarray(x, dtype=float)
+    w = np.full(p.n, 1.0 / p.n) if w is None else np.asarray(w, dtype=float).reshape(p.batch, p.n)[0]
+    model = BatchedTokenModel(p.batch, w, m.beta, m.variant, p.dim, a.causal, a.alibi, heads=batch_heads(cfg, p.dim),
+                              update=p.update, alpha=p.alpha, threads=token_threads(cfg))
+    solver = TokenSolver(model, x, np.arange(x.shape[0]), x.shape[0], p.integrator, tc.dt if dt is None else dt,
+                         tc.adaptive, tc.rtol, tc.atol, tc.dt_min, tc.dt_max, 0.0, noise=m.viscosity,
+                         rng=np.random.default_rng([a.seed, cfg.initial.seed, 1]))
+    return BatchPhase(geometry, solver, p.bandwidth or default_bandwidth(x.shape[0], p.dim))
+
+
 def particle_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) -> TokenPhase:
     """The token phase of a particles run: the config's heads, integrator, noise and merging."""
     m, p, a, tc, lt = cfg.model, cfg.particles, cfg.attention, cfg.time, cfg.longtime
+    if p.batch > 1:
+        return batch_phase(cfg, geometry, x, w, dt)
     x, w = _weights(x, w)
     Q, K, V = (list(mats) for mats in zip(*attention_heads(cfg, p.dim)))
     model = TokenModel(w, m.beta, m.variant, p.dim, Q, K, V, a.causal, field=p.field, threads=token_threads(cfg),
-                       backend=p.backend, device=p.device, alibi=a.alibi)
+                       backend=p.backend, device=p.device, alibi=a.alibi, update=p.update, alpha=p.alpha)
     model.perceptron = perceptron.from_config(cfg)
     merge = lt.merge_tol if (m.viscosity == 0 and not a.causal) else 0.0
     solver = TokenSolver(model, x, np.arange(x.shape[0]) if rows is None else rows,

@@ -157,7 +157,9 @@ class Simulation:
 
     def diagnostics(self, rho: np.ndarray | None = None) -> dict:
         """The values a snapshot records (docs/output.md), with the clock's dt and steps."""
-        out = self._phase.diagnostics(self.rho() if rho is None else rho)
+        if rho is None and self._phase.needs_grid:
+            rho = self.rho()
+        out = self._phase.diagnostics(rho)
         out.update(dt=self.dt, steps=self.steps)
         return out
 

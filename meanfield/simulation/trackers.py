@@ -122,15 +122,17 @@ def snapshot_row(sim, writer) -> dict:
     row = {}
     c = sim.c
     diagnostics = [f for f in fields if f.startswith("diagnostics/")]
-    rho = sim.geometry.to_grid(c) if ("rho" in fields or diagnostics) else None
+    rho = sim.geometry.to_grid(c) if "rho" in fields else None
     if "rho" in fields:
         row["rho"] = rho
     if "rho_hat" in fields:
         row["rho_hat"] = c
-    if diagnostics or "clusters/mass" in fields:
+    if "diagnostics/n_clusters" in fields or "clusters/mass" in fields:
         positions, masses = sim.clusters()
     if diagnostics:
-        values = {**sim.diagnostics(rho), "n_clusters": masses.size}
+        values = sim.diagnostics(rho)
+        if "diagnostics/n_clusters" in fields:
+            values["n_clusters"] = masses.size
         row.update({f: values[f.partition("/")[2]] for f in diagnostics})
     if "positions" in fields:
         tokens = sim.token_data()

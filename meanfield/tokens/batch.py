@@ -1,91 +1,215 @@
-"""Many independent systems of tokens advanced as one: ``BatchedTokenModel``.
+"""Many independent systems of tokens advanced as one: ``BatchedTokenModel``, and the residual updates of
+the peers' transformers (``UPDATES``).
 
-Monte Carlo over prompts needs thousands of small systems (n ~ 16 .. 128 tokens each); one ``TokenSolver``
-per system would spend its time in Python.  Stacked as the rows of one (systems x n, d) array, the systems go
-through the package's integrators and ``TokenSolver`` unchanged (one step size for all of them), while the
-field of each system sees only its own tokens: the n x n interactions of a block of systems are batched
-matrix products.  Each system's field is ``TokenModel``'s for the same weights, beta, variant, causal mask and
-ALiBi slope, with Q = K = V = I (tests/test_particles.py checks them against each other).
+Monte Carlo over prompts and phase diagrams need thousands of small systems (n ~ 16 .. 128 tokens each); one
+``TokenSolver`` per system would spend its time in Python.  Stacked as the rows of one (systems x n, d) array,
+the systems go through the package's integrators and ``TokenSolver`` unchanged (one step size for all of them,
+the error measured per system), while the field of each system sees only its own tokens: the n x n
+interactions of a block of systems are batched matrix products, blocks spread over threads.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from ..config.schema import UPDATES
 from .field import causal_weights
 from .integrators import normalise
+from .updates import NGPT_ALPHA, apply_update, on_sphere
 
-#: a block of systems holds at most this many bytes of n x n exponents
-BLOCK_BYTES = 64 * 2**20
-
-
+#: a block of systems holds about this many bytes of n x n exponents (a few blocks stay in the caches of the
+#: cores; measured at n = 32: fresh 64 MB work arrays cost 7x the product itself in page faults)
+BLOCK_BYTES = 4 * 2**20
+#: a row's exponent is shifted by its exact maximum where the bound could let every term underflow (as TokenModel)
+SAFE_EXPONENT = 600.0
 class BatchedTokenModel:
-    """``systems`` independent systems of the same n weighted tokens on S^{d-1} (Q = K = V = I).
+    """``systems`` independent systems of n weighted tokens each, on S^{d-1} (or, for pre-LN and peri-LN,
+    residual streams in R^d whose directions are the tokens).
 
     Rows s n .. s n + n - 1 of the state are system s.  Within a system, token i (position s_i = (i + 1) / n
-    under a causal mask) moves with
+    under a causal mask) has the attention output
 
-        SA:   dx_i/dt = P_{x_i} sum_j w_ij e^{beta <x_i, x_j>} x_j / sum_j w_ij e^{beta <x_i, x_j>}
-        USA:  dx_i/dt = P_{x_i} sum_j w_ij e^{beta <x_i, x_j>} x_j
+        SA:   A_i = sum_h sum_j w_ij e^{beta <Q_h x_i, K_h x_j>} V_h x_j / sum_j w_ij e^{beta <Q_h x_i, K_h x_j>}
+        USA:  A_i = sum_h sum_j w_ij e^{beta <Q_h x_i, K_h x_j>} V_h x_j
 
     with w_ij = w_j (no mask) or, causal, w_j e^{-alibi (s_i - s_j)} for j <= i, normalised over the row for
-    USA: the token field of ``TokenModel`` (docs/theory.md, docs/causal.md).  As there, a token's own term is
-    left out of the numerator (it is parallel to x_i) and kept in the SA denominator; each row's exponents are
-    shifted by their exact maximum, so nothing overflows or underflows a whole row.
+    USA (``TokenModel``'s field, docs/theory.md, docs/causal.md), and moves by ``apply_update``.  ``beta`` is one
+    number or one per system; each head's Q, K, V one (d, d) matrix for every system or one per system
+    (systems, d, d); weights one (n,) vector or one per system.  With post-LN and V = I a token's own term is
+    left out of the numerator (it is parallel to x_i, the projection removes it, and in floating point it would
+    swamp the pull of distant tokens) and kept in the SA denominator.  Each row's exponents are shifted by a
+    bound on their maximum (or the exact maximum where the bound could let a whole row underflow).
     """
 
-    def __init__(self, systems: int, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3,
-                 causal: bool = False, alibi: float = 0.0, block_bytes: int = BLOCK_BYTES):
+    def __init__(self, systems: int, weights: np.ndarray, beta, variant: str = "sa", dim: int = 3,
+                 causal: bool = False, alibi: float = 0.0, block_bytes: int = BLOCK_BYTES, heads=None,
+                 update: str = "post-ln", alpha: float = NGPT_ALPHA, threads: int = 1):
         if variant not in ("sa", "usa"):
             raise ValueError(f"variant: got {variant!r}, allowed: 'sa' or 'usa'")
+        if update not in UPDATES:
+            raise ValueError(f"update: got {update!r}, allowed: " + " | ".join(UPDATES))
         weights = np.asarray(weights, dtype=float)
-        if systems < 1 or weights.ndim != 1 or weights.size < 1 or not np.all(weights > 0):
-            raise ValueError(f"systems: got {systems} systems of {weights.size} weights, allowed: at least one "
-                             "system of at least one token, every weight > 0")
-        self.systems, self.size = int(systems), weights.size
-        self.beta, self.variant, self.dim = float(beta), variant, int(dim)
+        if weights.ndim == 1:
+            weights = np.broadcast_to(weights, (int(systems), weights.size))
+        if systems < 1 or weights.shape[0] != systems or weights.shape[1] < 1 or not np.all(weights > 0):
+            raise ValueError(f"systems: got {systems} systems of weights of shape {weights.shape}, allowed: at least "
+                             "one system of at least one token, every weight > 0")
+        self.systems, self.size = int(systems), weights.shape[1]
+        self.beta = np.broadcast_to(np.asarray(beta, dtype=float), (self.systems,)).copy()
+        self.variant, self.dim, self.update, self.alpha = variant, int(dim), update, float(alpha)
         self.causal, self.alibi = bool(causal), float(alibi) if causal else 0.0
-        self.w = np.tile(weights, self.systems)  # the TokenSolver's view: one weight per row
+        eye = np.eye(self.dim)
+        self.heads = [tuple(np.asarray(m, dtype=float) for m in h) for h in (heads or [(eye, eye, eye)])]
+        for h in self.heads:
+            for m in h:
+                if m.shape[-2:] != (self.dim, self.dim) or m.ndim not in (2, 3) or (m.ndim == 3 and m.shape[0] != systems):
+                    raise ValueError(f"heads: a matrix of shape {m.shape}, allowed: ({dim}, {dim}) or "
+                                     f"({systems}, {dim}, {dim})")
+        self._identity_qk = [all(m.ndim == 2 and np.array_equal(m, eye) for m in h[:2]) for h in self.heads]
+        self._self_free = [update == "post-ln" and h[2].ndim == 2 and np.array_equal(h[2], eye) for h in self.heads]
+        self.w = weights.reshape(-1).copy()  # the TokenSolver's view: one weight per row
         self.n = self.w.size
-        self._log_w, self._row_scale = np.log(weights), None
-        if self.causal:  # TokenModel's causal weights
-            self._log_w, self._row_scale = causal_weights(self._log_w, self.alibi)
-        mask = np.zeros((self.size, self.size))
+        log_w, scale = np.log(weights), None
+        if self.causal:  # TokenModel's causal weights, system by system
+            pairs = [causal_weights(row, self.alibi) for row in log_w]
+            log_w, scale = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        self._log_w, self._row_scale = log_w, scale
+        self._top_w = log_w.max(axis=1)
+        self._low_w = log_w.min(axis=1)
+        self._mask = None
         if self.causal:
-            mask[np.triu_indices(self.size, 1)] = -np.inf
-        self._mask = mask
+            self._mask = np.zeros((self.size, self.size))
+            self._mask[np.triu_indices(self.size, 1)] = -np.inf
         self._block = max(1, int(block_bytes) // (8 * self.size * self.size))
+        self.threads = max(1, int(threads))
+        self._pool, self._bufs = None, {}
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        """Back onto the sphere: x / |x| row by row."""
-        return normalise(x)
+        """Back onto the sphere (x / |x| row by row) for post-LN and nGPT; pre-LN and peri-LN keep the stream."""
+        return normalise(x) if on_sphere(self.update) else x
 
     def set_weights(self, weights: np.ndarray) -> None:
         """The systems' weights cannot change (no merging of batched systems): refuse anything else."""
         if not np.array_equal(np.asarray(weights, dtype=float), self.w):
             raise ValueError("BatchedTokenModel: the systems' weights are fixed (set particles merge_tol = 0)")
 
+    def _buffer(self, name: str, shape) -> np.ndarray:
+        """This thread's work array ``name`` of ``shape``, reused: fresh multi-MB arrays are page-faulted in on
+        every call."""
+        key = (threading.get_ident(), name)
+        size = int(np.prod(shape))
+        buf = self._bufs.get(key)
+        if buf is None or buf.size < size:
+            buf = self._bufs[key] = np.empty(size)
+        return buf[:size].reshape(shape)
+
     def velocity(self, x: np.ndarray) -> np.ndarray:
-        """dx/dt of every token of every system, rows as in ``x`` (systems x n, d), tangent to the sphere."""
-        n = self.size
-        X = x.reshape(self.systems, n, x.shape[1])
+        """The velocity of every row of ``x`` (systems x n, d), the rows unit vectors (the integrators evaluate the
+        field at x / |x|): ``apply_update`` of the attention output."""
+        X = x.reshape(self.systems, self.size, x.shape[1])
         out = np.empty_like(X)
-        idx = np.arange(n)
+        starts = range(0, self.systems, self._block)
+        if self.threads > 1 and len(starts) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="meanfield-batch")
+            list(self._pool.map(lambda b0: self._systems(X, b0, out), starts))
+        else:
+            for b0 in starts:
+                self._systems(X, b0, out)
+        return out.reshape(x.shape)
+
+    def attention(self, x: np.ndarray) -> np.ndarray:
+        """The attention output A of every row (own terms included), before the update."""
+        X = x.reshape(self.systems, self.size, x.shape[1])
+        out = np.empty_like(X)
         for b0 in range(0, self.systems, self._block):
-            Xb = X[b0:b0 + self._block]
-            e = self.beta * (Xb @ Xb.transpose(0, 2, 1)) + (self._log_w + self._mask)
-            top = e.max(axis=2, keepdims=True)  # the self term is allowed: the row max is finite
-            e -= top
-            np.exp(e, out=e)
-            own = e[:, idx, idx].copy()
-            e[:, idx, idx] = 0.0  # V = I: the own term is parallel to x_i (out of the numerator)
-            num = e @ Xb
-            if self.variant == "sa":
-                out[b0:b0 + self._block] = num / (e.sum(axis=2) + own)[:, :, None]
+            self._systems(X, b0, out, raw=True)
+        return out.reshape(x.shape)
+
+    def _systems(self, X, b0: int, out, raw: bool = False) -> None:
+        """Systems b0 .. b0 + block: their velocities (or, ``raw``, attention outputs) into ``out``."""
+        b1 = min(self.systems, b0 + self._block)
+        Xb, n, d = X[b0:b1], self.size, X.shape[2]
+        idx = np.arange(n)
+        beta = self.beta[b0:b1, None, None]
+        A = np.zeros_like(Xb)
+        V1 = self._buffer("values", (b1 - b0, n, d + 1))
+        V1[..., d] = 1.0
+        for h, (Q, K, V) in enumerate(self.heads):
+            sl = (lambda m: m if m.ndim == 2 else m[b0:b1])
+            if self._identity_qk[h]:
+                q, k = Xb, Xb
+                s = beta[:, :, 0] + self._top_w[b0:b1, None]  # beta |x_i| |x_j| + max log w bounds the row
             else:
-                scale = np.exp(top[:, :, 0])
+                q, k = Xb @ np.swapaxes(sl(Q), -1, -2), Xb @ np.swapaxes(sl(K), -1, -2)
+                s = (beta[:, :, 0] * np.linalg.norm(q, axis=2) * np.linalg.norm(k, axis=2).max(axis=1, keepdims=True)
+                     + self._top_w[b0:b1, None])
+            e = self._buffer("exponents", (b1 - b0, n, n))
+            np.matmul(q, np.swapaxes(k, 1, 2), out=e)
+            e *= beta
+            e += self._log_w[b0:b1, None, :]
+            if self._mask is not None:
+                e += self._mask
+            if np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT):  # the bound could underflow a row
+                s = e.max(axis=2)
+            e -= s[:, :, None]
+            np.exp(e, out=e)
+            V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
+            if self._self_free[h] and not raw:  # V = I, post-LN: the own term out of the numerator (class doc)
+                own = e[:, idx, idx].copy()
+                e[:, idx, idx] = 0.0
+                acc = e @ V1
+                acc[..., d] += own
+            else:
+                acc = e @ V1
+            if self.variant == "sa":
+                A += acc[..., :d] / acc[..., d:]
+            else:
+                scale = np.exp(s)
                 if self._row_scale is not None:
-                    scale = scale * self._row_scale
-                out[b0:b0 + self._block] = num * scale[:, :, None]
-        out = out.reshape(x.shape)
-        return out - np.sum(out * x, axis=1, keepdims=True) * x
+                    scale = scale * self._row_scale[b0:b1]
+                A += acc[..., :d] * scale[:, :, None]
+        out[b0:b1] = A if raw else apply_update(self.update, Xb, A, self.alpha)
+
+    # --- the peers' diagnostics, system by system --------------------------------------------------------
+    def unit(self, x: np.ndarray) -> np.ndarray:
+        """The tokens as unit vectors, (systems, n, d)."""
+        return normalise(x).reshape(self.systems, self.size, x.shape[1])
+
+    def energy_scaled(self, x: np.ndarray) -> np.ndarray:
+        """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} of each system (Q = K = I kernel), (systems,)."""
+        X, w = self.unit(x), self.w.reshape(self.systems, self.size)
+        G = X @ np.swapaxes(X, 1, 2)
+        return np.einsum("bi,bij,bj->b", w, np.exp(self.beta[:, None, None] * (G - 1.0)), w) / (2 * self.beta)
+
+
+def pair_fraction(X: np.ndarray, delta: float = 1e-3) -> np.ndarray:
+    """The fraction of pairs i != j of each system (X: (systems, n, d) unit vectors) with <x_i, x_j> > 1 - delta
+    (Geshkovski et al.'s clustering probability; they take delta = 1e-3)."""
+    B, n, _ = X.shape
+    if n < 2:
+        return np.ones(B)
+    close = (X @ np.swapaxes(X, 1, 2)) > 1.0 - delta
+    return (close.sum(axis=(1, 2)) - np.trace(close, axis1=1, axis2=2)) / (n * (n - 1))
+
+
+def cluster_count(X: np.ndarray, delta: float = 1e-4) -> np.ndarray:
+    """The number of clusters of each system: the rank of its thresholded Gram matrix 1[<x_i, x_j> > 1 - delta]
+    (Geshkovski et al.; delta = 1e-4).  Where "close" is an equivalence (tokens in tight clusters) the rank is the
+    number of distinct rows, counted exactly without a factorisation; other systems get numpy's matrix_rank."""
+    B, n, _ = X.shape
+    T = (X @ np.swapaxes(X, 1, 2)) > 1.0 - delta
+    key = np.packbits(T, axis=2).view(np.uint8).reshape(B, n, -1)  # each row as bytes
+    rows = np.ascontiguousarray(key).view(np.dtype((np.void, key.shape[2]))).reshape(B, n)
+    same = rows[:, :, None] == rows[:, None, :]
+    equivalence = ~np.any(T & ~same, axis=(1, 2))  # i close to j only where their rows agree
+    srt = np.sort(rows, axis=1)
+    out = 1 + np.sum(srt[:, 1:] != srt[:, :-1], axis=1)
+    other = np.flatnonzero(~equivalence)
+    if other.size:
+        out[other] = np.linalg.matrix_rank(T[other].astype(float))
+    return out

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..physics.heads import is_identity
 from ..physics.kernels import degree
+from .updates import NGPT_ALPHA, apply_update, on_sphere
 from .integrators import normalise
 
 #: the token field works on tiles of TILE_ROWS rows x (TILE_BYTES / 8 / TILE_ROWS) columns: 512 kB stays in a
@@ -50,8 +51,10 @@ class TokenModel:
 
     def __init__(self, weights: np.ndarray, beta: float, variant: str = "sa", dim: int = 3, Q=None, K=None,
                  V=None, causal: bool = False, tile_bytes: int = TILE_BYTES, field: str = "direct",
-                 threads: int = 1, backend: str = "numpy", device: str = "cpu", alibi: float = 0.0):
+                 threads: int = 1, backend: str = "numpy", device: str = "cpu", alibi: float = 0.0,
+                 update: str = "post-ln", alpha: float = NGPT_ALPHA):
         self.beta = float(beta)
+        self.update, self.alpha = update, float(alpha)  # the residual update (batch.apply_update)
         self.variant = variant
         self.dim = int(dim)
         self.Q = Q or [np.eye(dim)]  # one head by default; Q = K = V = I
@@ -61,7 +64,7 @@ class TokenModel:
         self.alibi = float(alibi) if causal else 0.0
         self.tile_bytes = int(tile_bytes)
         self.threads = max(1, int(threads))
-        self._self_free = [bool(np.array_equal(V_h, np.eye(dim))) for V_h in self.V]
+        self._self_free = self._free(self.V)
         self._pool = None
         self.field = field
         self.funk_hecke = self.torch = None
@@ -71,14 +74,20 @@ class TokenModel:
             self.torch = TorchField(self, device, threads)
         self.set_weights(weights)
 
+    def _free(self, V: list) -> list[bool]:
+        """Per head: whether the token's own term may leave the numerator (V = I and the post-LN update, which
+        keeps only the tangent part of the attention output)."""
+        return [self.update == "post-ln" and bool(np.array_equal(V_h, np.eye(self.dim))) for V_h in V]
+
     def _pick(self) -> None:
         """The Funk–Hecke path or the direct sum for the present number of tokens (``field = "auto"``: the
         direct sum once merging has left fewer than ``funk_hecke_from`` tokens, where it is the faster and
         leaves each token's own term out exactly, as plateaus need)."""
         if self.torch is not None:
             return
-        use = pick_field(self.field, self.dim, len(self.Q), self.causal, is_identity(self.dim, self.Q, self.K, self.V),
-                         np.size(self.w), self.beta) == "funk_hecke"
+        use = self.update == "post-ln" and pick_field(
+            self.field, self.dim, len(self.Q), self.causal, is_identity(self.dim, self.Q, self.K, self.V),
+            np.size(self.w), self.beta) == "funk_hecke"
         if use and self.funk_hecke is None:
             from .funk_hecke import FunkHeckeField
 
@@ -89,7 +98,7 @@ class TokenModel:
     def set_heads(self, Q: list, K: list, V: list) -> None:
         """Use these heads' matrices from now on (random heads drawn afresh every layer)."""
         self.Q, self.K, self.V = list(Q), list(K), list(V)
-        self._self_free = [bool(np.array_equal(V_h, np.eye(self.dim))) for V_h in self.V]
+        self._self_free = self._free(self.V)
         self._pick()
 
     def set_weights(self, weights: np.ndarray) -> None:
@@ -117,8 +126,8 @@ class TokenModel:
         return buf[:rows * cols].reshape(rows, cols)
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        """Back onto the sphere: x / |x| row by row."""
-        return normalise(x)
+        """Back onto the sphere (x / |x| row by row) for post-LN and nGPT; pre-LN and peri-LN keep the stream."""
+        return normalise(x) if on_sphere(self.update) else x
 
     #: the perceptron term (a physics.perceptron.PerceptronField) added to the attention field, or None
     perceptron = None
@@ -140,7 +149,7 @@ class TokenModel:
         if self.funk_hecke is not None:
             return self.funk_hecke.velocity(x, self.w)
         if self.torch is not None:
-            return self.torch.velocity(x)
+            return apply_update(self.update, x, self.torch.velocity(x), self.alpha)
         out = np.zeros_like(x)
         starts = range(0, self.n, self.rows)
         for h in range(len(self.Q)):
@@ -156,7 +165,7 @@ class TokenModel:
             else:
                 for i0 in starts:
                     self._rows(ops, i0, out)
-        return out - np.sum(out * x, axis=1, keepdims=True) * x
+        return apply_update(self.update, x, out, self.alpha)
 
     def _operands(self, x: np.ndarray, h: int):
         """(A, B^T, [V x, 1], s, self_free, exact) of head h: A B^T is the exponent of ``velocity``

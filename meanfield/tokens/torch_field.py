@@ -63,7 +63,8 @@ class TorchField:
         return e
 
     def velocity(self, x: np.ndarray) -> np.ndarray:
-        """dx_i/dt for every token (n, d), tangent to the sphere at x_i (float64)."""
+        """The attention output A_i of every token (n, d), float64 (own terms left out where the model's heads
+        allow: ``TokenModel._free``)."""
         torch, m = self.torch, self.model
         n, d = x.shape
         rows = max(1, min(n, self.block_bytes // (8 * max(n, 1))))
@@ -94,5 +95,4 @@ class TorchField:
                     if m._row_scale is not None:  # causal USA: the row's probability measure
                         scale = scale * self._tensor(m._row_scale[i0:i1])
                     out[i0:i1] += acc[:, :d] * scale[:, None]
-        field = out.cpu().numpy()
-        return field - np.sum(field * x, axis=1, keepdims=True) * x
+        return out.cpu().numpy()  # the attention output: TokenModel applies the update
