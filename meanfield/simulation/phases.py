@@ -22,7 +22,7 @@ from ..errors import NumericalError
 from ..physics.model import NEGATIVE_STOP, NEGATIVE_TOL
 from ..stepping import State
 from ..tokens import max_distance_to_mean, smoothed_density
-from ..tokens.batch import cluster_count, pair_fraction
+from ..tokens.batch import gram_statistics
 from ..tokens.integrators import normalise
 from ..tokens.updates import on_sphere
 from .handoff import HandOff, density_to_tokens
@@ -441,8 +441,13 @@ class BatchPhase(TokenPhase):
         """Per system: energy, spread, the fraction of clustered pairs and the cluster count (the peers')."""
         m, X = self.solver.model, self._systems()
         w = self.solver.w.reshape(m.systems, m.size)
-        return {"energy": self.energy(), "spread": np.array([max_distance_to_mean(x, ws) for x, ws in zip(X, w)]),
-                "pair_fraction": pair_fraction(X, self.PAIR_DELTA), "cluster_count": cluster_count(X, self.RANK_DELTA)}
+        mean = np.einsum("bi,bid->bd", w, X)
+        norm = np.linalg.norm(mean, axis=1, keepdims=True)  # as max_distance_to_mean, system by system
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = np.max(np.linalg.norm(X - mean[:, None, :] / norm[:, None, :], axis=2), axis=1)
+        spread[norm[:, 0] == 0] = 2.0
+        pairs, count, energy = gram_statistics(X, w, m.beta, self.PAIR_DELTA, self.RANK_DELTA)
+        return {"energy": energy, "spread": spread, "pair_fraction": pairs, "cluster_count": count}
 
     def positions(self) -> np.ndarray:
         """Positions (systems, n, d) (pre-LN, peri-LN: the residual streams)."""

@@ -143,20 +143,24 @@ class BatchedTokenModel:
             sl = (lambda m: m if m.ndim == 2 else m[b0:b1])
             if self._identity_qk[h]:
                 q, k = Xb, Xb
-                s = beta[:, :, 0] + self._top_w[b0:b1, None]  # beta |x_i| |x_j| + max log w bounds the row
+                s = np.broadcast_to(beta[:, :, 0] + self._top_w[b0:b1, None], (b1 - b0, n))  # bounds each row
             else:
                 q, k = Xb @ np.swapaxes(sl(Q), -1, -2), Xb @ np.swapaxes(sl(K), -1, -2)
                 s = (beta[:, :, 0] * np.linalg.norm(q, axis=2) * np.linalg.norm(k, axis=2).max(axis=1, keepdims=True)
                      + self._top_w[b0:b1, None])
+            exact = bool(np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT))  # the bound could underflow a row
+            # one product makes beta <q_i, k_j> - s_i + log w_j: [beta q, -s, 1] against [k, 1, log w]
+            left = self._buffer("rows", (b1 - b0, n, k.shape[2] + 2))
+            left[..., :-2], left[..., -2], left[..., -1] = beta * q, 0.0 if exact else -s, 1.0
+            right = self._buffer("columns", (b1 - b0, k.shape[2] + 2, n))
+            right[:, :-2], right[:, -2], right[:, -1] = np.swapaxes(k, 1, 2), 1.0, self._log_w[b0:b1]
             e = self._buffer("exponents", (b1 - b0, n, n))
-            np.matmul(q, np.swapaxes(k, 1, 2), out=e)
-            e *= beta
-            e += self._log_w[b0:b1, None, :]
+            np.matmul(left, right, out=e)
             if self._mask is not None:
                 e += self._mask
-            if np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT):  # the bound could underflow a row
+            if exact:
                 s = e.max(axis=2)
-            e -= s[:, :, None]
+                e -= s[:, :, None]
             np.exp(e, out=e)
             V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
             if self._self_free[h] and not raw:  # V = I, post-LN: the own term out of the numerator (class doc)
@@ -182,33 +186,60 @@ class BatchedTokenModel:
 
     def energy_scaled(self, x: np.ndarray) -> np.ndarray:
         """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} of each system (Q = K = I kernel), (systems,)."""
-        X, w = self.unit(x), self.w.reshape(self.systems, self.size)
-        G = X @ np.swapaxes(X, 1, 2)
-        return np.einsum("bi,bij,bj->b", w, np.exp(self.beta[:, None, None] * (G - 1.0)), w) / (2 * self.beta)
+        return gram_statistics(self.unit(x), self.w.reshape(self.systems, self.size), self.beta)[2]
 
 
 def pair_fraction(X: np.ndarray, delta: float = 1e-3) -> np.ndarray:
     """The fraction of pairs i != j of each system (X: (systems, n, d) unit vectors) with <x_i, x_j> > 1 - delta
     (Geshkovski et al.'s clustering probability; they take delta = 1e-3)."""
-    B, n, _ = X.shape
-    if n < 2:
-        return np.ones(B)
-    close = (X @ np.swapaxes(X, 1, 2)) > 1.0 - delta
-    return (close.sum(axis=(1, 2)) - np.trace(close, axis1=1, axis2=2)) / (n * (n - 1))
+    return gram_statistics(X, pair_delta=delta)[0]
 
 
 def cluster_count(X: np.ndarray, delta: float = 1e-4) -> np.ndarray:
     """The number of clusters of each system: the rank of its thresholded Gram matrix 1[<x_i, x_j> > 1 - delta]
     (Geshkovski et al.; delta = 1e-4).  Where "close" is an equivalence (tokens in tight clusters) the rank is the
     number of distinct rows, counted exactly without a factorisation; other systems get numpy's matrix_rank."""
+    return gram_statistics(X, rank_delta=delta)[1]
+
+
+def gram_statistics(X: np.ndarray, w: np.ndarray | None = None, beta=None, pair_delta: float = 1e-3,
+                    rank_delta: float = 1e-4, block: int = 4096) -> tuple:
+    """(pair_fraction, cluster_count, energy or None) of each system from one Gram matrix per block of systems;
+    the energy e^{-beta} (1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} when weights w (systems, n) and beta
+    (systems,) are given."""
     B, n, _ = X.shape
-    T = (X @ np.swapaxes(X, 1, 2)) > 1.0 - delta
-    key = np.packbits(T, axis=2).view(np.uint8).reshape(B, n, -1)  # each row as bytes
-    rows = np.ascontiguousarray(key).view(np.dtype((np.void, key.shape[2]))).reshape(B, n)
-    same = rows[:, :, None] == rows[:, None, :]
-    equivalence = ~np.any(T & ~same, axis=(1, 2))  # i close to j only where their rows agree
-    srt = np.sort(rows, axis=1)
-    out = 1 + np.sum(srt[:, 1:] != srt[:, :-1], axis=1)
+    pairs, count = np.ones(B), np.ones(B, dtype=np.int64)
+    energy = None if w is None else np.empty(B)
+    for b0 in range(0, B, block):
+        Xb = X[b0:b0 + block]
+        G = Xb @ np.swapaxes(Xb, 1, 2)
+        if n > 1:
+            close = G > 1.0 - pair_delta
+            pairs[b0:b0 + block] = (close.sum(axis=(1, 2)) - np.trace(close, axis1=1, axis2=2)) / (n * (n - 1))
+        count[b0:b0 + block] = _rank(G > 1.0 - rank_delta)
+        if w is not None:
+            bb = np.asarray(beta)[b0:b0 + block, None, None]
+            G -= 1.0
+            G *= bb
+            np.exp(G, out=G)
+            energy[b0:b0 + block] = np.einsum("bi,bij,bj->b", w[b0:b0 + block], G, w[b0:b0 + block]) / (2 * bb[:, 0, 0])
+    return pairs, count, energy
+
+
+def _rank(T: np.ndarray) -> np.ndarray:
+    """The rank of each boolean matrix T[b]: its number of distinct rows where "close" is an equivalence (every
+    pair marked close has equal rows), numpy's matrix_rank elsewhere."""
+    B, n, _ = T.shape
+    packed = np.packbits(T, axis=2)
+    words = -(-packed.shape[2] // 8)
+    keys = np.zeros((B, n, 8 * words), dtype=np.uint8)
+    keys[..., :packed.shape[2]] = packed
+    keys = keys.view(np.uint64)  # each row as `words` 64-bit integers
+    same = np.all(keys[:, :, None, :] == keys[:, None, :, :], axis=3)
+    equivalence = ~np.any(T & ~same, axis=(1, 2))
+    order = np.lexsort(keys.transpose(2, 0, 1)[::-1], axis=-1) if words > 1 else np.argsort(keys[..., 0], axis=1)
+    srt = np.take_along_axis(keys, order[..., None], axis=1)
+    out = 1 + np.sum(np.any(srt[:, 1:] != srt[:, :-1], axis=2), axis=1)
     other = np.flatnonzero(~equivalence)
     if other.size:
         out[other] = np.linalg.matrix_rank(T[other].astype(float))

@@ -1,0 +1,177 @@
+"""Batched token systems and the peers' residual updates (docs/ensembles.md, docs/variants.md).
+
+Each update is checked against the equiangular reduction derived in docs/variants.md (a scalar ODE for the overlap,
+solved by scipy at 1e-12) and its late-time law; a batch against single runs of the same systems; the peers'
+diagnostics against numpy's matrix rank and a direct count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import meanfield
+from meanfield.errors import ConfigError
+from meanfield.io.report import check
+from meanfield.physics.theory import equiangular_overlap
+from meanfield.tokens import BatchedTokenModel, TokenModel, TokenSolver
+from meanfield.tokens.batch import cluster_count, pair_fraction
+
+UPDATES = ("post-ln", "pre-ln", "peri-ln", "ngpt")
+
+
+def equiangular(n: int, d: int, rho: float, seed: int = 1) -> np.ndarray:
+    """n unit vectors of R^d with <x_i, x_j> = rho (i != j), rotated at random."""
+    G = (1 - rho) * np.eye(n) + rho * np.ones((n, n))
+    X = np.zeros((n, d))
+    X[:, :n] = np.linalg.cholesky(G)
+    R, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+    return X @ R.T
+
+
+def overlap(X: np.ndarray) -> tuple[float, float]:
+    """(mean 1 - <x_i, x_j> over pairs, from chords: no digits lost near 1; mean |z_i|)."""
+    n = X.shape[0]
+    u = X / np.linalg.norm(X, axis=1, keepdims=True)
+    chord2 = np.sum((u[:, None] - u[None]) ** 2, axis=2) / 2
+    return float(np.mean(chord2[~np.eye(n, dtype=bool)])), float(np.mean(np.linalg.norm(X, axis=1)))
+
+
+def simulate(update, variant, heads, times, n=5, d=6, beta=2.0, rho0=-0.1, h=0.01, systems=2):
+    """The equiangular systems advanced by RK4 through the package's solver: (1 - rho, r) at ``times``."""
+    model = BatchedTokenModel(systems, np.full(n, 1 / n), beta, variant, d, heads=heads, update=update)
+    solver = TokenSolver(model, np.concatenate([equiangular(n, d, rho0, s) for s in range(systems)]),
+                         np.arange(systems * n), systems * n, "rk4", h)
+    out, steps = [], 0
+    for t in times[1:]:
+        while steps * h < t - 1e-9:
+            solver.advance(h)
+            steps += 1
+        per = [overlap(solver.x[s * n:(s + 1) * n]) for s in range(systems)]
+        assert max(abs(p[0] / per[0][0] - 1) for p in per) < 1e-7  # every system the same (rotations of one)
+        out.append(per[0])
+    return np.array(out).T
+
+
+@pytest.mark.parametrize("variant", ["sa", "usa"])
+@pytest.mark.parametrize("update", UPDATES)
+def test_equiangular_overlap_follows_the_derived_ode(update, variant):
+    """Two heads (Q^T K = I and I / 2, V = I and 0.7 I): 1 - rho and r of the tokens against the scalar ODE."""
+    d, beta = 6, 2.0
+    heads = [(np.eye(d), np.eye(d), np.eye(d)), (np.eye(d) / math.sqrt(2), np.eye(d) / math.sqrt(2), 0.7 * np.eye(d))]
+    # post-LN clusters fastest: its windows end while 1 - rho >= 1e-9 (unit vectors hold no finer overlap)
+    times = np.linspace(0, {("post-ln", "sa"): 6.0, ("post-ln", "usa"): 1.5}.get((update, variant), 10.0), 6)
+    fast = (update, variant) == ("post-ln", "usa")  # rate ~ 18: RK4's step shrinks to keep its error < 1e-7
+    gap, r = simulate(update, variant, heads, times, h=0.002 if fast else 0.01)
+    gap_ode, r_ode = equiangular_overlap(times, -0.1, 5, [(beta, 1.0), (beta / 2, 0.7)], update, variant)
+    assert gap_ode[-1] < 0.2 * gap_ode[0]  # the tokens did cluster over the window
+    assert np.max(np.abs(gap / gap_ode[1:] - 1)) < 1e-6
+    assert np.max(np.abs(r / r_ode[1:] - 1)) < 1e-6
+
+
+def test_late_time_laws():
+    """SA, one head: 1 - rho ~ e^{-2t} (post-LN), e^{-2 alpha t} (nGPT), r^{-2} with r ~ t (pre-LN, peri-LN),
+    measured on the tokens to 1 %."""
+    n, d, beta = 4, 5, 1.0
+    eye = [(np.eye(d), np.eye(d), np.eye(d))]
+    for update, t_end, h in (("post-ln", 12.0, 0.01), ("ngpt", 60.0, 0.05)):
+        times = np.array([0.0, t_end - 1, t_end])
+        gap, _ = simulate(update, "sa", eye, times, n, d, beta, 0.0, h)
+        rate = math.log(gap[1] / gap[0])
+        assert abs(rate / (-2.0 if update == "post-ln" else -0.4) - 1) < 0.01
+    for update in ("pre-ln", "peri-ln"):
+        times = np.array([0.0, 400.0, 440.0])
+        gap, r = simulate(update, "sa", eye, times, n, d, beta, 0.0, 0.2)
+        slope = math.log(gap[1] / gap[0]) / math.log(r[1] / r[0])
+        assert abs(slope / -2.0 - 1) < 0.01
+        assert abs((r[1] - r[0]) / 40.0 - 1) < 0.01  # r' -> 1: r grows like t
+
+
+def test_token_model_updates_match_the_batch():
+    """TokenModel's field under each update (general heads, causal) equals one system of BatchedTokenModel."""
+    rng = np.random.default_rng(2)
+    n, d = 9, 4
+    x = rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    w = rng.uniform(0.5, 1.5, n)
+    w /= w.sum()
+    Q, K, V = ([rng.standard_normal((d, d)) for _ in range(2)] for _ in range(3))
+    for update in UPDATES:
+        for causal in (False, True):
+            for variant in ("sa", "usa"):
+                single = TokenModel(w, 3.0, variant, d, Q, K, V, causal, alibi=0.5, update=update)
+                batch = BatchedTokenModel(1, w, 3.0, variant, d, causal, 0.5, heads=list(zip(Q, K, V)),
+                                          update=update)
+                v = single.velocity(x)
+                assert np.max(np.abs(v - batch.velocity(x))) < 1e-13 * np.max(np.abs(v))
+
+
+def _config(**particles):
+    return {"model": {"method": "particles", "geometry": "sphere", "beta": 3.0},
+            "particles": {"n": 10, "dim": 3, **particles}, "attention": {"Q": "random", "heads": 2, "seed": 5},
+            "time": {"t_end": 1.0, "dt": 0.02}, "output": {"interval": 0.5}, "initial": {"seed": 3}}
+
+
+@pytest.mark.parametrize("update", UPDATES)
+def test_batch_systems_are_single_runs(update):
+    """System b of a batch is the run with initial.seed + b and attention.seed + b (its own random heads)."""
+    batch = meanfield.solve(_config(batch=3, update=update))
+    assert batch["positions"].shape == (3, 3, 10, 3) and batch["diagnostics"]["pair_fraction"].shape == (3, 3)
+    for b in range(3):
+        cfg = _config(update=update)
+        cfg["initial"]["seed"], cfg["attention"]["seed"] = 3 + b, 5 + b
+        single = meanfield.solve(cfg)
+        assert np.max(np.abs(batch["positions"][:, b] - single["positions"])) < 1e-13
+        assert np.max(np.abs(batch["diagnostics"]["energy"][:, b] / single["diagnostics"]["energy"] - 1)) < 1e-13
+
+
+def test_batch_history_file(tmp_path):
+    """A batched run's file: a system axis (labelled by seed) on positions and per-system diagnostics, read back by
+    the verified reader and meanfield info; output.tokens = false leaves the positions out."""
+    cfg = _config(batch=4, integrator="dopri5")
+    cfg["time"].update(adaptive=True, rtol=1e-8)
+    res = meanfield.run(cfg, tmp_path / "b.h5")
+    ds = meanfield.open_history(res.path)
+    assert ds.positions.dims == ("time", "system", "token", "component")
+    assert list(ds.system.values) == [3, 4, 5, 6]
+    assert ds.pair_fraction.dims == ("time", "system") and ds.dt.dims == ("time",)
+    report = check(res.path)
+    assert report.ok, [c.text for c in report.checks if not c.ok]
+    cfg["output"]["tokens"] = False
+    res = meanfield.run(cfg, tmp_path / "c.h5")
+    ds2 = meanfield.open_history(res.path)
+    assert "positions" not in ds2 and np.array_equal(ds2.cluster_count.values, ds.cluster_count.values)
+
+
+def test_batch_refusals():
+    """What a batch cannot do is refused in one line naming the key."""
+    cfg = _config(batch=2)
+    cfg["perceptron"] = {"activation": "tanh", "W": [[1.0]] * 3, "A": [[1.0, 0.0, 0.0]], "b": [0.0]}
+    with pytest.raises(ConfigError, match="perceptron.activation.*particles.batch"):
+        meanfield.solve(cfg)
+    cfg = _config(batch=2)
+    cfg["initial"] = {"kind": "tokens", "positions": [[1.0, 0.0, 0.0]] * 10}
+    with pytest.raises(ConfigError, match="initial.kind"):
+        meanfield.solve(cfg)
+    with pytest.raises(ConfigError, match="particles.update: got 'layernorm'"):
+        meanfield.solve(_config(update="layernorm"))
+
+
+def test_peers_diagnostics():
+    """pair_fraction against a direct count; cluster_count against numpy's matrix rank (tight clusters, loose
+    chains where "close" is not an equivalence, and random points)."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 3))
+    tight = centres[rng.integers(0, 3, 12)] + 1e-6 * rng.standard_normal((12, 3))
+    chain = np.array([[math.cos(a), math.sin(a), 0.0] for a in np.arange(12) * 0.01])  # 0.01 rad apart: a chain
+    X = np.stack([tight, chain, rng.standard_normal((12, 3))])
+    X /= np.linalg.norm(X, axis=2, keepdims=True)
+    for delta in (1e-4, 1e-3):
+        G = X @ X.transpose(0, 2, 1)
+        ranks = [np.linalg.matrix_rank((g > 1 - delta).astype(float)) for g in G]
+        assert list(cluster_count(X, delta)) == ranks
+        pairs = [sum(G[s, i, j] > 1 - delta for i in range(12) for j in range(12) if i != j) / 132 for s in range(3)]
+        assert np.allclose(pair_fraction(X, delta), pairs, rtol=0, atol=0)
+    assert cluster_count(X, 1e-4)[0] == len(np.unique(np.argmax(tight @ centres.T, axis=1)))
