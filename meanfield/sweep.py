@@ -22,7 +22,8 @@ killed resumes from its checkpoint, and two combinations that make the same conf
 The table (Parquet) has one row per run: the axes' values, ``status`` ("done" | "failed" | "killed"),
 ``error``, ``wall_time`` (s), ``path``, and the summaries: ``t_final``, ``energy_final``,
 ``n_clusters_final``, ``clusters_t<t>`` per cluster time, ``rate_<i>`` and ``rate_<i>_mode`` for the
-leading measured rates.  It is rewritten (atomically) after every run, so a killed sweep leaves it valid.
+leading measured rates; for batched runs (``particles.batch > 1``) ``energy_final`` is the systems' mean and
+``pairs_final`` (mean clustered pairs) and ``clusters_median_final`` (median cluster count) are added.  It is rewritten (atomically) after every run, so a killed sweep leaves it valid.
 """
 
 from __future__ import annotations
@@ -232,19 +233,67 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
     return out
 
 
+def batches(planned, keys) -> list[tuple[_config.Config, str, list[tuple[str, int]]]]:
+    """The runs that execute ``planned``: (config, run id, [(combination's run id, its system)]).  Particles runs
+    that differ only in initial.seed, over consecutive seeds, with fixed heads and particles.batch = 1, become one
+    batched run (particles.batch = the number of seeds; system b is exactly the run with the b-th seed:
+    docs/ensembles.md).  Every other combination is a run of its own (system -1)."""
+    import dataclasses
+
+    from .io import config_hash
+
+    groups: dict[str, list] = {}
+    alone = []
+    for values, cfg, rid in planned:
+        foldable = ("initial.seed" in keys and cfg.model.method == "particles" and cfg.particles.batch == 1
+                    and cfg.initial.kind not in ("tokens", "file") and not cfg.attention.resample
+                    and cfg.perceptron.activation == "none" and not cfg.schedule.times and cfg.particles.backend == "numpy"
+                    and cfg.particles.field != "funk_hecke"
+                    and not any(isinstance(getattr(cfg.attention, k), str) and getattr(cfg.attention, k) in ("random", "gpt2")
+                                for k in "QKV"))
+        if not foldable:
+            alone.append((cfg, rid, [(rid, -1)]))
+            continue
+        rest = config_hash(dataclasses.replace(cfg, initial=dataclasses.replace(cfg.initial, seed=0)))
+        groups.setdefault(rest, []).append((cfg.initial.seed, cfg, rid))
+    out = list(alone)
+    for members in groups.values():
+        members.sort(key=lambda m: m[0])
+        start = 0
+        for i in range(1, len(members) + 1):  # split into runs of consecutive seeds
+            if i == len(members) or members[i][0] != members[i - 1][0] + 1:
+                part = members[start:i]
+                if len(part) == 1:
+                    out.append((part[0][1], part[0][2], [(part[0][2], -1)]))
+                else:
+                    cfg = part[0][1]
+                    folded = dataclasses.replace(cfg, particles=dataclasses.replace(cfg.particles, batch=len(part)))
+                    out.append((folded, config_hash(folded), [(m[2], b) for b, m in enumerate(part)]))
+                start = i
+    return out
+
+
 # ------------------------------------------------------------------------------------ on a worker
 
 
-def summarise(path, cluster_times=(), rates: int = 3) -> dict:
-    """The table's summary columns of one finished history."""
+def summarise(path, cluster_times=(), rates: int = 3, system: int = -1) -> dict:
+    """The table's summary columns of one finished history (``system`` >= 0: of that system of a batch, as the
+    history of its own run would give them)."""
     from . import io
     from .analysis import model_of
     from .analysis.diagnostics import measure_growth_rates
 
     h = io.read_history(path)
     t, diag = np.asarray(h["time"]), h["diagnostics"]
+    if system >= 0:  # one system of a folded batch: its own rows, its cluster count as n_clusters
+        diag = {k: (v[:, system] if np.ndim(v) == 2 else v) for k, v in diag.items()}
+        diag["n_clusters"] = diag.pop("cluster_count")
+        diag.pop("pair_fraction")
     row = {"t_final": float(t[-1]) if t.size else math.nan,
-           "energy_final": float(diag["energy"][-1]) if "energy" in diag and t.size else math.nan}
+           "energy_final": float(np.mean(diag["energy"][-1])) if "energy" in diag and t.size else math.nan}
+    if "pair_fraction" in diag:  # a batch: the systems' mean clustered pairs and median cluster count at the end
+        row["pairs_final"] = float(np.mean(diag["pair_fraction"][-1])) if t.size else math.nan
+        row["clusters_median_final"] = float(np.median(diag["cluster_count"][-1])) if t.size else math.nan
     nc = np.asarray(diag.get("n_clusters", np.full(t.size, -1)))
     row["n_clusters_final"] = int(nc[-1]) if t.size else -1
     for tc in cluster_times:
@@ -264,9 +313,10 @@ def summarise(path, cluster_times=(), rates: int = 3) -> dict:
     return row
 
 
-def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
-    """Run one combination into ``path`` (resuming a run a killed worker left there) and summarise it.
-    Never raises for the run's own failures: they come back as status "failed" with the error's first line."""
+def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3, systems=(-1,)) -> list[dict]:
+    """Run one run into ``path`` (resuming a run a killed worker left there) and summarise it: one row per entry of
+    ``systems`` (-1: the run itself; b >= 0: system b of a folded batch).  Never raises for the run's own
+    failures: they come back as status "failed" with the error's first line."""
     from .simulation.runner import run
 
     t0 = _time.time()
@@ -287,13 +337,16 @@ def run_one(cfg_toml: str, path: str, cluster_times=(), rates: int = 3) -> dict:
                 # the history is this run's (its stored config hash is this run's) but cannot be continued
                 # (killed before its first checkpoint): the sweep owns it, start it again
                 run(cfg, out, overwrite=True, progress=False)
-            row.update(summarise(out, cluster_times, rates))
+            rows = [{**row, **summarise(out, cluster_times, rates, b), **({"system": b} if b >= 0 else {})}
+                    for b in systems]
         except (ConfigError, NumericalError, OutputError, OSError, ValueError) as exc:
             row.update(status="failed", error=f"{type(exc).__name__}: {first_line(exc)}")
-    if caught:  # the run's warnings (under-resolution, ...) go into the table, not the worker's log
-        row["warning"] = f"{len(caught)} warnings; first: {first_line(caught[0].message)}"
-    row["wall_time"] = _time.time() - t0
-    return row
+            rows = [dict(row) for _ in systems]
+    for r in rows:
+        if caught:  # the run's warnings (under-resolution, ...) go into the table, not the worker's log
+            r["warning"] = f"{len(caught)} warnings; first: {first_line(caught[0].message)}"
+        r["wall_time"] = _time.time() - t0
+    return rows
 
 
 def _check_ours(out: Path, cfg) -> None:
@@ -495,15 +548,16 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
         if old is not None:
             rows = {r["run_id"]: r for r in old.to_dict("records")}
         todo = []
-        for values, cfg, rid in planned:
-            path = runs_dir / f"{rid[:16]}.h5"
-            prev = rows.get(rid)
-            if prev is not None and prev.get("status") == "done" and path.exists():
+        values_of = {rid: values for values, _, rid in planned}
+        for cfg, brid, members in batches(planned, keys):
+            path = runs_dir / f"{brid[:16]}.h5"
+            if all(rows.get(rid, {}).get("status") == "done" and Path(rows[rid]["path"]).exists()
+                   for rid, _ in members):
                 continue
-            rows[rid] = {"run_id": rid, "status": "pending", "error": "", "warning": "", "wall_time": math.nan,
-                         "path": str(path),
-                         **values}
-            todo.append((rid, cfg, path))
+            for rid, b in members:
+                rows[rid] = {"run_id": rid, "status": "pending", "error": "", "warning": "", "wall_time": math.nan,
+                             "path": str(path), **({"system": b} if b >= 0 else {}), **values_of[rid]}
+            todo.append((brid, cfg, path, members))
         if not todo:
             if old is None or len(old) != len(rows):
                 _write_table(rows, keys, table, base_hash)
@@ -513,17 +567,19 @@ def run_sweep(sweep, table, *, scheduler: str | None = None, workers: int | None
             runs_dir.mkdir(exist_ok=True)
             _write_table(rows, keys, table, base_hash)
             futures = {client.submit(run_one, cfg.to_toml(), str(path), sweep.cluster_times, sweep.rates,
-                                     key=f"meanfield-{rid[:16]}", pure=False): rid for rid, cfg, path in todo}
+                                     tuple(b for _, b in members), key=f"meanfield-{brid[:16]}", pure=False): members
+                       for brid, cfg, path, members in todo}
             bar = progress_bar(total=len(todo), desc="runs", unit="run", disable=not show)
             for fut in as_completed(futures):
-                rid = futures[fut]
+                members = futures[fut]
                 try:
                     got = fut.result()
                 except KilledWorker as exc:  # its workers kept dying (memory, a kill): record and go on
-                    got = {"status": "killed", "error": f"KilledWorker: {first_line(exc)}"}
+                    got = [{"status": "killed", "error": f"KilledWorker: {first_line(exc)}"}] * len(members)
                 except Exception as exc:  # noqa: BLE001 - anything else the run raised: record and go on
-                    got = {"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}
-                rows[rid].update(got)
+                    got = [{"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}] * len(members)
+                for (rid, _), one in zip(members, got):
+                    rows[rid].update(one)
                 _write_table(rows, keys, table, base_hash)
                 bar.update(1)
             bar.close()

@@ -175,3 +175,58 @@ def test_peers_diagnostics():
         pairs = [sum(G[s, i, j] > 1 - delta for i in range(12) for j in range(12) if i != j) / 132 for s in range(3)]
         assert np.allclose(pair_fraction(X, delta), pairs, rtol=0, atol=0)
     assert cluster_count(X, 1e-4)[0] == len(np.unique(np.argmax(tight @ centres.T, axis=1)))
+
+
+PARTICLES_BASE = """
+[model]
+method = "particles"
+geometry = "circle"
+beta = 3.0
+[particles]
+n = 12
+dim = 2
+[time]
+t_end = 1.0
+dt = 0.05
+[output]
+interval = 0.5
+"""
+
+
+def test_a_sweep_over_seeds_runs_as_one_batch_and_each_row_is_its_single_run(tmp_path):
+    """meanfield sweep folds consecutive seeds of a particles base into one batched run per beta; each
+    combination keeps its row, whose summaries are those of the single run with that seed."""
+    from meanfield.sweep import batches, load_sweep, plan, run_sweep
+
+    (tmp_path / "run.toml").write_text(PARTICLES_BASE)
+    (tmp_path / "s.toml").write_text('base = "run.toml"\n[axes]\n"model.beta" = [2.0, 5.0]\n'
+                                     '"initial.seed" = [0, 1, 2, 4]\n')
+    sweep = load_sweep(tmp_path / "s.toml")
+    runs = batches(plan(sweep), sweep.keys)
+    assert sorted(len(m) for _, _, m in runs) == [1, 1, 3, 3]  # seeds 0-2 batched, seed 4 alone, per beta
+    df = run_sweep(sweep, tmp_path / "t.parquet", workers=1, progress=False)
+    assert len(df) == 8 and set(df["status"]) == {"done"} and df["path"].nunique() == 4
+    for _, row in df.iterrows():
+        cfg = meanfield.load_config(tmp_path / "run.toml", [f"model.beta={row['model.beta']}",
+                                                            f"initial.seed={row['initial.seed']}"])
+        single = meanfield.solve(cfg)
+        assert abs(row["energy_final"] / single["diagnostics"]["energy"][-1] - 1) < 1e-12
+
+
+def test_the_phase_plot_of_batched_runs(tmp_path):
+    """The phase diagram of a sweep of batched runs shows the mean clustered pairs over (t, beta), read from the
+    histories; its arrays are the histories' means and medians."""
+    from meanfield.sweep import run_sweep
+    from meanfield.viz.phase import phase_data, save
+
+    (tmp_path / "run.toml").write_text(PARTICLES_BASE.replace("dim = 2", "dim = 2\nbatch = 16"))
+    (tmp_path / "s.toml").write_text('base = "run.toml"\n[axes]\n"model.beta" = [1.0, 4.0, 9.0]\n')
+    df = run_sweep(tmp_path / "s.toml", tmp_path / "t.parquet", workers=1, progress=False)
+    d = phase_data(df)
+    assert d["pairs"].shape == (3, 3) and d["batch"]
+    for i, (_, row) in enumerate(df.sort_values("model.beta").iterrows()):
+        h = meanfield.open_history(row["path"])
+        assert np.allclose(d["pairs"][i], h.pair_fraction.mean("system").values, rtol=0, atol=0)
+        assert d["final_clusters"][i] == row["clusters_median_final"]
+    save(df, tmp_path / "phase.png")
+    assert (tmp_path / "phase.png").stat().st_size > 10_000

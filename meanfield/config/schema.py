@@ -155,7 +155,7 @@ class AttentionConfig:
     """[attention]: the attention field, read by both methods (density and tokens)."""
 
     heads: int = 1
-    Q: object = "identity"  # "identity" | "random" (N(0, 1/d) entries) | a d x d matrix | one per head
+    Q: object = "identity"  # "identity" | "random" (N(0, variance/d) entries) | "gpt2" | a d x d matrix | one per head
     K: object = "identity"
     V: object = "identity"
     seed: int = 0  # of "random" matrices (and of the resampled heads)
@@ -163,7 +163,7 @@ class AttentionConfig:
     alibi: float = 0.0  # ALiBi slope lambda of the causal kernel
     integrals: str = "auto"  # density: "auto" | "funk_hecke" | "quadrature" (how the field's integrals are evaluated)
     resample: bool = False  # tokens: fresh Gaussian heads every layer (random heads per layer)
-    variance: float = 1.0  # resample: Q, K, V entries N(0, variance / d)
+    variance: float = 1.0  # "random" matrices and resampled heads: entries N(0, variance / d)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from ..errors import ConfigError
 GPT2_STD = 0.02
 
 
-def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name: str) -> list[np.ndarray]:
-    """Q, K or V for every head from the config: "identity", "random" (N(0, 1/d) entries, drawn
+def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name: str,
+                       variance: float = 1.0) -> list[np.ndarray]:
+    """Q, K or V for every head from the config: "identity", "random" (N(0, variance/d) entries, drawn
     independently per head), "gpt2" (N(0, 0.02^2) entries: GPT-2's initialisation of its attention weights),
     a d x d matrix (list of rows), or a list of ``heads`` of those."""
     if isinstance(spec, str) or _is_matrix(spec):
@@ -34,7 +35,7 @@ def attention_matrices(spec, d: int, heads: int, rng: np.random.Generator, name:
         if isinstance(s, str) and s == "identity":
             out.append(np.eye(d))
         elif isinstance(s, str) and s == "random":
-            out.append(rng.standard_normal((d, d)) / math.sqrt(d))
+            out.append(rng.standard_normal((d, d)) * math.sqrt(variance / d))
         elif isinstance(s, str) and s == "gpt2":
             out.append(rng.standard_normal((d, d)) * GPT2_STD)
         elif _is_matrix(s) and _as_matrix(s) is not None and _as_matrix(s).shape == (d, d):
@@ -93,7 +94,7 @@ def attention_heads(cfg, dim: int) -> list[tuple[np.ndarray, np.ndarray, np.ndar
     """[(Q_h, K_h, V_h)] of the config's [attention] section (random matrices drawn with attention.seed)."""
     a = cfg.attention
     rng = np.random.default_rng(a.seed)
-    mats = [attention_matrices(getattr(a, name), dim, a.heads, rng, name) for name in ("Q", "K", "V")]
+    mats = [attention_matrices(getattr(a, name), dim, a.heads, rng, name, a.variance) for name in ("Q", "K", "V")]
     for h, (Q, K, _) in enumerate(zip(*mats[:2], mats[2])):
         with np.errstate(over="ignore", invalid="ignore"):
             size = float(np.max(np.abs(Q.T @ K)))  # times beta: the scale of the logits <Q x, K y>

@@ -134,7 +134,6 @@ class BatchedTokenModel:
         """Systems b0 .. b0 + block: their velocities (or, ``raw``, attention outputs) into ``out``."""
         b1 = min(self.systems, b0 + self._block)
         Xb, n, d = X[b0:b1], self.size, X.shape[2]
-        idx = np.arange(n)
         beta = self.beta[b0:b1, None, None]
         A = np.zeros_like(Xb)
         V1 = self._buffer("values", (b1 - b0, n, d + 1))
@@ -164,8 +163,9 @@ class BatchedTokenModel:
             np.exp(e, out=e)
             V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
             if self._self_free[h] and not raw:  # V = I, post-LN: the own term out of the numerator (class doc)
-                own = e[:, idx, idx].copy()
-                e[:, idx, idx] = 0.0
+                diagonal = e.reshape(b1 - b0, n * n)[:, ::n + 1]  # a view of e's diagonals
+                own = diagonal.copy()
+                diagonal[...] = 0.0
                 acc = e @ V1
                 acc[..., d] += own
             else:
@@ -222,25 +222,41 @@ def gram_statistics(X: np.ndarray, w: np.ndarray | None = None, beta=None, pair_
             G -= 1.0
             G *= bb
             np.exp(G, out=G)
-            energy[b0:b0 + block] = np.einsum("bi,bij,bj->b", w[b0:b0 + block], G, w[b0:b0 + block]) / (2 * bb[:, 0, 0])
+            wb = w[b0:b0 + block]
+            energy[b0:b0 + block] = np.sum(wb * (G @ wb[:, :, None])[..., 0], axis=1) / (2 * bb[:, 0, 0])
     return pairs, count, energy
 
 
 def _rank(T: np.ndarray) -> np.ndarray:
     """The rank of each boolean matrix T[b]: its number of distinct rows where "close" is an equivalence (every
-    pair marked close has equal rows), numpy's matrix_rank elsewhere."""
+    pair marked close has equal rows), else the rank of its distinct rows and columns (duplicates add nothing) by
+    numpy's matrix_rank, systems with as many distinct rows together."""
     B, n, _ = T.shape
     packed = np.packbits(T, axis=2)
     words = -(-packed.shape[2] // 8)
     keys = np.zeros((B, n, 8 * words), dtype=np.uint8)
     keys[..., :packed.shape[2]] = packed
     keys = keys.view(np.uint64)  # each row as `words` 64-bit integers
-    same = np.all(keys[:, :, None, :] == keys[:, None, :, :], axis=3)
-    equivalence = ~np.any(T & ~same, axis=(1, 2))
-    order = np.lexsort(keys.transpose(2, 0, 1)[::-1], axis=-1) if words > 1 else np.argsort(keys[..., 0], axis=1)
-    srt = np.take_along_axis(keys, order[..., None], axis=1)
-    out = 1 + np.sum(np.any(srt[:, 1:] != srt[:, :-1], axis=2), axis=1)
-    other = np.flatnonzero(~equivalence)
+    if words == 1:
+        k = keys[..., 0]
+        order = np.argsort(k, axis=1)
+        srt = np.take_along_axis(k, order, axis=1)
+        first = np.ones((B, n), dtype=bool)
+        first[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        same = k[:, :, None] == k[:, None, :]
+    else:
+        order = np.lexsort(keys.transpose(2, 0, 1)[::-1], axis=-1)
+        srt = np.take_along_axis(keys, order[..., None], axis=1)
+        first = np.ones((B, n), dtype=bool)
+        first[:, 1:] = np.any(srt[:, 1:] != srt[:, :-1], axis=2)
+        same = np.all(keys[:, :, None, :] == keys[:, None, :, :], axis=3)
+    out = first.sum(axis=1)
+    other = np.flatnonzero(np.any(T & ~same, axis=(1, 2)))  # "close" is not an equivalence there
     if other.size:
-        out[other] = np.linalg.matrix_rank(T[other].astype(float))
+        distinct = out[other]
+        for m in np.unique(distinct):
+            group = other[distinct == m]
+            rows = np.sort(np.where(first[group], order[group], n), axis=1)[:, :m]  # one row of each kind
+            sub = T[group[:, None, None], rows[:, :, None], rows[:, None, :]]
+            out[group] = np.linalg.matrix_rank(sub.astype(float))
     return out

@@ -30,15 +30,20 @@ def _beta_column(df) -> str:
 
 
 def _run(path: str):
-    """(time, n_clusters, config) of one history, read and checked by the verified reader."""
+    """(time, value, config) of one history, read and checked by the verified reader: its number of clusters, or
+    for a batch (``particles.batch > 1``) the fraction of clustered pairs averaged over its systems, with the
+    systems' median cluster count as a fourth entry."""
     try:
         h = read_history(path, key="TABLE")
     except ConfigError as exc:
         raise ConfigError(f"{exc}; rerun the sweep (it reruns runs whose history is gone) or drop its row") from None
-    if "n_clusters" not in h["diagnostics"]:
+    d = h["diagnostics"]
+    t, cfg = np.asarray(h["time"], dtype=float), _config.loads(str(h["attrs"]["config"]))
+    if "pair_fraction" in d:
+        return t, np.mean(d["pair_fraction"], axis=1), cfg, np.median(d["cluster_count"], axis=1)
+    if "n_clusters" not in d:
         raise ConfigError(f"TABLE: the history {path!r} has no /diagnostics/n_clusters, allowed: a meanfield history")
-    return (np.asarray(h["time"], dtype=float), np.asarray(h["diagnostics"]["n_clusters"], dtype=float),
-            _config.loads(str(h["attrs"]["config"])))
+    return t, np.asarray(d["n_clusters"], dtype=float), cfg, None
 
 
 def _perturbation(cfg) -> float:
@@ -56,6 +61,10 @@ def phase_data(df, points: int = 240) -> dict:
     if done.empty:
         raise ConfigError("TABLE: no run with status 'done', allowed: a table with finished runs")
     runs = [(float(b), *_run(p)) for b, p in zip(done[col], done["path"])]
+    batch = runs[0][4] is not None
+    if batch:  # the peers' diagram: clustered pairs over (t, beta), the median cluster count at the end
+        return _batch_data(runs)
+    runs = [r[:4] for r in runs]
     t_end = min(float(r[1][-1]) for r in runs)
     first = min(float(r[1][r[1] > 0][0]) for r in runs if np.any(r[1] > 0))
     log = any(r[3].output.spacing == "log" for r in runs) and t_end / first > 1e3
@@ -90,9 +99,41 @@ def phase_data(df, points: int = 240) -> dict:
                 plateau_sd=plateau_sd, log_time=log, dim=runs[0][3].dim, method=runs[0][3].model.method)
 
 
+def _batch_data(runs) -> dict:
+    """The diagram of batched runs: betas, their snapshot times, the mean fraction of clustered pairs
+    (beta x time) and the median cluster count at the last snapshot, per beta."""
+    runs = sorted(runs, key=lambda r: r[0])
+    betas = np.array([r[0] for r in runs])
+    if np.unique(betas).size != betas.size:
+        raise ConfigError("TABLE: more than one batched run per beta, allowed: one (its systems are the seeds)")
+    times = runs[0][1]
+    if any(r[1].shape != times.shape or not np.allclose(r[1], times) for r in runs):
+        raise ConfigError("TABLE: the batched runs have different snapshot times, allowed: one schedule for all")
+    return dict(betas=betas, times=times, pairs=np.stack([r[2] for r in runs]),
+                final_clusters=np.array([r[4][-1] for r in runs]), systems=runs[0][3].particles.batch,
+                n=runs[0][3].particles.n, dim=runs[0][3].dim, batch=True)
+
+
+def _draw_batch(d, fig) -> None:
+    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    b = d["betas"]
+    mesh = ax.pcolormesh(_edges(d["times"], False), _edges(b, False), d["pairs"], shading="flat", cmap="RdBu_r")
+    fig.colorbar(mesh, ax=ax, label="fraction of pairs with <x_i, x_j> > 1 - 1e-3")
+    ax.set(xlabel="t", ylabel="beta")
+    ax.set_title(f"clustered pairs over (t, beta): {d['systems']} systems of n = {d['n']} tokens per beta, "
+                 f"S^{d['dim'] - 1}", fontsize=9)
+    bx.plot(b, d["final_clusters"], "o-", ms=3)
+    bx.set(xlabel="beta", ylabel=f"median cluster count at t = {d['times'][-1]:.3g}")
+    bx.set_title("rank of the Gram matrix > 1 - 1e-4", fontsize=9)
+
+
 def draw(df, fig) -> None:
-    """Draw the phase diagram of a sweep table on the matplotlib Figure ``fig``."""
+    """Draw the phase diagram of a sweep table on the matplotlib Figure ``fig``: the number of clusters over
+    (t, beta), or for batched runs the peers' fraction of clustered pairs."""
     d = phase_data(df)
+    if d.get("batch"):
+        _draw_batch(d, fig)
+        return
     ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
     b = d["betas"]
     log_beta = b.size > 2 and b.min() > 0 and b.max() / b.min() > 8
