@@ -13,6 +13,7 @@
    version it replaced; the sphere's (L = 63..511) per backend, with 1 and 2 threads.
 3. Token fields against n: the direct O(n^2) sum and the Funk-Hecke path (S^2, beta = 25), and the
    direct sum for random Q, K, V with two heads; one RK4 step of 10^6 tokens; peak memory.
+4. The batched field of many small systems against the same step written with numpy alone.
 
 CPU-time minima over repeats, ratios measured in one process: these machines are noisy.  Threads
 are pinned (BLAS and transforms one thread unless a row says otherwise).  ``--quick`` (< 1 minute)
@@ -43,7 +44,9 @@ QUICK_BOUNDS = {"circle rhs K=512: transform floor (scipy.fft pair) / rhs": 0.45
                 # the direct path it is measured against became 2.6x faster (tiles): 48x -> 18x measured
                 "tokens n=5000: direct / funk_hecke": 8.0,
                 "general tokens n=5000: BLAS baseline / tiled (1 thread)": 1.2,
-                "adaptive dop853 nu=0 K=512: rtol / error at rtol 1e-6 (>= 0.1: error within 10 rtol)": 0.1}
+                "adaptive dop853 nu=0 K=512: rtol / error at rtol 1e-6 (>= 0.1: error within 10 rtol)": 0.1,
+                # the peers' step in numpy alone (benchmarks/bench_ensembles.py): 1.9x measured
+                "batched field 2048 x 32 on S^1: numpy baseline / batched": 1.0}
 
 
 def cpu(fn, repeat=3):
@@ -419,6 +422,14 @@ def main(argv=None) -> int:
             worst = max(r["max_diff"] for r in trows if "max_diff" in r)
             targets.append(f"| tokens Q = K = V = I: Funk-Hecke field against the direct sum | <= 1e-10 | {worst:.1e} | "
                            f"{'met' if worst <= 1e-10 else 'missed'} |")
+    with threadpool_limits(limits=1, user_api="blas"):
+        from bench_ensembles import batched_field
+
+        ours, base, diff = batched_field()
+    lines += ["", "## 4. Ensembles (benchmarks/bench_ensembles.py has the diagram and 10^7 tokens)", "",
+              f"Batched field, 2048 systems x 32 tokens on S^1 (rotf's settings), one evaluation: {1e3 * ours:.1f} ms "
+              f"CPU; the same step in numpy alone {1e3 * base:.1f} ms; max difference {diff:.1e}.", ""]
+    checks["batched field 2048 x 32 on S^1: numpy baseline / batched"] = base / ours
     if not args.quick:
         lines.append("")
         for th in (1, 2):

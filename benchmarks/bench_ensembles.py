@@ -1,0 +1,122 @@
+"""Ensembles and the field of many tokens: the measurements behind benchmarks/results.md's section 4.
+
+    python benchmarks/bench_ensembles.py [--diagram] [--tokens N]
+
+1. The batched field (``BatchedTokenModel``, rotf's settings: 2048 systems of 32 tokens on the circle, SA,
+   beta 4) against the peers' algorithm written with numpy alone (the baseline, same process): per system the
+   logits by one batched product, a softmax with its row maximum subtracted, one more batched product.  CPU
+   time of one evaluation, one thread.
+2. One run of the shipped rotf_base example (one beta, 2048 systems, 300 Euler steps, 151 snapshots of the
+   peers' statistics), wall time, one core.
+3. ``--diagram``: the whole rotf phase diagram (``meanfield sweep`` of the shipped rotf_phase, 90 runs, a local
+   cluster of one worker per core), wall time, against the 5-minute target.
+4. The field of N tokens (default 10^7) on S^2 and S^1, Q = K = V = I, SA, beta = 25 (the Funk–Hecke path),
+   one evaluation on 2 threads, wall time, against the 3.5 s target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+
+def peers_field(X: np.ndarray, beta: float) -> np.ndarray:
+    """rotf's attention step (softmax of beta <x_i, x_j>, then the weighted sum), numpy alone, projected."""
+    S = beta * (X @ X.transpose(0, 2, 1))
+    S -= S.max(axis=2, keepdims=True)
+    np.exp(S, out=S)
+    S /= S.sum(axis=2, keepdims=True)
+    A = S @ X
+    return A - np.sum(A * X, axis=2, keepdims=True) * X
+
+
+def cpu(fn, repeat=5):
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def batched_field():
+    from meanfield.tokens import BatchedTokenModel
+
+    B, n, d, beta = 2048, 32, 2, 4.0
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((B, n, d))
+    X /= np.linalg.norm(X, axis=2, keepdims=True)
+    model = BatchedTokenModel(B, np.full(n, 1.0 / n), beta, "sa", d)
+    x = X.reshape(B * n, d)
+    ours, base = cpu(lambda: model.velocity(x)), cpu(lambda: peers_field(X, beta))
+    diff = float(np.max(np.abs(model.velocity(x).reshape(X.shape) - peers_field(X, beta))))
+    return ours, base, diff
+
+
+def example_run():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "meanfield", "run", os.path.join(root, "meanfield", "examples",
+                        "rotf_base.toml"), "-o", os.path.join(tmp, "r.h5")], check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+
+def diagram():
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "meanfield", "example", "rotf_phase"], cwd=tmp, check=True,
+                       capture_output=True)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "meanfield", "sweep", "rotf_phase.toml", "-o", "rotf.parquet"], cwd=tmp,
+                       check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+
+def many_tokens(n: int):
+    from meanfield.tokens import TokenModel
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for d in (3, 2):
+        x = rng.standard_normal((n, d))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        model = TokenModel(np.full(n, 1.0 / n), 25.0, "sa", d, field="funk_hecke", threads=2)
+        model.velocity(x)
+        walls = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model.velocity(x)
+            walls.append(time.perf_counter() - t0)
+        rows.append((d, min(walls)))
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--diagram", action="store_true", help="also time the whole rotf phase diagram (minutes)")
+    p.add_argument("--tokens", type=int, default=10_000_000, help="tokens of the many-token field")
+    args = p.parse_args(argv)
+    with threadpool_limits(limits=1, user_api="blas"):
+        ours, base, diff = batched_field()
+    print(f"batched field, 2048 x 32 tokens on S^1: {1e3 * ours:.1f} ms CPU; numpy baseline {1e3 * base:.1f} ms; "
+          f"baseline / ours {base / ours:.2f}; max difference {diff:.1e}")
+    print(f"rotf_base (one beta, 2048 systems): {example_run():.1f} s wall")
+    if args.diagram:
+        wall = diagram()
+        print(f"rotf phase diagram (90 runs, {os.cpu_count()} workers): {wall:.0f} s wall "
+              f"({'met' if wall <= 300 else 'missed'}: <= 300 s)")
+    for d, wall in many_tokens(args.tokens):
+        print(f"{args.tokens:.0e} tokens on S^{d - 1}, one field, 2 threads: {wall:.2f} s wall "
+              f"({'met' if wall <= 3.5 else 'missed'}: <= 3.5 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
