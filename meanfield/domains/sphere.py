@@ -196,7 +196,9 @@ def grid_size(modes: int, dealias: float) -> tuple[int, int]:
     an even, FFT-friendly nphi >= dealias (2L + 1)."""
     ntheta = max(math.ceil(dealias * (modes + 1)), modes + 2, 32)
     nphi = scipy.fft.next_fast_len(max(math.ceil(dealias * (2 * modes + 1)), 2 * modes + 2), real=True)
-    return ntheta, nphi + (nphi % 2)
+    while nphi % 2:  # the next even 5-smooth length (243 + 1 = 244 = 4 x 61 made L = 80 at 3/2 2.3x slower)
+        nphi = scipy.fft.next_fast_len(nphi + 1, real=True)
+    return ntheta, nphi
 
 
 class Sphere(Geometry):
