@@ -23,7 +23,8 @@ The table (Parquet) has one row per run: the axes' values, ``status`` ("done" | 
 ``error``, ``wall_time`` (s), ``path``, and the summaries: ``t_final``, ``energy_final``,
 ``n_clusters_final``, ``clusters_t<t>`` per cluster time, ``rate_<i>`` and ``rate_<i>_mode`` for the
 leading measured rates; for batched runs (``particles.batch > 1``) ``energy_final`` is the systems' mean and
-``pairs_final`` (mean clustered pairs) and ``clusters_median_final`` (median cluster count) are added.  It is rewritten (atomically) after every run, so a killed sweep leaves it valid.
+``pairs_final`` (mean clustered pairs) and ``clusters_median_final`` (median cluster count) are added.  It is
+rewritten (atomically) after every run, so a killed sweep leaves it valid.
 """
 
 from __future__ import annotations
@@ -235,8 +236,8 @@ def plan(sweep: Sweep) -> list[tuple[dict, _config.Config, str]]:
 
 def batches(planned, keys) -> list[tuple[_config.Config, str, list[tuple[str, int]]]]:
     """The runs that execute ``planned``: (config, run id, [(combination's run id, its system)]).  Particles runs
-    that differ only in initial.seed, over consecutive seeds, with fixed heads and particles.batch = 1, become one
-    batched run (particles.batch = the number of seeds; system b is exactly the run with the b-th seed:
+    that differ only in initial.seed, over consecutive seeds, with fixed heads, fixed steps, no noise and
+    particles.batch = 1, become one batched run (particles.batch = the number of seeds; system b is exactly the run with the b-th seed:
     docs/ensembles.md).  Every other combination is a run of its own (system -1)."""
     import dataclasses
 
@@ -245,7 +246,10 @@ def batches(planned, keys) -> list[tuple[_config.Config, str, list[tuple[str, in
     groups: dict[str, list] = {}
     alone = []
     for values, cfg, rid in planned:
+        # exactly the single runs: fixed steps (a batch shares its adaptive steps) and no noise (a batch draws it
+        # from one stream)
         foldable = ("initial.seed" in keys and cfg.model.method == "particles" and cfg.particles.batch == 1
+                    and not cfg.time.adaptive and cfg.model.viscosity == 0
                     and cfg.initial.kind not in ("tokens", "file") and not cfg.attention.resample
                     and cfg.perceptron.activation == "none" and not cfg.schedule.times and cfg.particles.backend == "numpy"
                     and cfg.particles.field != "funk_hecke"

@@ -230,3 +230,12 @@ def test_the_phase_plot_of_batched_runs(tmp_path):
         assert d["final_clusters"][i] == row["clusters_median_final"]
     save(df, tmp_path / "phase.png")
     assert (tmp_path / "phase.png").stat().st_size > 10_000
+
+
+def test_a_batch_is_bitwise_the_same_on_one_or_two_threads():
+    """Blocks of systems spread over threads are computed alike whatever thread runs them."""
+    model = [BatchedTokenModel(64, np.full(8, 1 / 8), 3.0, "sa", 3, threads=t, block_bytes=8 * 8 * 8 * 4)
+             for t in (1, 2)]
+    x = np.random.default_rng(3).standard_normal((64 * 8, 3))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert np.array_equal(model[0].velocity(x), model[1].velocity(x))

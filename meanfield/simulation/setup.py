@@ -273,11 +273,11 @@ def transform_threads(threads: int, geometry: str, modes: int) -> int:
 
 
 def token_threads(cfg) -> int:
-    """Threads of the token field for ``time.threads`` (0: all cores from TOKENS_THREADS_FROM tokens on,
-    else 1): the direct field's row blocks, or ducc0's for the Funk–Hecke field."""
+    """Threads of the token field for ``time.threads`` (0: all cores from TOKENS_THREADS_FROM tokens on, all
+    systems of a batch counted, else 1): the direct field's row blocks, or ducc0's for the Funk–Hecke field."""
     if cfg.time.threads:
         return int(cfg.time.threads)
-    many = cfg.model.method == "particles" and cfg.particles.n >= TOKENS_THREADS_FROM
+    many = cfg.model.method == "particles" and cfg.particles.n * cfg.particles.batch >= TOKENS_THREADS_FROM
     return cores() if many else 1
 
 

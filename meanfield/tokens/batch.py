@@ -1,5 +1,5 @@
-"""Many independent systems of tokens advanced as one: ``BatchedTokenModel``, and the residual updates of
-the peers' transformers (``UPDATES``).
+"""Many independent systems of tokens advanced as one (``BatchedTokenModel``), and the peers' statistics of
+such ensembles (``gram_statistics``: clustered pairs, the cluster count).
 
 Monte Carlo over prompts and phase diagrams need thousands of small systems (n ~ 16 .. 128 tokens each); one
 ``TokenSolver`` per system would spend its time in Python.  Stacked as the rows of one (systems x n, d) array,
@@ -24,6 +24,8 @@ from .updates import NGPT_ALPHA, apply_update, on_sphere
 BLOCK_BYTES = 4 * 2**20
 #: a row's exponent is shifted by its exact maximum where the bound could let every term underflow (as TokenModel)
 SAFE_EXPONENT = 600.0
+
+
 class BatchedTokenModel:
     """``systems`` independent systems of n weighted tokens each, on S^{d-1} (or, for pre-LN and peri-LN,
     residual streams in R^d whose directions are the tokens).
