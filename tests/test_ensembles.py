@@ -239,3 +239,24 @@ def test_a_batch_is_bitwise_the_same_on_one_or_two_threads():
     x = np.random.default_rng(3).standard_normal((64 * 8, 3))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     assert np.array_equal(model[0].velocity(x), model[1].velocity(x))
+
+
+def test_a_residual_stream_run_reports_its_directions():
+    """Pre-LN on S^2: /positions hold the streams z (|z| grows), and the density estimate, the energy and the
+    clusters are those of the directions z / |z|."""
+    from meanfield.domains import Sphere
+    from meanfield.tokens import smoothed_density
+
+    cfg = _config(update="pre-ln")
+    cfg["attention"] = {}
+    cfg["time"]["t_end"] = 2.0
+    h = meanfield.solve(cfg)
+    z = h["positions"][-1]
+    assert np.min(np.linalg.norm(z, axis=1)) > 1.2  # the streams grew
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    a = h["attrs"]
+    g = Sphere(int(a["modes"]), float(a["dealias"]))
+    expected = smoothed_density(g, u, h["token_weights"][-1], float(a["bandwidth"]))
+    assert np.max(np.abs(h["rho_hat"][-1] - expected)) < 1e-13 * np.max(np.abs(expected))
+    model = TokenModel(h["token_weights"][-1], 3.0, "sa", 3)
+    assert abs(h["diagnostics"]["energy"][-1] / model.energy_scaled(u) - 1) < 1e-13

@@ -304,7 +304,7 @@ class TokenPhase:
     def coefficients(self) -> np.ndarray:
         """The coefficients of the tokens' smoothed density estimate (cached per state)."""
         if self._cache is None or self._cache[0] is not self.solver.state:
-            self._cache = (self.solver.state, smoothed_density(self.geometry, self.solver.x, self.solver.w,
+            self._cache = (self.solver.state, smoothed_density(self.geometry, self.unit(), self.solver.w,
                                                                self.bandwidth))
         return self._cache[1]
 
