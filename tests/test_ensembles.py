@@ -260,3 +260,21 @@ def test_a_residual_stream_run_reports_its_directions():
     assert np.max(np.abs(h["rho_hat"][-1] - expected)) < 1e-13 * np.max(np.abs(expected))
     model = TokenModel(h["token_weights"][-1], 3.0, "sa", 3)
     assert abs(h["diagnostics"]["energy"][-1] / model.energy_scaled(u) - 1) < 1e-13
+
+
+def test_the_phase_plot_of_a_sweep_whose_seeds_were_batched(tmp_path):
+    """A token sweep over beta x consecutive seeds runs one batch per beta: its phase plot reads each batch once
+    and draws the peers' diagram; a table mixing a batch and a single run is refused in one line."""
+    from meanfield.sweep import run_sweep
+    from meanfield.viz.phase import phase_data
+
+    (tmp_path / "run.toml").write_text(PARTICLES_BASE)
+    (tmp_path / "s.toml").write_text('base = "run.toml"\n[axes]\n"model.beta" = [1.0, 6.0]\n'
+                                     '"initial.seed" = {start = 0, stop = 5}\n')
+    df = run_sweep(tmp_path / "s.toml", tmp_path / "t.parquet", workers=1, progress=False)
+    d = phase_data(df)
+    assert d["batch"] and d["pairs"].shape == (2, 3) and d["systems"] == 5
+    (tmp_path / "u.toml").write_text('base = "run.toml"\n[axes]\n"model.beta" = [1.0]\n"initial.seed" = [0, 1, 3]\n')
+    df = run_sweep(tmp_path / "u.toml", tmp_path / "u.parquet", workers=1, progress=False)
+    with pytest.raises(ConfigError, match="batched and single runs in one table"):
+        phase_data(df)

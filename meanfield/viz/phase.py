@@ -60,9 +60,13 @@ def phase_data(df, points: int = 240) -> dict:
     done = df[df["status"] == "done"]
     if done.empty:
         raise ConfigError("TABLE: no run with status 'done', allowed: a table with finished runs")
-    runs = [(float(b), *_run(p)) for b, p in zip(done[col], done["path"])]
-    batch = runs[0][4] is not None
-    if batch:  # the peers' diagram: clustered pairs over (t, beta), the median cluster count at the end
+    pairs = dict.fromkeys(zip(done[col], done["path"]))  # seeds a sweep batched share one history: read it once
+    runs = [(float(b), *_run(p)) for b, p in pairs]
+    batched = {r[4] is not None for r in runs}
+    if len(batched) > 1:
+        raise ConfigError("TABLE: batched and single runs in one table, allowed: one kind (a sweep batches seeds "
+                          "only where they are consecutive: sweep them as a range)")
+    if batched == {True}:  # the peers' diagram: clustered pairs over (t, beta), the median cluster count at the end
         return _batch_data(runs)
     runs = [r[:4] for r in runs]
     t_end = min(float(r[1][-1]) for r in runs)
@@ -105,7 +109,8 @@ def _batch_data(runs) -> dict:
     runs = sorted(runs, key=lambda r: r[0])
     betas = np.array([r[0] for r in runs])
     if np.unique(betas).size != betas.size:
-        raise ConfigError("TABLE: more than one batched run per beta, allowed: one (its systems are the seeds)")
+        raise ConfigError("TABLE: more than one batched run per beta, allowed: one (its systems are the seeds: sweep "
+                          "consecutive seeds)")
     times = runs[0][1]
     if any(r[1].shape != times.shape or not np.allclose(r[1], times) for r in runs):
         raise ConfigError("TABLE: the batched runs have different snapshot times, allowed: one schedule for all")
