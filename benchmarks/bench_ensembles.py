@@ -37,15 +37,6 @@ def peers_field(X: np.ndarray, beta: float) -> np.ndarray:
     return A - np.sum(A * X, axis=2, keepdims=True) * X
 
 
-def cpu(fn, repeat=5):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
-
-
 def batched_field():
     from meanfield.tokens import BatchedTokenModel
 
@@ -55,7 +46,9 @@ def batched_field():
     X /= np.linalg.norm(X, axis=2, keepdims=True)
     model = BatchedTokenModel(B, np.full(n, 1.0 / n), beta, "sa", d)
     x = X.reshape(B * n, d)
-    ours, base = cpu(lambda: model.velocity(x)), cpu(lambda: peers_field(X, beta))
+    from run import cpu  # benchmarks/run.py's CPU-time minimum
+
+    ours, base = cpu(lambda: model.velocity(x), 5)[0], cpu(lambda: peers_field(X, beta), 5)[0]
     diff = float(np.max(np.abs(model.velocity(x).reshape(X.shape) - peers_field(X, beta))))
     return ours, base, diff
 

@@ -124,24 +124,16 @@ class BatchedTokenModel:
                 self._systems(X, b0, out)
         return out.reshape(x.shape)
 
-    def attention(self, x: np.ndarray) -> np.ndarray:
-        """The attention output A of every row (own terms included), before the update."""
-        X = x.reshape(self.systems, self.size, x.shape[1])
-        out = np.empty_like(X)
-        for b0 in range(0, self.systems, self._block):
-            self._systems(X, b0, out, raw=True)
-        return out.reshape(x.shape)
-
-    def _systems(self, X, b0: int, out, raw: bool = False) -> None:
-        """Systems b0 .. b0 + block: their velocities (or, ``raw``, attention outputs) into ``out``."""
+    def _systems(self, X, b0: int, out) -> None:
+        """Systems b0 .. b0 + block: their velocities into ``out``."""
         b1 = min(self.systems, b0 + self._block)
         Xb, n, d = X[b0:b1], self.size, X.shape[2]
         beta = self.beta[b0:b1, None, None]
         A = np.zeros_like(Xb)
         V1 = self._buffer("values", (b1 - b0, n, d + 1))
         V1[..., d] = 1.0
+        sl = (lambda m: m if m.ndim == 2 else m[b0:b1])  # a head's matrix for these systems
         for h, (Q, K, V) in enumerate(self.heads):
-            sl = (lambda m: m if m.ndim == 2 else m[b0:b1])
             if self._identity_qk[h]:
                 q, k = Xb, Xb
                 s = np.broadcast_to(beta[:, :, 0] + self._top_w[b0:b1, None], (b1 - b0, n))  # bounds each row
@@ -164,7 +156,7 @@ class BatchedTokenModel:
                 e -= s[:, :, None]
             np.exp(e, out=e)
             V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
-            if self._self_free[h] and not raw:  # V = I, post-LN: the own term out of the numerator (class doc)
+            if self._self_free[h]:  # V = I, post-LN: the own term out of the numerator (class doc)
                 diagonal = e.reshape(b1 - b0, n * n)[:, ::n + 1]  # a view of e's diagonals
                 own = diagonal.copy()
                 diagonal[...] = 0.0
@@ -179,7 +171,7 @@ class BatchedTokenModel:
                 if self._row_scale is not None:
                     scale = scale * self._row_scale[b0:b1]
                 A += acc[..., :d] * scale[:, :, None]
-        out[b0:b1] = A if raw else apply_update(self.update, Xb, A, self.alpha)
+        out[b0:b1] = apply_update(self.update, Xb, A, self.alpha)
 
     # --- the peers' diagnostics, system by system --------------------------------------------------------
     def unit(self, x: np.ndarray) -> np.ndarray:
@@ -188,7 +180,7 @@ class BatchedTokenModel:
 
     def energy_scaled(self, x: np.ndarray) -> np.ndarray:
         """e^{-beta} (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} of each system (Q = K = I kernel), (systems,)."""
-        return gram_statistics(self.unit(x), self.w.reshape(self.systems, self.size), self.beta)[2]
+        return gram_statistics(self.unit(x), self.w.reshape(self.systems, self.size), self.beta, counts=False)[2]
 
 
 def pair_fraction(X: np.ndarray, delta: float = 1e-3) -> np.ndarray:
@@ -205,20 +197,21 @@ def cluster_count(X: np.ndarray, delta: float = 1e-4) -> np.ndarray:
 
 
 def gram_statistics(X: np.ndarray, w: np.ndarray | None = None, beta=None, pair_delta: float = 1e-3,
-                    rank_delta: float = 1e-4, block: int = 4096) -> tuple:
+                    rank_delta: float = 1e-4, block: int = 4096, counts: bool = True) -> tuple:
     """(pair_fraction, cluster_count, energy or None) of each system from one Gram matrix per block of systems;
     the energy e^{-beta} (1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} when weights w (systems, n) and beta
-    (systems,) are given."""
+    (systems,) are given.  ``counts = False``: the energy alone (the rank is the costly part)."""
     B, n, _ = X.shape
     pairs, count = np.ones(B), np.ones(B, dtype=np.int64)
     energy = None if w is None else np.empty(B)
     for b0 in range(0, B, block):
         Xb = X[b0:b0 + block]
         G = Xb @ np.swapaxes(Xb, 1, 2)
-        if n > 1:
+        if counts and n > 1:
             close = G > 1.0 - pair_delta
             pairs[b0:b0 + block] = (close.sum(axis=(1, 2)) - np.trace(close, axis1=1, axis2=2)) / (n * (n - 1))
-        count[b0:b0 + block] = _rank(G > 1.0 - rank_delta)
+        if counts:
+            count[b0:b0 + block] = _rank(G > 1.0 - rank_delta)
         if w is not None:
             bb = np.asarray(beta)[b0:b0 + block, None, None]
             G -= 1.0
