@@ -177,6 +177,52 @@ def test_peers_diagnostics():
     assert cluster_count(X, 1e-4)[0] == len(np.unique(np.argmax(tight @ centres.T, axis=1)))
 
 
+@pytest.mark.parametrize("n,d", [(32, 2), (70, 3)])
+def test_cluster_count_on_mid_run_states(n, d):
+    """The cluster count of states in the middle of clustering (tight clusters beside chains of tokens 0.008 rad
+    apart, so "close" at 1 - 1e-4 is not an equivalence; n = 70 needs two 64-bit words per row) is numpy's
+    matrix_rank of the thresholded Gram matrix, system by system."""
+    rng = np.random.default_rng(5)
+    B = 400
+    centres = rng.standard_normal((B, 4, d))
+    X = centres[np.arange(B)[:, None], rng.integers(0, 4, (B, n))]
+    X += rng.choice([1e-7, 4e-3, 0.3], size=(B, 1, 1)) * rng.standard_normal((B, n, d))
+    X /= np.linalg.norm(X, axis=2, keepdims=True)
+    T = X @ X.transpose(0, 2, 1) > 1 - 1e-4
+    ranks = np.linalg.matrix_rank(T.astype(float))
+    assert len(set(ranks)) > 10  # the draw covers clusters, chains and scattered tokens
+    assert np.array_equal(cluster_count(X, 1e-4), ranks)
+
+
+def test_rank_of_an_unsymmetric_threshold():
+    """A thresholded matrix that is not symmetric (rounding could make G so), or misses a diagonal entry, is ranked
+    whole, as numpy does."""
+    from meanfield.tokens.batch import _rank
+
+    T = np.eye(6, dtype=bool)[None].repeat(2, axis=0)
+    T[0, 0, 1] = T[0, 1, 2] = T[0, 2, 0] = True  # a cycle: rank 3 whole, 2 if read as symmetric
+    T[1, 0, 1] = T[1, 2, 3] = T[1, 3, 2] = True
+    assert list(_rank(T)) == list(np.linalg.matrix_rank(T.astype(float))) == [6, 5]
+    T[1] = np.array([[0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1],  # symmetric, zeros on the
+                     [0, 0, 1, 0, 0, 0], [1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 1, 0]], dtype=bool)  # diagonal (a fuzzer's)
+    assert _rank(T)[1] == np.linalg.matrix_rank(T[1].astype(float)) == 4
+
+
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_rank_against_numpy_on_random_boolean_matrices(diagonal):
+    """_rank against numpy's matrix_rank on 20,000 random symmetric boolean matrices of 6 and 9 rows (true
+    diagonals, as from unit tokens, or random ones)."""
+    from meanfield.tokens.batch import _rank
+
+    rng = np.random.default_rng(11)
+    for n in (6, 9):
+        A = rng.random((10_000, n, n)) < 0.3
+        A |= A.transpose(0, 2, 1)
+        if diagonal:
+            A[:, np.arange(n), np.arange(n)] = True
+        assert np.array_equal(_rank(A), np.linalg.matrix_rank(A.astype(float)))
+
+
 PARTICLES_BASE = """
 [model]
 method = "particles"

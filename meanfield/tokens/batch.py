@@ -197,61 +197,85 @@ def cluster_count(X: np.ndarray, delta: float = 1e-4) -> np.ndarray:
 
 
 def gram_statistics(X: np.ndarray, w: np.ndarray | None = None, beta=None, pair_delta: float = 1e-3,
-                    rank_delta: float = 1e-4, block: int = 4096, counts: bool = True) -> tuple:
+                    rank_delta: float = 1e-4, block_bytes: int = 32 * 2**20, counts: bool = True) -> tuple:
     """(pair_fraction, cluster_count, energy or None) of each system from one Gram matrix per block of systems;
     the energy e^{-beta} (1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} when weights w (systems, n) and beta
     (systems,) are given.  ``counts = False``: the energy alone (the rank is the costly part)."""
     B, n, _ = X.shape
     pairs, count = np.ones(B), np.ones(B, dtype=np.int64)
     energy = None if w is None else np.empty(B)
+    block = max(1, int(block_bytes) // (8 * n * n))
     for b0 in range(0, B, block):
         Xb = X[b0:b0 + block]
         G = Xb @ np.swapaxes(Xb, 1, 2)
+        flat = G.reshape(G.shape[0], n * n)  # (long inner loops: a (systems, 1) factor broadcasts cheaply)
         if counts and n > 1:
-            close = G > 1.0 - pair_delta
-            pairs[b0:b0 + block] = (close.sum(axis=(1, 2)) - np.trace(close, axis1=1, axis2=2)) / (n * (n - 1))
+            close = flat > 1.0 - pair_delta
+            pairs[b0:b0 + block] = ((np.bitwise_count(np.packbits(close, axis=1)).sum(axis=1, dtype=np.int64)
+                                     - np.count_nonzero(close[:, ::n + 1], axis=1)) / (n * (n - 1)))
         if counts:
             count[b0:b0 + block] = _rank(G > 1.0 - rank_delta)
         if w is not None:
-            bb = np.asarray(beta)[b0:b0 + block, None, None]
-            G -= 1.0
-            G *= bb
-            np.exp(G, out=G)
+            bb = np.asarray(beta, dtype=float)[b0:b0 + block, None]
+            shift = np.all(bb < SAFE_EXPONENT)  # e^{beta G} cannot overflow: e^{-beta} after the sum, a pass fewer
+            if not shift:
+                flat -= 1.0
+            flat *= bb
+            np.exp(flat, out=flat)
             wb = w[b0:b0 + block]
-            energy[b0:b0 + block] = np.sum(wb * (G @ wb[:, :, None])[..., 0], axis=1) / (2 * bb[:, 0, 0])
+            e = np.sum(wb * (G @ wb[:, :, None])[..., 0], axis=1) / (2 * bb[:, 0])
+            energy[b0:b0 + block] = e * np.exp(-bb[:, 0]) if shift else e
     return pairs, count, energy
 
 
 def _rank(T: np.ndarray) -> np.ndarray:
-    """The rank of each boolean matrix T[b]: its number of distinct rows where "close" is an equivalence (every
-    pair marked close has equal rows), else the rank of its distinct rows and columns (duplicates add nothing) by
-    numpy's matrix_rank, systems with as many distinct rows together."""
+    """The rank of each boolean matrix T[b] (a thresholded Gram matrix: true on the diagonal), as numpy's
+    matrix_rank would give it, without factorising most of it.
+
+    Let S_i be row i's set and C_i the rows equal to row i; C_i is inside S_i (the diagonal), so |S_i| = |C_i|
+    says every neighbour of i has i's row: a run of equal rows whose rows have as many ones as the run has members
+    is a cluster, a block of ones that meets nothing else (T symmetric), and adds exactly 1 to the rank.  The rest
+    of the matrix (chains, where "close" is not an equivalence) is a separate block whose rank is the eigenvalue
+    rank of one row and column of each kind (duplicates add nothing), systems with as many such rows together.
+    A system with such rows whose matrix is not exactly symmetric, or one with a false diagonal entry, gets numpy's
+    matrix_rank whole."""
+    B, n, _ = T.shape
+    keys = _row_keys(T)
+    order = np.argsort(keys[..., 0], axis=1) if keys.shape[2] == 1 else np.lexsort(keys.transpose(2, 0, 1)[::-1])
+    srt = np.take_along_axis(keys, order[..., None], axis=1)
+    start = np.ones((B, n), dtype=bool)  # where a run of equal rows starts, in sorted order
+    start[:, 1:] = np.any(srt[:, 1:] != srt[:, :-1], axis=2)
+    run = np.cumsum(start, axis=1) - 1 + n * np.arange(B)[:, None]  # each sorted row's run, numbered globally
+    members = np.bincount(run.ravel(), minlength=B * n).reshape(B, n)  # run r's length at [b, r mod n]
+    ones = np.bitwise_count(srt).sum(axis=2, dtype=np.int64)
+    block = ones == np.take_along_axis(members, run - n * np.arange(B)[:, None], axis=1)
+    out = np.count_nonzero(start & block, axis=1)
+    rest = start & ~block
+    size = np.count_nonzero(rest, axis=1)
+    whole = ~np.all(T.reshape(B, n * n)[:, ::n + 1], axis=1)  # a row without its own one: the argument fails
+    size[whole] = 0
+    chains = np.flatnonzero(size)
+    for b in np.flatnonzero(whole):
+        out[b] = np.linalg.matrix_rank(T[b].astype(float))
+    if chains.size:
+        Tc = T[chains]
+        symmetric = np.all(Tc == np.swapaxes(Tc, 1, 2), axis=(1, 2))
+        for b in chains[~symmetric]:
+            out[b] = np.linalg.matrix_rank(T[b].astype(float))
+        chains = chains[symmetric]
+        for m in np.unique(size[chains]):
+            group = chains[size[chains] == m]
+            rows = np.sort(np.where(rest[group], order[group], n), axis=1)[:, :m]  # one row of each kind
+            sub = T[group[:, None, None], rows[:, :, None], rows[:, None, :]]
+            out[group] += np.linalg.matrix_rank(sub.astype(float), hermitian=True)
+    return out
+
+
+def _row_keys(T: np.ndarray) -> np.ndarray:
+    """Each row of the boolean matrices T (B, n, n) packed into 64-bit words, (B, n, words)."""
     B, n, _ = T.shape
     packed = np.packbits(T, axis=2)
     words = -(-packed.shape[2] // 8)
     keys = np.zeros((B, n, 8 * words), dtype=np.uint8)
     keys[..., :packed.shape[2]] = packed
-    keys = keys.view(np.uint64)  # each row as `words` 64-bit integers
-    if words == 1:
-        k = keys[..., 0]
-        order = np.argsort(k, axis=1)
-        srt = np.take_along_axis(k, order, axis=1)
-        first = np.ones((B, n), dtype=bool)
-        first[:, 1:] = srt[:, 1:] != srt[:, :-1]
-        same = k[:, :, None] == k[:, None, :]
-    else:
-        order = np.lexsort(keys.transpose(2, 0, 1)[::-1], axis=-1)
-        srt = np.take_along_axis(keys, order[..., None], axis=1)
-        first = np.ones((B, n), dtype=bool)
-        first[:, 1:] = np.any(srt[:, 1:] != srt[:, :-1], axis=2)
-        same = np.all(keys[:, :, None, :] == keys[:, None, :, :], axis=3)
-    out = first.sum(axis=1)
-    other = np.flatnonzero(np.any(T & ~same, axis=(1, 2)))  # "close" is not an equivalence there
-    if other.size:
-        distinct = out[other]
-        for m in np.unique(distinct):
-            group = other[distinct == m]
-            rows = np.sort(np.where(first[group], order[group], n), axis=1)[:, :m]  # one row of each kind
-            sub = T[group[:, None, None], rows[:, :, None], rows[:, None, :]]
-            out[group] = np.linalg.matrix_rank(sub.astype(float))
-    return out
+    return keys.view(np.uint64)
