@@ -127,6 +127,23 @@ def test_batch_systems_are_single_runs(update):
         assert np.max(np.abs(batch["diagnostics"]["energy"][:, b] / single["diagnostics"]["energy"] - 1)) < 1e-13
 
 
+def test_uniform_batches_are_single_runs():
+    """initial.kind = "uniform" (exact draws g / |g|, no rejection): system b of a batch is the single run with
+    initial.seed + b, and its first tokens are g / |g| of that seed's generator."""
+    cfg = _config(batch=3)
+    cfg["initial"]["kind"] = "uniform"
+    cfg["attention"] = {}
+    batch = meanfield.solve(cfg)
+    for b in range(3):
+        one = _config()
+        one["initial"] = {"kind": "uniform", "seed": 3 + b}
+        one["attention"] = {}
+        single = meanfield.solve(one)
+        assert np.max(np.abs(batch["positions"][:, b] - single["positions"])) < 1e-13
+        g = np.random.default_rng(3 + b).standard_normal((10, 3))
+        assert np.allclose(single["positions"][0], g / np.linalg.norm(g, axis=1, keepdims=True), rtol=0, atol=1e-15)
+
+
 def test_batch_history_file(tmp_path):
     """A batched run's file: a system axis (labelled by seed) on positions and per-system diagnostics, read back by
     the verified reader and meanfield info; output.tokens = false leaves the positions out."""

@@ -181,6 +181,19 @@ def test_sampled_tokens_follow_the_initial_density(dim):
     c2 = initial_coefficients(cfg2, sim.geometry)
     c2_emp = sim.geometry.measure_coefficients(x, np.full(20000, 1 / 20000))
     assert np.max(np.abs(c2_emp[low] - c2[low])) < 5 / math.sqrt(20000) * abs(c2[0])
+    # and exact draws of the uniform measure (x = g / |g|): the density is the uniform one, the tokens' low
+    # modes vanish to the sampling error (and would not for draws g / |g| of a skewed g: tested in the margin)
+    cfg3 = particles_cfg(dim, 20000, initial=dict(kind="uniform"))
+    assert np.array_equal(initial_coefficients(cfg3, sim.geometry), sim.geometry.uniform())
+    x = sample_tokens(cfg3, sim.geometry, 20000, np.random.default_rng(1))
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, rtol=0, atol=1e-15)
+    c3_emp = sim.geometry.measure_coefficients(x, np.full(20000, 1 / 20000))
+    up = low & (sim.geometry.degrees() >= 1)
+    assert np.max(np.abs(c3_emp[up])) < 4 / math.sqrt(20000) * abs(c3_emp[0])
+    skew = x + 0.3 * np.eye(dim)[0]
+    skew /= np.linalg.norm(skew, axis=1, keepdims=True)
+    assert np.max(np.abs(sim.geometry.measure_coefficients(skew, np.full(20000, 1 / 20000))[up])) > \
+        8 / math.sqrt(20000) * abs(c3_emp[0])
 
 
 def test_density_estimate_is_a_probability_density():

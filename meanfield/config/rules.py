@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from .schema import (MAX_BATCH, MAX_BATCH_TOKENS, UPDATES, GEOMETRIES, GEOMETRY_DIM, INTEGRALS, MAX_BETA, MAX_MODES, MAX_SNAPSHOTS, MAX_STEPS, SCHEDULED,
                      USA_MAX_BETA, VARIANTS, Config, _plain, geometry_for_dim, layer_config, plain_attention)
 
-INITIAL_KINDS = ("random", "modes", "von_mises", "file", "tokens")
+INITIAL_KINDS = ("random", "uniform", "modes", "von_mises", "file", "tokens")
 
 
 def need(cond: bool, where: str, value, allowed: str) -> None:

@@ -18,6 +18,7 @@ def initial_coefficients(cfg, geometry, snapshot: dict | None = None) -> np.ndar
     random:    rho = rho_bar (1 + amplitude * eta), eta with i.i.d. N(0, 1) coefficients on every mode up
                to initial.max_mode (0: all), drawn mode by mode so that a seed gives the same
                coefficients at every grid.modes
+    uniform:   rho = rho_bar (tokens: exact uniform draws, x = g / |g| with g ~ N(0, I_d))
     modes:     rho = rho_bar (1 + sum amplitude_k cos(k theta))
     von_mises: mixture sum w_i vM(center_i, concentration_i), weights normalised to sum 1
     file:      ``snapshot``, a density snapshot of an earlier output (the new run starts at t = 0); modes
@@ -33,6 +34,8 @@ def initial_coefficients(cfg, geometry, snapshot: dict | None = None) -> np.ndar
     rho_bar = 1.0 / geometry.measure  # the uniform density's value (not its coefficient: c_00 = sqrt(4 pi) rho_bar on S^2)
     if ini.kind == "random":
         c = uniform + rho_bar * ini.amplitude * geometry.random_perturbation(np.random.default_rng(ini.seed), ini.max_mode)
+    elif ini.kind == "uniform":
+        c = uniform.copy()
     elif ini.kind == "modes":
         c = uniform.copy()
         for *spec, amp in ini.modes:
@@ -49,7 +52,8 @@ def initial_coefficients(cfg, geometry, snapshot: dict | None = None) -> np.ndar
                               "model.method = 'particles' or longtime.handoff = 'tokens')")
         c = geometry.resample(snap["rho_hat"], int(snap["attrs"].get("modes", snap["rho_hat"].size - 1)))
     else:
-        raise ConfigError("initial.kind: got 'tokens' for a density, allowed: 'random' | 'modes' | 'von_mises' | 'file'")
+        raise ConfigError("initial.kind: got 'tokens' for a density, allowed: 'random' | 'uniform' | 'modes' | 'von_mises' | "
+                          "'file'")
     if ini.position_power and hasattr(geometry, "s"):  # causal density: the departure from uniform times s^p
         c = uniform + geometry.s.reshape((-1,) + (1,) * (c.ndim - 1)) ** ini.position_power * (c - uniform)
     rho = geometry.to_grid(c)

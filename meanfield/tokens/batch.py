@@ -24,6 +24,9 @@ from .updates import NGPT_ALPHA, apply_update, on_sphere
 BLOCK_BYTES = 4 * 2**20
 #: a row's exponent is shifted by its exact maximum where the bound could let every term underflow (as TokenModel)
 SAFE_EXPONENT = 600.0
+#: the peers' statistics work on blocks of Gram matrices of about this many bytes (in the cache: the passes over
+#: them are memory-bound; measured at n = 32 on 2 cores: 512 KB blocks against one 16 MB array, ...)
+GRAM_BYTES = 2**19
 
 
 class BatchedTokenModel:
@@ -144,7 +147,12 @@ class BatchedTokenModel:
             exact = bool(np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT))  # the bound could underflow a row
             # one product makes beta <q_i, k_j> - s_i + log w_j: [beta q, -s, 1] against [k, 1, log w]
             left = self._buffer("rows", (b1 - b0, n, k.shape[2] + 2))
-            left[..., :-2], left[..., -2], left[..., -1] = beta * q, 0.0 if exact else -s, 1.0
+            np.multiply(q, beta, out=left[..., :-2])
+            left[..., -1] = 1.0
+            if exact:
+                left[..., -2] = 0.0
+            else:
+                np.negative(s, out=left[..., -2])
             right = self._buffer("columns", (b1 - b0, k.shape[2] + 2, n))
             right[:, :-2], right[:, -2], right[:, -1] = np.swapaxes(k, 1, 2), 1.0, self._log_w[b0:b1]
             e = self._buffer("exponents", (b1 - b0, n, n))
@@ -164,7 +172,9 @@ class BatchedTokenModel:
                 acc[..., d] += own
             else:
                 acc = e @ V1
-            if self.variant == "sa":
+            if self.variant == "sa" and len(self.heads) == 1:
+                np.divide(acc[..., :d], acc[..., d:], out=A)
+            elif self.variant == "sa":
                 A += acc[..., :d] / acc[..., d:]
             else:
                 scale = np.exp(s)
@@ -197,24 +207,31 @@ def cluster_count(X: np.ndarray, delta: float = 1e-4) -> np.ndarray:
 
 
 def gram_statistics(X: np.ndarray, w: np.ndarray | None = None, beta=None, pair_delta: float = 1e-3,
-                    rank_delta: float = 1e-4, block_bytes: int = 32 * 2**20, counts: bool = True) -> tuple:
+                    rank_delta: float = 1e-4, block_bytes: int = GRAM_BYTES, counts: bool = True) -> tuple:
     """(pair_fraction, cluster_count, energy or None) of each system from one Gram matrix per block of systems;
     the energy e^{-beta} (1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} when weights w (systems, n) and beta
-    (systems,) are given.  ``counts = False``: the energy alone (the rank is the costly part)."""
+    (systems,) are given.  ``counts = False``: the energy alone (the rank is the costly part).  Blocks stay in
+    the cache (the passes over G are memory-bound); the thresholded matrices are kept as packed rows for the rank."""
     B, n, _ = X.shape
-    pairs, count = np.ones(B), np.ones(B, dtype=np.int64)
+    pairs = np.ones(B)
+    keys = np.zeros((B, n, -(-n // 64)), dtype=np.uint64) if counts else None
+    diagonal = np.ones(B, dtype=bool)
     energy = None if w is None else np.empty(B)
     block = max(1, int(block_bytes) // (8 * n * n))
+    work = np.empty((min(block, B), n, n))
     for b0 in range(0, B, block):
         Xb = X[b0:b0 + block]
-        G = Xb @ np.swapaxes(Xb, 1, 2)
+        G = work[:Xb.shape[0]]
+        np.matmul(Xb, np.swapaxes(Xb, 1, 2), out=G)
         flat = G.reshape(G.shape[0], n * n)  # (long inner loops: a (systems, 1) factor broadcasts cheaply)
         if counts and n > 1:
             close = flat > 1.0 - pair_delta
             pairs[b0:b0 + block] = ((np.bitwise_count(np.packbits(close, axis=1)).sum(axis=1, dtype=np.int64)
                                      - np.count_nonzero(close[:, ::n + 1], axis=1)) / (n * (n - 1)))
         if counts:
-            count[b0:b0 + block] = _rank(G > 1.0 - rank_delta)
+            T = G > 1.0 - rank_delta
+            keys[b0:b0 + block] = _row_keys(T)
+            diagonal[b0:b0 + block] = np.all(T.reshape(-1, n * n)[:, ::n + 1], axis=1)
         if w is not None:
             bb = np.asarray(beta, dtype=float)[b0:b0 + block, None]
             shift = np.all(bb < SAFE_EXPONENT)  # e^{beta G} cannot overflow: e^{-beta} after the sum, a pass fewer
@@ -225,12 +242,20 @@ def gram_statistics(X: np.ndarray, w: np.ndarray | None = None, beta=None, pair_
             wb = w[b0:b0 + block]
             e = np.sum(wb * (G @ wb[:, :, None])[..., 0], axis=1) / (2 * bb[:, 0])
             energy[b0:b0 + block] = e * np.exp(-bb[:, 0]) if shift else e
+    count = _rank_of_rows(keys, n, diagonal) if counts else np.ones(B, dtype=np.int64)
     return pairs, count, energy
 
 
 def _rank(T: np.ndarray) -> np.ndarray:
-    """The rank of each boolean matrix T[b] (a thresholded Gram matrix: true on the diagonal), as numpy's
-    matrix_rank would give it, without factorising most of it.
+    """The rank of each boolean matrix T[b] (B, n, n), as numpy's matrix_rank gives it (``_rank_of_rows``)."""
+    n = T.shape[1]
+    return _rank_of_rows(_row_keys(T), n, np.all(T.reshape(-1, n * n)[:, ::n + 1], axis=1))
+
+
+def _rank_of_rows(keys: np.ndarray, n: int, diagonal: np.ndarray) -> np.ndarray:
+    """The rank of each boolean matrix T[b] (a thresholded Gram matrix: true on the diagonal) given as its packed
+    rows (``_row_keys``; ``diagonal``: whether T[b]'s diagonal is all true), as numpy's matrix_rank would give it,
+    without factorising most of it.
 
     Let S_i be row i's set and C_i the rows equal to row i; C_i is inside S_i (the diagonal), so |S_i| = |C_i|
     says every neighbour of i has i's row: a run of equal rows whose rows have as many ones as the run has members
@@ -239,8 +264,7 @@ def _rank(T: np.ndarray) -> np.ndarray:
     rank of one row and column of each kind (duplicates add nothing), systems with as many such rows together.
     A system with such rows whose matrix is not exactly symmetric, or one with a false diagonal entry, gets numpy's
     matrix_rank whole."""
-    B, n, _ = T.shape
-    keys = _row_keys(T)
+    B = keys.shape[0]
     order = np.argsort(keys[..., 0], axis=1) if keys.shape[2] == 1 else np.lexsort(keys.transpose(2, 0, 1)[::-1])
     srt = np.take_along_axis(keys, order[..., None], axis=1)
     start = np.ones((B, n), dtype=bool)  # where a run of equal rows starts, in sorted order
@@ -252,22 +276,22 @@ def _rank(T: np.ndarray) -> np.ndarray:
     out = np.count_nonzero(start & block, axis=1)
     rest = start & ~block
     size = np.count_nonzero(rest, axis=1)
-    whole = ~np.all(T.reshape(B, n * n)[:, ::n + 1], axis=1)  # a row without its own one: the argument fails
-    size[whole] = 0
+    size[~diagonal] = 0
+    whole = list(np.flatnonzero(~diagonal))  # a row without its own one: the argument fails
     chains = np.flatnonzero(size)
-    for b in np.flatnonzero(whole):
-        out[b] = np.linalg.matrix_rank(T[b].astype(float))
     if chains.size:
-        Tc = T[chains]
+        Tc = _unpack_rows(keys[chains], n)
         symmetric = np.all(Tc == np.swapaxes(Tc, 1, 2), axis=(1, 2))
-        for b in chains[~symmetric]:
-            out[b] = np.linalg.matrix_rank(T[b].astype(float))
-        chains = chains[symmetric]
+        whole += list(chains[~symmetric])
+        Tc, chains = Tc[symmetric], chains[symmetric]
         for m in np.unique(size[chains]):
-            group = chains[size[chains] == m]
+            pick = np.flatnonzero(size[chains] == m)
+            group = chains[pick]
             rows = np.sort(np.where(rest[group], order[group], n), axis=1)[:, :m]  # one row of each kind
-            sub = T[group[:, None, None], rows[:, :, None], rows[:, None, :]]
+            sub = Tc[pick[:, None, None], rows[:, :, None], rows[:, None, :]]
             out[group] += np.linalg.matrix_rank(sub.astype(float), hermitian=True)
+    for b in whole:
+        out[b] = np.linalg.matrix_rank(_unpack_rows(keys[b:b + 1], n)[0].astype(float))
     return out
 
 
@@ -279,3 +303,8 @@ def _row_keys(T: np.ndarray) -> np.ndarray:
     keys = np.zeros((B, n, 8 * words), dtype=np.uint8)
     keys[..., :packed.shape[2]] = packed
     return keys.view(np.uint64)
+
+
+def _unpack_rows(keys: np.ndarray, n: int) -> np.ndarray:
+    """The boolean matrices (B, n, n) whose packed rows are ``keys`` (``_row_keys``'s inverse)."""
+    return np.unpackbits(keys.view(np.uint8), axis=2, count=n).astype(bool)

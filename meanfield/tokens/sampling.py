@@ -13,12 +13,14 @@ from .integrators import normalise
 def sample_tokens(cfg, geometry, n: int, rng: np.random.Generator, snapshot: dict | None = None) -> np.ndarray:
     """n unit vectors in R^d drawn from the [initial] density on ``geometry`` (reproducible with rng).
 
-    von_mises: exact draws from the von Mises(–Fisher) mixture (scipy.stats); every other kind:
-    rejection sampling of uniform proposals against the density's coefficients (``snapshot``: the
-    initial.path snapshot of a ``file`` density, read by the caller).
+    uniform: g / |g| with g ~ N(0, I_d) (exact; the peers' draws); von_mises: exact draws from the von
+    Mises(–Fisher) mixture (scipy.stats); every other kind: rejection sampling of uniform proposals against the
+    density's coefficients (``snapshot``: the initial.path snapshot of a ``file`` density, read by the caller).
     """
     d = geometry.dim
     ini = cfg.initial
+    if ini.kind == "uniform":
+        return normalise(rng.standard_normal((n, d)))
     if ini.kind == "von_mises":
         from scipy.stats import vonmises_fisher
 

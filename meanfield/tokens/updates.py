@@ -28,7 +28,7 @@ def apply_update(update: str, x: np.ndarray, A: np.ndarray, alpha: float = NGPT_
         return A
     if update == "peri-ln":
         return A / np.linalg.norm(A, axis=-1, keepdims=True)
-    tangent = A - np.sum(A * x, axis=-1, keepdims=True) * x
+    tangent = A - np.einsum("...i,...i->...", A, x)[..., None] * x
     if update == "ngpt":
         return alpha * tangent / np.linalg.norm(A, axis=-1, keepdims=True)
     return tangent
