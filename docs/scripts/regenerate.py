@@ -154,17 +154,23 @@ def examples() -> str:
 
 
 def aliasing() -> str:
-    """Relative RHS aliasing error max |F_p - F_8| / max |F_8| against the padding p, for a density with a flat
+    """Relative RHS aliasing error max |F_p - F_ref| / max |F_ref| against the padding p, for a density with a flat
     spectrum up to K (random phases; the worst case), max |rho / rho_bar - 1| = amplitude, at the coarsest
-    allowed K = 2 k* (and 4 k* at beta = 1000)."""
-    from meanfield.domains import Circle
+    allowed K = 2 k* (and 4 k* at beta = 1000): on S^1 against an 8x grid, on S^2 (L = 2 l*) against a 4x grid."""
+    from meanfield.domains import Circle, Sphere
     from meanfield.physics import theory
     from meanfield.physics.model import AttentionModel
 
-    cases = [(9.0, 0.01), (9.0, 0.5), (100.0, 0.5), (1000.0, 0.5)]
     pads = (1.0, 1.5, 2.0, 3.0)
     rows = []
-    for beta, amp in cases:
+
+    def row(name, beta, K, amp, make, c, ref_pad):
+        ref = AttentionModel(make(ref_pad), "sa", beta).rhs(c)
+        errs = [float(np.max(np.abs(AttentionModel(make(p), "sa", beta).rhs(c) - ref)) / np.max(np.abs(ref)))
+                for p in pads]
+        rows.append(f"| {name} | {beta:g} | {K} | {amp:g} | " + " | ".join(f"{e:.1e}" for e in errs) + " |")
+
+    for beta, amp in [(9.0, 0.01), (9.0, 0.5), (100.0, 0.5), (1000.0, 0.5)]:
         for K in sorted({2 * theory.most_unstable_mode(beta), 4 * theory.most_unstable_mode(beta)}) \
                 if beta == 1000 else [2 * theory.most_unstable_mode(beta)]:
             rng = np.random.default_rng(0)
@@ -174,12 +180,15 @@ def aliasing() -> str:
             theta = np.linspace(0, 2 * math.pi, 64 * K, endpoint=False)
             peak = np.max(np.abs(2 * np.real(np.exp(1j * np.outer(theta, np.arange(1, K + 1))) @ phase)))
             c[1:] = amp / (2 * math.pi) * phase / peak  # flat spectrum, max |rho / rho_bar - 1| = amp
-            ref = AttentionModel(Circle(K, dealias=8.0), "sa", beta).rhs(c)
-            errs = [float(np.max(np.abs(AttentionModel(Circle(K, dealias=p), "sa", beta).rhs(c) - ref))
-                          / np.max(np.abs(ref))) for p in pads]
-            rows.append(f"| {beta:g} | {K} | {amp:g} | " + " | ".join(f"{e:.1e}" for e in errs) + " |")
-    return (HEAD + "| beta | K | amplitude | " + " | ".join(f"{p:g}" for p in pads) + " |\n|---|---|---|"
-            + "---|" * len(pads) + "\n" + "\n".join(rows) + "\n")
+            row("S^1", beta, K, amp, lambda p, K=K: Circle(K, dealias=p), c, 8.0)
+    for beta, amp in [(9.0, 0.01), (9.0, 0.5), (100.0, 0.5), (400.0, 0.5)]:
+        L = 2 * theory.most_unstable_mode(beta, dim=3)
+        fine = Sphere(L, dealias=4.0, backend="ducc0")
+        eta = fine.random_perturbation(np.random.default_rng(0))  # every degree, RMS 1 each: flat
+        c = fine.uniform() + amp / np.max(np.abs(fine.to_grid(eta))) * eta / (4 * math.pi)
+        row("S^2", beta, L, amp, lambda p, L=L: Sphere(L, dealias=p, backend="ducc0"), c, 4.0)
+    return (HEAD + "| geometry | beta | K or L | amplitude | " + " | ".join(f"{p:g}" for p in pads)
+            + " |\n|---|---|---|---|" + "---|" * len(pads) + "\n" + "\n".join(rows) + "\n")
 
 
 def _two_tokens(g0: float, rtol: float, beta: float = 25.0, m1: float = 0.3, m2: float = 0.7):

@@ -107,6 +107,23 @@ def test_usa_flux_dealiased_exactly_at_three_halves():
     assert np.max(np.abs(got - ref)) <= 1e-13 * np.max(np.abs(ref))
 
 
+@pytest.mark.parametrize("beta", [9.0, 100.0])
+def test_sa_aliasing_on_the_sphere_against_the_padding(beta):
+    """SA's flux is not polynomial: for a flat spectrum of departure 0.5 at the coarsest allowed degree (L = 2 l*)
+    the right-hand side's aliasing error against a 4x grid falls with the padding, and the default 2x keeps it
+    below 2e-6 where 3/2 leaves more than 3e-5 (why 2 stays the default, docs/numerics.md)."""
+    from meanfield.physics import theory
+
+    L = 2 * theory.most_unstable_mode(beta, dim=3)
+    fine = Sphere(L, dealias=4.0, backend="ducc0")
+    eta = fine.random_perturbation(np.random.default_rng(0))
+    c = fine.uniform() + 0.5 / np.max(np.abs(fine.to_grid(eta))) * eta / (4 * np.pi)
+    ref = AttentionModel(fine, "sa", beta).rhs(c)
+    err = {p: np.max(np.abs(AttentionModel(Sphere(L, dealias=p, backend="ducc0"), "sa", beta).rhs(c) - ref))
+           / np.max(np.abs(ref)) for p in (1.5, 2.0, 3.0)}
+    assert err[1.5] > 3e-5 and err[2.0] < 2e-6 and err[3.0] < 1e-10
+
+
 def test_unknown_or_missing_backend_is_a_clear_error():
     with pytest.raises(ConfigError, match="grid.backend: got 'fftw'"):
         Sphere(8, backend="fftw")
