@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import NGPT_ALPHA
 from ..errors import ConfigError
 from ..io import History, density_snapshots, geometry_of, read_history
 from ..physics import theory
@@ -20,10 +21,15 @@ from .diagnostics import RateFit, measure_growth_rates
 
 
 def model_of(h: dict) -> AttentionModel:
-    """The Q = K = V = I model (geometry, variant, beta, viscosity) of the run that wrote history ``h``:
-    what the linear theory and the rate fits refer to."""
+    """The Q = K = V = I model (geometry, variant, beta, viscosity, and the update of its config: post-LN or nGPT)
+    of the run that wrote history ``h``: what the linear theory and the rate fits refer to."""
+    import tomllib
+
     a = h["attrs"]
-    return AttentionModel(geometry_of(h), str(a["variant"]), float(a["beta"]), float(a["viscosity"]))
+    p = tomllib.loads(str(a["config"])).get("particles", {}) if "config" in a else {}
+    update, alpha = str(p.get("update", "post-ln")), float(p.get("alpha", NGPT_ALPHA))
+    return AttentionModel(geometry_of(h), str(a["variant"]), float(a["beta"]), float(a["viscosity"]),
+                          update if update == "ngpt" else "post-ln", alpha)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,8 @@ def measured_rates(history, tol: float = 1e-5) -> RatesTable:
     dim = model.geometry.dim
     table = RatesTable(name, h["attrs"], tol)
     fits = measure_growth_rates(h["time"], h["rho_hat"], model, tol=tol)
-    rates = theory.growth_rates([fit.mode[0] for fit in fits], model.beta, model.variant, model.viscosity, dim)
+    rates = theory.growth_rates([fit.mode[0] for fit in fits], model.beta, model.variant, model.viscosity, dim,
+                                update=model.update, alpha=model.alpha)
     table.rows.extend(RateRow(fit, float(lam)) for fit, lam in zip(fits, rates))
     scheme = SCHEMES.get(str(h["attrs"].get("stepper", "")))
     dts = h["diagnostics"].get("dt")

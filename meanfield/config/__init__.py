@@ -12,13 +12,13 @@ from .feasibility import check, register, registered
 from .reading import apply_override, from_dict, load, loads, read_toml
 from .rules import finite, is_int, need, shown, validate
 from .schema import (DEFAULT_DEALIAS, GEOMETRIES, GEOMETRY_DIM, INTEGRALS, MATRIX_KEYS, MAX_BETA, MAX_MODES,
-                     MAX_SNAPSHOTS, MAX_STEPS, SECTIONS, USA_MAX_BETA, VARIANTS, AttentionConfig, Config, GridConfig,
+                     MAX_SNAPSHOTS, MAX_STEPS, NGPT_ALPHA, SECTIONS, UPDATES, USA_MAX_BETA, VARIANTS, AttentionConfig, Config, GridConfig,
                      InitialConfig, LongtimeConfig, ModelConfig, OutputConfig, ParticlesConfig, TimeConfig,
                      geometry_for_dim, layer_at, layer_config, plain_attention)
 from ..errors import ConfigError
 
 __all__ = ["AttentionConfig", "Config", "ConfigError", "DEFAULT_DEALIAS", "GEOMETRIES", "GEOMETRY_DIM", "GridConfig",
            "INTEGRALS", "InitialConfig", "LongtimeConfig", "MATRIX_KEYS", "MAX_BETA", "MAX_MODES", "MAX_SNAPSHOTS",
-           "MAX_STEPS", "ModelConfig", "OutputConfig", "ParticlesConfig", "SECTIONS", "TimeConfig", "USA_MAX_BETA",
+           "MAX_STEPS", "ModelConfig", "NGPT_ALPHA", "UPDATES", "OutputConfig", "ParticlesConfig", "SECTIONS", "TimeConfig", "USA_MAX_BETA",
            "VARIANTS", "apply_override", "check", "finite", "from_dict", "geometry_for_dim", "is_int", "layer_at", "layer_config", "load", "loads",
            "need", "plain_attention", "read_toml", "register", "registered", "shown", "validate"]

@@ -18,6 +18,8 @@ GEOMETRY_DIM = {"circle": 2, "sphere": 3}
 VARIANTS = ("sa", "usa")
 #: particles.update: the residual update of the peers' transformers (docs/variants.md)
 UPDATES = ("post-ln", "pre-ln", "peri-ln", "ngpt")
+#: nGPT's step on the sphere, dx/dt = alpha P_x A / |A| (the value simuformer uses)
+NGPT_ALPHA = 0.2
 #: particles.batch: at most this many systems, and this many tokens in all (batch x n: 1.6 GB of positions at d = 2)
 MAX_BATCH = 1_000_000
 MAX_BATCH_TOKENS = 100_000_000
@@ -146,7 +148,7 @@ class ParticlesConfig:
     backend: str = "numpy"  # "numpy" | "torch": the direct field on PyTorch (float64), optional extra
     device: str = "cpu"  # "cpu" | "cuda": torch's device
     update: str = "post-ln"  # the residual update: "post-ln" | "pre-ln" | "peri-ln" | "ngpt" (docs/variants.md)
-    alpha: float = 0.2  # update = "ngpt": dx/dt = alpha P_x A / |A|
+    alpha: float = NGPT_ALPHA  # update = "ngpt": dx/dt = alpha P_x A / |A|
     batch: int = 1  # independent systems solved together, system b from initial.seed + b (docs/ensembles.md)
 
 

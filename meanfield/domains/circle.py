@@ -104,6 +104,11 @@ class Circle(LineGeometry):
         """Multipliers of G_beta scaled by e^{-beta}: (G rho)_k = e^beta * 2 pi ive(k, beta) rho_k."""
         return 2 * math.pi * ive(self.k, beta)
 
+    def funk_hecke_radial(self, beta: float) -> np.ndarray:
+        """Multipliers of d/dbeta G_beta (the kernel <x, y> e^{beta <x, y>}) scaled by e^{-beta}:
+        2 pi (I_{k+1} + (k / beta) I_k) e^{-beta} = pi (I_{k-1} + I_{k+1}) e^{-beta}."""
+        return 2 * math.pi * (ive(self.k + 1, beta) + self.k / beta * ive(self.k, beta))
+
     def gram(self) -> np.ndarray:
         """inner(e, e) for each real degree of freedom e of a coefficient (its real or imaginary part):
         2 pi for k = 0, 4 pi above (the diagonal of ``inner``; the adjoints in meanfield.gradients)."""

@@ -287,6 +287,12 @@ class Sphere(Geometry):
         """Multipliers of G_beta scaled by e^{-beta}: 4 pi i_l(beta) e^{-beta}."""
         return 4 * math.pi * math.sqrt(math.pi / (2 * beta)) * ive(self.l + 0.5, beta)
 
+    def funk_hecke_radial(self, beta: float):
+        """Multipliers of d/dbeta G_beta (the kernel <x, y> e^{beta <x, y>}) scaled by e^{-beta}:
+        4 pi sqrt(pi / (2 beta)) (I_{l+3/2} + (l / beta) I_{l+1/2}) e^{-beta}."""
+        return 4 * math.pi * math.sqrt(math.pi / (2 * beta)) * (ive(self.l + 1.5, beta)
+                                                                + self.l / beta * ive(self.l + 0.5, beta))
+
     def gram(self) -> np.ndarray:
         """inner(e, e) for each real degree of freedom e of a coefficient: 1 for m = 0, 2 for m > 0
         (the diagonal of ``inner``; the adjoints in meanfield.gradients)."""

@@ -140,6 +140,13 @@ class Zonal(LineGeometry):
         d = self.dim
         return (2 * math.pi) ** (d / 2) * beta ** (1 - d / 2) * ive(self.l + d / 2 - 1, beta)
 
+    def funk_hecke_radial(self, beta: float):
+        """Multipliers of d/dbeta G_beta (the kernel <x, y> e^{beta <x, y>}) scaled by e^{-beta}:
+        (2 pi)^{d/2} beta^{1-d/2} (I_{l+d/2} + (l / beta) I_{l+d/2-1}) e^{-beta}."""
+        d = self.dim
+        return (2 * math.pi) ** (d / 2) * beta ** (1 - d / 2) * (ive(self.l + d / 2, beta)
+                                                                 + self.l / beta * ive(self.l + d / 2 - 1, beta))
+
     def gram(self) -> np.ndarray:
         """inner(e, e) for each coefficient's real part: int R_l^2 (the diagonal of ``inner``)."""
         return self.norm

@@ -23,11 +23,29 @@ def check_resolution(cfg) -> None:
     m, g = cfg.model, cfg.grid
     if m.method != "spectral":
         return
-    kstar = theory.most_unstable_mode(m.beta, m.variant, m.viscosity, cfg.dim)
+    kstar = theory.most_unstable_mode(m.beta, m.variant, m.viscosity, cfg.dim, update=cfg.particles.update,
+                                      alpha=cfg.particles.alpha)
     if g.modes < 2 * kstar:
         name = "k*" if m.geometry == "circle" else "l*"
         raise ConfigError(f"grid.modes: got {g.modes}, allowed: >= {2 * kstar} for beta = {m.beta:g} (twice the most "
                           f"unstable mode {name} = {kstar}, so that it is well resolved)")
+
+
+@register
+def check_update(cfg) -> None:
+    """A density run's residual update (particles.update): post-LN, or nGPT with Q = K = V = I, no causal mask
+    and no perceptron term (where the density solver implements it)."""
+    m, p = cfg.model, cfg.particles
+    if m.method != "spectral" or p.update == "post-ln":
+        return
+    why = f"with particles.update = {p.update!r} for a density (nGPT's density: Q = K = V = I, no mask, no perceptron)"
+    need(p.update == "ngpt", "particles.update", p.update, "'post-ln' | 'ngpt' for a density (pre-LN and peri-LN "
+         "move residual streams off the sphere: tokens only)")
+    need(plain_attention(cfg), "attention.Q", cfg.attention.Q, f"'identity' (and K, V, one head) {why}")
+    need(not cfg.attention.causal, "attention.causal", cfg.attention.causal, f"false {why}")
+    need(cfg.perceptron.activation == "none", "perceptron.activation", cfg.perceptron.activation, f"'none' {why}")
+    need(cfg.longtime.handoff == "none", "longtime.handoff", cfg.longtime.handoff, f"'none' {why} (the hand-off's "
+         "tokens move by post-LN)")
 
 
 @register

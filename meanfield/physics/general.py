@@ -185,7 +185,7 @@ def build_model(cfg, geometry):
 def _attention_model(cfg, geometry):
     m, a = cfg.model, cfg.attention
     if plain_attention(cfg):
-        return AttentionModel(geometry, m.variant, m.beta, m.viscosity)
+        return AttentionModel(geometry, m.variant, m.beta, m.viscosity, cfg.particles.update, cfg.particles.alpha)
     base_geometry = geometry.base if a.causal else geometry
     heads = attention_heads(cfg, base_geometry.dim)
     if len(heads) == 1 and scalar_head(*heads[0]) == (1.0, 1.0) and a.integrals != "quadrature":

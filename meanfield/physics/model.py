@@ -1,7 +1,8 @@
 """The attention physics in spectral space, written once for every geometry.
 
     d_t rho = -div(rho X[rho]) + nu Lap rho,    psi = G_beta rho,
-    USA: X = (1/beta) grad psi,    SA: X = (1/beta) grad log psi = (1/beta) grad psi / psi.
+    USA: X = (1/beta) grad psi,    SA: X = (1/beta) grad log psi = (1/beta) grad psi / psi,
+    nGPT (SA or USA alike): X = alpha grad psi / sqrt(|grad psi|^2 + (beta d_beta psi)^2)   (docs/variants.md).
 
 The right-hand side is split for semi-implicit steppers as  F(c) = L c + N(c):
 L is diagonal, the linearisation about the uniform state plus viscosity (its entries
@@ -18,8 +19,9 @@ import math
 
 import numpy as np
 
+from ..config import NGPT_ALPHA
 from ..errors import ConfigError
-from .theory import check_parameters
+from .theory import check_parameters, kernel_ratio
 
 #: A density more negative than this (relative to max rho) is beyond round-off: resolved only to that
 #: level (a warning; with longtime.handoff = "tokens" the run continues as tokens).
@@ -29,10 +31,20 @@ NEGATIVE_STOP = 1e-6
 
 
 class AttentionModel:
-    """SA or USA attention flow with viscosity on a geometry (Q = K = V = I)."""
+    """SA or USA attention flow with viscosity on a geometry (Q = K = V = I), tokens moved by post-LN (the
+    projection of the attention output A) or nGPT (alpha P_x A / |A|, ``update = "ngpt"``)."""
 
-    def __init__(self, geometry, variant: str, beta: float, viscosity: float = 0.0):
+    #: the residual update (``particles.update``): "post-ln", or "ngpt" where this class implements it
+    update = "post-ln"
+    alpha = NGPT_ALPHA
+
+    def __init__(self, geometry, variant: str, beta: float, viscosity: float = 0.0, update: str = "post-ln",
+                 alpha: float = NGPT_ALPHA):
         check_parameters(beta, variant, viscosity, geometry.dim)
+        if update not in ("post-ln", "ngpt"):
+            raise ConfigError(f"particles.update: got {update!r} for a density, allowed: 'post-ln' | 'ngpt' (pre-LN "
+                              "and peri-LN move residual streams off the sphere: tokens only)")
+        self.update, self.alpha = update, float(alpha)
         self.geometry = geometry
         self.variant = variant
         self.beta = float(beta)
@@ -49,6 +61,12 @@ class AttentionModel:
                 # X = (1/beta) grad psi_s / psi_s; psi_s_bar = kernel_0 * rho_bar
                 self.scale = 1.0 / self.beta
                 attention = self.kernel / (self.beta * self.kernel.flat[0])
+            if update == "ngpt":
+                # X = alpha grad psi_s / |(grad psi_s, beta psi_s')|, about the uniform state alpha grad psi_s /
+                # (beta psi_s'_bar): SA's rates times alpha / (I_{d/2} / I_{d/2-1}), |A| of the uniform state
+                self.radial = geometry.funk_hecke_radial(self.beta)
+                attention = self.alpha * self.kernel / (self.beta * self.kernel.flat[0]
+                                                        * float(kernel_ratio(1, self.beta, geometry.dim)))
             # -div(rho_bar grad(a u)) = -a rho_bar Lap u  ->  L = -Lap * attention + nu Lap
             self.L = (-self.lap * attention + self.viscosity * self.lap).astype(float)
         if not (np.all(np.isfinite(self.L)) and math.isfinite(self.scale)):  # e.g. beta 1e-320, viscosity 1e308
@@ -78,7 +96,23 @@ class AttentionModel:
 
     def velocity(self, c: np.ndarray) -> np.ndarray:
         """The velocity field X[rho] (attention, and the perceptron term if any) on the grid (a grid vector)."""
+        if self.update == "ngpt":
+            return self._with_mlp(self._ngpt_field(c))
         return self._with_mlp(self.geometry.gradient_field(self.kernel * c, self.variant == "sa", self.scale))
+
+    def _ngpt_field(self, mu: np.ndarray) -> np.ndarray:
+        """nGPT's X = alpha P_x A / |A| of the measure mu on the grid.  A = (grad psi / beta + x d_beta psi) [/ psi
+        for SA]: its tangent part is grad psi / beta, its radial part <x, A> = d_beta psi (the kernel <x, y>
+        e^{beta <x, y>}); the factor 1 / psi of SA and the scale e^beta cancel in A / |A|."""
+        v = self.geometry.grad(self.kernel * mu)
+        norm = self.geometry.to_grid(self.radial * mu)
+        norm *= self.beta
+        norm **= 2
+        norm += np.sum(v * v, axis=0)
+        np.sqrt(norm, out=norm)
+        with np.errstate(divide="ignore", invalid="ignore"):  # A = 0: nan, which the guard reports
+            v *= self.alpha / norm
+        return v
 
     def psi_range(self, c: np.ndarray) -> float:
         """min psi / max psi on the grid.  SA divides by psi, whose spectral evaluation is
@@ -89,6 +123,10 @@ class AttentionModel:
     def transport(self, mu: np.ndarray, f: np.ndarray) -> np.ndarray:
         """-div(f X[mu]) in spectral space: the density f carried by the field of the measure mu
         (mu = f but for the causal density, where a position attends to the positions before it)."""
+        if self.update == "ngpt":
+            v = self._ngpt_field(mu)
+            v *= self.geometry.to_grid(f)
+            return -self.geometry.div(v)
         return self.geometry.flux_divergence(self.kernel * mu, f, self.variant == "sa", -self.scale)
 
     def rhs(self, c: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, ive
 
-from ..config.schema import GEOMETRY_DIM, MAX_BETA, USA_MAX_BETA, VARIANTS
+from ..config.schema import GEOMETRY_DIM, MAX_BETA, NGPT_ALPHA, USA_MAX_BETA, VARIANTS
 from ..errors import ConfigError
 from .kernels import alibi_kernel
 
@@ -72,11 +72,15 @@ def kernel_ratio(modes, beta: float, dim: int = 2) -> np.ndarray:
     return r
 
 
-def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2) -> np.ndarray:
+def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2, *,
+                 update: str = "post-ln", alpha: float = NGPT_ALPHA) -> np.ndarray:
     r"""Linear growth rates :math:`\lambda_l` of the uniform state (docs/theory.md, section 3).
 
     For SA, :math:`\lambda_l = \frac{l(l+d-2)}{\beta} \frac{I_{l+d/2-1}(\beta)}{I_{d/2-1}(\beta)} - \nu\, l(l+d-2)`,
-    formed with exponentially scaled Bessel functions (no overflow at any beta).
+    formed with exponentially scaled Bessel functions (no overflow at any beta).  nGPT (``update = "ngpt"``, SA
+    and USA alike) moves the uniform state's perturbations by SA's field over |A| = I_{d/2}(beta) / I_{d/2-1}(beta)
+    times alpha: its attention part is SA's times :math:`\alpha I_{d/2-1}(\beta) / I_{d/2}(\beta)`
+    (docs/variants.md).
 
     Parameters
     ----------
@@ -90,6 +94,10 @@ def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0
         :math:`\nu \ge 0`.
     dim : int
         d, the sphere :math:`S^{d-1} \subset R^d` (2: circle, 3: sphere).
+    update : {"post-ln", "ngpt"}
+        The residual update (``particles.update``) of the density's tokens.
+    alpha : float
+        nGPT's step.
 
     Returns
     -------
@@ -104,7 +112,9 @@ def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0
     l = np.abs(np.asarray(modes, dtype=float))
     lap = laplacian_eigenvalue(l, dim)
     nu = dim / 2 - 1
-    if variant == "sa":
+    if update == "ngpt":
+        attention = alpha * lap * kernel_ratio(l, beta, dim) / (beta * float(kernel_ratio(1, beta, dim)))
+    elif variant == "sa":
         attention = lap * kernel_ratio(l, beta, dim) / beta
     else:
         # Gamma(d/2) 2^{d/2-1} beta^{-d/2} I_{l+nu}(beta), formed in logs: I = e^beta * ive.
@@ -116,12 +126,12 @@ def growth_rates(modes, beta: float, variant: str = "sa", viscosity: float = 0.0
 
 
 def most_unstable_mode(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2,
-                       max_mode: int | None = None) -> int:
+                       max_mode: int | None = None, *, update: str = "post-ln", alpha: float = NGPT_ALPHA) -> int:
     r"""The integer :math:`l \ge 1` with the largest growth rate (the exact argmax, not :math:`\sqrt{2\beta}`).
 
     Parameters
     ----------
-    beta, variant, viscosity, dim
+    beta, variant, viscosity, dim, update, alpha
         As for `growth_rates`.
     max_mode : int, optional
         Where the search stops (default: far beyond the peak, where
@@ -135,7 +145,7 @@ def most_unstable_mode(beta: float, variant: str = "sa", viscosity: float = 0.0,
     if max_mode is None:
         max_mode = int(8 * math.sqrt(2 * beta + 1)) + 16
     l = np.arange(1, max_mode + 1)
-    return int(l[np.argmax(growth_rates(l, beta, variant, viscosity, dim))])
+    return int(l[np.argmax(growth_rates(l, beta, variant, viscosity, dim, update=update, alpha=alpha))])
 
 
 @dataclass(frozen=True)

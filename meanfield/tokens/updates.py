@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: nGPT's step on the sphere, dx/dt = alpha P_x A / |A| (the value simuformer uses)
-NGPT_ALPHA = 0.2
+from ..config import NGPT_ALPHA
 
 
 def on_sphere(update: str) -> bool:

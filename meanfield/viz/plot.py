@@ -442,10 +442,11 @@ def rates(h, fig, model, time=None):
                           "nonlinear part was never below 1e-5 of its linear part); allowed: a run that starts "
                           "from a small perturbation (meanfield rates --all says why, mode by mode)")
     g = model.geometry
+    kind = {"update": model.update, "alpha": model.alpha}
     kmax = max(max(f.mode[0] for f in fits), int(theory.most_unstable_mode(model.beta, model.variant,
-                                                                          model.viscosity, g.dim)) * 2)
+                                                                          model.viscosity, g.dim, **kind)) * 2)
     k = np.arange(0, min(g.modes, kmax + 2) + 1)
-    lam = theory.growth_rates(k, model.beta, model.variant, model.viscosity, g.dim)
+    lam = theory.growth_rates(k, model.beta, model.variant, model.viscosity, g.dim, **kind)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.3), hspace=0.08)
     ax = fig.add_subplot(grid[0])
     ax.plot(k, lam, "-", color="0.6", label=r"theory $\lambda_k$")
@@ -458,7 +459,7 @@ def rates(h, fig, model, time=None):
     ax.legend(fontsize=8)
     _title(ax, h, "growth rates in the linear phase")
     res = fig.add_subplot(grid[1], sharex=ax)
-    theory_at = theory.growth_rates(mode, model.beta, model.variant, model.viscosity, g.dim)
+    theory_at = theory.growth_rates(mode, model.beta, model.variant, model.viscosity, g.dim, **kind)
     err = np.abs(measured - theory_at) / np.abs(theory_at)
     res.semilogy(mode, np.maximum(err, 1e-16), "o", ms=3, color="C0")
     res.axhline(1e-4, color="C3", lw=0.8, ls="--", label="$10^{-4}$")

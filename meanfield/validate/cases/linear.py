@@ -25,7 +25,8 @@ def rate_errors(h) -> tuple[float, set, list]:
     for f in measure_growth_rates(h["time"], h["rho_hat"], model):
         if f.status != "ok":
             continue
-        lam = float(theory.growth_rates([f.mode[0]], model.beta, model.variant, model.viscosity, dim)[0])
+        lam = float(theory.growth_rates([f.mode[0]], model.beta, model.variant, model.viscosity, dim,
+                                        update=model.update, alpha=model.alpha)[0])
         worst = max(worst, abs(f.measured - lam) / abs(lam))
         seen.add(f.mode)
         rows.append((f.mode, lam, f.measured))
