@@ -214,7 +214,43 @@ def test_auto_stepper_picks_by_stiffness():
     assert "stiff" in picked(1e-3, 512, True)[1]
 
 
-@pytest.mark.parametrize("name", ["ark43", "dopri5", "dop853"])
+def test_etd42_estimate_is_third_order_and_its_steps_etdrk4s():
+    """etd42's step is ETDRK4's to the bit; its estimate u4 - u2 shrinks 8x per halving of h (O(h^3): the embedded
+    ETD2RK is of order 2)."""
+    g, model, c0 = problem("sa", beta=9.0, nu=0.02)
+    s = make_scheme("etd42", model.L, model.nonlinear)
+    state = s.start(c0)
+    for _ in range(5):
+        state = s.step(state, 0.1)
+    assert np.array_equal(s.step(state, 0.1).u, make_scheme("etdrk4", model.L, model.nonlinear).step(state, 0.1).u)
+    est = [np.linalg.norm(s.step_with_error(state, h)[1]) for h in (0.1, 0.05, 0.025)]
+    assert all(7.5 < a / b < 8.5 for a, b in zip(est, est[1:])), est
+
+
+@pytest.mark.parametrize("nu", [0.005, 0.0])
+def test_etd42_adaptive_error_follows_rtol(nu):
+    """etd42 holds each step's local error within rtol of the perturbation: the error at t_end falls with rtol and
+    stays below it (measured 5e-4..7e-3 rtol at rtol 1e-3..1e-6: its O(h^3) estimate overstates the O(h^5)
+    local error), at a cost that grows as rtol^(-1/3)."""
+    from meanfield.simulation.runner import load_config
+    from meanfield.simulation.simulation import Simulation
+
+    base = {"model": {"beta": 9.0, "viscosity": nu}, "grid": {"modes": 48},
+            "initial": {"amplitude": 1e-3, "seed": 3}, "output": {"interval": 6.0, "checkpoint_every": 0}}
+    ref, errs = None, []
+    for rtol in (1e-3, 1e-5):
+        cfg = load_config({**base, "time": {"t_end": 6.0, "dt": 0.01, "stepper": "etd42", "adaptive": True,
+                                            "rtol": rtol, "atol": 1e-16}})
+        sim = Simulation(cfg)
+        if ref is None:
+            ref = reference(sim.model, sim.state.u, 6.0)
+        sim.run([])
+        errs.append(np.linalg.norm((sim.state.u - ref)[1:]) / np.linalg.norm(ref[1:]))
+        assert 1e-4 * rtol < errs[-1] < 0.02 * rtol, (rtol, errs[-1])
+    assert errs[1] < errs[0] / 100
+
+
+@pytest.mark.parametrize("name", ["ark43", "dopri5", "dop853", "etd42"])
 def test_embedded_schemes_resume_bit_for_bit_from_a_checkpoint(name, tmp_path):
     """The scheme state (dopri5 carries F at the new point) and the controller's dt survive a checkpoint."""
     from meanfield import io

@@ -174,7 +174,8 @@ def density_phase(cfg, geometry, c0) -> tuple[DensityPhase, str, str, float]:
     means = mean_entries(geometry)
     if tc.adaptive and stepper in EMBEDDED_SCHEMES:
         controller = EmbeddedStep(dt, tc.rtol, tc.atol, min(tc.dt_min, cap), min(tc.dt_max, cap),
-                                  norm=functools.partial(perturbation_error, means=means), span=error_span(cfg),
+                                  norm=functools.partial(perturbation_error, means=means),
+                                  span=error_span(cfg) if scheme.budgeted else None,
                                   hint="loosen time.rtol, raise grid.modes or add viscosity")
     elif tc.adaptive:
         controller = AdaptiveStep(dt, tc.rtol, tc.atol, tc.cfl, min(tc.dt_min, cap), min(tc.dt_max, cap),
