@@ -1,6 +1,7 @@
 """Ensembles and the field of many tokens: the measurements behind benchmarks/results.md's section 4.
 
     python benchmarks/bench_ensembles.py [--diagram] [--tokens N]
+    python benchmarks/bench_ensembles.py --torch cuda [--betas 90]      (the GPU check: benchmarks/device_rotf.sh)
 
 1. The batched field (``BatchedTokenModel``, rotf's settings: 2048 systems of 32 tokens on the circle, SA,
    beta 4) against the peers' algorithm written with numpy alone (the baseline, same process): per system the
@@ -12,6 +13,9 @@
    cluster of one worker per core), wall time, against the 5-minute target.
 4. The field of N tokens (default 10^7) on S^2 and S^1, Q = K = V = I, SA, beta = 25 (the Funk–Hecke path),
    one evaluation on 2 threads, wall time, against the 3.5 s target.
+5. ``--torch DEVICE``: the batched field with particles.backend = "torch" on DEVICE against the numpy field (the
+   CPU baseline, same process, same numbers to 1e-12), one rotf_base run on each, and the diagram's runs (``--betas``
+   values of beta from 0.1 to 9) with torch on DEVICE one after the other in this process, against 5 minutes.
 """
 
 from __future__ import annotations
@@ -91,11 +95,62 @@ def many_tokens(n: int):
     return rows
 
 
+def torch_check(device: str, betas: int) -> None:
+    """Section 5: the batched field and the rotf runs with torch on ``device``, the numpy path beside them."""
+    import meanfield
+    from meanfield.tokens import BatchedTokenModel
+
+    B, n, d, beta = 2048, 32, 2, 4.0
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((B * n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    cpu_model = BatchedTokenModel(B, np.full(n, 1.0 / n), beta, "sa", d)
+    dev_model = BatchedTokenModel(B, np.full(n, 1.0 / n), beta, "sa", d, backend="torch", device=device)
+
+    def wall(fn, repeat=5):
+        fn()
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        t_cpu = wall(lambda: cpu_model.velocity(X))
+    t_dev = wall(lambda: dev_model.velocity(X))  # returns numpy: the device has finished
+    diff = float(np.max(np.abs(dev_model.velocity(X) - cpu_model.velocity(X))))
+    print(f"batched field 2048 x 32 on S^1: numpy (1 thread) {1e3 * t_cpu:.2f} ms, torch on {device} "
+          f"{1e3 * t_dev:.2f} ms ({t_cpu / t_dev:.1f}x), max difference {diff:.1e}", flush=True)
+    base = meanfield.example("rotf_base")
+    with tempfile.TemporaryDirectory() as tmp:
+        def one(b, backend, name):
+            sets = [f"model.beta={b}", f"particles.backend=\"{backend}\"", f"particles.device=\"{device}\""]
+            t0 = time.perf_counter()
+            meanfield.run(base, os.path.join(tmp, name), progress=False,
+                          overrides=sets if backend == "torch" else [f"model.beta={b}", "time.threads=1"])
+            return time.perf_counter() - t0
+
+        print(f"rotf_base at beta 4: numpy, one thread {one(4.0, 'numpy', 'cpu.h5'):.1f} s; torch on {device} "
+              f"{one(4.0, 'torch', 'dev.h5'):.1f} s wall", flush=True)
+        t0 = time.perf_counter()
+        for i, b in enumerate(np.linspace(0.1, 9.0, 90)[:: max(1, 90 // betas)][:betas]):
+            one(float(b), "torch", f"b{i}.h5")
+        total = time.perf_counter() - t0
+    print(f"rotf diagram with torch on {device}: {betas} runs in {total:.0f} s wall, one process "
+          f"({'met' if total <= 300 or betas < 90 else 'missed'}: <= 300 s for 90)", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--diagram", action="store_true", help="also time the whole rotf phase diagram (minutes)")
     p.add_argument("--tokens", type=int, default=10_000_000, help="tokens of the many-token field")
+    p.add_argument("--torch", metavar="DEVICE", choices=("cpu", "cuda"), help="section 5 alone, torch on DEVICE")
+    p.add_argument("--betas", type=int, default=90, help="--torch: runs of the diagram to time (of 90)")
     args = p.parse_args(argv)
+    if args.torch:
+        torch_check(args.torch, args.betas)
+        return 0
     with threadpool_limits(limits=1, user_api="blas"):
         ours, base, diff = batched_field()
     print(f"batched field, 2048 x 32 tokens on S^1: {1e3 * ours:.1f} ms CPU; numpy baseline {1e3 * base:.1f} ms; "

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__, config
+from .config import NGPT_ALPHA
 from .io import ownership as files
 from .physics import theory
 from .errors import ConfigError, NumericalError, OutputError, TrackerError
@@ -104,11 +105,15 @@ def cmd_theory(args) -> int:
                 if args.geometry == "zonal" else "")
         raise ConfigError(f"--geometry: got {args.geometry!r}, allowed: " + " | ".join(theory.GEOMETRY_DIM) + hint)
     dim = args.dim if args.dim is not None else theory.dim_of(args.geometry)
-    table = theory.rate_table(args.beta, args.variant, args.viscosity, dim, args.modes)
+    if not (math.isfinite(args.alpha) and 0 < args.alpha <= 100):
+        raise ConfigError(f"--alpha: got {args.alpha!r}, allowed: a number in (0, 100] (nGPT's step)")
+    table = theory.rate_table(args.beta, args.variant, args.viscosity, dim, args.modes, update=args.update,
+                              alpha=args.alpha)
     lam = table.lambda_star
     space = {2: "S^1 (circle)", 3: "S^2 (sphere)"}.get(dim, f"S^{dim - 1}")
     name = "k" if dim == 2 else "l"
-    print(f"# {space}, d = {dim}, variant {args.variant}, beta = {args.beta:g}, viscosity = {args.viscosity:g}")
+    upd = f", update ngpt (alpha = {args.alpha:g})" if args.update == "ngpt" else ""
+    print(f"# {space}, d = {dim}, variant {args.variant}, beta = {args.beta:g}, viscosity = {args.viscosity:g}{upd}")
     print(f"# most unstable mode {name}* = {table.kstar}, lambda* = {lam:.10g}", end="")
     if lam > 0:
         print(f", e-folding time {1 / lam:.6g}, linear phase ends near "
@@ -400,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--variant", choices=list(theory.VARIANTS), default="sa",
                    help="sa (softmax) or usa (unnormalised) attention (default: sa)")
     t.add_argument("--viscosity", type=float, default=0.0, help="nu >= 0 (default: 0)")
+    t.add_argument("--update", choices=["post-ln", "ngpt"], default="post-ln",
+                   help="the density's residual update (particles.update): post-ln or ngpt (default: post-ln)")
+    t.add_argument("--alpha", type=float, default=NGPT_ALPHA, help=f"ngpt's step alpha (default: {NGPT_ALPHA})")
     t.add_argument("--modes", type=int, help="list modes 0..MODES (default: 2 k* + 4)")
     t.add_argument("--eps", type=float, default=1e-6, help="perturbation size for the end of the linear phase")
     t.set_defaults(func=cmd_theory)

@@ -85,6 +85,12 @@ def test_theory_table():
     assert r.returncode == 0 and "S^4" in r.stdout and "l* =" in r.stdout
     r = mf("theory", "--geometry", "circle", "--beta", 1, "--viscosity", 10)
     assert "no mode grows" in r.stdout
+    # nGPT's density: SA's rates times alpha I_0 / I_1; mode 1 grows at exactly alpha / beta
+    r = mf("theory", "--geometry", "circle", "--beta", 9, "--update", "ngpt", "--alpha", 0.5, "--modes", 6)
+    rows = [ln.split() for ln in r.stdout.splitlines() if ln and ln.split()[0].isdigit()]
+    assert r.returncode == 0 and "update ngpt (alpha = 0.5)" in r.stdout
+    assert abs(float(rows[1][1]) - 0.5 / 9) < 1e-15
+    assert "--alpha: got -1.0" in one_error_line(mf("theory", "--geometry", "circle", "--beta", 9, "--alpha", -1))
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -67,6 +67,49 @@ def test_backend_errors_with_torch_name_the_key():
             config.from_dict(feasible=True, raw={**base, "particles": {"n": 10, "backend": "torch", "device": "cuda"}})
 
 
+def _batched(backend, device="cpu", **kw):
+    from meanfield.tokens import BatchedTokenModel
+
+    rng = np.random.default_rng(7)
+    B, n, d = 9, 12, 4
+    mats = [attention_matrices("random", d, 2, rng, k) for k in "QKV"]
+    heads = [tuple(np.stack([m[h]] * B) if i == 0 else m[h] for i, m in enumerate(mats)) for h in range(2)]
+    return BatchedTokenModel(B, rng.uniform(0.5, 1.5, n), np.linspace(2.0, 6.0, B), heads=heads, dim=d,
+                             backend=backend, device=device, block_bytes=3 * 8 * n * n, **kw), unit(B * n, d, 3)
+
+
+@pytest.mark.parametrize("update", ["post-ln", "pre-ln", "peri-ln", "ngpt"])
+@pytest.mark.parametrize("variant,causal", [("sa", False), ("usa", False), ("sa", True), ("usa", True)])
+def test_torch_batched_field_matches_numpy(update, variant, causal):
+    """The batched field on torch (CPU here) against numpy's: per-system beta, heads shared and per system, every
+    update, SA and USA, causal masks (numpy in blocks of 3 systems, torch in one)."""
+    ours, x = _batched("numpy", variant=variant, causal=causal, alibi=0.5 if causal else 0.0, update=update)
+    theirs, _ = _batched("torch", variant=variant, causal=causal, alibi=0.5 if causal else 0.0, update=update)
+    want, got = ours.velocity(x), theirs.velocity(x)
+    assert np.max(np.abs(got - want)) <= 1e-13 * np.max(np.abs(want))
+
+
+def test_torch_batched_run_is_the_numpy_run():
+    """A batched run (particles.batch) with particles.backend = "torch" is the numpy run (rotf's own-term-free
+    path: Q = K = V = I, post-LN)."""
+    import meanfield
+
+    cfg = {"model": {"method": "particles", "geometry": "circle", "beta": 4.0},
+           "particles": {"n": 16, "dim": 2, "batch": 5, "integrator": "euler"}, "initial": {"kind": "uniform"},
+           "time": {"t_end": 3.0, "dt": 0.1}, "output": {"interval": 1.0}}
+    runs = [meanfield.solve({**cfg, "particles": {**cfg["particles"], "backend": b}}) for b in ("numpy", "torch")]
+    assert np.max(np.abs(runs[0]["positions"] - runs[1]["positions"])) < 1e-13
+    assert np.array_equal(runs[0]["diagnostics"]["cluster_count"], runs[1]["diagnostics"]["cluster_count"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_batched_field_matches_numpy():
+    ours, x = _batched("numpy")
+    theirs, _ = _batched("torch", "cuda")
+    want = ours.velocity(x)
+    assert np.max(np.abs(theirs.velocity(x) - want)) <= 1e-12 * np.max(np.abs(want))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_cuda_field_matches_numpy():
     x, w, mats = setup(3000, 3, 2)

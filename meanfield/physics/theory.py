@@ -171,17 +171,19 @@ class RateTable:
 
 
 def rate_table(beta: float, variant: str = "sa", viscosity: float = 0.0, dim: int = 2,
-               modes: int | None = None) -> RateTable:
-    """The growth rate of every mode 0..``modes`` (default max(2 k* + 4, 8)) and the most unstable mode.
-    ConfigError (naming the parameter) for parameters out of range, or ``modes`` outside [1, 100000]."""
+               modes: int | None = None, *, update: str = "post-ln", alpha: float = NGPT_ALPHA) -> RateTable:
+    """The growth rate of every mode 0..``modes`` (default max(2 k* + 4, 8)) and the most unstable mode (``update``,
+    ``alpha``: as for `growth_rates`).  ConfigError (naming the parameter) for parameters out of range, or ``modes``
+    outside [1, 100000]."""
     check_parameters(beta, variant, viscosity, dim)
-    kstar = most_unstable_mode(beta, variant, viscosity, dim)
+    kind = {"update": update, "alpha": alpha}
+    kstar = most_unstable_mode(beta, variant, viscosity, dim, **kind)
     kmax = modes if modes is not None else max(2 * kstar + 4, 8)
     if not 1 <= kmax <= 100_000:
         raise ConfigError(f"--modes: got {kmax}, allowed: an integer in [1, 100000]")
     ks = np.arange(0, kmax + 1)
-    rates = growth_rates(ks, beta, variant, viscosity, dim)
-    lam = rates[kstar] if kstar <= kmax else growth_rates([kstar], beta, variant, viscosity, dim)[0]
+    rates = growth_rates(ks, beta, variant, viscosity, dim, **kind)
+    lam = rates[kstar] if kstar <= kmax else growth_rates([kstar], beta, variant, viscosity, dim, **kind)[0]
     return RateTable(dim, variant, float(beta), float(viscosity), int(kstar), float(lam), ks, rates)
 
 

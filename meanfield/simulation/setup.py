@@ -202,7 +202,8 @@ def batch_phase(cfg, geometry, x, w=None, dt=None) -> BatchPhase:
     x = np.asarray(x, dtype=float)
     w = np.full(p.n, 1.0 / p.n) if w is None else np.asarray(w, dtype=float).reshape(p.batch, p.n)[0]
     model = BatchedTokenModel(p.batch, w, m.beta, m.variant, p.dim, a.causal, a.alibi, heads=batch_heads(cfg, p.dim),
-                              update=p.update, alpha=p.alpha, threads=token_threads(cfg))
+                              update=p.update, alpha=p.alpha, threads=token_threads(cfg), backend=p.backend,
+                              device=p.device)
     solver = TokenSolver(model, x, np.arange(x.shape[0]), x.shape[0], p.integrator, tc.dt if dt is None else dt,
                          tc.adaptive, tc.rtol, tc.atol, tc.dt_min, tc.dt_max, 0.0, noise=m.viscosity,
                          rng=np.random.default_rng([a.seed, cfg.initial.seed, 1]))

@@ -50,7 +50,8 @@ class BatchedTokenModel:
 
     def __init__(self, systems: int, weights: np.ndarray, beta, variant: str = "sa", dim: int = 3,
                  causal: bool = False, alibi: float = 0.0, block_bytes: int = BLOCK_BYTES, heads=None,
-                 update: str = "post-ln", alpha: float = NGPT_ALPHA, threads: int = 1):
+                 update: str = "post-ln", alpha: float = NGPT_ALPHA, threads: int = 1, backend: str = "numpy",
+                 device: str = "cpu"):
         if variant not in ("sa", "usa"):
             raise ValueError(f"variant: got {variant!r}, allowed: 'sa' or 'usa'")
         if update not in UPDATES:
@@ -90,6 +91,18 @@ class BatchedTokenModel:
         self._block = max(1, int(block_bytes) // (8 * self.size * self.size))
         self.threads = max(1, int(threads))
         self._pool, self._bufs = None, {}
+        self._torch = None
+        if backend == "torch":  # the n x n work of every block on torch (CPU or a GPU), the rest in numpy
+            from .torch_field import CPU_BLOCK_BYTES, CUDA_BLOCK_BYTES, load_torch
+
+            self._torch = load_torch(device)
+            self._device = self._torch.device(device)
+            if self._device.type == "cpu":
+                self._torch.set_num_threads(self.threads)
+            block = CPU_BLOCK_BYTES if self._device.type == "cpu" else CUDA_BLOCK_BYTES
+            self._torch_block = max(1, block // (8 * self.size * self.size))
+        elif backend != "numpy":
+            raise ValueError(f"backend: got {backend!r}, allowed: 'numpy' | 'torch'")
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Back onto the sphere (x / |x| row by row) for post-LN and nGPT; pre-LN and peri-LN keep the stream."""
@@ -115,6 +128,10 @@ class BatchedTokenModel:
         field at x / |x|): ``apply_update`` of the attention output."""
         X = x.reshape(self.systems, self.size, x.shape[1])
         out = np.empty_like(X)
+        if self._torch is not None:
+            for b0 in range(0, self.systems, self._torch_block):
+                self._torch_systems(X, b0, out)
+            return out.reshape(x.shape)
         starts = range(0, self.systems, self._block)
         if self.threads > 1 and len(starts) > 1:
             if self._pool is None:
@@ -131,30 +148,9 @@ class BatchedTokenModel:
         """Systems b0 .. b0 + block: their velocities into ``out``."""
         b1 = min(self.systems, b0 + self._block)
         Xb, n, d = X[b0:b1], self.size, X.shape[2]
-        beta = self.beta[b0:b1, None, None]
         A = np.zeros_like(Xb)
-        V1 = self._buffer("values", (b1 - b0, n, d + 1))
-        V1[..., d] = 1.0
-        sl = (lambda m: m if m.ndim == 2 else m[b0:b1])  # a head's matrix for these systems
-        for h, (Q, K, V) in enumerate(self.heads):
-            if self._identity_qk[h]:
-                q, k = Xb, Xb
-                s = np.broadcast_to(beta[:, :, 0] + self._top_w[b0:b1, None], (b1 - b0, n))  # bounds each row
-            else:
-                q, k = Xb @ np.swapaxes(sl(Q), -1, -2), Xb @ np.swapaxes(sl(K), -1, -2)
-                s = (beta[:, :, 0] * np.linalg.norm(q, axis=2) * np.linalg.norm(k, axis=2).max(axis=1, keepdims=True)
-                     + self._top_w[b0:b1, None])
-            exact = bool(np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT))  # the bound could underflow a row
-            # one product makes beta <q_i, k_j> - s_i + log w_j: [beta q, -s, 1] against [k, 1, log w]
-            left = self._buffer("rows", (b1 - b0, n, k.shape[2] + 2))
-            np.multiply(q, beta, out=left[..., :-2])
-            left[..., -1] = 1.0
-            if exact:
-                left[..., -2] = 0.0
-            else:
-                np.negative(s, out=left[..., -2])
-            right = self._buffer("columns", (b1 - b0, k.shape[2] + 2, n))
-            right[:, :-2], right[:, -2], right[:, -1] = np.swapaxes(k, 1, 2), 1.0, self._log_w[b0:b1]
+        for h in range(len(self.heads)):
+            left, right, V1, s, exact = self._operands(Xb, b0, b1, h)
             e = self._buffer("exponents", (b1 - b0, n, n))
             np.matmul(left, right, out=e)
             if self._mask is not None:
@@ -163,7 +159,6 @@ class BatchedTokenModel:
                 s = e.max(axis=2)
                 e -= s[:, :, None]
             np.exp(e, out=e)
-            V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
             if self._self_free[h]:  # V = I, post-LN: the own term out of the numerator (class doc)
                 diagonal = e.reshape(b1 - b0, n * n)[:, ::n + 1]  # a view of e's diagonals
                 own = diagonal.copy()
@@ -182,6 +177,72 @@ class BatchedTokenModel:
                     scale = scale * self._row_scale[b0:b1]
                 A += acc[..., :d] * scale[:, :, None]
         out[b0:b1] = apply_update(self.update, Xb, A, self.alpha)
+
+    def _torch_systems(self, X, b0: int, out) -> None:
+        """``_systems`` with the n x n work (exponents, exp, the products) on torch's device."""
+        torch, dev = self._torch, self._device
+        b1 = min(self.systems, b0 + self._torch_block)
+        Xb, d = X[b0:b1], X.shape[2]
+        tensor = (lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev))
+        A = None
+        for h in range(len(self.heads)):
+            left, right, V1, s, exact = self._operands(Xb, b0, b1, h)
+            e = torch.bmm(tensor(left), tensor(right))
+            if self._mask is not None:
+                e += tensor(self._mask)
+            if exact:
+                s = e.amax(dim=2)
+                e -= s[:, :, None]
+            else:
+                s = tensor(s)
+            e.exp_()
+            if self._self_free[h]:  # V = I, post-LN: the own term out of the numerator (class doc)
+                diagonal = torch.diagonal(e, dim1=1, dim2=2)
+                own = diagonal.clone()
+                diagonal.zero_()
+            acc = torch.bmm(e, tensor(V1))
+            if self._self_free[h]:
+                acc[..., d] += own
+            if self.variant == "sa":
+                part = acc[..., :d] / acc[..., d:]
+            else:
+                scale = torch.exp(s)
+                if self._row_scale is not None:
+                    scale = scale * tensor(self._row_scale[b0:b1])
+                part = acc[..., :d] * scale[:, :, None]
+            A = part if A is None else A + part
+        out[b0:b1] = apply_update(self.update, Xb, A.cpu().numpy(), self.alpha)
+
+    def _operands(self, Xb, b0: int, b1: int, h: int) -> tuple:
+        """(left, right, [V x, 1], s, exact) of head h for systems b0 .. b1: left @ right is beta <Q x_i, K x_j>
+        - s_i + log w_j (s_i bounds row i's maximum; ``exact``: the bound could let a whole row underflow, then
+        left's s column is 0 and the caller shifts each row by its exact maximum)."""
+        Q, K, V = self.heads[h]
+        n, d = self.size, Xb.shape[2]
+        beta = self.beta[b0:b1, None, None]
+        sl = (lambda m: m if m.ndim == 2 else m[b0:b1])  # a head's matrix for these systems
+        if self._identity_qk[h]:
+            q, k = Xb, Xb
+            s = np.broadcast_to(beta[:, :, 0] + self._top_w[b0:b1, None], (b1 - b0, n))  # bounds each row
+        else:
+            q, k = Xb @ np.swapaxes(sl(Q), -1, -2), Xb @ np.swapaxes(sl(K), -1, -2)
+            s = (beta[:, :, 0] * np.linalg.norm(q, axis=2) * np.linalg.norm(k, axis=2).max(axis=1, keepdims=True)
+                 + self._top_w[b0:b1, None])
+        exact = bool(np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT))  # the bound could underflow a row
+        # one product makes beta <q_i, k_j> - s_i + log w_j: [beta q, -s, 1] against [k, 1, log w]
+        left = self._buffer(f"rows{h}", (b1 - b0, n, k.shape[2] + 2))
+        np.multiply(q, beta, out=left[..., :-2])
+        left[..., -1] = 1.0
+        if exact:
+            left[..., -2] = 0.0
+        else:
+            np.negative(s, out=left[..., -2])
+        right = self._buffer(f"columns{h}", (b1 - b0, k.shape[2] + 2, n))
+        right[:, :-2], right[:, -2], right[:, -1] = np.swapaxes(k, 1, 2), 1.0, self._log_w[b0:b1]
+        V1 = self._buffer(f"values{h}", (b1 - b0, n, d + 1))
+        V1[..., d] = 1.0
+        V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
+        return left, right, V1, s, exact
 
     # --- the peers' diagnostics, system by system --------------------------------------------------------
     def unit(self, x: np.ndarray) -> np.ndarray:

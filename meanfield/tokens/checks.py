@@ -56,7 +56,6 @@ def _check_batch(cfg) -> None:
     need(cfg.perceptron.activation == "none", "perceptron.activation", cfg.perceptron.activation, f"'none' {why}")
     need(not cfg.schedule.times, "schedule.times", list(cfg.schedule.times), f"[] {why}")
     need(not a.resample, "attention.resample", a.resample, f"false {why}")
-    need(p.backend == "numpy", "particles.backend", p.backend, f"'numpy' {why}")
     need(p.field != "funk_hecke", "particles.field", p.field, f"'auto' | 'direct' {why} (each system's field is a "
          "direct sum)")
     need(cfg.initial.kind not in ("tokens", "file"), "initial.kind", cfg.initial.kind,
