@@ -128,7 +128,7 @@ def test_all_examples_are_valid():
     ("[initial]\nkind = 'file'\npath = 'missing.h5'", r"^initial\.path: got 'missing\.h5'"),
     ("[time]\nt_end = 0.0", r"^time\.t_end: got 0\.0"),
     ("[time]\ndt = 0.0", r"^time\.dt: got 0\.0"),
-    ("[time]\nstepper = 'rk45'", r"^time\.stepper: got 'rk45', allowed: 'auto' \| 'sbdf1' \| 'sbdf2' \| 'etdrk4' \| 'ark43' \| 'dopri5' \| 'dop853'"),
+    ("[time]\nstepper = 'rk45'", r"^time\.stepper: got 'rk45', allowed: 'auto' \| 'sbdf1' \| 'sbdf2' \| 'etdrk4' \| 'etd42' \| 'ark43' \| 'dopri5' \| 'dop853'"),
     ("[time]\nadaptive = 1", r"^time\.adaptive: got 1 \(int\), allowed: true or false"),
     ("[time]\nrtol = 2.0", r"^time\.rtol: got 2\.0"),
     ("[time]\ndt = 0.03", r"^output\.interval: got 0\.1, allowed with fixed steps: a multiple of time\.dt = 0\.03"),
