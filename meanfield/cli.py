@@ -134,8 +134,9 @@ def cmd_rates(args) -> int:
 
     table = measured_rates(args.history, tol=args.tol)
     a = table.attrs
+    upd = f", update ngpt (alpha = {table.alpha:g})" if table.update == "ngpt" else ""
     print(f"# {args.history}: {a['geometry']}, variant {a['variant']}, beta = {float(a['beta']):g}, "
-          f"viscosity = {float(a['viscosity']):g}; linear window: |N_k| <= {args.tol:g} |lambda_k c_k|")
+          f"viscosity = {float(a['viscosity']):g}{upd}; linear window: |N_k| <= {args.tol:g} |lambda_k c_k|")
     print(f"{'mode':>8} {'theory':>20} {'measured':>20} {'rel.err':>10} {'window':>17} {'pts':>5}  status")
     for row in table.rows:
         fit, label = row.fit, ",".join(str(x) for x in row.mode)

@@ -68,6 +68,7 @@ def test_ngpt_density_grows_at_the_theory_rates(geometry, tmp_path):
            "time": {"t_end": round(math.log(1e4) / top, 1), "dt": 0.02}, "output": {"interval": 0.2}}
     meanfield.run(cfg, tmp_path / "r.h5", progress=False)
     table = measured_rates(tmp_path / "r.h5")
+    assert (table.update, table.alpha) == ("ngpt", 0.5)
     rows = table.measured
     modes = [r.mode[0] for r in rows]
     lam = theory.growth_rates(modes, 9.0, "sa", 0.0, dim, update="ngpt", alpha=0.5)

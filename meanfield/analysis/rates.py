@@ -57,15 +57,17 @@ class RateRow:
 
 @dataclass
 class RatesTable:
-    """Every mode of a history's linear phase: ``rows``, the window's tolerance ``tol``, the run's attributes, and
-    for the implicit schemes ``scheme_bias``: (z, relative error of the scheme's discrete rate at z =
-    max |lambda| dt)."""
+    """Every mode of a history's linear phase: ``rows``, the window's tolerance ``tol``, the run's attributes, its
+    residual update (the theory's: post-LN or nGPT with ``alpha``), and for the implicit schemes ``scheme_bias``:
+    (z, relative error of the scheme's discrete rate at z = max |lambda| dt)."""
 
     path: str
     attrs: dict
     tol: float
     rows: list = field(default_factory=list)
     scheme_bias: tuple | None = None
+    update: str = "post-ln"
+    alpha: float = NGPT_ALPHA
 
     @property
     def measured(self) -> list:
@@ -114,7 +116,7 @@ def measured_rates(history, tol: float = 1e-5) -> RatesTable:
         raise ConfigError(f"history: {name!r} holds {h['time'].size} snapshots, allowed: >= 3 to fit a rate")
     model = model_of(h)
     dim = model.geometry.dim
-    table = RatesTable(name, h["attrs"], tol)
+    table = RatesTable(name, h["attrs"], tol, update=model.update, alpha=model.alpha)
     fits = measure_growth_rates(h["time"], h["rho_hat"], model, tol=tol)
     rates = theory.growth_rates([fit.mode[0] for fit in fits], model.beta, model.variant, model.viscosity, dim,
                                 update=model.update, alpha=model.alpha)
