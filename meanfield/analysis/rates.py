@@ -28,6 +28,7 @@ def model_of(h: dict) -> AttentionModel:
     a = h["attrs"]
     p = tomllib.loads(str(a["config"])).get("particles", {}) if "config" in a else {}
     update, alpha = str(p.get("update", "post-ln")), float(p.get("alpha", NGPT_ALPHA))
+    # a density written before pre-/peri-LN densities were refused ran them as post-LN: read them so
     return AttentionModel(geometry_of(h), str(a["variant"]), float(a["beta"]), float(a["viscosity"]),
                           update if update == "ngpt" else "post-ln", alpha)
 
