@@ -341,3 +341,143 @@ def test_the_phase_plot_of_a_sweep_whose_seeds_were_batched(tmp_path):
     df = run_sweep(tmp_path / "u.toml", tmp_path / "u.parquet", workers=1, progress=False)
     with pytest.raises(ConfigError, match="batched and single runs in one table"):
         phase_data(df)
+
+
+# --- merging inside a batch (BatchTokenSolver) ------------------------------------------------------------------
+def _merging(**particles):
+    """Tokens on S^2 that cluster and merge (merge_tol 1e-4 rad) by t = 14."""
+    return {"model": {"method": "particles", "geometry": "sphere", "beta": 1.0},
+            "particles": {"n": 12, "dim": 3, "integrator": "rk4", **particles}, "longtime": {"merge_tol": 1e-4},
+            "time": {"t_end": 14.0, "dt": 0.05}, "output": {"interval": 2.0}, "initial": {"seed": 3, "kind": "uniform"}}
+
+
+def test_batched_systems_merge_as_their_single_runs(tmp_path):
+    """System b of a merging batch is the single run with initial.seed + b, merges included: the same rows merged
+    away (NaN), the same weights, the same token counts, positions to round-off; the file passes meanfield info."""
+    from meanfield.io.report import check
+
+    res = meanfield.run(_merging(batch=4), tmp_path / "b.h5")
+    batch = meanfield.io.read_history(res.path)
+    assert check(res.path).ok
+    for b in range(4):
+        cfg = _merging()
+        cfg["initial"]["seed"] = 3 + b
+        single = meanfield.solve(cfg)
+        pb, ps = batch["positions"][:, b], single["positions"]
+        assert np.array_equal(np.isnan(pb), np.isnan(ps)) and np.nanmax(np.abs(pb - ps)) < 1e-13
+        assert np.max(np.abs(batch["token_weights"][:, b] - single["token_weights"])) < 1e-15
+        tokens = batch["diagnostics"]["n_tokens"][:, b]
+        assert np.array_equal(tokens, single["diagnostics"]["n_tokens"]) and tokens[0] == 12 and tokens[-1] <= 2
+        assert single["merges"]["time"].size >= 5  # the single run's own records: it merged
+
+
+def test_merging_leaves_the_peers_statistics_as_they_were():
+    """rotf's setting (128 systems of 32 tokens on the circle, beta 4, Euler to t = 30) with tokens merging at
+    1e-9 and without: clustered pairs and cluster counts equal at every snapshot, energies to round-off, while
+    most tokens merged away."""
+    cfg = {"model": {"method": "particles", "geometry": "circle", "beta": 4.0},
+           "particles": {"n": 32, "dim": 2, "batch": 128, "integrator": "euler"}, "initial": {"kind": "uniform"},
+           "time": {"t_end": 30.0, "dt": 0.1}, "output": {"interval": 1.0, "tokens": False}}
+    runs = [meanfield.solve({**cfg, "longtime": {"merge_tol": tol}})["diagnostics"] for tol in (0.0, 1e-9)]
+    assert np.array_equal(runs[0]["pair_fraction"], runs[1]["pair_fraction"])
+    assert np.array_equal(runs[0]["cluster_count"], runs[1]["cluster_count"])
+    assert np.max(np.abs(runs[1]["energy"] / runs[0]["energy"] - 1)) < 1e-13
+    assert np.all(runs[0]["n_tokens"] == 32) and np.mean(runs[1]["n_tokens"][-1]) < 4
+
+
+def _groups(labels) -> set:
+    """A partition as a set of frozensets of members."""
+    out: dict = {}
+    for i, g in enumerate(labels):
+        out.setdefault(g, set()).add(i)
+    return {frozenset(s) for s in out.values()}
+
+
+@pytest.mark.parametrize("d", [2, 3, 6])
+def test_batched_merging_finds_the_groups_merge_groups_finds(d):
+    """A fuzzer: systems with planted close pairs and chains (and rows merged away before) merge into exactly the
+    groups ``merge_groups`` finds system by system; each group's weight is summed at its normalised weighted mean,
+    kept on its smallest row, and the rows merged away before follow their new leader."""
+    from meanfield.tokens import BatchTokenSolver, merge_groups
+
+    rng = np.random.default_rng(d)
+    S, n, tol = 24, 10, 1e-6
+    for _ in range(10):
+        x = rng.standard_normal((S * n, d))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        for _ in range(3 * S):  # plant: a token near another of its system (chains when they repeat)
+            s, i, j = rng.integers(S), *rng.choice(n, 2, replace=False)
+            step = rng.standard_normal(d) * tol * rng.uniform(0.1, 0.8) / math.sqrt(d)
+            x[s * n + j] = (x[s * n + i] + step) / np.linalg.norm(x[s * n + i] + step)
+        w = rng.uniform(0.5, 1.5, (S, n))
+        model = BatchedTokenModel(S, w / w.sum(axis=1, keepdims=True), 1.0, "sa", d)
+        solver = BatchTokenSolver(model, x, np.arange(S * n), S * n, "rk4", 0.1, merge_tol=tol)
+        # some rows already merged away, sitting on their leader
+        w0, leader = model.w.copy(), np.arange(S * n)
+        for s in rng.choice(S, S // 3, replace=False):
+            a, b = s * n + np.sort(rng.choice(n, 2, replace=False))
+            w0[a], w0[b], leader[b] = w0[a] + w0[b], 0.0, a
+            x[b] = x[a]
+        model.set_merged(w0, leader)
+        solver.state = solver.scheme.start(x)
+        live = leader == np.arange(S * n)
+        solver.merge()
+        for s in range(S):
+            rows = s * n + np.flatnonzero(live[s * n:(s + 1) * n])
+            want = _groups(merge_groups(x[rows], tol))
+            assert _groups(model.leader[rows]) == want
+            for g in want:
+                members = rows[sorted(g)]
+                keep = members[0]
+                mean = w0[members] @ x[members]
+                assert model.leader[keep] == keep and abs(model.w[keep] - w0[members].sum()) < 1e-15
+                assert np.max(np.abs(solver.x[members] - mean / np.linalg.norm(mean))) < 1e-15
+            followers = s * n + np.flatnonzero(~live[s * n:(s + 1) * n])
+            for f in followers:  # merged away before: on its (new) leader, which is live
+                assert live[model.leader[f]] and model.w[model.leader[f]] > 0
+                assert np.array_equal(solver.x[f], solver.x[model.leader[f]])
+
+
+def test_batched_merging_links_pairs_that_are_not_neighbours_in_projection():
+    """Pinned: two tokens within merge_tol whose projections on the solver's axis have a third, distant token's
+    between them (a search of neighbours in sorted order alone would miss them); and a leader merging into a
+    smaller row hands it the rows that followed it."""
+    from meanfield.tokens import BatchTokenSolver
+
+    n, tol = 4, 1e-6
+    model = BatchedTokenModel(1, np.full(n, 1 / n), 1.0, "sa", 3)
+    x = np.zeros((n, 3))
+    solver = BatchTokenSolver(model, np.eye(3)[[0, 1, 2, 0]], np.arange(n), n, "rk4", 0.1, merge_tol=tol)
+    u = solver._axis
+    a = np.cross(u, [0.3, -0.2, 0.9])
+    a = 0.6 * u + 0.8 * a / np.linalg.norm(a)  # projection 0.6
+    t = np.cross(a, np.cross(u, a))  # along the sphere at a, rising in projection
+    c = a + 0.5 * tol * t / np.linalg.norm(t)
+    c /= np.linalg.norm(c)
+    mid = (a @ u + c @ u) / 2
+    b = mid * u - math.sqrt(1 - mid * mid) * (a - (a @ u) * u) / np.linalg.norm(a - (a @ u) * u)  # opposite side
+    x[:] = [b, a, c, b]
+    x[3] = -x[1]  # far from all
+    assert a @ u < b @ u < c @ u and np.linalg.norm(a - c) < tol / 2 and np.linalg.norm(a - b) > 1
+    solver.state = solver.scheme.start(x)
+    assert solver.merge() == 1 and list(model.leader) == [0, 1, 1, 3]
+    # row 2 follows row 1; now row 1 (with its follower) meets row 0: row 0 keeps the group and row 2 follows it
+    x = solver.x.copy()
+    x[0] = x[1] = x[2] = x[1]
+    x[0] = (x[1] + 0.3 * tol * np.cross(x[1], u)) / np.linalg.norm(x[1] + 0.3 * tol * np.cross(x[1], u))
+    solver.state = solver.scheme.start(x)
+    assert solver.merge() == 1 and list(model.leader) == [0, 0, 0, 3]
+    assert np.array_equal(solver.x[2], solver.x[0]) and model.w[0] == pytest.approx(0.75, abs=1e-15)
+
+
+def test_set_merged_refuses_inconsistent_leaders():
+    """Weights and leaders that do not fit together are refused (a live row needs weight > 0, a merged-away one
+    weight 0 and a live leader in its own system)."""
+    model = BatchedTokenModel(2, np.full(3, 1 / 3), 1.0, "sa", 3)
+    w = model.w.copy()
+    for weights, leader in [(w, [0, 0, 2, 3, 4, 5]),                       # row 1 follows but keeps its weight
+                            ([0.5, 0, 0.5, 1 / 3, 1 / 3, 1 / 3], [0, 2, 2, 3, 3, 5]),  # row 4 keeps its weight
+                            ([2 / 3, 0, 1 / 3, 2 / 3, 0, 1 / 3], [0, 0, 2, 3, 2, 5]),  # a leader in another system
+                            ([1 / 3, 0, 2 / 3, 1 / 3, 1 / 3, 1 / 3], [0, 2, 1, 3, 4, 5])]:  # a merged-away leader
+        with pytest.raises(ValueError, match="leader"):
+            model.set_merged(np.asarray(weights, dtype=float), np.asarray(leader))

@@ -196,13 +196,19 @@ def test_blow_up_keeps_the_last_good_state(tmp_path):
     assert io.read_history(out)["time"].size >= 1
 
 
-@pytest.mark.parametrize("method", ["spectral", "particles", "handoff", "ragged"])
+@pytest.mark.parametrize("method", ["spectral", "particles", "handoff", "ragged", "batch"])
 def test_restore_in_process_is_bit_for_bit(tmp_path, method):
     """Stop a run after a checkpoint (a tracker raising mid-interval), restore, finish: equal to an
     uninterrupted run; for particles with noise this includes the random generator's state; "ragged":
-    a fixed-step t_end that is no multiple of dt (the last step is shorter), stopped in that interval."""
+    a fixed-step t_end that is no multiple of dt (the last step is shorter), stopped in that interval; "batch":
+    systems whose tokens merge before and after the checkpoint (the rows merged away and their leaders)."""
     crash, restart = 2.3, 2.0
-    if method == "ragged":
+    if method == "batch":
+        base = dict(model=dict(method="particles", geometry="sphere", beta=1.0), longtime=dict(merge_tol=1e-4),
+                    initial=dict(kind="uniform", seed=3), particles=dict(n=12, dim=3, batch=4),
+                    time=dict(t_end=14.0, dt=0.05), output=dict(interval=1.0))
+        make, crash, restart = Simulation, 11.3, 11.0
+    elif method == "ragged":
         base = dict(model=dict(beta=9.0), grid=dict(modes=32), initial=dict(amplitude=1e-4),
                     time=dict(t_end=4.0537, dt=0.01, stepper="sbdf2"), output=dict(interval=0.5))
         make, crash, restart = Simulation, 4.02, 4.0
@@ -248,8 +254,12 @@ def test_restore_in_process_is_bit_for_bit(tmp_path, method):
     again = make(cfg)
     again.restore(io.read_checkpoint(ck))
     assert again.t == restart and again.phase == sim.phase
+    merged = np.count_nonzero(again.weights == 0) if method == "batch" else 0
     again.run([])
     assert np.array_equal(again.state.u, ref.state.u) and again.steps == ref.steps
+    if method == "batch":  # tokens merged before the checkpoint and after it
+        assert 0 < merged < np.count_nonzero(again.weights == 0)
+        assert np.array_equal(again.weights, ref.weights)
     if method == "handoff":
         assert again.phase == "tokens" and np.array_equal(again.weights, ref.weights)
         assert again.handoff == ref.handoff

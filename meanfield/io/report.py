@@ -157,7 +157,11 @@ def _checks(r: Report) -> None:
                             f"{float(a['resolution_energy_error']):.2g}"))
         except (TypeError, ValueError, KeyError):
             checks.append(Check("resolution attributes are numbers", False))
-    if "n_tokens" in d and t.size:
+    if "n_tokens" in d and t.size and np.ndim(d["n_tokens"]) == 2:  # a batch: per system, no merge records
+        last = np.asarray(d["n_tokens"][-1])
+        r.lines.append(("tokens", f"per system at the end: {int(last.min())} .. {int(last.max())} (median "
+                        f"{float(np.median(last)):g})"))
+    elif "n_tokens" in d and t.size:
         merges = h.get("merges", {}).get("time", np.zeros(0))
         r.lines.append(("tokens", f"{int(d['n_tokens'][-1])} at the end; {merges.size} merges"))
     if "n_clusters" in d and t.size:

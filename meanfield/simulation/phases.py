@@ -412,9 +412,10 @@ class TokenPhase:
 
 
 class BatchPhase(TokenPhase):
-    """``particles.batch`` independent systems of tokens (a ``TokenSolver`` on a ``BatchedTokenModel``, one step for
-    all, the error measured per system): positions (systems, n, d), diagnostics one per system.  Its density is
-    the ensemble's mean measure (every system's tokens, each weighing 1 / systems), smoothed."""
+    """``particles.batch`` independent systems of tokens (a ``BatchTokenSolver`` on a ``BatchedTokenModel``, one step
+    for all, the error measured per system): positions (systems, n, d), diagnostics one per system.  Its density is
+    the ensemble's mean measure (every system's tokens, each weighing 1 / systems), smoothed.  The peers'
+    statistics count every row: a merged-away row sits on the token it merged into."""
 
     #: the peers' thresholds: pairs with <x_i, x_j> > 1 - PAIR_DELTA are clustered; the cluster count is the rank
     #: of the Gram matrix thresholded at 1 - RANK_DELTA (Geshkovski et al., rotf)
@@ -447,12 +448,13 @@ class BatchPhase(TokenPhase):
             spread = np.max(np.linalg.norm(X - mean[:, None, :] / norm[:, None, :], axis=2), axis=1)
         spread[norm[:, 0] == 0] = 2.0
         pairs, count, energy = gram_statistics(X, w, m.beta, self.PAIR_DELTA, self.RANK_DELTA)
-        return {"energy": energy, "spread": spread, "pair_fraction": pairs, "cluster_count": count}
+        return {"energy": energy, "spread": spread, "pair_fraction": pairs, "cluster_count": count,
+                "n_tokens": np.count_nonzero(w, axis=1)}
 
     def positions(self) -> np.ndarray:
-        """Positions (systems, n, d) (pre-LN, peri-LN: the residual streams)."""
+        """Positions (systems, n, d) (pre-LN, peri-LN: the residual streams): NaN on rows merged away."""
         m = self.solver.model
-        return self.solver.x.reshape(m.systems, m.size, -1)
+        return self.solver.full_positions().reshape(m.systems, m.size, -1)
 
     def token_rows(self):
         """(positions (systems, n, d), weights (systems, n))."""

@@ -61,7 +61,8 @@ class Result:
     handoff : object
         The hand-off to tokens (``longtime.HandOff``), if the run continued as tokens.
     merges : int
-        Merged groups of tokens.
+        Merge records (merged groups of tokens); a batch keeps none (its ``n_tokens`` diagnostic counts each
+        system's tokens).
     stepper : str
         The scheme that ran, and why (``time.stepper = "auto"`` picks one).
     resolution : dict or None
@@ -149,7 +150,7 @@ def _apply(raw: dict, overrides) -> dict:
 def diagnostics_of(cfg) -> list[str]:
     """The /diagnostics a run of ``cfg`` writes."""
     if cfg.model.method == "particles" and cfg.particles.batch > 1:  # one value per system (dt, steps: shared)
-        return ["energy", "spread", "pair_fraction", "cluster_count", "dt", "steps"]
+        return ["energy", "spread", "pair_fraction", "cluster_count", "n_tokens", "dt", "steps"]
     if cfg.model.method == "particles":  # with a perceptron, USA's free energy E + sum_i w_i Phi(x_i) too
         usa_mlp = cfg.model.variant == "usa" and cfg.perceptron.activation != "none"
         return ["mass", "energy", *(["free_energy"] if usa_mlp else []), "energy_rate", "spread", "n_clusters",
@@ -166,7 +167,7 @@ def record_shape(cfg, sim) -> dict:
     """What a history of ``cfg`` records besides the density: its diagnostics, token rows (rows, d) or None,
     clusters per snapshot, room for merge records (the same in a file and in memory)."""
     systems = cfg.particles.batch if sim.particles else 1
-    if systems > 1:  # a batch: per-system rows, no clusters, no merges; positions only where output.tokens asks
+    if systems > 1:  # a batch: per-system rows, no clusters, no merge records; positions only where output.tokens asks
         tokens = (cfg.particles.n, sim.geometry.dim) if cfg.output.tokens else None
         return {"diagnostics": diagnostics_of(cfg), "tokens": tokens, "clusters": 0, "merges": 0, "systems": systems}
     tokens = (sim.token_rows(), sim.geometry.dim) if sim.particles or cfg.longtime.handoff == "tokens" else None

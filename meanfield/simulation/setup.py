@@ -21,8 +21,9 @@ from ..physics import perceptron
 from ..physics.heads import attention_heads
 from ..physics.initial import initial_coefficients, initial_tokens
 from ..stepping import AUTO, EMBEDDED_SCHEMES, AdaptiveStep, EmbeddedStep, FixedStep, make_scheme, perturbation_error
-from ..tokens import (BatchedTokenModel, RandomLayers, RingModel, TokenModel, TokenSolver, default_bandwidth,
-                      sample_tokens)
+from ..tokens import (BatchedTokenModel, BatchTokenSolver, RandomLayers, RingModel, TokenModel, TokenSolver,
+                      default_bandwidth, sample_tokens)
+from ..tokens.updates import on_sphere
 from .handoff import HandOff
 from .phases import MAX_STEPS, BatchPhase, DensityPhase, TokenPhase
 
@@ -194,25 +195,34 @@ def _weights(x, w):
     return x, (np.full(x.shape[0], 1.0 / x.shape[0]) if w is None else np.asarray(w, dtype=float) / np.sum(w))
 
 
+def token_merge_tol(cfg) -> float:
+    """longtime.merge_tol where a particles run's tokens merge, else 0: not with noise (two tokens meet and part
+    again), a causal mask (a token's place in the sequence is part of it) or a residual stream off the sphere
+    (pre-LN, peri-LN: streams with one direction and different lengths are different tokens)."""
+    m, p = cfg.model, cfg.particles
+    return cfg.longtime.merge_tol if (m.viscosity == 0 and not cfg.attention.causal and on_sphere(p.update)) else 0.0
+
+
 def batch_phase(cfg, geometry, x, w=None, dt=None) -> BatchPhase:
-    """The phase of a batched particles run: ``particles.batch`` systems on a ``BatchedTokenModel``, no merging.
-    Adaptive steps are one step for all systems, accepted when every token of every system meets the tolerance
-    (``stepping.row_error``): each system's error is controlled as in a run of its own."""
+    """The phase of a batched particles run: ``particles.batch`` systems on a ``BatchedTokenModel``, merged as
+    single runs merge (``BatchTokenSolver``).  Adaptive steps are one step for all systems, accepted when every
+    token of every system meets the tolerance (``stepping.row_error``): each system's error is controlled as in a
+    run of its own."""
     m, p, a, tc = cfg.model, cfg.particles, cfg.attention, cfg.time
     x = np.asarray(x, dtype=float)
     w = np.full(p.n, 1.0 / p.n) if w is None else np.asarray(w, dtype=float).reshape(p.batch, p.n)[0]
     model = BatchedTokenModel(p.batch, w, m.beta, m.variant, p.dim, a.causal, a.alibi, heads=batch_heads(cfg, p.dim),
                               update=p.update, alpha=p.alpha, threads=token_threads(cfg), backend=p.backend,
                               device=p.device)
-    solver = TokenSolver(model, x, np.arange(x.shape[0]), x.shape[0], p.integrator, tc.dt if dt is None else dt,
-                         tc.adaptive, tc.rtol, tc.atol, tc.dt_min, tc.dt_max, 0.0, noise=m.viscosity,
-                         rng=np.random.default_rng([a.seed, cfg.initial.seed, 1]))
+    solver = BatchTokenSolver(model, x, np.arange(x.shape[0]), x.shape[0], p.integrator, tc.dt if dt is None else dt,
+                              tc.adaptive, tc.rtol, tc.atol, tc.dt_min, tc.dt_max, token_merge_tol(cfg),
+                              noise=m.viscosity, rng=np.random.default_rng([a.seed, cfg.initial.seed, 1]))
     return BatchPhase(geometry, solver, p.bandwidth or default_bandwidth(x.shape[0], p.dim))
 
 
 def particle_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) -> TokenPhase:
     """The token phase of a particles run: the config's heads, integrator, noise and merging."""
-    m, p, a, tc, lt = cfg.model, cfg.particles, cfg.attention, cfg.time, cfg.longtime
+    m, p, a, tc = cfg.model, cfg.particles, cfg.attention, cfg.time
     if p.batch > 1:
         return batch_phase(cfg, geometry, x, w, dt)
     x, w = _weights(x, w)
@@ -220,10 +230,9 @@ def particle_tokens(cfg, geometry, x, w=None, rows=None, n_rows=None, dt=None) -
     model = TokenModel(w, m.beta, m.variant, p.dim, Q, K, V, a.causal, field=p.field, threads=token_threads(cfg),
                        backend=p.backend, device=p.device, alibi=a.alibi, update=p.update, alpha=p.alpha)
     model.perceptron = perceptron.from_config(cfg)
-    merge = lt.merge_tol if (m.viscosity == 0 and not a.causal) else 0.0
     solver = TokenSolver(model, x, np.arange(x.shape[0]) if rows is None else rows,
                          x.shape[0] if n_rows is None else n_rows, p.integrator, tc.dt if dt is None else dt,
-                         tc.adaptive, tc.rtol, tc.atol, tc.dt_min, tc.dt_max, merge, noise=m.viscosity,
+                         tc.adaptive, tc.rtol, tc.atol, tc.dt_min, tc.dt_max, token_merge_tol(cfg), noise=m.viscosity,
                          rng=np.random.default_rng([a.seed, cfg.initial.seed, 1]))
     if a.resample:  # one step = one layer with fresh heads (its rng is checkpointed)
         solver.scheme = RandomLayers(model, a.heads, a.variance, np.random.default_rng([a.seed, 2]))

@@ -13,8 +13,8 @@ from .field import FIELDS, TokenModel, pick_field
 from .integrators import EMBEDDED, INTEGRATORS, ProjectedDP5, ProjectedDP853, ProjectedEuler, ProjectedRK4, RandomLayers
 from .rings import RingModel
 from .sampling import default_bandwidth, heat_kernel, max_distance_to_mean, sample_tokens, smoothed_density
-from .solver import TokenSolver, merge_groups
+from .solver import BatchTokenSolver, TokenSolver, merge_groups
 
 __all__ = ["BatchedTokenModel", "EMBEDDED", "FIELDS", "INTEGRATORS", "ProjectedDP5", "ProjectedDP853", "ProjectedEuler", "ProjectedRK4",
-           "RandomLayers", "RingModel", "TokenModel", "TokenSolver", "default_bandwidth", "max_distance_to_mean",
+           "BatchTokenSolver", "RandomLayers", "RingModel", "TokenModel", "TokenSolver", "default_bandwidth", "max_distance_to_mean",
            "heat_kernel", "merge_groups", "pick_field", "sample_tokens", "smoothed_density"]

@@ -75,15 +75,9 @@ class BatchedTokenModel:
                                      f"({systems}, {dim}, {dim})")
         self._identity_qk = [all(m.ndim == 2 and np.array_equal(m, eye) for m in h[:2]) for h in self.heads]
         self._self_free = [update == "post-ln" and h[2].ndim == 2 and np.array_equal(h[2], eye) for h in self.heads]
-        self.w = weights.reshape(-1).copy()  # the TokenSolver's view: one weight per row
-        self.n = self.w.size
-        log_w, scale = np.log(weights), None
-        if self.causal:  # TokenModel's causal weights, system by system
-            pairs = [causal_weights(row, self.alibi) for row in log_w]
-            log_w, scale = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-        self._log_w, self._row_scale = log_w, scale
-        self._top_w = log_w.max(axis=1)
-        self._low_w = log_w.min(axis=1)
+        self.n = weights.size
+        self._row_scale = None
+        self.set_merged(weights.reshape(-1), np.arange(self.n))
         self._mask = None
         if self.causal:
             self._mask = np.zeros((self.size, self.size))
@@ -109,9 +103,37 @@ class BatchedTokenModel:
         return normalise(x) if on_sphere(self.update) else x
 
     def set_weights(self, weights: np.ndarray) -> None:
-        """The systems' weights cannot change (no merging of batched systems): refuse anything else."""
+        """A batch keeps n rows per system: refuse a change of weights that removes rows (``TokenSolver``'s
+        merging); ``BatchTokenSolver`` merges a batch by ``set_merged``."""
         if not np.array_equal(np.asarray(weights, dtype=float), self.w):
-            raise ValueError("BatchedTokenModel: the systems' weights are fixed (set particles merge_tol = 0)")
+            raise ValueError("BatchedTokenModel: tokens of a batch merge by weight transfer: advance it with "
+                             "BatchTokenSolver (TokenSolver with merge_tol = 0 never merges)")
+
+    def set_merged(self, weights: np.ndarray, leader: np.ndarray) -> None:
+        """Tokens merged by weight transfer (``BatchTokenSolver``): row i with ``leader[i] != i`` has weight 0, sits
+        where its leader (a live row of its system) sits and moves with it; ``weights`` (one per row) >= 0.
+
+        A merged-away row keeps its place in the stacked state (the systems stay n rows each, one product for
+        all): log w = -inf takes it out of every sum, and ``velocity`` gives it its leader's velocity, so it
+        stays on its leader bit for bit through the integrators' stages."""
+        w = np.asarray(weights, dtype=float).reshape(self.n)
+        leader = np.asarray(leader, dtype=np.int64).reshape(self.n)
+        rows = np.arange(self.n)
+        live = leader == rows
+        if (np.any(w[~live] != 0) or not np.all(w[live] > 0) or np.any(leader // self.size != rows // self.size)
+                or not np.all(live[leader])):
+            raise ValueError("weights and leaders: every live row (its own leader) needs a weight > 0, every other "
+                             "row weight 0 and a live leader in its system")
+        self.w, self.leader = w.copy(), leader.copy()
+        self._followers = np.flatnonzero(~live)
+        with np.errstate(divide="ignore"):  # merged-away rows: log 0 = -inf, out of every sum
+            log_w = np.log(w.reshape(self.systems, self.size))
+        if self.causal:  # TokenModel's causal weights, system by system (causal runs never merge)
+            pairs = [causal_weights(row, self.alibi) for row in log_w]
+            log_w, self._row_scale = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        self._log_w = log_w
+        self._top_w = log_w.max(axis=1)
+        self._low_w = np.where(np.isfinite(log_w), log_w, np.inf).min(axis=1)
 
     def _buffer(self, name: str, shape) -> np.ndarray:
         """This thread's work array ``name`` of ``shape``, reused: fresh multi-MB arrays are page-faulted in on
@@ -131,7 +153,7 @@ class BatchedTokenModel:
         if self._torch is not None:
             for b0 in range(0, self.systems, self._torch_block):
                 self._torch_systems(X, b0, out)
-            return out.reshape(x.shape)
+            return self._follow(out.reshape(x.shape))
         starts = range(0, self.systems, self._block)
         if self.threads > 1 and len(starts) > 1:
             if self._pool is None:
@@ -142,7 +164,13 @@ class BatchedTokenModel:
         else:
             for b0 in starts:
                 self._systems(X, b0, out)
-        return out.reshape(x.shape)
+        return self._follow(out.reshape(x.shape))
+
+    def _follow(self, v: np.ndarray) -> np.ndarray:
+        """``v`` with every merged-away row given its leader's velocity (``set_merged``)."""
+        if self._followers.size:
+            v[self._followers] = v[self.leader[self._followers]]
+        return v
 
     def _systems(self, X, b0: int, out) -> None:
         """Systems b0 .. b0 + block: their velocities into ``out``."""

@@ -128,6 +128,10 @@ class TokenSolver:
         out[self.ids] = self.w
         return out
 
+    def _set_weights(self, point: dict) -> None:
+        """The weights of a resume point."""
+        self.model.set_weights(np.asarray(point["w"], dtype=float))
+
     def resume_point(self) -> dict:
         """What a checkpoint needs to continue bit for bit."""
         return {"state": self.state, "w": self.w.copy(), "ids": self.ids.copy(),
@@ -135,12 +139,108 @@ class TokenSolver:
 
     def restore(self, point: dict) -> None:
         """Continue from ``resume_point()`` (or its checkpoint copy)."""
-        self.model.set_weights(np.asarray(point["w"], dtype=float))
+        self._set_weights(point)
         self.ids = np.asarray(point["ids"], dtype=np.int64)
         self.state = point["state"]
         if isinstance(self.controller, EmbeddedStep):
             self.controller.rejected = int(point.get("rejected", 0))
             self.controller.accepted = int(point.get("accepted", 0))
+
+
+class BatchTokenSolver(TokenSolver):
+    """A ``TokenSolver`` for a ``BatchedTokenModel``: many systems of n tokens each, merged by weight transfer.
+
+    Every system keeps its n rows (so its systems stay one stacked product); tokens of one system closer than
+    ``merge_tol`` radians merge as in ``TokenSolver`` (the group's summed weight at its normalised weighted mean,
+    on the group's smallest row), and the other rows of the group keep weight 0 and follow that row (the model's
+    ``set_merged``): each system evolves as the single run of its tokens would, merges included, and the
+    peers' statistics of its n rows still count a merged token as the tokens it stands for.
+
+    Finding the groups costs one sort per step: the live tokens' projections p_i = <x_i, u> on a fixed
+    direction u, sorted within each system, can only link tokens joined by a chain of neighbours less than the
+    chord apart (|p_i - p_j| <= |x_i - x_j|); only systems with such neighbours go through ``merge_groups``.
+    Merge records are not kept (``merges`` stays empty): the history's per-system token count says how many
+    tokens each system has left."""
+
+    def __init__(self, model, x: np.ndarray, *args, **kwargs):
+        super().__init__(model, x, *args, **kwargs)
+        u = np.random.default_rng(0).standard_normal(self.x.shape[1])  # any fixed direction
+        self._axis = u / np.linalg.norm(u)
+
+    @property
+    def live(self) -> np.ndarray:
+        """Which rows carry a token (the others merged away)."""
+        return self.model.leader == np.arange(self.model.n)
+
+    def merge(self, before: np.ndarray | None = None, h: float = 0.0) -> int:
+        """Merge the tokens of each system closer than merge_tol; returns the number of tokens merged away."""
+        m, x, live = self.model, self.x, self.live
+        S, n, d = m.systems, m.size, x.shape[1]
+        chord = 2 * math.sin(min(self.merge_tol, math.pi) / 2)
+        proj = np.where(live, x @ self._axis, np.nan).reshape(S, n)  # NaN (merged-away rows): never near
+        reach = chord + 1e-15  # |p_i - p_j| <= |x_i - x_j|, with room for the projections' rounding (|x| = 1)
+        candidates = np.flatnonzero(np.any(np.diff(np.sort(proj, axis=1), axis=1) <= reach, axis=1))
+        if candidates.size == 0:
+            return 0
+        # within a candidate system, every pair of tokens whose projections lie within the chord: the pairs lag
+        # apart in sorted order, lag by lag until no pair is that near (sorted: none further apart is), then
+        # their exact distances (1 - <x_i, x_j> has no digits left at 1e-9)
+        P = proj[candidates]
+        order = np.argsort(P, axis=1)
+        P = np.take_along_axis(P, order, axis=1)
+        rows = candidates[:, None] * n + order
+        first, second = [], []
+        for lag in range(1, n):
+            near = P[:, lag:] - P[:, :-lag] <= reach
+            if not near.any():
+                break
+            c, k = np.nonzero(near)
+            first.append(rows[c, k])
+            second.append(rows[c, k + lag])
+        pairs = np.stack([np.concatenate(first), np.concatenate(second)])
+        pairs = pairs[:, np.sum((x[pairs[0]] - x[pairs[1]]) ** 2, axis=1) <= chord * chord]
+        if pairs.shape[1] == 0:
+            return 0
+        nodes, ends = np.unique(pairs, return_inverse=True)  # the rows that merge, ascending
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        k = nodes.size
+        graph = coo_matrix((np.ones(pairs.shape[1]), ends.reshape(2, -1)), shape=(k, k))
+        labels = connected_components(graph, directed=False)[1]
+        first = np.unique(labels, return_index=True)[1]  # each group's first node: its smallest row, kept
+        w, leader, x = m.w.copy(), m.leader.copy(), x.copy()
+        total = np.bincount(labels, w[nodes])
+        mean = np.stack([np.bincount(labels, w[nodes] * x[nodes, a]) for a in range(d)], axis=1)
+        x[nodes] = (mean / np.linalg.norm(mean, axis=1, keepdims=True))[labels]  # on the sphere already
+        w[nodes] = 0.0
+        w[nodes[first]] = total
+        leader[nodes] = nodes[first][labels]
+        leader = leader[leader]  # rows that followed a row merged away now follow its group's row
+        away = leader != np.arange(m.n)
+        x[away] = x[leader[away]]
+        m.set_merged(w, leader)
+        self.state = self.scheme.start(x)  # the carried derivative is stale (the other rows: as they were)
+        return k - first.size
+
+    def full_positions(self) -> np.ndarray:
+        """Positions on all rows: NaN on rows whose token merged away."""
+        out = self.x.copy()
+        out[~self.live] = np.nan
+        return out
+
+    def full_weights(self) -> np.ndarray:
+        """Weights on all rows: 0 on rows whose token merged away."""
+        return self.model.w.copy()
+
+    def resume_point(self) -> dict:
+        """``TokenSolver``'s, with the rows' leaders."""
+        return {**super().resume_point(), "leader": self.model.leader.copy()}
+
+    def _set_weights(self, point: dict) -> None:
+        """The weights and leaders of a resume point (one without leaders: nothing merged)."""
+        leader = np.asarray(point.get("leader", np.arange(self.model.n)), dtype=np.int64)
+        self.model.set_merged(np.asarray(point["w"], dtype=float), leader)
 
 
 def _crossing_lag(d0: float, d1: float, tol: float, h: float) -> float:
