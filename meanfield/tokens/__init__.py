@@ -2,7 +2,7 @@
 
 ``field`` (the attention field of tokens: direct tiles, Funk–Hecke, torch), ``rings`` (zonal measures made
 of rings), ``integrators`` (projected Runge–Kutta, random layers), ``solver`` (steps and merges),
-``sampling`` (tokens from a density and back), ``batch`` (many
+``sampling`` (tokens from a density and back), ``work`` (blocks over threads), ``batch`` (many
 independent systems advanced as one).  A run of tokens is a ``simulation.Simulation`` of a
 particles config.
 """

@@ -10,14 +10,13 @@ interactions of a block of systems are batched matrix products, blocks spread ov
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from ..config.schema import UPDATES
 from .field import causal_weights
 from .integrators import normalise
 from .updates import NGPT_ALPHA, apply_update, on_sphere
+from .work import Blocks
 
 #: a block of systems holds about this many bytes of n x n exponents (a few blocks stay in the caches of the
 #: cores; measured at n = 32: fresh 64 MB work arrays cost 7x the product itself in page faults)
@@ -83,8 +82,7 @@ class BatchedTokenModel:
             self._mask = np.zeros((self.size, self.size))
             self._mask[np.triu_indices(self.size, 1)] = -np.inf
         self._block = max(1, int(block_bytes) // (8 * self.size * self.size))
-        self.threads = max(1, int(threads))
-        self._pool, self._bufs = None, {}
+        self._blocks = Blocks(threads, "meanfield-batch")
         self._torch = None
         if backend == "torch":  # the n x n work of every block on torch (CPU or a GPU), the rest in numpy
             from .torch_field import CPU_BLOCK_BYTES, CUDA_BLOCK_BYTES, load_torch
@@ -97,6 +95,11 @@ class BatchedTokenModel:
             self._torch_block = max(1, block // (8 * self.size * self.size))
         elif backend != "numpy":
             raise ValueError(f"backend: got {backend!r}, allowed: 'numpy' | 'torch'")
+
+    @property
+    def threads(self) -> int:
+        """Threads over the blocks of systems (BLAS on one each)."""
+        return self._blocks.threads
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Back onto the sphere (x / |x| row by row) for post-LN and nGPT; pre-LN and peri-LN keep the stream."""
@@ -135,16 +138,6 @@ class BatchedTokenModel:
         self._top_w = log_w.max(axis=1)
         self._low_w = np.where(np.isfinite(log_w), log_w, np.inf).min(axis=1)
 
-    def _buffer(self, name: str, shape) -> np.ndarray:
-        """This thread's work array ``name`` of ``shape``, reused: fresh multi-MB arrays are page-faulted in on
-        every call."""
-        key = (threading.get_ident(), name)
-        size = int(np.prod(shape))
-        buf = self._bufs.get(key)
-        if buf is None or buf.size < size:
-            buf = self._bufs[key] = np.empty(size)
-        return buf[:size].reshape(shape)
-
     def velocity(self, x: np.ndarray) -> np.ndarray:
         """The velocity of every row of ``x`` (systems x n, d), the rows unit vectors (the integrators evaluate the
         field at x / |x|): ``apply_update`` of the attention output."""
@@ -154,16 +147,7 @@ class BatchedTokenModel:
             for b0 in range(0, self.systems, self._torch_block):
                 self._torch_systems(X, b0, out)
             return self._follow(out.reshape(x.shape))
-        starts = range(0, self.systems, self._block)
-        if self.threads > 1 and len(starts) > 1:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="meanfield-batch")
-            list(self._pool.map(lambda b0: self._systems(X, b0, out), starts))
-        else:
-            for b0 in starts:
-                self._systems(X, b0, out)
+        self._blocks.run(lambda b0: self._systems(X, b0, out), range(0, self.systems, self._block))
         return self._follow(out.reshape(x.shape))
 
     def _follow(self, v: np.ndarray) -> np.ndarray:
@@ -179,7 +163,7 @@ class BatchedTokenModel:
         A = np.zeros_like(Xb)
         for h in range(len(self.heads)):
             left, right, V1, s, exact = self._operands(Xb, b0, b1, h)
-            e = self._buffer("exponents", (b1 - b0, n, n))
+            e = self._blocks.array(name="exponents", shape=(b1 - b0, n, n))
             np.matmul(left, right, out=e)
             if self._mask is not None:
                 e += self._mask
@@ -258,16 +242,16 @@ class BatchedTokenModel:
                  + self._top_w[b0:b1, None])
         exact = bool(np.any(2 * s - self._low_w[b0:b1, None] > SAFE_EXPONENT))  # the bound could underflow a row
         # one product makes beta <q_i, k_j> - s_i + log w_j: [beta q, -s, 1] against [k, 1, log w]
-        left = self._buffer(f"rows{h}", (b1 - b0, n, k.shape[2] + 2))
+        left = self._blocks.array(name=f"rows{h}", shape=(b1 - b0, n, k.shape[2] + 2))
         np.multiply(q, beta, out=left[..., :-2])
         left[..., -1] = 1.0
         if exact:
             left[..., -2] = 0.0
         else:
             np.negative(s, out=left[..., -2])
-        right = self._buffer(f"columns{h}", (b1 - b0, k.shape[2] + 2, n))
+        right = self._blocks.array(name=f"columns{h}", shape=(b1 - b0, k.shape[2] + 2, n))
         right[:, :-2], right[:, -2], right[:, -1] = np.swapaxes(k, 1, 2), 1.0, self._log_w[b0:b1]
-        V1 = self._buffer(f"values{h}", (b1 - b0, n, d + 1))
+        V1 = self._blocks.array(name=f"values{h}", shape=(b1 - b0, n, d + 1))
         V1[..., d] = 1.0
         V1[..., :d] = Xb if (V.ndim == 2 and self._self_free[h]) else Xb @ np.swapaxes(sl(V), -1, -2)
         return left, right, V1, s, exact

@@ -17,7 +17,6 @@ underflows (``TokenModel.velocity``).
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from ..errors import ConfigError
 from ..physics.heads import is_identity
 from ..physics.kernels import degree
 from .updates import NGPT_ALPHA, apply_update, on_sphere
+from .work import Blocks
 from .integrators import normalise
 
 #: the token field works on tiles of TILE_ROWS rows x (TILE_BYTES / 8 / TILE_ROWS) columns: 512 kB stays in a
@@ -63,9 +63,8 @@ class TokenModel:
         self.causal = causal
         self.alibi = float(alibi) if causal else 0.0
         self.tile_bytes = int(tile_bytes)
-        self.threads = max(1, int(threads))
+        self._blocks = Blocks(threads, "meanfield-field")
         self._self_free = self._free(self.V)
-        self._pool = None
         self.field = field
         self.funk_hecke = self.torch = None
         if backend == "torch":  # the direct field on torch
@@ -114,16 +113,11 @@ class TokenModel:
         self.rows = max(1, min(n, TILE_ROWS))
         self.cols = max(1, min(n, max(16, self.tile_bytes // (8 * self.rows))))
         self.block = max(1, int(BLOCK_BYTES // (8 * 3 * max(n, 1))))
-        self._bufs = {}
 
-    def _buffer(self, rows: int, cols: int) -> np.ndarray:
-        """A C-contiguous (rows, cols) work array, this thread's own, reused from call to call: fresh
-        multi-MB temporaries are returned to the system and page-faulted in again on every evaluation."""
-        key = threading.get_ident()
-        buf = self._bufs.get(key)
-        if buf is None or buf.size < rows * cols:
-            buf = self._bufs[key] = np.empty(rows * cols)
-        return buf[:rows * cols].reshape(rows, cols)
+    @property
+    def threads(self) -> int:
+        """Threads over the row blocks (BLAS on one each)."""
+        return self._blocks.threads
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """Back onto the sphere (x / |x| row by row) for post-LN and nGPT; pre-LN and peri-LN keep the stream."""
@@ -156,15 +150,7 @@ class TokenModel:
             ops = self._operands(x, h)
             if ops[-1]:
                 ops = self._shift_by_row_max(ops, self._row_max(ops[0], ops[1]))
-            if self.threads > 1 and len(starts) > 1:
-                if self._pool is None:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="meanfield-field")
-                list(self._pool.map(lambda i0: self._rows(ops, i0, out), starts))
-            else:
-                for i0 in starts:
-                    self._rows(ops, i0, out)
+            self._blocks.run(lambda i0: self._rows(ops, i0, out), starts)
         return apply_update(self.update, x, out, self.alpha)
 
     def _operands(self, x: np.ndarray, h: int):
@@ -200,7 +186,7 @@ class TokenModel:
 
     def _exponent(self, A, BT, i0, i1, c0, c1) -> np.ndarray:
         """The tile's exponents (this thread's work array), the causal mask's j > i set to -inf."""
-        e = self._buffer(i1 - i0, c1 - c0)
+        e = self._blocks.array((i1 - i0, c1 - c0))
         np.matmul(A[i0:i1], BT[:, c0:c1], out=e)
         if self.causal and c1 > i0:  # the tile reaches the diagonal
             i = np.arange(i0, i1)[:, None]
@@ -243,7 +229,7 @@ class TokenModel:
         e is the work array, valid until the next block."""
         for i0 in range(0, self.n, self.block):
             i1 = min(self.n, i0 + self.block)
-            e = self._buffer(i1 - i0, self.n)
+            e = self._blocks.array((i1 - i0, self.n))
             np.matmul(x[i0:i1], x.T, out=e)
             e -= 1.0
             e *= self.beta
