@@ -156,10 +156,10 @@ class BatchTokenSolver(TokenSolver):
     ``set_merged``): each system evolves as the single run of its tokens would, merges included, and the
     peers' statistics of its n rows still count a merged token as the tokens it stands for.
 
-    Finding the groups costs one sort per step: the live tokens' projections p_i = <x_i, u> on a fixed
-    direction u, sorted within each system, can only link tokens joined by a chain of neighbours less than the
-    chord apart (|p_i - p_j| <= |x_i - x_j|); only systems with such neighbours go through ``merge_groups``.
-    Merge records are not kept (``merges`` stays empty): the history's per-system token count says how many
+    Finding the groups costs one sort per step: two tokens within the chord have projections p_i = <x_i, u> on
+    a fixed direction u within the chord too (|p_i - p_j| <= |x_i - x_j|), so only the pairs whose projections,
+    sorted within each system, lie that near get their distance computed; the close pairs' connected components
+    are the groups (single linkage, as ``merge_groups``).  Merge records are not kept (``merges`` stays empty): the history's per-system token count says how many
     tokens each system has left."""
 
     def __init__(self, model, x: np.ndarray, *args, **kwargs):
@@ -178,7 +178,7 @@ class BatchTokenSolver(TokenSolver):
         S, n, d = m.systems, m.size, x.shape[1]
         chord = 2 * math.sin(min(self.merge_tol, math.pi) / 2)
         proj = np.where(live, x @ self._axis, np.nan).reshape(S, n)  # NaN (merged-away rows): never near
-        reach = chord + 1e-15  # |p_i - p_j| <= |x_i - x_j|, with room for the projections' rounding (|x| = 1)
+        reach = chord + 1e-14  # |p_i - p_j| <= |x_i - x_j|, with room for the projections' rounding (|x| = 1)
         candidates = np.flatnonzero(np.any(np.diff(np.sort(proj, axis=1), axis=1) <= reach, axis=1))
         if candidates.size == 0:
             return 0
@@ -208,20 +208,20 @@ class BatchTokenSolver(TokenSolver):
         k = nodes.size
         graph = coo_matrix((np.ones(pairs.shape[1]), ends.reshape(2, -1)), shape=(k, k))
         labels = connected_components(graph, directed=False)[1]
-        first = np.unique(labels, return_index=True)[1]  # each group's first node: its smallest row, kept
+        kept = nodes[np.unique(labels, return_index=True)[1]]  # each group's first node: its smallest row
         w, leader, x = m.w.copy(), m.leader.copy(), x.copy()
         total = np.bincount(labels, w[nodes])
         mean = np.stack([np.bincount(labels, w[nodes] * x[nodes, a]) for a in range(d)], axis=1)
         x[nodes] = (mean / np.linalg.norm(mean, axis=1, keepdims=True))[labels]  # on the sphere already
         w[nodes] = 0.0
-        w[nodes[first]] = total
-        leader[nodes] = nodes[first][labels]
-        leader = leader[leader]  # rows that followed a row merged away now follow its group's row
+        w[kept] = total
+        leader[nodes] = kept[labels]
+        leader = leader[leader]  # rows that followed a row merged away now follow its group's row (live: kept)
         away = leader != np.arange(m.n)
         x[away] = x[leader[away]]
         m.set_merged(w, leader)
         self.state = self.scheme.start(x)  # the carried derivative is stale (the other rows: as they were)
-        return k - first.size
+        return k - kept.size
 
     def full_positions(self) -> np.ndarray:
         """Positions on all rows: NaN on rows whose token merged away."""
