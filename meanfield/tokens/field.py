@@ -17,7 +17,6 @@ underflows (``TokenModel.velocity``).
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import ConfigError

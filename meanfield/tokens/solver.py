@@ -96,9 +96,7 @@ class TokenSolver:
         if groups == labels.size:
             return 0
         x, w, ids = self.x, self.w, self.ids
-        total = np.bincount(labels, w, minlength=groups)
-        mean = np.stack([np.bincount(labels, w * x[:, k], minlength=groups) for k in range(x.shape[1])], axis=1)
-        new_x = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+        total, new_x = _group_means(labels, w, x)
         new_ids = np.full(groups, np.iinfo(np.int64).max)
         np.minimum.at(new_ids, labels, ids)
         size = np.bincount(labels, minlength=groups)
@@ -175,7 +173,7 @@ class BatchTokenSolver(TokenSolver):
     def merge(self, before: np.ndarray | None = None, h: float = 0.0) -> int:
         """Merge the tokens of each system closer than merge_tol; returns the number of tokens merged away."""
         m, x, live = self.model, self.x, self.live
-        S, n, d = m.systems, m.size, x.shape[1]
+        S, n = m.systems, m.size
         chord = 2 * math.sin(min(self.merge_tol, math.pi) / 2)
         proj = np.where(live, x @ self._axis, np.nan).reshape(S, n)  # NaN (merged-away rows): never near
         reach = chord + 1e-14  # |p_i - p_j| <= |x_i - x_j|, with room for the projections' rounding (|x| = 1)
@@ -210,9 +208,8 @@ class BatchTokenSolver(TokenSolver):
         labels = connected_components(graph, directed=False)[1]
         kept = nodes[np.unique(labels, return_index=True)[1]]  # each group's first node: its smallest row
         w, leader, x = m.w.copy(), m.leader.copy(), x.copy()
-        total = np.bincount(labels, w[nodes])
-        mean = np.stack([np.bincount(labels, w[nodes] * x[nodes, a]) for a in range(d)], axis=1)
-        x[nodes] = (mean / np.linalg.norm(mean, axis=1, keepdims=True))[labels]  # on the sphere already
+        total, position = _group_means(labels, w[nodes], x[nodes])
+        x[nodes] = position[labels]  # on the sphere already
         w[nodes] = 0.0
         w[kept] = total
         leader[nodes] = kept[labels]
@@ -241,6 +238,14 @@ class BatchTokenSolver(TokenSolver):
         """The weights and leaders of a resume point (one without leaders: nothing merged)."""
         leader = np.asarray(point.get("leader", np.arange(self.model.n)), dtype=np.int64)
         self.model.set_merged(np.asarray(point["w"], dtype=float), leader)
+
+
+def _group_means(labels: np.ndarray, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group 0..G-1 of ``labels`` (each one used): the summed weight and the normalised weighted mean of the
+    positions ``x``, where the group's tokens become one."""
+    total = np.bincount(labels, w)
+    mean = np.stack([np.bincount(labels, w * x[:, k]) for k in range(x.shape[1])], axis=1)
+    return total, mean / np.linalg.norm(mean, axis=1, keepdims=True)
 
 
 def _crossing_lag(d0: float, d1: float, tol: float, h: float) -> float:
