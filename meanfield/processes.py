@@ -10,6 +10,7 @@ import signal
 from .errors import ConfigError
 
 _PR_SET_PDEATHSIG = 1
+_POOL_WORKER = False
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -23,6 +24,23 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), sig)
+
+
+def pool_worker() -> None:
+    """A process pool's initializer: this process dies with its parent (``die_with_parent``), ignores SIGINT
+    (Ctrl-C reaches the whole process group: the pool's owner answers it by ending its workers) and SIGTERM ends
+    it at once, even during a run (runs install no signal handlers here).  A pool stops its workers with SIGTERM
+    when one of them died, and the dead one may have held the task queue's lock: a worker that took SIGTERM as
+    "stop this run after its step" went back to that queue and waited on the lock forever, its owner with it."""
+    global _POOL_WORKER
+    _POOL_WORKER = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
+def in_pool_worker() -> bool:
+    """Whether this process is a pool's worker (``pool_worker`` ran): runs leave its signals to the pool."""
+    return _POOL_WORKER
 
 
 def check_address(address: str, key: str = "--scheduler") -> None:

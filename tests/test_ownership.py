@@ -229,6 +229,151 @@ def test_one_dead_worker_costs_no_case(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):  # the group: workers too, whatever happened above
             os.killpg(proc.pid, signal.SIGKILL)
+    assert (tmp_path / "rep" / "results.json").exists(), err[-2000:]
     verdicts = {k: v["verdict"] for k, v in json.loads((tmp_path / "rep" / "results.json").read_text()).items()}
     assert verdicts == {c: "pass" for c in CASES}, (verdicts, err)
     assert proc.returncode == 0
+
+
+# The two ways a killed worker took validate down, made deterministic (`meanfield validate -j` runs its cases in a
+# pool of processes): _in_pool with the harness's _execute replaced, in a process of its own.
+POOL_SCRIPT = r'''
+import json, os, signal, sys, threading, time, types
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import meanfield.processes
+from meanfield.simulation import run
+from meanfield.validate import harness
+
+out, mode = Path(sys.argv[1]), sys.argv[2]
+SECTIONS = dict(model=dict(geometry="circle", beta=1.0, viscosity=0.1), grid=dict(modes=32),
+                time=dict(t_end=200.0, dt=0.01), output=dict(interval=50.0))
+
+
+class Stepping:  # a tracker: the run has taken its signal handlers and steps
+    def start(self, sim):
+        (out / "stepping").write_text("")
+
+
+def execute(name, quick, where):
+    (out / f"try-{name}.{os.getpid()}").write_text("")
+    if name == "slow":
+        run(SECTIONS, out / "slow.h5", overwrite=True, progress=False, trackers=[Stepping()])
+    return harness.Outcome(1.0, 1.0, "-", verdict="pass")
+
+
+harness._execute = execute
+verdicts, reported = {}, threading.Event()
+
+
+def report(case, outcome):
+    verdicts[case.name] = outcome.verdict
+    reported.set()
+
+
+if mode == "idle":  # kill the quick case's worker once it waits for work again, holding the task queue's lock
+    def killer():
+        reported.wait()
+        while not (out / "stepping").exists():
+            time.sleep(0.01)
+        time.sleep(0.5)
+        os.kill(int(next(out.glob("try-quick.*")).suffix[1:]), signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+    names = ("quick", "slow")
+else:  # "start": the first pool's workers die as they start, before every case was handed out
+    def first_pool_dies():
+        if not (out / "died").exists():
+            (out / "died").write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+        pool_worker()
+
+    pool_worker, meanfield.processes.pool_worker = meanfield.processes.pool_worker, first_pool_dies
+
+    class Pool(ProcessPoolExecutor):
+        made = 0
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            Pool.made += 1
+            self.first = Pool.made == 1
+
+        def submit(self, *args, **kwargs):
+            end = time.monotonic() + 30
+            while self.first and self._processes and not self._broken and time.monotonic() < end:
+                time.sleep(0.01)  # the first pool: hand the next case out once its death is seen
+            return super().submit(*args, **kwargs)
+
+    harness.ProcessPoolExecutor = Pool
+    names = ("a", "b")
+harness._in_pool([types.SimpleNamespace(name=n) for n in names], False, 2, out, report)
+tries = {n: len(list(out.glob(f"try-{n}.*"))) for n in names}
+print(json.dumps({"verdicts": verdicts, "tries": tries}))
+'''
+
+
+@pytest.mark.parametrize("mode", ["idle", "start"])
+def test_dead_worker_neither_hangs_nor_ends_validate(tmp_path, mode):
+    """A worker killed while it waited for work holds the task queue's lock: the pool then stops the others with
+    SIGTERM, which a run in them once took as "stop after this step", so they went back to the queue and waited on
+    the dead worker's lock forever, and validate with them (mode "idle").  A worker dead before every case was
+    handed out made submit raise, and validate ended without a report (mode "start").  Either way every case now
+    runs again in a fresh pool and passes."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    (tmp_path / "out").mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out"), mode], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, process_group=0)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        out, err = "", "hung"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-2000:]
+    got = json.loads(out.splitlines()[-1])
+    names = ("quick", "slow") if mode == "idle" else ("a", "b")
+    assert got["verdicts"] == {n: "pass" for n in names}
+    if mode == "idle":  # the slow case ran again: its worker was stopped, not left waiting
+        assert got["tries"] == {"quick": 1, "slow": 2}
+    else:  # each case ran (in the second pool, or in a worker of the first that outlived the death)
+        assert min(got["tries"].values()) >= 1
+
+
+def test_ctrl_c_ends_validate_and_its_workers(tmp_path):
+    """Ctrl-C (SIGINT to the process group) during `meanfield validate -j 2`: exit 130 at once, the workers end,
+    and no queued case starts (the workers once took SIGINT as "stop this run", then ran every queued case)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cases = ("synchronisation-blocked", "linear-circle-all-modes", "mass", "order-sbdf2", "order-etdrk4")
+    proc = subprocess.Popen([sys.executable, "-m", "meanfield.cli", "validate", "--quick", "--case", *cases, "-j",
+                             "2", "-o", str(tmp_path / "rep")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, process_group=0,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal has it
+    try:
+        workers = _wait_for(lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None)
+        _wait_for(lambda: (tmp_path / "rep" / "runs" / cases[0]).exists())
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "meanfield: error: interrupted"
+    assert took < 5.0, took
+    _wait_for(lambda: not any(_alive(w) for w in workers), timeout=10)
+    started = {p.name for p in (tmp_path / "rep" / "runs").iterdir()}
+    assert started <= set(cases[:3]), started  # at most the two running cases and one queued behind them
+    assert not (tmp_path / "rep" / "results.json").exists()

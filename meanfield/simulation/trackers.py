@@ -309,11 +309,13 @@ class SignalStop(Tracker):
 
     def start(self, sim) -> None:
         """Install the handlers (from the main thread only: a run in a worker thread, as on a Dask worker, is
-        stopped by its process)."""
+        stopped by its process).  None in a process pool's worker: its signals are the pool's (``pool_worker``)."""
         import signal
         import threading
 
-        if threading.current_thread() is not threading.main_thread():
+        from ..processes import in_pool_worker
+
+        if threading.current_thread() is not threading.main_thread() or in_pool_worker():
             return
         for name in self.SIGNALS:
             num = getattr(signal, name)

@@ -19,7 +19,7 @@ import math
 import time
 import traceback
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -380,27 +380,52 @@ def _run_cases(chosen, quick: bool, jobs: int, out: Path, progress, scheduler) -
 
 def _in_pool(chosen, quick: bool, jobs: int, out: Path, report) -> None:
     """Run the cases in ``jobs`` worker processes that die with this one.  A dead worker breaks the whole pool:
-    its unfinished cases run again in a fresh one, and a case whose second try also breaks it is an ERROR."""
-    from ..processes import die_with_parent
+    its unfinished cases run again in a fresh one, and a case whose second try also breaks it is an ERROR.
+    Ctrl-C (which the workers ignore) or any other exception here ends the workers and cancels what is queued."""
+    from ..processes import pool_worker
 
     pending, broke = list(chosen), set()
     while pending:
         again = []
-        with ProcessPoolExecutor(min(jobs, len(pending)), initializer=die_with_parent) as pool:
-            futures = {c.name: pool.submit(_execute, c.name, quick, str(out)) for c in pending}
-            for c in pending:
-                try:
-                    o = futures[c.name].result()
-                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): maybe not this case's
-                    if c.name not in broke:
-                        broke.add(c.name)
-                        again.append(c)
-                        continue
-                    o = _error(f"the worker process running this case died twice: {exc!r}")
-                except Exception as exc:  # noqa: BLE001 - the task could not run: a finding too
-                    o = _error(f"the worker process running this case failed: {exc!r}")
-                report(c, o)
+        with ProcessPoolExecutor(min(jobs, len(pending)), initializer=pool_worker) as pool:
+            try:
+                futures = {c.name: _submit(pool, _execute, c.name, quick, str(out)) for c in pending}
+                for c in pending:
+                    try:
+                        o = futures[c.name].result()
+                    except BrokenProcessPool as exc:  # a worker died (killed, out of memory): maybe not this case's
+                        if c.name not in broke:
+                            broke.add(c.name)
+                            again.append(c)
+                            continue
+                        o = _error(f"the worker process running this case died twice: {exc!r}")
+                    except Exception as exc:  # noqa: BLE001 - the task could not run: a finding too
+                        o = _error(f"the worker process running this case failed: {exc!r}")
+                    report(c, o)
+            except BaseException:
+                _stop(pool)
+                raise
         pending = again
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End ``pool`` now: its queued tasks are cancelled and its workers get SIGTERM, which ends a pool worker
+    (``processes.pool_worker``) at once, mid-run."""
+    workers = list((pool._processes or {}).values())  # CPython's own record of the pool's processes
+    pool.shutdown(wait=False, cancel_futures=True)
+    for w in workers:
+        w.terminate()
+
+
+def _submit(pool, fn, *args) -> Future:
+    """``pool.submit(fn, *args)``, or a future holding the BrokenProcessPool that a worker dead before every task
+    was handed out makes ``submit`` raise: that task is tried again, as those the dead worker took."""
+    try:
+        return pool.submit(fn, *args)
+    except BrokenProcessPool as exc:
+        future = Future()
+        future.set_exception(exc)
+        return future
 
 
 def _error(body: str) -> Outcome:
