@@ -7,7 +7,7 @@ import sys
 
 
 class Terminated(BaseException):
-    """SIGTERM before a run took over the signal (start-up, imports, setting a run up)."""
+    """SIGTERM while no run holds the signal (start-up, imports, setting a run up, validate and sweep themselves)."""
 
 
 def _terminate(signum, frame):
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
         sys.stderr.write("meanfield: error: interrupted\n")
         return 130
     except Terminated:
-        sys.stderr.write("meanfield: error: terminated (SIGTERM) during start-up, before a run took its first step\n")
+        sys.stderr.write("meanfield: error: terminated (SIGTERM)\n")  # start-up, set-up, or a command that is no run
         return 143
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -29,12 +29,15 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 def pool_worker() -> None:
     """A process pool's initializer: this process dies with its parent (``die_with_parent``), ignores SIGINT
     (Ctrl-C reaches the whole process group: the pool's owner answers it by ending its workers) and SIGTERM ends
-    it at once, even during a run (runs install no signal handlers here).  A pool stops its workers with SIGTERM
-    when one of them died, and the dead one may have held the task queue's lock: a worker that took SIGTERM as
-    "stop this run after its step" went back to that queue and waited on the lock forever, its owner with it."""
+    it at once, even during a run: its default action, whatever handler the fork inherited (the ``meanfield``
+    command's start-up one raises an exception, which a pool's worker catches and goes on), and runs install no
+    handlers here.  A pool stops its workers with SIGTERM when one of them died, and the dead one may have held
+    the task queue's lock: a worker that took SIGTERM as "stop this run" went back to that queue and waited on
+    the lock forever, its owner with it."""
     global _POOL_WORKER
     _POOL_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent()
 
 

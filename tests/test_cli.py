@@ -305,7 +305,7 @@ def test_validate_reports_a_worker_that_died(tmp_path):
 
 
 @pytest.mark.parametrize("raised, status, text", [("KeyboardInterrupt", 130, "interrupted"),
-                                                  ("Terminated", 143, "terminated (SIGTERM) during start-up")])
+                                                  ("Terminated", 143, "terminated (SIGTERM)")])
 def test_signals_during_start_up_are_one_line(monkeypatch, capsys, raised, status, text):
     """The console script answers Ctrl-C and SIGTERM from its first line: while numpy is imported, or a run is set
     up before its own handlers take over (they were a traceback and a silent death)."""
