@@ -146,8 +146,8 @@ class BatchedTokenModel:
         if self._torch is not None:
             for b0 in range(0, self.systems, self._torch_block):
                 self._torch_systems(X, b0, out)
-            return self._follow(out.reshape(x.shape))
-        self._blocks.run(lambda b0: self._systems(X, b0, out), range(0, self.systems, self._block))
+        else:
+            self._blocks.run(lambda b0: self._systems(X, b0, out), range(0, self.systems, self._block))
         return self._follow(out.reshape(x.shape))
 
     def _follow(self, v: np.ndarray) -> np.ndarray:

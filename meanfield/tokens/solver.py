@@ -13,9 +13,6 @@ from .integrators import INTEGRATORS
 def merge_groups(x: np.ndarray, tol: float) -> np.ndarray:
     """Labels 0..G-1 of the groups of tokens linked by angular distances below ``tol`` (radians)
     (single linkage: a chain of close tokens is one group)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = x.shape[0]
     chord = 2 * math.sin(min(tol, math.pi) / 2)
     if x.shape[1] <= 16:
@@ -32,7 +29,15 @@ def merge_groups(x: np.ndarray, tol: float) -> np.ndarray:
         pairs = np.concatenate(found) if found else np.zeros((0, 2), int)
     if pairs.shape[0] == 0:
         return np.arange(n)
-    graph = coo_matrix((np.ones(pairs.shape[0]), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return _linked(pairs[:, 0], pairs[:, 1], n)
+
+
+def _linked(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Labels 0..G-1 of the connected components of n nodes linked by the pairs (i[k], j[k]): single linkage."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(i.size), (i, j)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
@@ -200,12 +205,8 @@ class BatchTokenSolver(TokenSolver):
         if pairs.shape[1] == 0:
             return 0
         nodes, ends = np.unique(pairs, return_inverse=True)  # the rows that merge, ascending
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         k = nodes.size
-        graph = coo_matrix((np.ones(pairs.shape[1]), ends.reshape(2, -1)), shape=(k, k))
-        labels = connected_components(graph, directed=False)[1]
+        labels = _linked(*ends.reshape(2, -1), k)
         kept = nodes[np.unique(labels, return_index=True)[1]]  # each group's first node: its smallest row
         w, leader, x = m.w.copy(), m.leader.copy(), x.copy()
         total, position = _group_means(labels, w[nodes], x[nodes])
